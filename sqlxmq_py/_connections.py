@@ -1,0 +1,107 @@
+"""The thin I/O layer shared by every call that takes the application's connection.
+
+A call accepts a sync ``psycopg.Connection`` or ``ConnectionPool`` (and returns its result) or an
+async ``AsyncConnection`` or ``AsyncConnectionPool`` (and returns an awaitable). It runs on the
+caller's connection, inside the caller's transaction, and never commits it; a pool lends a
+connection for one transaction of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any, TypeAlias, TypeVar, overload
+
+import psycopg
+from psycopg.rows import tuple_row
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
+from typing_extensions import TypeIs
+
+__all__ = [
+    "AnyConnection",
+    "AsyncConnectionLike",
+    "Rows",
+    "SyncConnectionLike",
+    "is_async",
+    "run",
+]
+
+SyncConnectionLike: TypeAlias = "psycopg.Connection[Any] | ConnectionPool[Any]"
+AsyncConnectionLike: TypeAlias = "psycopg.AsyncConnection[Any] | AsyncConnectionPool[Any]"
+AnyConnection: TypeAlias = "SyncConnectionLike | AsyncConnectionLike"
+Rows: TypeAlias = list[tuple[Any, ...]]
+Params: TypeAlias = Mapping[str, object]
+
+T = TypeVar("T")
+
+
+def is_async(conn: AnyConnection) -> TypeIs[AsyncConnectionLike]:
+    """Whether ``conn`` is an asyncio connection or pool."""
+    if isinstance(conn, psycopg.AsyncConnection | AsyncConnectionPool):
+        return True
+    if isinstance(conn, psycopg.Connection | ConnectionPool):
+        return False
+    raise TypeError(
+        "expected a psycopg Connection, AsyncConnection, ConnectionPool or AsyncConnectionPool, "
+        f"got {type(conn).__name__}"
+    )
+
+
+def fetch_sync(conn: SyncConnectionLike, query: bytes, params: Params | None = None) -> Rows:
+    """Runs one statement on a sync connection (or a pool's) and returns its rows."""
+    if isinstance(conn, ConnectionPool):
+        with conn.connection() as pooled:
+            return fetch_sync(pooled, query, params)
+    with conn.cursor(row_factory=tuple_row) as cur:
+        cur.execute(query, params)
+        return cur.fetchall() if cur.description is not None else []
+
+
+async def fetch_async(
+    conn: AsyncConnectionLike, query: bytes, params: Params | None = None
+) -> Rows:
+    """Runs one statement on an async connection (or a pool's) and returns its rows."""
+    if isinstance(conn, AsyncConnectionPool):
+        async with conn.connection() as pooled:
+            return await fetch_async(pooled, query, params)
+    async with conn.cursor(row_factory=tuple_row) as cur:
+        await cur.execute(query, params)
+        return await cur.fetchall() if cur.description is not None else []
+
+
+async def _run_async(
+    conn: AsyncConnectionLike, query: bytes, params: Params | None, interpret: Callable[[Rows], T]
+) -> T:
+    return interpret(await fetch_async(conn, query, params))
+
+
+@overload
+def run(
+    conn: SyncConnectionLike,
+    query: bytes,
+    params: Params | None,
+    interpret: Callable[[Rows], T],
+) -> T: ...
+
+
+@overload
+def run(
+    conn: AsyncConnectionLike,
+    query: bytes,
+    params: Params | None,
+    interpret: Callable[[Rows], T],
+) -> Coroutine[Any, Any, T]: ...
+
+
+def run(
+    conn: AnyConnection,
+    query: bytes,
+    params: Params | None,
+    interpret: Callable[[Rows], T],
+) -> T | Coroutine[Any, Any, T]:
+    """Runs ``query`` on ``conn`` and hands the rows to the pure ``interpret``.
+
+    Returns the result for a sync connection and a coroutine for an async one.
+    """
+    if is_async(conn):
+        return _run_async(conn, query, params, interpret)
+    return interpret(fetch_sync(conn, query, params))

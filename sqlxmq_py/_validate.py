@@ -1,0 +1,55 @@
+"""Pure validation of user-supplied options: every failure names the option and what it accepts."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import TypeAlias
+
+from .errors import ConfigurationError
+
+__all__ = ["Duration", "check_int", "check_text", "to_timedelta"]
+
+Duration: TypeAlias = "timedelta | float | int"
+"""A length of time: a ``timedelta``, or a number of seconds."""
+
+_PG_INT_MAX = 2**31 - 1
+
+
+def to_timedelta(option: str, value: object, *, allow_zero: bool = True) -> timedelta:
+    """Converts ``value`` (a timedelta or seconds) to a timedelta, refusing negative lengths."""
+    if isinstance(value, bool) or not isinstance(value, timedelta | int | float):
+        raise ConfigurationError(
+            f"{option} must be a timedelta or a number of seconds, got {value!r}"
+        )
+    delta = value if isinstance(value, timedelta) else _seconds(option, value)
+    if delta < timedelta(0) or (not allow_zero and delta == timedelta(0)):
+        bound = "zero or more" if allow_zero else "more than zero"
+        raise ConfigurationError(f"{option} must be {bound}, got {value!r}")
+    return delta
+
+
+def _seconds(option: str, value: float) -> timedelta:
+    try:
+        return timedelta(seconds=value)
+    except (OverflowError, ValueError) as exc:  # nan, inf, absurdly large
+        raise ConfigurationError(
+            f"{option} must be a finite number of seconds, got {value!r}"
+        ) from exc
+
+
+def check_int(option: str, value: object, *, minimum: int, maximum: int = _PG_INT_MAX) -> int:
+    """Checks that ``value`` is an int (not a bool) within ``[minimum, maximum]``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigurationError(f"{option} must be an int, got {value!r}")
+    if not minimum <= value <= maximum:
+        raise ConfigurationError(f"{option} must be between {minimum} and {maximum}, got {value}")
+    return value
+
+
+def check_text(option: str, value: object) -> str:
+    """Checks that ``value`` is a str PostgreSQL can store (any length, no NUL character)."""
+    if not isinstance(value, str):
+        raise ConfigurationError(f"{option} must be a str, got {value!r}")
+    if "\x00" in value:
+        raise ConfigurationError(f"{option} must not contain NUL characters, got {value!r}")
+    return value

@@ -1,0 +1,256 @@
+"""JobBuilder and Checkpoint: the options of one job, validated as they are set.
+
+Both are mutable builders: every setter changes the builder and returns it, so calls chain::
+
+    job_id = example_job.builder().set_channel_name("bar").set_json("John").spawn(conn)
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Coroutine, Sequence
+from datetime import timedelta
+from typing import Any, Self, overload
+
+from . import _connections
+from ._connections import AnyConnection, AsyncConnectionLike, SyncConnectionLike
+from ._ids import new_job_id
+from ._validate import Duration, check_int, check_text, to_timedelta
+from .errors import ConfigurationError
+from .payload import check_raw_json, encode_bytes, encode_json
+from .sql import query
+
+__all__ = ["DEFAULT_RETRIES", "DEFAULT_RETRY_BACKOFF", "Checkpoint", "JobBuilder", "insert_params"]
+
+DEFAULT_RETRIES = 4
+DEFAULT_RETRY_BACKOFF = timedelta(seconds=1)
+_PRIORITY_BOUND = 2**31 - 1
+
+
+class JobBuilder:
+    """The options of one job to spawn. Get one from ``NamedJob.builder()``.
+
+    Defaults come from the ``@job`` decorator; every setter validates its value at once and
+    raises :class:`~sqlxmq_py.ConfigurationError` (or :class:`~sqlxmq_py.PayloadError` for
+    payloads) naming what was wrong.
+    """
+
+    __slots__ = (
+        "_channel_args",
+        "_channel_name",
+        "_commit_interval",
+        "_delay",
+        "_id",
+        "_lease",
+        "_name",
+        "_ordered",
+        "_payload_bytes",
+        "_payload_json",
+        "_priority",
+        "_retries",
+        "_retry_backoff",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        channel_name: str = "",
+        retries: int = DEFAULT_RETRIES,
+        retry_backoff: Duration = DEFAULT_RETRY_BACKOFF,
+        ordered: bool = False,
+        lease: Duration | None = None,
+        priority: int = 0,
+    ) -> None:
+        """Starts a builder for the job called ``name`` with the given defaults."""
+        self._name = check_text("name", name)
+        self._id: uuid.UUID | None = None
+        self._channel_args = ""
+        self._delay = timedelta(0)
+        self._commit_interval: timedelta | None = None
+        self._payload_json: str | None = None
+        self._payload_bytes: bytes | None = None
+        self.set_channel_name(channel_name)
+        self.set_retries(retries)
+        self.set_retry_backoff(retry_backoff)
+        self.set_ordered(ordered)
+        self.set_lease(lease)
+        self.set_priority(priority)
+
+    @property
+    def name(self) -> str:
+        """The registered name of the job this builder spawns."""
+        return self._name
+
+    def set_id(self, job_id: uuid.UUID) -> Self:
+        """Uses this id instead of a new one (spawning the same id twice is an error)."""
+        if not isinstance(job_id, uuid.UUID):
+            raise ConfigurationError(f"id must be a uuid.UUID, got {job_id!r}")
+        self._id = job_id
+        return self
+
+    def set_channel_name(self, channel_name: str) -> Self:
+        """Sets the channel (default from ``@job``, else ``""``). Any length and characters."""
+        self._channel_name = check_text("channel_name", channel_name)
+        return self
+
+    def set_channel_args(self, channel_args: str) -> Self:
+        """Sets the channel arguments (default ``""``).
+
+        Jobs with equal (channel name, channel args) form a group: the unit of fairness and of
+        ordering. Runners subscribe to channel names; args never filter.
+        """
+        self._channel_args = check_text("channel_args", channel_args)
+        return self
+
+    def set_json(self, value: object) -> Self:
+        """Sets the JSON payload to ``value`` encoded as JSON (no NaN or Infinity)."""
+        self._payload_json = encode_json(value)
+        return self
+
+    def set_raw_json(self, raw_json: str) -> Self:
+        """Sets the JSON payload to this JSON text, stored exactly as given."""
+        self._payload_json = check_raw_json(raw_json)
+        return self
+
+    def set_raw_bytes(self, raw_bytes: bytes | bytearray | memoryview | None) -> Self:
+        """Sets (or, with ``None``, removes) the binary payload; a job may have both kinds."""
+        self._payload_bytes = None if raw_bytes is None else encode_bytes(raw_bytes)
+        return self
+
+    def set_delay(self, delay: Duration) -> Self:
+        """Runs the job no earlier than ``delay`` after now (the database's clock)."""
+        self._delay = to_timedelta("delay", delay)
+        return self
+
+    def set_retries(self, retries: int) -> Self:
+        """Sets how many times a failed job is retried (default 4: five attempts in all)."""
+        self._retries = check_int("retries", retries, minimum=0, maximum=2**31 - 2)
+        return self
+
+    def set_retry_backoff(self, retry_backoff: Duration) -> Self:
+        """Sets the wait before the first retry; it doubles with each retry (default 1 s)."""
+        self._retry_backoff = to_timedelta("retry_backoff", retry_backoff)
+        return self
+
+    def set_ordered(self, ordered: bool = True) -> Self:
+        """Runs this job strictly after the earlier ordered jobs of its channel group."""
+        if not isinstance(ordered, bool):
+            raise ConfigurationError(f"ordered must be a bool, got {ordered!r}")
+        self._ordered = ordered
+        return self
+
+    def set_commit_interval(self, commit_interval: Duration | None) -> Self:
+        """Spawns the job uncommitted: it runs only after ``commit()``, and is discarded if
+        ``commit_interval`` passes first. ``None`` (the default) spawns it committed."""
+        self._commit_interval = (
+            None
+            if commit_interval is None
+            else to_timedelta("commit_interval", commit_interval, allow_zero=False)
+        )
+        return self
+
+    def set_priority(self, priority: int) -> Self:
+        """Within its channel group, a job with higher priority runs first (default 0)."""
+        self._priority = check_int(
+            "priority", priority, minimum=-_PRIORITY_BOUND, maximum=_PRIORITY_BOUND
+        )
+        return self
+
+    def set_lease(self, lease: Duration | None) -> Self:
+        """Sets how long a runner holds the job before another may take it, unless renewed;
+        ``None`` uses the runner's default (30 s)."""
+        self._lease = None if lease is None else to_timedelta("lease", lease, allow_zero=False)
+        return self
+
+    @overload
+    def spawn(self, conn: SyncConnectionLike) -> uuid.UUID: ...
+
+    @overload
+    def spawn(self, conn: AsyncConnectionLike) -> Coroutine[Any, Any, uuid.UUID]: ...
+
+    def spawn(self, conn: AnyConnection) -> uuid.UUID | Coroutine[Any, Any, uuid.UUID]:
+        """Spawns the job in the caller's transaction and returns its id.
+
+        ``conn`` is a sync connection or pool (returns the id) or an async one (returns an
+        awaitable). The transaction is not committed here: a rollback removes the job.
+        """
+        ids, params = insert_params([self])
+        return _connections.run(conn, query("insert"), params, lambda _rows: ids[0])
+
+
+def insert_params(builders: Sequence[JobBuilder]) -> tuple[list[uuid.UUID], dict[str, object]]:
+    """Builds the parameters of the ``insert`` statement: one array per column, in job order."""
+    ids = [b._id or new_job_id() for b in builders]
+    params: dict[str, object] = {
+        "ids": ids,
+        "names": [b._name for b in builders],
+        "channel_names": [b._channel_name for b in builders],
+        "channel_args": [b._channel_args for b in builders],
+        "payload_json": [b._payload_json for b in builders],
+        "payload_bytes": [b._payload_bytes for b in builders],
+        "delays": [b._delay for b in builders],
+        "max_attempts": [b._retries + 1 for b in builders],
+        "retry_backoffs": [b._retry_backoff for b in builders],
+        "leases": [b._lease for b in builders],
+        "ordered": [b._ordered for b in builders],
+        "commit_intervals": [b._commit_interval for b in builders],
+        "priorities": [b._priority for b in builders],
+    }
+    return ids, params
+
+
+class Checkpoint:
+    """What a running job saves for its next attempt: see ``CurrentJob.checkpoint``.
+
+    Unset parts stay as they are: the payload is replaced only when one is set here.
+    """
+
+    __slots__ = ("_duration", "_extra_retries", "_payload_bytes", "_payload_json", "_set_bytes")
+
+    def __init__(self) -> None:
+        """An empty checkpoint: it changes nothing until options are set."""
+        self._duration = timedelta(0)
+        self._extra_retries = 0
+        self._payload_json: str | None = None
+        self._payload_bytes: bytes | None = None
+        self._set_bytes = False
+
+    def set_json(self, value: object) -> Self:
+        """Replaces the JSON payload with ``value`` encoded as JSON."""
+        self._payload_json = encode_json(value)
+        return self
+
+    def set_raw_json(self, raw_json: str) -> Self:
+        """Replaces the JSON payload with this JSON text."""
+        self._payload_json = check_raw_json(raw_json)
+        return self
+
+    def set_raw_bytes(self, raw_bytes: bytes | bytearray | memoryview | None) -> Self:
+        """Replaces the binary payload (``None`` removes it)."""
+        self._payload_bytes = None if raw_bytes is None else encode_bytes(raw_bytes)
+        self._set_bytes = True
+        return self
+
+    def set_extra_retries(self, extra_retries: int) -> Self:
+        """Grants this many more attempts (a job that made progress deserves them)."""
+        self._extra_retries = check_int("extra_retries", extra_retries, minimum=0)
+        return self
+
+    def set_duration(self, duration: Duration) -> Self:
+        """Extends the job's lease to at least ``duration`` from now."""
+        self._duration = to_timedelta("duration", duration)
+        return self
+
+    def params(self, job_id: uuid.UUID, token: uuid.UUID) -> dict[str, object]:
+        """The parameters of the ``checkpoint`` statement for the given lease."""
+        return {
+            "id": job_id,
+            "token": token,
+            "extra_retries": self._extra_retries,
+            "duration": self._duration,
+            "set_json": self._payload_json is not None,
+            "payload_json": self._payload_json,
+            "set_bytes": self._set_bytes,
+            "payload_bytes": self._payload_bytes,
+        }

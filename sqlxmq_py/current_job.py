@@ -1,0 +1,272 @@
+"""The running job, as its function sees it.
+
+``async def`` jobs receive a :class:`CurrentJob`; plain ``def`` jobs, which run in worker threads,
+receive its blocking twin :class:`BlockingCurrentJob`. Both carry the same data; every action is
+fenced by the job's lease, so a worker whose lease passed to another gets
+:class:`~sqlxmq_py.LeaseLostError` instead of changing a job that is no longer its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Coroutine, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Protocol
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
+from ._connections import Rows, fetch_async, fetch_sync
+from ._validate import Duration, to_timedelta
+from .builder import Checkpoint
+from .errors import LeaseLostError
+from .payload import decode_json
+from .sql import query
+
+__all__ = ["BlockingCurrentJob", "CurrentJob", "JobHost", "JobInfo", "LeasedJob"]
+
+
+@dataclass(slots=True, kw_only=True)
+class LeasedJob:
+    """One lease of a job, as the runner got it from the database."""
+
+    id: uuid.UUID
+    token: uuid.UUID
+    name: str
+    attempt: int
+    max_attempts: int
+    channel_name: str
+    channel_args: str
+    lease: timedelta
+    retry_backoff: timedelta
+    payload_json: str | None
+    payload_bytes: bytes | None
+    completed: bool = False
+    lease_lost: bool = False
+
+
+class JobHost(Protocol):
+    """What a job needs from the runner that leased it."""
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The runner's event loop."""
+        ...
+
+    @property
+    def pool(self) -> AsyncConnectionPool[Any]:
+        """The runner's connection pool."""
+        ...
+
+    async def complete_job(self, job: LeasedJob) -> None:
+        """Completes the job in the runner's next completion batch; raises LeaseLostError."""
+        ...
+
+    async def execute(self, query: bytes, params: Mapping[str, object]) -> Rows:
+        """Runs one statement on the runner's own connection."""
+        ...
+
+
+def _lease_lost(job: LeasedJob, action: str) -> LeaseLostError:
+    return LeaseLostError(
+        f"cannot {action} job {job.id} ({job.name!r}, attempt {job.attempt}): its lease is gone "
+        "(it expired and the job may be running elsewhere, or the job was completed, failed or "
+        "cleared)"
+    )
+
+
+class JobInfo:
+    """The data of a running job, shared by :class:`CurrentJob` and its blocking twin."""
+
+    __slots__ = ("_host", "_job")
+
+    def __init__(self, job: LeasedJob, host: JobHost) -> None:
+        """Wraps a lease; runners create these, applications receive them."""
+        self._job = job
+        self._host = host
+
+    @property
+    def id(self) -> uuid.UUID:
+        """The job's id, as returned by ``spawn``."""
+        return self._job.id
+
+    @property
+    def name(self) -> str:
+        """The job's registered name."""
+        return self._job.name
+
+    @property
+    def attempt(self) -> int:
+        """Which attempt this is: 1 for the first run."""
+        return self._job.attempt
+
+    @property
+    def max_attempts(self) -> int:
+        """How many attempts the job has in all (retries + 1, plus checkpoint extras)."""
+        return self._job.max_attempts
+
+    @property
+    def channel_name(self) -> str:
+        """The job's channel."""
+        return self._job.channel_name
+
+    @property
+    def channel_args(self) -> str:
+        """The job's channel arguments."""
+        return self._job.channel_args
+
+    @property
+    def lease_lost(self) -> bool:
+        """True once the runner learnt that this lease is gone (completion will be refused)."""
+        return self._job.lease_lost
+
+    @property
+    def completed(self) -> bool:
+        """True once ``complete()`` succeeded for this attempt."""
+        return self._job.completed
+
+    def json(self) -> Any:
+        """The decoded JSON payload, or ``None`` if the job has none.
+
+        Raises:
+            PayloadError: the stored payload is not valid JSON.
+        """
+        return decode_json(self._job.payload_json, job_name=self._job.name)
+
+    def raw_json(self) -> str | None:
+        """The JSON payload as stored, or ``None``."""
+        return self._job.payload_json
+
+    def raw_bytes(self) -> bytes | None:
+        """The binary payload, or ``None``."""
+        return self._job.payload_bytes
+
+    def _complete_params(self) -> dict[str, object]:
+        return {"ids": [self._job.id], "tokens": [self._job.token]}
+
+    def _completed(self, rows: Rows) -> None:
+        if not rows:
+            raise _lease_lost(self._job, "complete")
+        self._job.completed = True
+
+    def _keep_alive_params(self, duration: Duration) -> dict[str, object]:
+        return {
+            "id": self._job.id,
+            "token": self._job.token,
+            "duration": to_timedelta("duration", duration, allow_zero=False),
+        }
+
+    def _check(self, rows: Rows, action: str) -> None:
+        if not rows:
+            raise _lease_lost(self._job, action)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self._job.name!r} {self._job.id} attempt {self.attempt}>"
+
+
+class CurrentJob(JobInfo):
+    """The running job, for ``async def`` jobs."""
+
+    __slots__ = ()
+
+    @property
+    def pool(self) -> AsyncConnectionPool[Any]:
+        """The runner's connection pool, for the job's own queries."""
+        return self._host.pool
+
+    async def complete(
+        self, conn: psycopg.AsyncConnection[Any] | AsyncConnectionPool[Any] | None = None
+    ) -> None:
+        """Completes (deletes) the job.
+
+        With ``conn``, the deletion joins that transaction: commit it together with the job's
+        own writes for exactly-once effects. Without, the job is completed in the runner's next
+        batch, and this returns once that is durable. Returning normally from the job function
+        completes it too (unless ``auto_complete=False``).
+
+        Raises:
+            LeaseLostError: the lease is gone; roll back ``conn``'s transaction.
+        """
+        if conn is None:
+            await self._host.complete_job(self._job)
+            return
+        self._completed(await fetch_async(conn, query("complete"), self._complete_params()))
+
+    async def checkpoint(
+        self,
+        checkpoint: Checkpoint,
+        conn: psycopg.AsyncConnection[Any] | AsyncConnectionPool[Any] | None = None,
+    ) -> None:
+        """Saves progress for the next attempt (payload, extra retries, a longer lease),
+        in ``conn``'s transaction if given.
+
+        Raises:
+            LeaseLostError: the lease is gone.
+        """
+        params = checkpoint.params(self._job.id, self._job.token)
+        rows = await (
+            self._host.execute(query("checkpoint"), params)
+            if conn is None
+            else fetch_async(conn, query("checkpoint"), params)
+        )
+        self._check(rows, "checkpoint")
+
+    async def keep_alive(self, duration: Duration) -> None:
+        """Extends the lease to at least ``duration`` from now.
+
+        Raises:
+            LeaseLostError: the lease is gone.
+        """
+        rows = await self._host.execute(query("keep_alive"), self._keep_alive_params(duration))
+        self._check(rows, "keep alive")
+
+
+class BlockingCurrentJob(JobInfo):
+    """The running job, for plain ``def`` jobs running in worker threads."""
+
+    __slots__ = ()
+
+    def _on_loop(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self._host.loop).result()
+
+    def complete(self, conn: psycopg.Connection[Any] | ConnectionPool[Any] | None = None) -> None:
+        """Completes (deletes) the job; see :meth:`CurrentJob.complete`.
+
+        ``conn`` is a sync connection: commit its transaction with the job's own writes.
+
+        Raises:
+            LeaseLostError: the lease is gone; roll back ``conn``'s transaction.
+        """
+        if conn is None:
+            self._on_loop(self._host.complete_job(self._job))
+            return
+        self._completed(fetch_sync(conn, query("complete"), self._complete_params()))
+
+    def checkpoint(
+        self,
+        checkpoint: Checkpoint,
+        conn: psycopg.Connection[Any] | ConnectionPool[Any] | None = None,
+    ) -> None:
+        """Saves progress for the next attempt; see :meth:`CurrentJob.checkpoint`.
+
+        Raises:
+            LeaseLostError: the lease is gone.
+        """
+        params = checkpoint.params(self._job.id, self._job.token)
+        rows = (
+            self._on_loop(self._host.execute(query("checkpoint"), params))
+            if conn is None
+            else fetch_sync(conn, query("checkpoint"), params)
+        )
+        self._check(rows, "checkpoint")
+
+    def keep_alive(self, duration: Duration) -> None:
+        """Extends the lease to at least ``duration`` from now.
+
+        Raises:
+            LeaseLostError: the lease is gone.
+        """
+        params = self._keep_alive_params(duration)
+        self._check(self._on_loop(self._host.execute(query("keep_alive"), params)), "keep alive")

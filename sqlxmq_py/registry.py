@@ -1,0 +1,106 @@
+"""JobRegistry: the jobs a runner can run, their error handler and their context values."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Self, TypeAlias
+
+from .errors import ConfigurationError, DuplicateJobError
+from .job import NamedJob
+from .runner.options import JobRunnerOptions
+
+if TYPE_CHECKING:
+    from psycopg_pool import AsyncConnectionPool
+
+    from .current_job import JobInfo
+
+__all__ = ["ErrorHandler", "JobRegistry"]
+
+ErrorHandler: TypeAlias = "Callable[[JobInfo, BaseException], Awaitable[None] | None]"
+"""Called with the job and the error for every failed attempt; may be sync or async."""
+
+
+class JobRegistry:
+    """The set of jobs a runner can run, by name.
+
+    Raises:
+        DuplicateJobError: two jobs share a name.
+    """
+
+    def __init__(self, jobs: Iterable[NamedJob[..., Any]]) -> None:
+        """Registers ``jobs`` (``@job``-decorated functions)."""
+        self._jobs: dict[str, NamedJob[..., Any]] = {}
+        for named in jobs:
+            if not isinstance(named, NamedJob):
+                raise ConfigurationError(
+                    f"JobRegistry takes @job-decorated functions, got {named!r}"
+                )
+            if named.name in self._jobs:
+                raise DuplicateJobError(
+                    f"two jobs are named {named.name!r}: {self._jobs[named.name].fn!r} and "
+                    f"{named.fn!r}; give one of them @job(name=...)"
+                )
+            self._jobs[named.name] = named
+        self._error_handler: ErrorHandler | None = None
+        self._context: dict[type[Any], object] = {}
+
+    @property
+    def names(self) -> frozenset[str]:
+        """The names of the registered jobs."""
+        return frozenset(self._jobs)
+
+    def get(self, name: str) -> NamedJob[..., Any] | None:
+        """The job registered under ``name``, if any."""
+        return self._jobs.get(name)
+
+    @property
+    def error_handler(self) -> ErrorHandler | None:
+        """The handler set with :meth:`set_error_handler`."""
+        return self._error_handler
+
+    def set_error_handler(self, handler: ErrorHandler | None) -> Self:
+        """Calls ``handler(job, error)`` for every failed attempt (sync or async).
+
+        The failure is recorded whatever the handler does; an error it raises is logged.
+        """
+        if handler is not None and not callable(handler):
+            raise ConfigurationError(f"error handler must be callable, got {handler!r}")
+        self._error_handler = handler
+        return self
+
+    def set_context(self, *values: object) -> Self:
+        """Makes ``values`` available to jobs: a job parameter annotated with a class receives
+        the value of that class (e.g. an HTTP client, a settings object)."""
+        for value in values:
+            if value is None:
+                raise ConfigurationError("a context value must not be None")
+            self._context[type(value)] = value
+        return self
+
+    def context_for(self, named: NamedJob[..., Any]) -> dict[str, object]:
+        """The keyword arguments that ``named`` receives from the context.
+
+        Raises:
+            ConfigurationError: no context value fits one of its parameters.
+        """
+        kwargs: dict[str, object] = {}
+        for param, wanted in named.context_types().items():
+            value = self._context.get(wanted)
+            if value is None:
+                value = next((v for v in self._context.values() if isinstance(v, wanted)), None)
+            if value is None:
+                raise ConfigurationError(
+                    f"job {named.name!r} needs a context value of type {wanted.__qualname__} "
+                    f"for parameter {param!r}: call registry.set_context(...) with one"
+                )
+            kwargs[param] = value
+        return kwargs
+
+    def runner(self, pool: AsyncConnectionPool[Any] | str | None = None) -> JobRunnerOptions:
+        """Options for a runner of these jobs.
+
+        Args:
+            pool: an open ``AsyncConnectionPool``, a connection string, or ``None`` for
+                ``$SQLXMQ_DSN``, ``$DATABASE_URL`` or else the embedded PostgreSQL.
+        """
+        return JobRunnerOptions(self, pool)

@@ -1,0 +1,98 @@
+"""A runner's own autocommit connection that reconnects, with backoff, when it is lost."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import psycopg
+from psycopg.rows import tuple_row
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    wait_exponential_jitter,
+)
+
+from .._connections import Rows
+from .._logging import logger
+
+__all__ = ["RECONNECT_WAIT", "DedicatedConnection", "connect_kwargs"]
+
+RECONNECT_WAIT = wait_exponential_jitter(initial=0.05, max=5.0, jitter=0.2)
+"""Backoff between reconnection attempts: 50 ms doubling to 5 s, with jitter."""
+
+
+def connect_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """Connection arguments for a runner connection: the pool's, in autocommit, tuple rows."""
+    own = {k: v for k, v in kwargs.items() if k not in ("autocommit", "row_factory")}
+    return {**own, "autocommit": True}
+
+
+class DedicatedConnection:
+    """One autocommit connection used by one part of the runner.
+
+    A statement that fails because the connection broke is retried on a new connection until
+    it succeeds or the runner closes this connection. Other errors are raised.
+    """
+
+    def __init__(
+        self, conninfo: str, kwargs: Mapping[str, Any], role: str, closing: Callable[[], bool]
+    ) -> None:
+        """Prepares (does not open) a connection for ``role`` (a name used in log events)."""
+        self._conninfo = conninfo
+        self._kwargs = connect_kwargs(kwargs)
+        self._role = role
+        self._closing = closing
+        self._conn: psycopg.AsyncConnection[tuple[Any, ...]] | None = None
+        self._failures = 0
+
+    async def _connection(self) -> psycopg.AsyncConnection[tuple[Any, ...]]:
+        if self._conn is None or self._conn.closed:
+            self._conn = await psycopg.AsyncConnection.connect(
+                self._conninfo, row_factory=tuple_row, **self._kwargs
+            )
+            if self._failures:
+                logger.info("connection_restored", role=self._role)
+                self._failures = 0
+        return self._conn
+
+    def _give_up(self, state: RetryCallState) -> bool:
+        return self._closing()
+
+    def _before_sleep(self, state: RetryCallState) -> None:
+        self._failures += 1
+        exc = state.outcome.exception() if state.outcome else None
+        logger.warning(
+            "connection_lost",
+            role=self._role,
+            error=str(exc).strip(),
+            retry_in_s=round(state.upcoming_sleep, 3),
+            attempt=state.attempt_number,
+        )
+
+    async def execute(self, query: bytes, params: Mapping[str, object] | None = None) -> Rows:
+        """Runs one statement (its own transaction) and returns its rows."""
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(psycopg.OperationalError),
+            wait=RECONNECT_WAIT,
+            stop=self._give_up,
+            before_sleep=self._before_sleep,
+            reraise=True,
+        ):
+            with attempt:
+                conn = await self._connection()
+                try:
+                    cur = await conn.execute(query, params)
+                    return await cur.fetchall() if cur.description is not None else []
+                except psycopg.OperationalError:
+                    if conn.broken or conn.closed:
+                        self._conn = None
+                    raise
+        raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
+
+    async def close(self) -> None:
+        """Closes the connection (a later ``execute`` would open a new one)."""
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None

@@ -1,0 +1,106 @@
+"""Lease renewal in a thread of its own, on a connection of its own.
+
+Renewals must not depend on the event loop: a job that blocks the loop, or a pool with no free
+connection, would otherwise let leases expire under running jobs, which then run twice. One
+statement renews every lease the runner holds.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import timedelta
+from typing import Any
+
+import psycopg
+
+from .._logging import logger
+from ..sql import query
+from ._connection import connect_kwargs
+
+__all__ = ["HeldLease", "LeaseKeeper"]
+
+HeldLease = tuple[uuid.UUID, uuid.UUID, timedelta]
+"""(job id, lease token, lease length) of a lease the runner holds."""
+
+_MIN_INTERVAL = 0.2
+_MAX_RETRY_WAIT = 5.0
+
+
+def renew_interval(leases: list[HeldLease], default_lease: timedelta) -> float:
+    """Seconds between renewals: a third of the shortest lease held, so two may fail in a row."""
+    shortest = min((lease for _, _, lease in leases), default=default_lease)
+    return max(_MIN_INTERVAL, min(shortest, default_lease).total_seconds() / 3)
+
+
+class LeaseKeeper:
+    """Renews the runner's leases every third of a lease, from its own thread."""
+
+    def __init__(
+        self,
+        conninfo: str,
+        kwargs: Mapping[str, Any],
+        default_lease: timedelta,
+        held: Callable[[], list[HeldLease]],
+        on_lost: Callable[[list[uuid.UUID]], None],
+    ) -> None:
+        """``held()`` lists the leases to renew (called from the thread: it must be thread-safe);
+        ``on_lost(ids)`` is called from the thread with leases found gone."""
+        self._conninfo = conninfo
+        self._kwargs = connect_kwargs(kwargs)
+        self._default_lease = default_lease
+        self._held = held
+        self._on_lost = on_lost
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sqlxmq-lease-keeper", daemon=True)
+        self._conn: psycopg.Connection[tuple[Any, ...]] | None = None
+        self._failures = 0
+
+    def start(self) -> None:
+        """Starts the thread."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stops the thread and waits for it."""
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        wait = renew_interval([], self._default_lease)
+        while not self._stop.wait(wait):
+            leases = self._held()
+            wait = renew_interval(leases, self._default_lease)
+            if not leases:
+                continue
+            try:
+                self._renew(leases)
+            except psycopg.Error as exc:
+                self._failures += 1
+                if self._conn is not None:
+                    self._conn.close()
+                    self._conn = None
+                wait = min(wait, _MAX_RETRY_WAIT, 0.05 * 2**self._failures)
+                logger.warning("lease_renewal_failed", error=str(exc).strip(), retry_in_s=wait)
+        if self._conn is not None:
+            self._conn.close()
+
+    def _renew(self, leases: list[HeldLease]) -> None:
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.Connection.connect(self._conninfo, **self._kwargs)
+        with self._conn.cursor() as cur:
+            cur.execute(
+                query("renew"),
+                {
+                    "ids": [job_id for job_id, _, _ in leases],
+                    "tokens": [token for _, token, _ in leases],
+                    "default_lease": self._default_lease,
+                },
+            )
+            lost = [row[0] for row in cur.fetchall()]
+        if self._failures:
+            logger.info("lease_renewal_restored")
+            self._failures = 0
+        logger.debug("leases_renewed", count=len(leases) - len(lost))
+        if lost:
+            self._on_lost(lost)

@@ -1,0 +1,105 @@
+"""The runner's LISTEN connection: wakes the runner when jobs are spawned or become ready.
+
+Notifications only save latency: the runner also polls on a timer, so a lost notification, a
+broken listener or a pooler that cannot LISTEN never loses a job. After each (re)connection the
+listener subscribes first and then asks the runner to poll, so nothing spawned in between is
+missed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
+
+from .._logging import logger
+from ._connection import RECONNECT_WAIT, connect_kwargs
+
+__all__ = ["ALL_CHANNELS", "Listener", "notify_channel"]
+
+ALL_CHANNELS = "mq"
+"""The NOTIFY channel of runners that run every channel."""
+
+SCHEDULED_PAYLOAD = "s"
+"""The notification payload sent for delayed jobs (the runner re-reads its timer)."""
+
+
+def notify_channel(channel_name: str) -> str:
+    """The NOTIFY channel for a job channel; the same digest as SQL's mq_notify_channel()."""
+    return "mq_" + hashlib.sha256(channel_name.encode()).hexdigest()[:32]
+
+
+def listen_channels(channel_names: Sequence[str] | None) -> list[str]:
+    """What a runner for ``channel_names`` (None: all) listens to."""
+    if channel_names is None:
+        return [ALL_CHANNELS]
+    return sorted({notify_channel(name) for name in channel_names})
+
+
+class Listener:
+    """Keeps a LISTEN connection open, reconnecting with backoff when it drops."""
+
+    def __init__(
+        self,
+        conninfo: str,
+        kwargs: Mapping[str, Any],
+        channel_names: Sequence[str] | None,
+        on_notify: Callable[[str], None],
+        on_connected: Callable[[], None],
+    ) -> None:
+        """``on_notify(payload)`` runs for each notification, ``on_connected()`` after each
+        successful subscription."""
+        self._conninfo = conninfo
+        self._kwargs = connect_kwargs(kwargs)
+        self._channels = listen_channels(channel_names)
+        self._on_notify = on_notify
+        self._on_connected = on_connected
+        self._lost = False
+
+    def _before_sleep(self, state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        logger.warning(
+            "listener_reconnect_failed",
+            error=str(exc).strip(),
+            retry_in_s=round(state.upcoming_sleep, 3),
+            attempt=state.attempt_number,
+        )
+
+    async def _subscribe(self) -> psycopg.AsyncConnection[Any]:
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(psycopg.OperationalError),
+            wait=RECONNECT_WAIT,
+            before_sleep=self._before_sleep,
+            reraise=True,
+        ):
+            with attempt:
+                conn = await psycopg.AsyncConnection.connect(self._conninfo, **self._kwargs)
+                try:
+                    for channel in self._channels:
+                        await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+                except BaseException:
+                    await conn.close()
+                    raise
+                return conn
+        raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
+
+    async def run(self) -> None:
+        """Listens until cancelled."""
+        while True:
+            conn = await self._subscribe()
+            try:
+                if self._lost:
+                    logger.info("listener_restored")
+                    self._lost = False
+                self._on_connected()
+                async for notification in conn.notifies():
+                    self._on_notify(notification.payload)
+            except psycopg.Error as exc:
+                self._lost = True
+                logger.warning("listener_lost", error=str(exc).strip())
+            finally:
+                await conn.close()

@@ -1,0 +1,116 @@
+"""JobRunnerOptions: how a runner leases and runs jobs. Get one from ``JobRegistry.runner()``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Self
+
+from psycopg_pool import AsyncConnectionPool
+
+from .._validate import Duration, check_int, check_text, to_timedelta
+from ..errors import ConfigurationError
+from ._runner import Runner, RunnerConfig
+from .handle import JobRunnerHandle
+
+if TYPE_CHECKING:
+    from ..registry import JobRegistry
+
+__all__ = ["DEFAULT_LEASE", "JobRunnerOptions"]
+
+DEFAULT_LEASE = timedelta(seconds=30)
+"""How long a runner holds a job (unless the job sets its own lease); renewed while it runs."""
+
+
+class JobRunnerOptions:
+    """A runner's settings; every setter validates its value and returns the options."""
+
+    def __init__(self, registry: JobRegistry, pool: AsyncConnectionPool[Any] | str | None) -> None:
+        """Options for running ``registry``'s jobs on ``pool`` (a pool, a DSN, or None)."""
+        if pool is not None and not isinstance(pool, AsyncConnectionPool | str):
+            raise ConfigurationError(
+                f"pool must be an AsyncConnectionPool, a connection string or None, got {pool!r}"
+            )
+        self._registry = registry
+        self._pool = pool
+        self._min = 16
+        self._max = 32
+        self._channel_names: list[str] | None = None
+        self._keep_alive = True
+        self._lease = DEFAULT_LEASE
+        self._poll_interval = 2.0
+        self._maintenance_interval = 1.0
+
+    def set_concurrency(self, min_concurrency: int, max_concurrency: int) -> Self:
+        """Leases more jobs whenever fewer than ``min_concurrency`` are held, up to
+        ``max_concurrency`` in one statement (default 16 and 32)."""
+        low = check_int("min_concurrency", min_concurrency, minimum=1)
+        high = check_int("max_concurrency", max_concurrency, minimum=1, maximum=100_000)
+        if low > high:
+            raise ConfigurationError(
+                f"min_concurrency ({low}) must not exceed max_concurrency ({high})"
+            )
+        self._min, self._max = low, high
+        return self
+
+    def set_channel_names(self, channel_names: Sequence[str] | None) -> Self:
+        """Runs only jobs of these channels; ``None`` (the default) runs every channel, an
+        empty list none."""
+        if channel_names is None:
+            self._channel_names = None
+            return self
+        if isinstance(channel_names, str):
+            raise ConfigurationError("channel_names must be a list of names, not one str")
+        self._channel_names = sorted({check_text("channel_names", n) for n in channel_names})
+        return self
+
+    def set_keep_alive(self, keep_alive: bool) -> Self:
+        """Renews the leases of running jobs automatically (default True). Without, a job that
+        runs longer than its lease must call ``keep_alive()`` or it may run twice."""
+        if not isinstance(keep_alive, bool):
+            raise ConfigurationError(f"keep_alive must be a bool, got {keep_alive!r}")
+        self._keep_alive = keep_alive
+        return self
+
+    def set_lease(self, lease: Duration) -> Self:
+        """Sets the lease of jobs that do not set their own (default 30 s)."""
+        self._lease = to_timedelta("lease", lease, allow_zero=False)
+        return self
+
+    def set_poll_interval(self, poll_interval: Duration) -> Self:
+        """Polls at least this often even without notifications (default 2 s)."""
+        self._poll_interval = to_timedelta(
+            "poll_interval", poll_interval, allow_zero=False
+        ).total_seconds()
+        return self
+
+    def set_maintenance_interval(self, interval: Duration) -> Self:
+        """How often expired leases and two-phase jobs are swept (default 1 s)."""
+        self._maintenance_interval = to_timedelta(
+            "maintenance_interval", interval, allow_zero=False
+        ).total_seconds()
+        return self
+
+    def config(self) -> RunnerConfig:
+        """The settings as a frozen value."""
+        return RunnerConfig(
+            registry=self._registry,
+            pool=self._pool,
+            min_concurrency=self._min,
+            max_concurrency=self._max,
+            channel_names=None if self._channel_names is None else tuple(self._channel_names),
+            keep_alive=self._keep_alive,
+            default_lease=self._lease,
+            poll_interval=self._poll_interval,
+            maintenance_interval=self._maintenance_interval,
+        )
+
+    async def run(self) -> JobRunnerHandle:
+        """Starts the runner in the background and returns its handle.
+
+        Raises:
+            SchemaError: the database has no up-to-date sqlxmq_py schema (run ``migrate()``).
+        """
+        runner = Runner(self.config())
+        await runner.start()
+        return JobRunnerHandle(runner)

@@ -1,0 +1,123 @@
+"""Spawning and managing jobs from application code, on the application's connection.
+
+Each function takes a sync connection or pool (and returns its result) or an async connection or
+pool (and returns an awaitable), runs in the caller's transaction and never commits it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Coroutine, Iterable, Sequence
+from typing import Any, overload
+
+from . import _connections
+from ._connections import AnyConnection, AsyncConnectionLike, Rows, SyncConnectionLike
+from ._validate import check_text
+from .builder import JobBuilder, insert_params
+from .errors import ConfigurationError
+from .sql import query
+
+__all__ = ["clear", "clear_all", "commit", "exists", "spawn_many"]
+
+
+def _count(rows: Rows) -> int:
+    return int(rows[0][0])
+
+
+def _first_bool(rows: Rows) -> bool:
+    return bool(rows[0][0])
+
+
+@overload
+def spawn_many(conn: SyncConnectionLike, builders: Iterable[JobBuilder]) -> list[uuid.UUID]: ...
+
+
+@overload
+def spawn_many(
+    conn: AsyncConnectionLike, builders: Iterable[JobBuilder]
+) -> Coroutine[Any, Any, list[uuid.UUID]]: ...
+
+
+def spawn_many(
+    conn: AnyConnection, builders: Iterable[JobBuilder]
+) -> list[uuid.UUID] | Coroutine[Any, Any, list[uuid.UUID]]:
+    """Spawns many jobs in one statement and returns their ids, in the builders' order.
+
+    Ordered jobs of one channel group are chained in the order given.
+    """
+    batch = list(builders)
+    if not all(isinstance(b, JobBuilder) for b in batch):
+        raise ConfigurationError("spawn_many takes JobBuilder objects, from NamedJob.builder()")
+    ids, params = insert_params(batch)
+    if not batch:
+        return _connections.run(conn, b"SELECT 1", None, lambda _rows: ids)
+    return _connections.run(conn, query("insert"), params, lambda _rows: ids)
+
+
+def _ids(job_ids: Iterable[uuid.UUID]) -> list[uuid.UUID]:
+    ids = list(job_ids)
+    for job_id in ids:
+        if not isinstance(job_id, uuid.UUID):
+            raise ConfigurationError(f"job ids must be uuid.UUID, got {job_id!r}")
+    return ids
+
+
+@overload
+def commit(conn: SyncConnectionLike, job_ids: Iterable[uuid.UUID]) -> None: ...
+
+
+@overload
+def commit(
+    conn: AsyncConnectionLike, job_ids: Iterable[uuid.UUID]
+) -> Coroutine[Any, Any, None]: ...
+
+
+def commit(conn: AnyConnection, job_ids: Iterable[uuid.UUID]) -> Coroutine[Any, Any, None] | None:
+    """Commits jobs spawned with ``set_commit_interval``: they may run from now on.
+
+    Jobs that are already committed, or were discarded, are left alone.
+    """
+    return _connections.run(conn, query("commit"), {"ids": _ids(job_ids)}, lambda _rows: None)
+
+
+@overload
+def clear(conn: SyncConnectionLike, channel_names: Sequence[str]) -> int: ...
+
+
+@overload
+def clear(conn: AsyncConnectionLike, channel_names: Sequence[str]) -> Coroutine[Any, Any, int]: ...
+
+
+def clear(conn: AnyConnection, channel_names: Sequence[str]) -> int | Coroutine[Any, Any, int]:
+    """Deletes every job (whatever its state) of these channels; returns how many."""
+    if isinstance(channel_names, str):
+        raise ConfigurationError("channel_names must be a list of names, not one str")
+    names = [check_text("channel_names", name) for name in channel_names]
+    return _connections.run(conn, query("clear"), {"channel_names": names}, _count)
+
+
+@overload
+def clear_all(conn: SyncConnectionLike) -> int: ...
+
+
+@overload
+def clear_all(conn: AsyncConnectionLike) -> Coroutine[Any, Any, int]: ...
+
+
+def clear_all(conn: AnyConnection) -> int | Coroutine[Any, Any, int]:
+    """Deletes every job of every channel; returns how many."""
+    return _connections.run(conn, query("clear_all"), None, _count)
+
+
+@overload
+def exists(conn: SyncConnectionLike, job_id: uuid.UUID) -> bool: ...
+
+
+@overload
+def exists(conn: AsyncConnectionLike, job_id: uuid.UUID) -> Coroutine[Any, Any, bool]: ...
+
+
+def exists(conn: AnyConnection, job_id: uuid.UUID) -> bool | Coroutine[Any, Any, bool]:
+    """Whether the job is still in the queue (not yet completed, cleared or discarded)."""
+    (checked,) = _ids([job_id])
+    return _connections.run(conn, query("exists"), {"id": checked}, _first_bool)

@@ -1,0 +1,75 @@
+"""The SQL that sqlxmq_py sends, loaded by name from ``queries.sql``.
+
+Keeping every statement in one file makes the database work reviewable in one place and keeps
+SQL out of f-strings: parameters are always bound by psycopg.
+"""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+from typing import Literal, get_args
+
+__all__ = ["QueryName", "query"]
+
+QueryName = Literal[
+    "migrations_lock",
+    "migrations_unlock",
+    "migrations_create_table",
+    "migrations_applied",
+    "migrations_record",
+    "insert",
+    "commit",
+    "exists",
+    "clear",
+    "clear_all",
+    "lease",
+    "promote_scheduled",
+    "complete",
+    "fail",
+    "renew",
+    "release",
+    "keep_alive",
+    "checkpoint",
+    "maintenance_lock",
+    "expire_leases",
+    "expire_uncommitted",
+    "sweep_blocked",
+    "purge_listeners",
+    "listener_upsert",
+    "listener_delete",
+]
+
+_NAME_LINE = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
+
+
+def parse_queries(text: str) -> dict[str, bytes]:
+    """Split a queries file into ``{name: statement}``; comment lines are kept out of the SQL."""
+    parts = _NAME_LINE.split(text)
+    queries: dict[str, bytes] = {}
+    for name, body in zip(parts[1::2], parts[2::2], strict=True):
+        lines = [line for line in body.strip().splitlines() if not line.lstrip().startswith("--")]
+        if name in queries:
+            raise ValueError(f"queries.sql defines {name!r} twice")
+        queries[name] = "\n".join(lines).strip().encode()
+    return queries
+
+
+def _load() -> dict[str, bytes]:
+    text = resources.files(__package__).joinpath("queries.sql").read_text(encoding="utf-8")
+    queries = parse_queries(text)
+    expected = set(get_args(QueryName))
+    if set(queries) != expected:
+        raise RuntimeError(
+            f"queries.sql and QueryName disagree: only in file {sorted(set(queries) - expected)}, "
+            f"only in QueryName {sorted(expected - set(queries))}"
+        )
+    return queries
+
+
+_QUERIES = _load()
+
+
+def query(name: QueryName) -> bytes:
+    """The statement called ``name`` in ``queries.sql``, ready for ``cursor.execute``."""
+    return _QUERIES[name]
