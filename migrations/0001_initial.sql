@@ -270,27 +270,28 @@ $$;
 -- Makes two-phase jobs runnable (see JobBuilder.set_commit_interval) and wakes runners.
 CREATE FUNCTION mq_commit(p_ids uuid[]) RETURNS void
 LANGUAGE plpgsql AS $$
+DECLARE
+    v_channels text[];
 BEGIN
-    PERFORM mq_wake(ARRAY(
-        WITH committed AS (
-            UPDATE mq_jobs AS j
-            SET
-                state = CASE
-                    WHEN j.ord_seq IS NOT NULL AND EXISTS (
-                        SELECT 1 FROM mq_jobs AS e
-                        WHERE e.channel_name = j.channel_name
-                          AND e.channel_args = j.channel_args
-                          AND e.ord_seq < j.ord_seq
-                    ) THEN 'b'
-                    WHEN j.attempt_at > now() THEN 's'
-                    ELSE 'r'
-                END,
-                commit_deadline = NULL
-            WHERE j.id = ANY(p_ids) AND j.state = 'u'
-            RETURNING j.channel_name
-        )
-        SELECT channel_name FROM committed
-    ), 's');
+    WITH committed AS (
+        UPDATE mq_jobs AS j
+        SET
+            state = CASE
+                WHEN j.ord_seq IS NOT NULL AND EXISTS (
+                    SELECT 1 FROM mq_jobs AS e
+                    WHERE e.channel_name = j.channel_name
+                      AND e.channel_args = j.channel_args
+                      AND e.ord_seq < j.ord_seq
+                ) THEN 'b'
+                WHEN j.attempt_at > now() THEN 's'
+                ELSE 'r'
+            END,
+            commit_deadline = NULL
+        WHERE j.id = ANY(p_ids) AND j.state = 'u'
+        RETURNING j.channel_name
+    )
+    SELECT array_agg(channel_name) INTO v_channels FROM committed;
+    PERFORM mq_wake(coalesce(v_channels, '{}'), 's');
 END;
 $$;
 

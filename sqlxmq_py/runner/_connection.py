@@ -11,7 +11,8 @@ from tenacity import (
     AsyncRetrying,
     RetryCallState,
     retry_if_exception_type,
-    wait_exponential_jitter,
+    wait_exponential,
+    wait_random,
 )
 
 from .._connections import Rows
@@ -19,7 +20,7 @@ from .._logging import logger
 
 __all__ = ["RECONNECT_WAIT", "DedicatedConnection", "connect_kwargs"]
 
-RECONNECT_WAIT = wait_exponential_jitter(initial=0.05, max=5.0, jitter=0.2)
+RECONNECT_WAIT = wait_exponential(multiplier=0.05, max=5.0) + wait_random(0, 0.2)
 """Backoff between reconnection attempts: 50 ms doubling to 5 s, with jitter."""
 
 
