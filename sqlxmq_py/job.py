@@ -58,7 +58,7 @@ class NamedJob(Generic[P, R]):
         self._options = options
         self._is_async = inspect.iscoroutinefunction(fn)
         self._context_params = _context_parameters(fn, options.name)
-        self._context_types: dict[str, type[Any]] | None = None
+        self._context_types: dict[str, type[Any] | str] | None = None
         functools.update_wrapper(self, fn)
 
     @property
@@ -94,22 +94,29 @@ class NamedJob(Generic[P, R]):
             priority=o.priority,
         )
 
-    def context_types(self) -> dict[str, type[Any]]:
-        """The context parameters (after the first) and the type each one asks for.
+    def context_types(self) -> dict[str, type[Any] | str]:
+        """The context parameters (after the first) and the class each one asks for.
 
-        Resolved on first use, so annotations may name types defined after the decorator ran.
+        Resolved on first use, so annotations may name classes defined after the decorator ran.
+        An annotation that cannot be resolved (a class local to a function, under
+        ``from __future__ import annotations``) stays a string, matched by class name.
         """
         if self._context_types is None:
-            hints = typing.get_type_hints(self._fn)
-            types: dict[str, type[Any]] = {}
+            try:
+                hints = typing.get_type_hints(self._fn)
+            except NameError:
+                hints = {}
+            params = inspect.signature(self._fn).parameters
+            types: dict[str, type[Any] | str] = {}
             for name in self._context_params:
-                hint = typing.get_origin(hints[name]) or hints[name]
-                if not isinstance(hint, type):
+                hint = hints.get(name, params[name].annotation)
+                wanted = hint if isinstance(hint, str) else typing.get_origin(hint) or hint
+                if not isinstance(wanted, type | str):
                     raise ConfigurationError(
                         f"job {self.name!r}: parameter {name!r} must be annotated with a class "
-                        f"to receive a context value, got {hints[name]!r}"
+                        f"to receive a context value, got {hint!r}"
                     )
-                types[name] = hint
+                types[name] = wanted
             self._context_types = types
         return self._context_types
 

@@ -68,3 +68,5 @@ def decode_json(text: str | None, *, job_name: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise PayloadError(f"payload of job {job_name!r} is not valid JSON: {exc}") from exc
+    except RecursionError as exc:  # PostgreSQL accepts nesting deeper than Python can decode
+        raise PayloadError(f"payload of job {job_name!r} is nested too deeply to decode") from exc

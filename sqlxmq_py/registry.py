@@ -85,16 +85,30 @@ class JobRegistry:
         """
         kwargs: dict[str, object] = {}
         for param, wanted in named.context_types().items():
-            value = self._context.get(wanted)
+            value = self._find_context(wanted)
             if value is None:
-                value = next((v for v in self._context.values() if isinstance(v, wanted)), None)
-            if value is None:
+                label = wanted if isinstance(wanted, str) else wanted.__qualname__
                 raise ConfigurationError(
-                    f"job {named.name!r} needs a context value of type {wanted.__qualname__} "
+                    f"job {named.name!r} needs a context value of type {label} "
                     f"for parameter {param!r}: call registry.set_context(...) with one"
                 )
             kwargs[param] = value
         return kwargs
+
+    def _find_context(self, wanted: type[Any] | str) -> object | None:
+        if isinstance(wanted, str):
+            return next(
+                (
+                    v
+                    for v in self._context.values()
+                    if wanted in (type(v).__name__, type(v).__qualname__)
+                ),
+                None,
+            )
+        value = self._context.get(wanted)
+        if value is None:
+            value = next((v for v in self._context.values() if isinstance(v, wanted)), None)
+        return value
 
     def runner(self, pool: AsyncConnectionPool[Any] | str | None = None) -> JobRunnerOptions:
         """Options for a runner of these jobs.

@@ -52,7 +52,9 @@ class LeaseKeeper:
         self._default_lease = default_lease
         self._held = held
         self._on_lost = on_lost
-        self._stop = threading.Event()
+        self._stopping = False
+        self._wake = threading.Event()
+        self._wait = renew_interval([], default_lease)
         self._thread = threading.Thread(target=self._run, name="sqlxmq-lease-keeper", daemon=True)
         self._conn: psycopg.Connection[tuple[Any, ...]] | None = None
         self._failures = 0
@@ -63,14 +65,25 @@ class LeaseKeeper:
 
     def stop(self) -> None:
         """Stops the thread and waits for it."""
-        self._stop.set()
+        self._stopping = True
+        self._wake.set()
         self._thread.join()
 
+    def leased(self, shortest: timedelta) -> None:
+        """Tells the keeper that leases as short as ``shortest`` are now held, so that it
+        renews them in time even if it was sleeping for longer ones."""
+        if shortest.total_seconds() / 3 < self._wait:
+            self._wake.set()
+
     def _run(self) -> None:
-        wait = renew_interval([], self._default_lease)
-        while not self._stop.wait(wait):
+        while True:
+            self._wake.wait(self._wait)
+            self._wake.clear()
+            if self._stopping:
+                break
             leases = self._held()
             wait = renew_interval(leases, self._default_lease)
+            self._wait = wait
             if not leases:
                 continue
             try:
@@ -80,8 +93,10 @@ class LeaseKeeper:
                 if self._conn is not None:
                     self._conn.close()
                     self._conn = None
-                wait = min(wait, _MAX_RETRY_WAIT, 0.05 * 2**self._failures)
-                logger.warning("lease_renewal_failed", error=str(exc).strip(), retry_in_s=wait)
+                self._wait = min(wait, _MAX_RETRY_WAIT, 0.05 * 2**self._failures)
+                logger.warning(
+                    "lease_renewal_failed", error=str(exc).strip(), retry_in_s=self._wait
+                )
         if self._conn is not None:
             self._conn.close()
 

@@ -370,6 +370,8 @@ class Runner:
             self._start(row)
         if rows:
             self._cursor = (rows[-1][4], rows[-1][5])
+            if self._keeper is not None:
+                self._keeper.leased(min(row[6] for row in rows))
         if len(rows) >= want:
             self._poll_pending = True
             if self._idle is not False:
