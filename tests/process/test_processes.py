@@ -1,0 +1,83 @@
+"""Runner processes that are killed or told to stop: nothing is lost, effects happen once."""
+
+from __future__ import annotations
+
+import random
+import signal
+import time
+from typing import Any
+
+import psycopg
+import pytest
+
+from sqlxmq_py import exists, spawn_many
+
+from ..helpers import count_jobs, wait_until
+from .conftest import Spawner
+from .worker import effect, hang_first, slow_thread_job
+
+
+@pytest.fixture
+def tables(db: psycopg.Connection[Any]) -> None:
+    db.execute("CREATE TABLE starts (job_id uuid, attempt int)")
+    db.execute("CREATE TABLE effects (job_id uuid, attempt int)")
+
+
+@pytest.mark.usefixtures("tables")
+async def test_sigkilled_runner_job_runs_again_and_its_effect_commits_once(
+    conn: psycopg.Connection[Any], db: psycopg.Connection[Any], worker_process: Spawner
+) -> None:
+    job_id = hang_first.builder().spawn(conn)
+    conn.commit()
+    first = worker_process()
+    await wait_until(lambda: db.execute("SELECT count(*) FROM starts").fetchone() == (1,))
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    worker_process()  # a new runner picks the job up once its 1 s lease has expired
+    await wait_until(lambda: not exists(db, job_id), timeout=20)
+    assert db.execute("SELECT attempt FROM starts ORDER BY attempt").fetchall() == [(1,), (2,)]
+    assert db.execute("SELECT job_id, attempt FROM effects").fetchall() == [(job_id, 2)]
+
+
+async def test_sigterm_lets_the_running_job_finish_and_exits_cleanly(
+    conn: psycopg.Connection[Any], db: psycopg.Connection[Any], worker_process: Spawner
+) -> None:
+    proc = worker_process()
+    job_id = slow_thread_job.builder().spawn(conn)
+    conn.commit()
+    await wait_until(lambda: count_jobs(db, "state = 'l'") == 1)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=20) == 0
+    assert proc.stdout is not None
+    assert proc.stdout.read().strip() == "stopped"
+    assert not exists(db, job_id)  # finished and completed before the process exited
+    assert db.execute("SELECT count(*) FROM mq_listeners").fetchone() == (0,)
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("tables")
+def test_chaos_sigkill_while_draining_loses_nothing_and_commits_effects_once(
+    conn: psycopg.Connection[Any], db: psycopg.Connection[Any], worker_process: Spawner
+) -> None:
+    total = 10_000
+    ids = spawn_many(conn, [effect.builder().set_json(i) for i in range(total)])
+    conn.commit()
+    rng = random.Random(1234)
+    workers = [worker_process("--concurrency", "20", "40") for _ in range(3)]
+    kills = 0
+    deadline = time.monotonic() + 240
+    while count_jobs(db) > 0:
+        assert time.monotonic() < deadline, f"{count_jobs(db)} jobs left after 240 s"
+        time.sleep(rng.uniform(0.2, 0.5))
+        victim = rng.randrange(len(workers))
+        workers[victim].send_signal(signal.SIGKILL)
+        workers[victim].wait()
+        kills += 1
+        workers[victim] = worker_process("--concurrency", "20", "40")
+    effects = db.execute("SELECT job_id, count(*) FROM effects GROUP BY job_id").fetchall()
+    assert len(effects) == total  # every job had its effect
+    assert {n for _, n in effects} == {1}  # exactly once
+    assert {job_id for job_id, _ in effects} == set(ids)
+    assert count_jobs(db) == 0  # nothing left leased, failed or lost
+    assert kills >= 3
+    print(f"chaos: {total} jobs, 3 runners, {kills} SIGKILLs, 0 lost, 0 duplicate effects")
