@@ -4,14 +4,35 @@ Jobs are rows in the application's database: spawned in its transactions, leased
 ``SKIP LOCKED``, and completed, if the job wants, in the same transaction as its own writes.
 """
 
+from .admin import (
+    BlockedChain,
+    JobState,
+    JobStatus,
+    PurgeResult,
+    QueueCount,
+    blocked_chains,
+    cancel,
+    channel_limits,
+    job_status,
+    list_jobs,
+    purge,
+    queue_counts,
+    reschedule,
+    retry,
+    set_channel_limit,
+)
 from .backoff import retry_delay
-from .builder import Checkpoint, JobBuilder
+from .builder import Checkpoint, JobBuilder, JobKeyMode
+from .cron import CronSchedule
 from .current_job import BlockingCurrentJob, CurrentJob, JobInfo
 from .embedded import resolve_dsn
 from .errors import (
     ConfigurationError,
     DuplicateJobError,
     EmbeddedServerError,
+    JobCancelledError,
+    JobFailedError,
+    JobNotFoundError,
     JobTimeoutError,
     LeaseLostError,
     MigrationError,
@@ -22,7 +43,9 @@ from .errors import (
 )
 from .job import JobOptions, NamedJob, job
 from .migrate import migrate, migration_script
+from .pull import FetchedJob, complete, fail, fetch
 from .registry import ErrorHandler, JobRegistry
+from .results import wait_for_result
 from .runner import JobRunnerHandle, JobRunnerOptions
 from .spawn import clear, clear_all, commit, exists, spawn_many
 
@@ -35,8 +58,10 @@ __all__ = [
     "JobOptions",
     "JobRegistry",
     "ErrorHandler",
-    # spawning and managing jobs
+    "CronSchedule",
+    # spawning jobs
     "JobBuilder",
+    "JobKeyMode",
     "spawn_many",
     "commit",
     "clear",
@@ -46,6 +71,28 @@ __all__ = [
     "migration_script",
     "resolve_dsn",
     "retry_delay",
+    # looking at and managing jobs
+    "JobState",
+    "JobStatus",
+    "job_status",
+    "wait_for_result",
+    "list_jobs",
+    "QueueCount",
+    "queue_counts",
+    "cancel",
+    "retry",
+    "reschedule",
+    "BlockedChain",
+    "blocked_chains",
+    "PurgeResult",
+    "purge",
+    "set_channel_limit",
+    "channel_limits",
+    # consuming without a runner
+    "FetchedJob",
+    "fetch",
+    "complete",
+    "fail",
     # running jobs
     "JobRunnerOptions",
     "JobRunnerHandle",
@@ -61,6 +108,9 @@ __all__ = [
     "UnknownJobError",
     "LeaseLostError",
     "JobTimeoutError",
+    "JobNotFoundError",
+    "JobFailedError",
+    "JobCancelledError",
     "EmbeddedServerError",
     "SchemaError",
     "MigrationError",

@@ -8,23 +8,45 @@ Both are mutable builders: every setter changes the builder and returns it, so c
 from __future__ import annotations
 
 import uuid
-from collections.abc import Coroutine, Sequence
-from datetime import timedelta
-from typing import Any, Self, overload
+from collections.abc import Coroutine, Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any, Literal, Protocol, Self, TypeAlias, overload
 
 from . import _connections
-from ._connections import AnyConnection, AsyncConnectionLike, SyncConnectionLike
+from ._connections import AnyConnection, AsyncConnectionLike, Rows, SyncConnectionLike
 from ._ids import new_job_id
 from ._validate import Duration, check_int, check_text, to_timedelta
 from .errors import ConfigurationError
 from .payload import check_raw_json, encode_bytes, encode_json
 from .sql import query
 
-__all__ = ["DEFAULT_RETRIES", "DEFAULT_RETRY_BACKOFF", "Checkpoint", "JobBuilder", "insert_params"]
+__all__ = [
+    "DEFAULT_RETRIES",
+    "DEFAULT_RETRY_BACKOFF",
+    "Checkpoint",
+    "JobBuilder",
+    "JobKeyMode",
+    "insert_params",
+    "spawned_ids",
+]
 
 DEFAULT_RETRIES = 4
 DEFAULT_RETRY_BACKOFF = timedelta(seconds=1)
 _PRIORITY_BOUND = 2**31 - 1
+
+JobKeyMode: TypeAlias = Literal["replace", "preserve_run_at", "unsafe_dedupe"]
+"""What spawning a job whose key is taken by a waiting job does (graphile-worker's modes)."""
+
+_KEY_MODES = ("replace", "preserve_run_at", "unsafe_dedupe")
+
+
+class _Named(Protocol):
+    """A job that can be named as a dead letter (a ``NamedJob``)."""
+
+    @property
+    def name(self) -> str: ...
+
+    def builder(self) -> JobBuilder: ...
 
 
 class JobBuilder:
@@ -36,19 +58,28 @@ class JobBuilder:
     """
 
     __slots__ = (
+        "_after",
         "_channel_args",
         "_channel_name",
         "_commit_interval",
+        "_dead_letter",
+        "_dead_letter_channel",
         "_delay",
         "_id",
+        "_job_key",
+        "_job_key_mode",
         "_lease",
         "_name",
         "_ordered",
         "_payload_bytes",
         "_payload_json",
         "_priority",
+        "_retain_for",
         "_retries",
         "_retry_backoff",
+        "_run_after_failed_parents",
+        "_run_at",
+        "_throttle",
     )
 
     def __init__(
@@ -61,21 +92,31 @@ class JobBuilder:
         ordered: bool = False,
         lease: Duration | None = None,
         priority: int = 0,
+        retain_for: Duration | None = None,
+        dead_letter: str | _Named | None = None,
     ) -> None:
         """Starts a builder for the job called ``name`` with the given defaults."""
         self._name = check_text("name", name)
         self._id: uuid.UUID | None = None
         self._channel_args = ""
         self._delay = timedelta(0)
+        self._run_at: datetime | None = None
         self._commit_interval: timedelta | None = None
         self._payload_json: str | None = None
         self._payload_bytes: bytes | None = None
+        self._job_key: str | None = None
+        self._job_key_mode: JobKeyMode = "replace"
+        self._throttle: timedelta | None = None
+        self._after: list[uuid.UUID] = []
+        self._run_after_failed_parents = False
         self.set_channel_name(channel_name)
         self.set_retries(retries)
         self.set_retry_backoff(retry_backoff)
         self.set_ordered(ordered)
         self.set_lease(lease)
         self.set_priority(priority)
+        self.set_retain_for(retain_for)
+        self.set_dead_letter(dead_letter)
 
     @property
     def name(self) -> str:
@@ -119,8 +160,97 @@ class JobBuilder:
         return self
 
     def set_delay(self, delay: Duration) -> Self:
-        """Runs the job no earlier than ``delay`` after now (the database's clock)."""
+        """Runs the job no earlier than ``delay`` after now (the database's clock).
+
+        Replaces a time set with :meth:`set_run_at`.
+        """
         self._delay = to_timedelta("delay", delay)
+        self._run_at = None
+        return self
+
+    def set_run_at(self, run_at: datetime) -> Self:
+        """Runs the job no earlier than ``run_at``, a timezone-aware datetime (naive ones are
+        refused: their meaning depends on the machine). Replaces a delay."""
+        if not isinstance(run_at, datetime):
+            raise ConfigurationError(f"run_at must be a datetime, got {run_at!r}")
+        if run_at.tzinfo is None or run_at.utcoffset() is None:
+            raise ConfigurationError(
+                f"run_at must be timezone-aware (e.g. datetime.now(timezone.utc)), got {run_at!r}"
+            )
+        self._run_at = run_at
+        self._delay = timedelta(0)
+        return self
+
+    def set_job_key(
+        self,
+        job_key: str | None,
+        mode: JobKeyMode = "replace",
+        *,
+        throttle: Duration | None = None,
+    ) -> Self:
+        """Gives the job a key, unique among unfinished jobs.
+
+        If a waiting job already has the key, ``mode`` says what happens: ``"replace"`` (the
+        default) updates that job's payload, run time and options; ``"preserve_run_at"`` does the
+        same but keeps its run time; ``"unsafe_dedupe"`` leaves it untouched. Either way ``spawn``
+        returns the existing job's id. A running job is never changed: it gives up the key and a
+        new job is spawned. With ``throttle``, at most one job per key is spawned per window
+        (finished jobs count); a spawn inside the window returns the window's job id.
+        """
+        if job_key is not None:
+            check_text("job_key", job_key)
+        if mode not in _KEY_MODES:
+            raise ConfigurationError(f"mode must be one of {', '.join(_KEY_MODES)}, got {mode!r}")
+        self._job_key = job_key
+        self._job_key_mode = mode
+        self._throttle = (
+            None if throttle is None else to_timedelta("throttle", throttle, allow_zero=False)
+        )
+        if self._throttle is not None and job_key is None:
+            raise ConfigurationError("throttle needs a job_key: the window is per key")
+        return self
+
+    def set_after(
+        self, job_ids: Iterable[uuid.UUID], *, run_after_failed_parents: bool = False
+    ) -> Self:
+        """Runs the job only after all these jobs completed (a continuation).
+
+        If one of them fails for good or is cancelled, this job is cancelled, unless
+        ``run_after_failed_parents`` is true (then it runs once they have all finished either
+        way). A parent no longer in the queue counts as completed, unless it was cancelled.
+        """
+        ids = list(job_ids)
+        for job_id in ids:
+            if not isinstance(job_id, uuid.UUID):
+                raise ConfigurationError(f"after takes uuid.UUID job ids, got {job_id!r}")
+        if not isinstance(run_after_failed_parents, bool):
+            raise ConfigurationError(
+                f"run_after_failed_parents must be a bool, got {run_after_failed_parents!r}"
+            )
+        self._after = ids
+        self._run_after_failed_parents = run_after_failed_parents
+        return self
+
+    def set_retain_for(self, retain_for: Duration | None) -> Self:
+        """Keeps the finished job (with its result) in the history for this long; ``None``
+        uses the runner's default (by default, not kept)."""
+        self._retain_for = None if retain_for is None else to_timedelta("retain_for", retain_for)
+        return self
+
+    def set_dead_letter(self, dead_letter: str | _Named | None) -> Self:
+        """When the job fails for good, spawns this job (a ``NamedJob`` or a job name) with the
+        original payload and the error: ``{"job_id", "job_name", "channel_name",
+        "channel_args", "attempts", "error", "payload"}``, and the original binary payload."""
+        if dead_letter is None or isinstance(dead_letter, str):
+            name = None if dead_letter is None else check_text("dead_letter", dead_letter)
+            self._dead_letter, self._dead_letter_channel = name, None
+        elif callable(getattr(dead_letter, "builder", None)):
+            template = dead_letter.builder()
+            self._dead_letter, self._dead_letter_channel = template.name, template._channel_name
+        else:
+            raise ConfigurationError(
+                f"dead_letter must be a job or a job name, got {dead_letter!r}"
+            )
         return self
 
     def set_retries(self, retries: int) -> Self:
@@ -175,29 +305,47 @@ class JobBuilder:
         ``conn`` is a sync connection or pool (returns the id) or an async one (returns an
         awaitable). The transaction is not committed here: a rollback removes the job.
         """
-        ids, params = insert_params([self])
-        return _connections.run(conn, query("insert"), params, lambda _rows: ids[0])
+        return _connections.run(
+            conn, query("insert"), insert_params([self]), lambda rows: spawned_ids(rows)[0]
+        )
 
 
-def insert_params(builders: Sequence[JobBuilder]) -> tuple[list[uuid.UUID], dict[str, object]]:
-    """Builds the parameters of the ``insert`` statement: one array per column, in job order."""
-    ids = [b._id or new_job_id() for b in builders]
-    params: dict[str, object] = {
-        "ids": ids,
+def insert_params(builders: Sequence[JobBuilder]) -> dict[str, object]:
+    """Builds the parameters of the ``insert`` statement: one array per column, in job order
+    (dependencies as edges: the child's 1-based position and the parent's id)."""
+    dep_positions = [pos for pos, b in enumerate(builders, 1) for _ in b._after]
+    dep_parents = [parent for b in builders for parent in b._after]
+    return {
+        "ids": [b._id or new_job_id() for b in builders],
         "names": [b._name for b in builders],
         "channel_names": [b._channel_name for b in builders],
         "channel_args": [b._channel_args for b in builders],
         "payload_json": [b._payload_json for b in builders],
         "payload_bytes": [b._payload_bytes for b in builders],
         "delays": [b._delay for b in builders],
+        "run_ats": [b._run_at for b in builders],
         "max_attempts": [b._retries + 1 for b in builders],
         "retry_backoffs": [b._retry_backoff for b in builders],
         "leases": [b._lease for b in builders],
         "ordered": [b._ordered for b in builders],
         "commit_intervals": [b._commit_interval for b in builders],
         "priorities": [b._priority for b in builders],
+        "job_keys": [b._job_key for b in builders],
+        "job_key_modes": [b._job_key_mode for b in builders],
+        "throttles": [b._throttle for b in builders],
+        "retain_fors": [b._retain_for for b in builders],
+        "dead_letters": [b._dead_letter for b in builders],
+        "dead_letter_channels": [b._dead_letter_channel for b in builders],
+        "run_after_failed_parents": [b._run_after_failed_parents for b in builders],
+        "dep_positions": dep_positions,
+        "dep_parents": dep_parents,
     }
-    return ids, params
+
+
+def spawned_ids(rows: Rows) -> list[uuid.UUID]:
+    """The ids the ``insert`` statement returned, in job order (an existing job's id where a
+    job key or throttle window made it stand for the new one)."""
+    return [job_id for _, job_id in rows]
 
 
 class Checkpoint:

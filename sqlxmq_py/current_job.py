@@ -22,7 +22,7 @@ from ._connections import Rows, fetch_async, fetch_sync
 from ._validate import Duration, to_timedelta
 from .builder import Checkpoint
 from .errors import LeaseLostError
-from .payload import decode_json
+from .payload import decode_json, encode_json
 from .sql import query
 
 __all__ = ["BlockingCurrentJob", "CurrentJob", "JobHost", "JobInfo", "LeasedJob"]
@@ -43,8 +43,11 @@ class LeasedJob:
     retry_backoff: timedelta
     payload_json: str | None
     payload_bytes: bytes | None
+    job_key: str | None = None
+    retain_for: timedelta | None = None
     completed: bool = False
     lease_lost: bool = False
+    cancelled: bool = False
 
 
 class JobHost(Protocol):
@@ -60,7 +63,12 @@ class JobHost(Protocol):
         """The runner's connection pool."""
         ...
 
-    async def complete_job(self, job: LeasedJob) -> None:
+    @property
+    def default_retain(self) -> timedelta:
+        """How long finished jobs are kept when they do not say (the registry's retain_for)."""
+        ...
+
+    async def complete_job(self, job: LeasedJob, result: object = None) -> None:
         """Completes the job in the runner's next completion batch; raises LeaseLostError."""
         ...
 
@@ -118,6 +126,17 @@ class JobInfo:
         return self._job.channel_args
 
     @property
+    def job_key(self) -> str | None:
+        """The job's key, if it was spawned with one (cron ticks: ``cron:<schedule>:<tick>``)."""
+        return self._job.job_key
+
+    @property
+    def cancelled(self) -> bool:
+        """True once someone asked to cancel this job (``sqlxmq_py.cancel``): stop soon. A job
+        that then raises is recorded as cancelled, not retried; one that returns completes."""
+        return self._job.cancelled
+
+    @property
     def lease_lost(self) -> bool:
         """True once the runner learnt that this lease is gone (completion will be refused)."""
         return self._job.lease_lost
@@ -143,8 +162,13 @@ class JobInfo:
         """The binary payload, or ``None``."""
         return self._job.payload_bytes
 
-    def _complete_params(self) -> dict[str, object]:
-        return {"ids": [self._job.id], "tokens": [self._job.token]}
+    def _complete_params(self, result: object) -> dict[str, object]:
+        return {
+            "ids": [self._job.id],
+            "tokens": [self._job.token],
+            "results": [None if result is None else encode_json(result)],
+            "default_retain": self._host.default_retain,
+        }
 
     def _completed(self, rows: Rows) -> None:
         if not rows:
@@ -177,22 +201,28 @@ class CurrentJob(JobInfo):
         return self._host.pool
 
     async def complete(
-        self, conn: psycopg.AsyncConnection[Any] | AsyncConnectionPool[Any] | None = None
+        self,
+        conn: psycopg.AsyncConnection[Any] | AsyncConnectionPool[Any] | None = None,
+        *,
+        result: object = None,
     ) -> None:
         """Completes (deletes) the job.
 
         With ``conn``, the deletion joins that transaction: commit it together with the job's
         own writes for exactly-once effects. Without, the job is completed in the runner's next
         batch, and this returns once that is durable. Returning normally from the job function
-        completes it too (unless ``auto_complete=False``).
+        completes it too (unless ``auto_complete=False``). ``result`` is kept with the job when
+        it keeps history (``retain_for``).
 
         Raises:
             LeaseLostError: the lease is gone; roll back ``conn``'s transaction.
+            PayloadError: ``result`` cannot be encoded as JSON.
         """
         if conn is None:
-            await self._host.complete_job(self._job)
+            await self._host.complete_job(self._job, result)
             return
-        self._completed(await fetch_async(conn, query("complete"), self._complete_params()))
+        params = self._complete_params(result)
+        self._completed(await fetch_async(conn, query("complete"), params))
 
     async def checkpoint(
         self,
@@ -231,7 +261,12 @@ class BlockingCurrentJob(JobInfo):
     def _on_loop(self, coro: Coroutine[Any, Any, Any]) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self._host.loop).result()
 
-    def complete(self, conn: psycopg.Connection[Any] | ConnectionPool[Any] | None = None) -> None:
+    def complete(
+        self,
+        conn: psycopg.Connection[Any] | ConnectionPool[Any] | None = None,
+        *,
+        result: object = None,
+    ) -> None:
         """Completes (deletes) the job; see :meth:`CurrentJob.complete`.
 
         ``conn`` is a sync connection: commit its transaction with the job's own writes.
@@ -240,9 +275,9 @@ class BlockingCurrentJob(JobInfo):
             LeaseLostError: the lease is gone; roll back ``conn``'s transaction.
         """
         if conn is None:
-            self._on_loop(self._host.complete_job(self._job))
+            self._on_loop(self._host.complete_job(self._job, result))
             return
-        self._completed(fetch_sync(conn, query("complete"), self._complete_params()))
+        self._completed(fetch_sync(conn, query("complete"), self._complete_params(result)))
 
     def checkpoint(
         self,

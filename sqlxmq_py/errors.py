@@ -12,6 +12,9 @@ connection are psycopg errors and pass through unwrapped.
     ├── UnknownJobError                         a job row names no registered job
     ├── LeaseLostError                          the job's lease passed to another worker
     ├── JobTimeoutError                         a job ran past its timeout
+    ├── JobNotFoundError (also LookupError)     no such job is queued or kept in the history
+    ├── JobFailedError                          a job waited for failed for good
+    ├── JobCancelledError                       a job waited for was cancelled
     ├── EmbeddedServerError                     the embedded PostgreSQL is missing or failed
     └── SchemaError                             the database schema is missing or unusable
         └── MigrationError                      a migration could not be applied
@@ -23,6 +26,9 @@ __all__ = [
     "ConfigurationError",
     "DuplicateJobError",
     "EmbeddedServerError",
+    "JobCancelledError",
+    "JobFailedError",
+    "JobNotFoundError",
     "JobTimeoutError",
     "LeaseLostError",
     "MigrationError",
@@ -75,6 +81,25 @@ class LeaseLostError(SqlxmqError):
 
 class JobTimeoutError(SqlxmqError):
     """A job ran longer than its ``timeout`` and was stopped."""
+
+    __module__ = "sqlxmq_py"
+
+
+class JobNotFoundError(SqlxmqError, LookupError):
+    """No job with this id is queued or kept in the history (it may have completed without
+    ``retain_for``)."""
+
+    __module__ = "sqlxmq_py"
+
+
+class JobFailedError(SqlxmqError):
+    """The job waited for failed for good; the message carries its last error."""
+
+    __module__ = "sqlxmq_py"
+
+
+class JobCancelledError(SqlxmqError):
+    """The job waited for was cancelled; the message carries the reason."""
 
     __module__ = "sqlxmq_py"
 

@@ -24,6 +24,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from ._validate import Duration, check_int, check_text, to_timedelta
 from .builder import DEFAULT_RETRIES, DEFAULT_RETRY_BACKOFF, JobBuilder
+from .cron import check_cron
 from .errors import ConfigurationError
 
 __all__ = ["JobOptions", "NamedJob", "job"]
@@ -44,6 +45,11 @@ class JobOptions:
     auto_complete: bool = True
     lease: timedelta | None = None
     priority: int = 0
+    timeout: timedelta | None = None
+    retain_for: timedelta | None = None
+    dead_letter: str | None = None
+    dead_letter_channel: str | None = None
+    cron: str | None = None
 
 
 class NamedJob(Generic[P, R]):
@@ -84,7 +90,7 @@ class NamedJob(Generic[P, R]):
     def builder(self) -> JobBuilder:
         """A new :class:`JobBuilder` for this job, preset with its defaults."""
         o = self._options
-        return JobBuilder(
+        builder = JobBuilder(
             o.name,
             channel_name=o.channel_name,
             retries=o.retries,
@@ -92,7 +98,10 @@ class NamedJob(Generic[P, R]):
             ordered=o.ordered,
             lease=o.lease,
             priority=o.priority,
+            retain_for=o.retain_for,
         )
+        builder._dead_letter, builder._dead_letter_channel = o.dead_letter, o.dead_letter_channel
+        return builder
 
     def context_types(self) -> dict[str, type[Any] | str]:
         """The context parameters (after the first) and the class each one asks for.
@@ -171,6 +180,10 @@ def job(
     auto_complete: bool = True,
     lease: Duration | None = None,
     priority: int = 0,
+    timeout: Duration | None = None,
+    retain_for: Duration | None = None,
+    dead_letter: NamedJob[..., Any] | str | None = None,
+    cron: str | None = None,
 ) -> Callable[[Callable[P, R]], NamedJob[P, R]]: ...
 
 
@@ -186,6 +199,10 @@ def job(
     auto_complete: bool = True,
     lease: Duration | None = None,
     priority: int = 0,
+    timeout: Duration | None = None,
+    retain_for: Duration | None = None,
+    dead_letter: NamedJob[..., Any] | str | None = None,
+    cron: str | None = None,
 ) -> NamedJob[P, R] | Callable[[Callable[P, R]], NamedJob[P, R]]:
     """Declares a job. Use bare (``@job``) or with options (``@job(channel_name="foo")``).
 
@@ -200,6 +217,13 @@ def job(
         lease: how long a runner holds the job before another may take it, unless renewed
             (default: the runner's, 30 s).
         priority: default priority within the channel group (higher runs first).
+        timeout: an attempt running longer fails with ``JobTimeoutError`` (``async def`` jobs
+            are cancelled; a thread job is failed when it finally returns).
+        retain_for: keep finished jobs (and their results) in the history this long.
+        dead_letter: a job (or job name) spawned with the payload and error when this job
+            fails for good.
+        cron: a crontab expression: the registry spawns this job at every tick (UTC; use
+            ``JobRegistry.add_cron`` for a time zone, a payload or backfill).
 
     Raises:
         ConfigurationError: an option is invalid, or the function cannot be a job.
@@ -212,6 +236,15 @@ def job(
         raise ConfigurationError(f"ordered must be a bool, got {ordered!r}")
     if not isinstance(auto_complete, bool):
         raise ConfigurationError(f"auto_complete must be a bool, got {auto_complete!r}")
+    dead_letter_name: str | None
+    dead_letter_channel: str | None
+    if isinstance(dead_letter, NamedJob):
+        dead_letter_name, dead_letter_channel = dead_letter.name, dead_letter.options.channel_name
+    elif dead_letter is None or isinstance(dead_letter, str):
+        dead_letter_name = None if dead_letter is None else check_text("dead_letter", dead_letter)
+        dead_letter_channel = None
+    else:
+        raise ConfigurationError(f"dead_letter must be a job or a job name, got {dead_letter!r}")
     defaults = JobOptions(
         name=name or "",
         channel_name=check_text("channel_name", channel_name),
@@ -221,6 +254,11 @@ def job(
         auto_complete=auto_complete,
         lease=None if lease is None else to_timedelta("lease", lease, allow_zero=False),
         priority=check_int("priority", priority, minimum=-(2**31 - 1)),
+        timeout=None if timeout is None else to_timedelta("timeout", timeout, allow_zero=False),
+        retain_for=None if retain_for is None else to_timedelta("retain_for", retain_for),
+        dead_letter=dead_letter_name,
+        dead_letter_channel=dead_letter_channel,
+        cron=None if cron is None else check_cron(cron),
     )
 
     def decorate(func: Callable[P, R]) -> NamedJob[P, R]:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Self, TypeAlias
 
+from ._validate import Duration, to_timedelta
+from .cron import CronSchedule
 from .errors import ConfigurationError, DuplicateJobError
 from .job import NamedJob
 from .runner.options import JobRunnerOptions
@@ -43,6 +46,11 @@ class JobRegistry:
             self._jobs[named.name] = named
         self._error_handler: ErrorHandler | None = None
         self._context: dict[type[Any], object] = {}
+        self._retain_for = timedelta(0)
+        self._schedules: dict[str, CronSchedule] = {}
+        for named in self._jobs.values():
+            if named.options.cron is not None:
+                self.add_cron(named.options.cron, named)
 
     @property
     def names(self) -> frozenset[str]:
@@ -66,6 +74,61 @@ class JobRegistry:
         if handler is not None and not callable(handler):
             raise ConfigurationError(f"error handler must be callable, got {handler!r}")
         self._error_handler = handler
+        return self
+
+    @property
+    def retain_for(self) -> timedelta:
+        """How long finished jobs are kept by default (see :meth:`set_retain_for`)."""
+        return self._retain_for
+
+    def set_retain_for(self, retain_for: Duration) -> Self:
+        """Keeps finished jobs (with their results) in the history this long, unless a job
+        says otherwise (default: not kept)."""
+        self._retain_for = to_timedelta("retain_for", retain_for)
+        return self
+
+    @property
+    def schedules(self) -> tuple[CronSchedule, ...]:
+        """The recurring schedules added with :meth:`add_cron` or ``@job(cron=...)``."""
+        return tuple(self._schedules.values())
+
+    def add_cron(
+        self,
+        cron: str,
+        job: NamedJob[..., Any],
+        *,
+        payload: object = None,
+        name: str | None = None,
+        tz: str = "UTC",
+        backfill: Duration = 0,
+        channel_args: str = "",
+    ) -> Self:
+        """Spawns ``job`` at every tick of the crontab expression ``cron`` (in time zone
+        ``tz``), exactly once per tick however many runners are up.
+
+        Args:
+            payload: the JSON payload of every tick's job.
+            name: the schedule's name (default: the job's name); unique per database.
+            backfill: ticks missed while no runner was up are spawned if they are at most this
+                old (default 0: only ticks due in the last minute run).
+            channel_args: channel args of the spawned jobs (the channel is the job's).
+        """
+        if not isinstance(job, NamedJob) or self._jobs.get(job.name) is not job:
+            raise ConfigurationError(f"add_cron needs a job registered here, got {job!r}")
+        schedule = CronSchedule.for_job(
+            cron,
+            job,
+            payload=payload,
+            name=name,
+            tz=tz,
+            backfill=backfill,
+            channel_args=channel_args,
+        )
+        if schedule.name in self._schedules:
+            raise ConfigurationError(
+                f"schedule {schedule.name!r} is defined twice; give one of them name=..."
+            )
+        self._schedules[schedule.name] = schedule
         return self
 
     def set_context(self, *values: object) -> Self:

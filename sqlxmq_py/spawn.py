@@ -13,7 +13,7 @@ from typing import Any, overload
 from . import _connections
 from ._connections import AnyConnection, AsyncConnectionLike, Rows, SyncConnectionLike
 from ._validate import check_text
-from .builder import JobBuilder, insert_params
+from .builder import JobBuilder, insert_params, spawned_ids
 from .errors import ConfigurationError
 from .sql import query
 
@@ -48,10 +48,9 @@ def spawn_many(
     batch = list(builders)
     if not all(isinstance(b, JobBuilder) for b in batch):
         raise ConfigurationError("spawn_many takes JobBuilder objects, from NamedJob.builder()")
-    ids, params = insert_params(batch)
     if not batch:
-        return _connections.run(conn, b"SELECT 1", None, lambda _rows: ids)
-    return _connections.run(conn, query("insert"), params, lambda _rows: ids)
+        return _connections.run(conn, b"SELECT 1", None, lambda _rows: [])
+    return _connections.run(conn, query("insert"), insert_params(batch), spawned_ids)
 
 
 def _ids(job_ids: Iterable[uuid.UUID]) -> list[uuid.UUID]:

@@ -24,10 +24,12 @@ MAX_BATCH = 1000
 
 @dataclass(slots=True)
 class Completion:
-    """A job to complete; ``waiter`` is resolved once the batch is durable."""
+    """A job to complete, with its result (JSON text, when it is kept); ``waiter`` is
+    resolved once the batch is durable."""
 
     job: LeasedJob
     waiter: asyncio.Future[bool] | None
+    result: str | None
 
 
 @dataclass(slots=True)
@@ -48,10 +50,13 @@ class Batcher:
         conn: DedicatedConnection,
         on_completed: Callable[[Completion, bool], None],
         on_failed: Callable[[Failure, str | None], None],
+        default_retain: timedelta,
     ) -> None:
         """``on_completed(item, deleted)`` and ``on_failed(item, new_state)`` report results;
-        ``deleted`` is False and ``new_state`` is None when the lease was gone."""
+        ``deleted`` is False and ``new_state`` is None when the lease was gone. Completed jobs
+        are kept in the history for ``default_retain`` unless they set their own."""
         self._conn = conn
+        self._default_retain = default_retain
         self._on_completed = on_completed
         self._on_failed = on_failed
         self._completions: list[Completion] = []
@@ -60,9 +65,14 @@ class Batcher:
         self._idle = asyncio.Event()
         self._idle.set()
 
-    def complete(self, job: LeasedJob, waiter: asyncio.Future[bool] | None = None) -> None:
+    def complete(
+        self,
+        job: LeasedJob,
+        waiter: asyncio.Future[bool] | None = None,
+        result: str | None = None,
+    ) -> None:
         """Queues a completion."""
-        self._completions.append(Completion(job, waiter))
+        self._completions.append(Completion(job, waiter, result))
         self._wake()
 
     def fail(self, job: LeasedJob, error: str, delay: timedelta, exc: BaseException) -> None:
@@ -108,7 +118,12 @@ class Batcher:
     async def _write_completions(self, items: list[Completion]) -> None:
         rows = await self._conn.execute(
             query("complete"),
-            {"ids": [c.job.id for c in items], "tokens": [c.job.token for c in items]},
+            {
+                "ids": [c.job.id for c in items],
+                "tokens": [c.job.token for c in items],
+                "results": [c.result for c in items],
+                "default_retain": self._default_retain,
+            },
         )
         deleted = {row[0] for row in rows}
         for item in items:

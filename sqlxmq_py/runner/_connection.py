@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg.rows import tuple_row
@@ -19,6 +19,8 @@ from .._connections import Rows
 from .._logging import logger
 
 __all__ = ["RECONNECT_WAIT", "DedicatedConnection", "connect_kwargs"]
+
+T = TypeVar("T")
 
 RECONNECT_WAIT = wait_exponential(multiplier=0.05, max=5.0) + wait_random(0, 0.2)
 """Backoff between reconnection attempts: 50 ms doubling to 5 s, with jitter."""
@@ -72,8 +74,10 @@ class DedicatedConnection:
             attempt=state.attempt_number,
         )
 
-    async def execute(self, query: bytes, params: Mapping[str, object] | None = None) -> Rows:
-        """Runs one statement (its own transaction) and returns its rows."""
+    async def run(
+        self, work: Callable[[psycopg.AsyncConnection[tuple[Any, ...]]], Awaitable[T]]
+    ) -> T:
+        """Runs ``work`` on the connection; a lost connection is replaced and ``work`` retried."""
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type(psycopg.OperationalError),
             wait=RECONNECT_WAIT,
@@ -84,13 +88,21 @@ class DedicatedConnection:
             with attempt:
                 conn = await self._connection()
                 try:
-                    cur = await conn.execute(query, params)
-                    return await cur.fetchall() if cur.description is not None else []
+                    return await work(conn)
                 except psycopg.OperationalError:
                     if conn.broken or conn.closed:
                         self._conn = None
                     raise
         raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
+
+    async def execute(self, query: bytes, params: Mapping[str, object] | None = None) -> Rows:
+        """Runs one statement (its own transaction) and returns its rows."""
+
+        async def statement(conn: psycopg.AsyncConnection[tuple[Any, ...]]) -> Rows:
+            cur = await conn.execute(query, params)
+            return await cur.fetchall() if cur.description is not None else []
+
+        return await self.run(statement)
 
     async def close(self) -> None:
         """Closes the connection (a later ``execute`` would open a new one)."""

@@ -43,15 +43,16 @@ class LeaseKeeper:
         kwargs: Mapping[str, Any],
         default_lease: timedelta,
         held: Callable[[], list[HeldLease]],
-        on_lost: Callable[[list[uuid.UUID]], None],
+        on_report: Callable[[list[uuid.UUID], list[uuid.UUID]], None],
     ) -> None:
         """``held()`` lists the leases to renew (called from the thread: it must be thread-safe);
-        ``on_lost(ids)`` is called from the thread with leases found gone."""
+        ``on_report(lost, cancelled)`` is called from the thread with the leases found gone and
+        the jobs someone asked to cancel."""
         self._conninfo = conninfo
         self._kwargs = connect_kwargs(kwargs)
         self._default_lease = default_lease
         self._held = held
-        self._on_lost = on_lost
+        self._on_report = on_report
         self._stopping = False
         self._wake = threading.Event()
         self._wait = renew_interval([], default_lease)
@@ -112,10 +113,12 @@ class LeaseKeeper:
                     "default_lease": self._default_lease,
                 },
             )
-            lost = [row[0] for row in cur.fetchall()]
+            reports = cur.fetchall()
         if self._failures:
             logger.info("lease_renewal_restored")
             self._failures = 0
+        lost = [job_id for job_id, why in reports if why == "lost"]
+        cancelled = [job_id for job_id, why in reports if why == "cancel"]
         logger.debug("leases_renewed", count=len(leases) - len(lost))
-        if lost:
-            self._on_lost(lost)
+        if reports:
+            self._on_report(lost, cancelled)

@@ -32,10 +32,12 @@ from psycopg_pool import AsyncConnectionPool
 from .._connections import Rows
 from .._logging import logger, redact_conninfo
 from ..backoff import retry_delay
+from ..cron import run_due_schedules, upsert_schedules
 from ..current_job import BlockingCurrentJob, CurrentJob, LeasedJob
 from ..embedded import resolve_dsn
-from ..errors import LeaseLostError, SchemaError, UnknownJobError
+from ..errors import JobTimeoutError, LeaseLostError, PayloadError, SchemaError, UnknownJobError
 from ..migrate import load_migrations
+from ..payload import encode_json
 from ..sql import query
 from ._batcher import Batcher, Completion, Failure
 from ._connection import DedicatedConnection
@@ -136,6 +138,8 @@ class Runner:
         self._pool: AsyncConnectionPool[Any] | None = None
         self._background: list[asyncio.Task[None]] = []
         self._keeper: LeaseKeeper | None = None
+        self._limits: dict[str, int] = {}
+        self._limited_cursors: dict[str, tuple[str, str]] = {}
 
     # --- what jobs use (JobHost) ---
 
@@ -150,14 +154,20 @@ class Runner:
         assert self._pool is not None, "the runner has not started"
         return self._pool
 
-    async def complete_job(self, job: LeasedJob) -> None:
+    @property
+    def default_retain(self) -> timedelta:
+        """How long completed jobs are kept when they do not say."""
+        return self._registry.retain_for
+
+    async def complete_job(self, job: LeasedJob, result: object = None) -> None:
         """Completes ``job`` in the next batch and waits until that batch is durable."""
         slot = self._slots.get(job.id)
         if slot is None or slot.settled or slot.finishing:
             raise LeaseLostError(f"job {job.id} ({job.name!r}) was already completed or failed")
+        encoded = None if result is None else encode_json(result)
         waiter: asyncio.Future[bool] = self._loop.create_future()
         slot.finishing = True
-        self._batcher.complete(job, waiter)
+        self._batcher.complete(job, waiter, encoded)
         if not await waiter:
             raise LeaseLostError(
                 f"cannot complete job {job.id} ({job.name!r}, attempt {job.attempt}): its lease "
@@ -201,13 +211,19 @@ class Runner:
         try:
             await self._check_schema()
             await self._set_idle(False)
+            if self._registry.schedules:
+                async with self.pool.connection() as conn, conn.transaction():
+                    await upsert_schedules(conn, self._registry.schedules)
+            await self._refresh_limits()
         except BaseException:
             await self._close_connections()
             raise
-        self._batcher = Batcher(self._done_conn, self._on_completed, self._on_failed)
+        self._batcher = Batcher(
+            self._done_conn, self._on_completed, self._on_failed, self._registry.retain_for
+        )
         if self._config.keep_alive:
             self._keeper = LeaseKeeper(
-                conninfo, kwargs, self._config.default_lease, self._held, self._leases_lost
+                conninfo, kwargs, self._config.default_lease, self._held, self._leases_reported
             )
             self._keeper.start()
         listener = Listener(
@@ -354,6 +370,7 @@ class Runner:
                 self._promote_at = now
         want = self._config.max_concurrency - len(self._slots)
         cursor_name, cursor_args = self._cursor or (None, None)
+        limited = sorted(self._limits)
         rows = await self._lease_conn.execute(
             query("lease"),
             {
@@ -362,16 +379,30 @@ class Runner:
                 "cursor_args": cursor_args,
                 "limit": want,
                 "default_lease": self._config.default_lease,
+                "excluded": limited,
             },
         )
-        self._poll_deadline = self._loop.time() + interval
-        self._log.debug("polled", leased=len(rows), wanted=want)
-        for row in rows:
-            self._start(row)
         if rows:
             self._cursor = (rows[-1][4], rows[-1][5])
-            if self._keeper is not None:
-                self._keeper.leased(min(row[6] for row in rows))
+        for channel in limited:
+            if len(rows) < want:
+                rows += await self._lease_limited(channel, want - len(rows))
+        self._poll_deadline = self._loop.time() + interval
+        self._log.debug("polled", leased=len(rows), wanted=want)
+        unstarted = []
+        for row in rows:
+            try:
+                self._start(row)
+            except Exception as exc:  # never lose a lease we hold: hand it back
+                self._log.error("job_start_failed", job_id=str(row[0]), error=repr(exc))
+                unstarted.append(row)
+        if unstarted:
+            await self._done_conn.execute(
+                query("release"),
+                {"ids": [r[0] for r in unstarted], "tokens": [r[1] for r in unstarted]},
+            )
+        if rows and self._keeper is not None:
+            self._keeper.leased(min(row[6] for row in rows))
         if len(rows) >= want:
             self._poll_pending = True
             if self._idle is not False:
@@ -383,6 +414,45 @@ class Runner:
             self._poll_pending = True
         else:
             self._poll_pending = False
+
+    async def _lease_limited(self, channel: str, want: int) -> list[tuple[Any, ...]]:
+        """Leases from a channel with a concurrency limit: the limit's row lock serialises the
+        runners, and the running jobs are counted after it is taken (a fresh snapshot)."""
+        cursor_name, cursor_args = self._limited_cursors.get(channel, (None, None))
+
+        async def lease(conn: psycopg.AsyncConnection[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+            async with conn.transaction():
+                cur = await conn.execute(query("lock_channel_limit"), {"channel_name": channel})
+                limit = await cur.fetchone()
+                if limit is None:
+                    return []
+                cur = await conn.execute(query("count_running"), {"channel_name": channel})
+                running = await cur.fetchone()
+                budget = min(want, limit[0] - (running[0] if running else 0))
+                if budget <= 0:
+                    return []
+                cur = await conn.execute(
+                    query("lease"),
+                    {
+                        "channel_names": [channel],
+                        "cursor_name": cursor_name,
+                        "cursor_args": cursor_args,
+                        "limit": budget,
+                        "default_lease": self._config.default_lease,
+                        "excluded": [],
+                    },
+                )
+                return await cur.fetchall()
+
+        rows = await self._lease_conn.run(lease)
+        if rows:
+            self._limited_cursors[channel] = (rows[-1][4], rows[-1][5])
+        return rows
+
+    async def _refresh_limits(self) -> None:
+        rows = await self._lease_conn.execute(query("channel_limits"))
+        names = self._channel_names
+        self._limits = {c: n for c, n in rows if names is None or c in names}
 
     async def _set_idle(self, idle: bool) -> None:
         await self._lease_conn.execute(
@@ -411,10 +481,11 @@ class Runner:
     # --- running jobs ---
 
     def _start(self, row: tuple[Any, ...]) -> None:
-        job_id, token, attempt, max_attempts, cname, cargs, lease, name, pjson, pbytes, backoff = (
-            row
-        )
+        (job_id, token, attempt, max_attempts, cname, cargs, lease, name, pjson, pbytes, backoff,
+         key, retain_for) = row  # fmt: skip
         job = LeasedJob(
+            job_key=key,
+            retain_for=retain_for,
             id=job_id,
             token=token,
             name=name,
@@ -452,11 +523,11 @@ class Runner:
                     f"{sorted(self._registry.names)}"
                 )
             kwargs = self._registry.context_for(named)
+            timeout = named.options.timeout
             if named.is_async:
-                await named.fn(info, **kwargs)
+                result = await self._call_async(named, info, kwargs, timeout)
             else:
-                call = functools.partial(named.fn, BlockingCurrentJob(job, self), **kwargs)
-                await self._loop.run_in_executor(self._executor(), call)
+                result = await self._call_thread(named, job, kwargs, timeout)
         except asyncio.CancelledError as exc:
             if not self._stopping:  # the job cancelled itself: a failed attempt
                 await self._record_failure(slot, info, exc)
@@ -466,7 +537,7 @@ class Runner:
             if isinstance(exc, KeyboardInterrupt | SystemExit):
                 raise
         else:
-            self._record_return(slot, named)
+            self._record_return(slot, named, result)
         finally:
             slot.running = False
             self._executing -= 1
@@ -474,7 +545,46 @@ class Runner:
                 self._all_done.set()
             self._free_if_done(slot)
 
-    def _record_return(self, slot: _Slot, named: NamedJob[..., Any]) -> None:
+    @staticmethod
+    async def _call_async(
+        named: NamedJob[..., Any],
+        info: CurrentJob,
+        kwargs: dict[str, object],
+        timeout: timedelta | None,
+    ) -> Any:
+        if timeout is None:
+            return await named.fn(info, **kwargs)
+        deadline = asyncio.timeout(timeout.total_seconds())
+        try:
+            async with deadline:
+                return await named.fn(info, **kwargs)
+        except TimeoutError as exc:
+            if deadline.expired():
+                raise JobTimeoutError(
+                    f"job {named.name!r} ran longer than its timeout of {timeout} and was cancelled"
+                ) from exc
+            raise
+
+    async def _call_thread(
+        self,
+        named: NamedJob[..., Any],
+        job: LeasedJob,
+        kwargs: dict[str, object],
+        timeout: timedelta | None,
+    ) -> Any:
+        call = functools.partial(named.fn, BlockingCurrentJob(job, self), **kwargs)
+        running = self._loop.run_in_executor(self._executor(), call)
+        if timeout is None:
+            return await running
+        done, _ = await asyncio.wait({running}, timeout=timeout.total_seconds())
+        if done:
+            return running.result()
+        # a thread cannot be interrupted: keep its lease until it returns, then fail it
+        self._log.warning("job_timed_out", timeout_s=timeout.total_seconds(), **self._job_keys(job))
+        await running
+        raise JobTimeoutError(f"job {named.name!r} ran longer than its timeout of {timeout}")
+
+    def _record_return(self, slot: _Slot, named: NamedJob[..., Any], result: Any) -> None:
         job = slot.job
         slot.finished = self._loop.time()
         if job.completed and not slot.finishing:
@@ -485,7 +595,7 @@ class Runner:
             pass  # complete() was called: its batch reports the outcome
         elif named.options.auto_complete:
             slot.finishing = True
-            self._batcher.complete(job)
+            self._batcher.complete(job, result=self._encode_result(job, result))
         else:
             slot.settled = True
             self._log.warning(
@@ -493,6 +603,17 @@ class Runner:
                 detail="auto_complete=False: the job runs again when its lease expires",
                 **self._job_keys(job),
             )
+
+    def _encode_result(self, job: LeasedJob, result: Any) -> str | None:
+        """The result as JSON, when the job is kept in the history (else it is not stored)."""
+        keep = job.retain_for if job.retain_for is not None else self._registry.retain_for
+        if keep <= timedelta(0) or result is None:
+            return None
+        try:
+            return encode_json(result)
+        except PayloadError as exc:
+            self._log.warning("job_result_not_stored", error=str(exc), **self._job_keys(job))
+            return None
 
     async def _record_failure(self, slot: _Slot, info: CurrentJob, exc: BaseException) -> None:
         job = slot.job
@@ -503,6 +624,9 @@ class Runner:
                 error=f"{type(exc).__name__}: {exc}",
                 **self._job_keys(job),
             )
+        elif job.cancelled:
+            slot.finishing = True
+            await self._cancel_leased(slot, f"cancelled while running: {type(exc).__name__}: {exc}")
         else:
             slot.finishing = True
             delay = retry_delay(job.attempt, job.retry_backoff)
@@ -517,6 +641,22 @@ class Runner:
                 self._log.error(
                     "error_handler_failed", error=str(handler_exc), **self._job_keys(job)
                 )
+
+    async def _cancel_leased(self, slot: _Slot, reason: str) -> None:
+        job = slot.job
+        try:
+            rows = await self._done_conn.execute(
+                query("cancel_leased"), {"id": job.id, "token": job.token, "reason": reason}
+            )
+        except Exception as exc:
+            self._log.error("cancel_failed", error=str(exc).strip(), **self._job_keys(job))
+            rows = []
+        if rows:
+            self._log.warning("job_cancelled", reason=reason, **self._job_keys(job))
+        else:
+            job.lease_lost = True
+            self._log.warning("lease_lost", action="cancel", **self._job_keys(job))
+        slot.settled = True
 
     def _free_if_done(self, slot: _Slot) -> None:
         if slot.settled and not slot.running and self._slots.get(slot.job.id) is slot:
@@ -584,9 +724,17 @@ class Runner:
             if not s.settled and not s.job.lease_lost and not s.job.completed
         ]
 
-    def _leases_lost(self, ids: list[uuid.UUID]) -> None:
+    def _leases_reported(self, lost: list[uuid.UUID], cancelled: list[uuid.UUID]) -> None:
         with suppress(RuntimeError):  # the loop has closed: nothing left to tell
-            self._loop.call_soon_threadsafe(self._mark_lost, ids)
+            self._loop.call_soon_threadsafe(self._mark_reported, lost, cancelled)
+
+    def _mark_reported(self, lost: list[uuid.UUID], cancelled: list[uuid.UUID]) -> None:
+        self._mark_lost(lost)
+        for job_id in cancelled:
+            slot = self._slots.get(job_id)
+            if slot is not None and not slot.job.cancelled:
+                slot.job.cancelled = True
+                self._log.info("job_cancel_requested", **self._job_keys(slot.job))
 
     def _mark_lost(self, ids: list[uuid.UUID]) -> None:
         for job_id in ids:
@@ -611,11 +759,14 @@ class Runner:
                 self._log.warning("maintenance_failed", error=str(exc).strip())
 
     async def _maintain(self) -> None:
+        await self._refresh_limits()
         async with self.pool.connection() as conn, conn.transaction():
             cur = await conn.execute(query("maintenance_lock"))
             row = await cur.fetchone()
             if row is None or not row[0]:
                 return
+            for schedule, tick in await run_due_schedules(conn):
+                self._log.info("cron_job_spawned", schedule=schedule, tick=tick.isoformat())
             cur = await conn.execute(query("expire_leases"))
             for job_id, state, attempts, name in await cur.fetchall():
                 self._log.warning(
@@ -632,4 +783,10 @@ class Runner:
             unblocked = len(await cur.fetchall())
             if unblocked:
                 self._log.info("ordered_jobs_unblocked", count=unblocked)
+            cur = await conn.execute(query("sweep_waiting"))
+            swept = await cur.fetchone()
+            if swept is not None and swept[0]:
+                self._log.info("continuations_resolved", count=swept[0])
+            await conn.execute(query("expire_history"))
+            await conn.execute(query("expire_throttles"))
             await conn.execute(query("purge_listeners"))

@@ -22,12 +22,17 @@ SELECT name, checksum FROM mq_migrations ORDER BY name
 INSERT INTO mq_migrations (name, checksum) VALUES (%(name)s, %(checksum)s)
 
 -- name: insert
-SELECT mq_insert(
+SELECT pos, id FROM mq_insert(
     %(ids)s::uuid[], %(names)s::text[], %(channel_names)s::text[], %(channel_args)s::text[],
     %(payload_json)s::text[], %(payload_bytes)s::bytea[], %(delays)s::interval[],
-    %(max_attempts)s::integer[], %(retry_backoffs)s::interval[], %(leases)s::interval[],
-    %(ordered)s::boolean[], %(commit_intervals)s::interval[], %(priorities)s::integer[]
+    %(run_ats)s::timestamptz[], %(max_attempts)s::integer[], %(retry_backoffs)s::interval[],
+    %(leases)s::interval[], %(ordered)s::boolean[], %(commit_intervals)s::interval[],
+    %(priorities)s::integer[], %(job_keys)s::text[], %(job_key_modes)s::text[],
+    %(throttles)s::interval[], %(retain_fors)s::interval[], %(dead_letters)s::text[],
+    %(dead_letter_channels)s::text[], %(run_after_failed_parents)s::boolean[],
+    %(dep_positions)s::integer[], %(dep_parents)s::uuid[]
 )
+ORDER BY pos
 
 -- name: commit
 SELECT mq_commit(%(ids)s::uuid[])
@@ -57,6 +62,8 @@ SELECT count(*) FROM gone
 -- (the last group it leased from) and wrapping around; each visited group gives at most its
 -- share of the batch, best priority first, then the earliest attempt_at. Every step is an index
 -- descent, so the cost depends on the batch size, not on the number of ready jobs or groups.
+-- Channels in %(excluded)s (those with a concurrency limit, leased separately) are stepped over
+-- whole: one descent per excluded channel.
 WITH RECURSIVE
 after_cursor(cn, ca, n) AS (
     SELECT g.channel_name, g.channel_args, 1
@@ -65,8 +72,11 @@ after_cursor(cn, ca, n) AS (
   UNION ALL
     SELECT g.channel_name, g.channel_args, a.n + 1
     FROM after_cursor AS a
-    CROSS JOIN LATERAL mq_next_ready_group(%(channel_names)s::text[], a.cn, a.ca) AS g
-    WHERE a.n < %(limit)s
+    CROSS JOIN LATERAL mq_next_ready_group(
+        %(channel_names)s::text[], a.cn,
+        CASE WHEN a.cn = ANY(%(excluded)s::text[]) THEN NULL ELSE a.ca END
+    ) AS g
+    WHERE a.n < %(limit)s + cardinality(%(excluded)s::text[])
 ),
 from_start(cn, ca, n) AS (
     SELECT g.channel_name, g.channel_args, 1
@@ -76,17 +86,23 @@ from_start(cn, ca, n) AS (
   UNION ALL
     SELECT g.channel_name, g.channel_args, f.n + 1
     FROM from_start AS f
-    CROSS JOIN LATERAL mq_next_ready_group(%(channel_names)s::text[], f.cn, f.ca) AS g
-    WHERE f.n < %(limit)s
+    CROSS JOIN LATERAL mq_next_ready_group(
+        %(channel_names)s::text[], f.cn,
+        CASE WHEN f.cn = ANY(%(excluded)s::text[]) THEN NULL ELSE f.ca END
+    ) AS g
+    WHERE f.n < %(limit)s + cardinality(%(excluded)s::text[])
       AND (%(cursor_name)s::text IS NULL
            OR (g.channel_name, g.channel_args) <= (%(cursor_name)s::text, %(cursor_args)s::text))
 ),
 groups AS MATERIALIZED (
     SELECT g.cn, g.ca, row_number() OVER () AS pos
     FROM (
-        SELECT cn, ca FROM after_cursor
-        UNION ALL
-        SELECT cn, ca FROM from_start
+        SELECT cn, ca FROM (
+            SELECT cn, ca FROM after_cursor
+            UNION ALL
+            SELECT cn, ca FROM from_start
+        ) AS visited
+        WHERE NOT (cn = ANY(%(excluded)s::text[]))
         LIMIT %(limit)s
     ) AS g
 ),
@@ -111,10 +127,11 @@ leased AS (
     FROM picked
     WHERE j.id = picked.id
     RETURNING j.id, j.lease_token, j.attempts, j.max_attempts, j.channel_name, j.channel_args,
-        coalesce(j.lease, %(default_lease)s::interval) AS lease, picked.pos
+        coalesce(j.lease, %(default_lease)s::interval) AS lease, j.job_key, picked.pos
 )
 SELECT l.id, l.lease_token, l.attempts, l.max_attempts, l.channel_name, l.channel_args,
-    l.lease, p.name, p.payload_json::text, p.payload_bytes, p.retry_backoff
+    l.lease, p.name, p.payload_json::text, p.payload_bytes, p.retry_backoff, l.job_key,
+    p.retain_for
 FROM leased AS l
 JOIN mq_payloads AS p ON p.id = l.id
 ORDER BY l.pos
@@ -150,15 +167,37 @@ SELECT
 
 -- name: complete
 -- Deletes jobs whose lease is still held under the given tokens; returns the ids deleted.
-WITH done AS (
+-- Jobs that ask to be kept (retain_for, or %(default_retain)s) go to mq_history with their
+-- result; callers of wait_for_result are notified.
+WITH t AS (
+    SELECT * FROM unnest(%(ids)s::uuid[], %(tokens)s::uuid[], %(results)s::text[])
+        AS t(id, token, result)
+), done AS (
     DELETE FROM mq_jobs AS j
-    USING unnest(%(ids)s::uuid[], %(tokens)s::uuid[]) AS t(id, token)
+    USING t
     WHERE j.id = t.id AND j.lease_token = t.token
-    RETURNING j.id
+    RETURNING j.id, j.channel_name, j.channel_args, j.attempts, j.max_attempts, j.priority,
+        j.job_key, t.result
 ), payloads AS (
     DELETE FROM mq_payloads AS p USING done WHERE p.id = done.id
+    RETURNING p.id, p.retain_for, p.notify_done
+), kept AS (
+    INSERT INTO mq_history (
+        id, name, channel_name, channel_args, state, attempts, max_attempts, priority, job_key,
+        payload_json, payload_bytes, result, created_at, expires_at
+    )
+    SELECT d.id, p.name, d.channel_name, d.channel_args, 'completed', d.attempts,
+        d.max_attempts, d.priority, d.job_key, p.payload_json, p.payload_bytes, d.result::json,
+        p.created_at, now() + coalesce(r.retain_for, %(default_retain)s::interval)
+    FROM payloads AS r
+    JOIN done AS d ON d.id = r.id
+    JOIN mq_payloads AS p ON p.id = r.id
+    WHERE coalesce(r.retain_for, %(default_retain)s::interval) > interval '0'
+    ON CONFLICT (id) DO NOTHING
+), notified AS (
+    SELECT pg_notify('mq_done', r.id::text) FROM payloads AS r WHERE r.notify_done
 )
-SELECT id FROM done
+SELECT done.id FROM done, (SELECT count(*) FROM notified) AS n
 
 -- name: fail
 -- Records failed attempts. A job with attempts left waits %(delays)s (its backoff) or, with no
@@ -185,9 +224,9 @@ WITH failed AS (
 SELECT id, state::text FROM failed
 
 -- name: renew
--- Extends the leases still held under the given tokens and returns the ids whose lease is gone.
--- Rows locked by another transaction (the job's own, completing it) are skipped, never waited
--- for, and not reported as lost.
+-- Extends the leases still held under the given tokens. Returns the jobs whose lease is gone
+-- ('lost') and those asked to stop ('cancel'). Rows locked by another transaction (the job's
+-- own, completing it) are skipped, never waited for, and not reported as lost.
 WITH held AS (
     SELECT t.id, t.token FROM unnest(%(ids)s::uuid[], %(tokens)s::uuid[]) AS t(id, token)
 ), lockable AS (
@@ -201,10 +240,10 @@ WITH held AS (
     WHERE j.id = lockable.id
     RETURNING j.id
 )
-SELECT held.id FROM held
-WHERE NOT EXISTS (
-    SELECT 1 FROM mq_jobs AS j WHERE j.id = held.id AND j.lease_token = held.token
-)
+SELECT held.id, CASE WHEN j.id IS NULL THEN 'lost' ELSE 'cancel' END
+FROM held
+LEFT JOIN mq_jobs AS j ON j.id = held.id AND j.lease_token = held.token
+WHERE j.id IS NULL OR j.cancel_requested
 
 -- name: release
 -- Hands leases back without using up an attempt (a runner stopping before its jobs finished).
@@ -333,3 +372,175 @@ SET idle = excluded.idle, heartbeat_at = now(), channel_names = excluded.channel
 
 -- name: listener_delete
 DELETE FROM mq_listeners WHERE id = %(id)s
+
+-- name: cancel_leased
+-- A runner's job that was asked to stop and did not complete: cancelled, not retried.
+SELECT mq_cancel_now(ARRAY[%(id)s]::uuid[], %(reason)s, %(token)s)
+
+-- name: expire_history
+WITH gone AS (
+    DELETE FROM mq_history
+    WHERE id IN (
+        SELECT id FROM mq_history WHERE expires_at <= now() ORDER BY expires_at LIMIT 5000
+    )
+    RETURNING id
+)
+SELECT count(*) FROM gone
+
+-- name: expire_throttles
+DELETE FROM mq_throttle WHERE until <= now()
+
+-- name: sweep_waiting
+SELECT mq_sweep_waiting()
+
+-- name: status
+SELECT j.id, p.name, j.state::text, j.attempts, j.max_attempts, j.channel_name, j.channel_args,
+    j.priority, j.job_key, j.attempt_at, p.created_at, NULL::timestamptz, p.last_error, NULL::text,
+    j.cancel_requested
+FROM mq_jobs AS j JOIN mq_payloads AS p ON p.id = j.id
+WHERE j.id = %(id)s
+UNION ALL
+SELECT h.id, h.name, h.state, h.attempts, h.max_attempts, h.channel_name, h.channel_args,
+    h.priority, h.job_key, NULL, h.created_at, h.finished_at, h.last_error, h.result::text, false
+FROM mq_history AS h
+WHERE h.id = %(id)s
+
+-- name: wait_register
+-- A caller waits for this job: notify it when the job finishes, and keep its result a while.
+UPDATE mq_payloads
+SET notify_done = true,
+    retain_for = greatest(coalesce(retain_for, interval '0'), %(retain)s::interval)
+WHERE id = %(id)s
+RETURNING id
+
+-- name: list_jobs
+-- One page of jobs, newest first (keyset paging on the id, which grows with time).
+SELECT * FROM (
+    SELECT j.id, p.name, j.state::text, j.attempts, j.max_attempts, j.channel_name,
+        j.channel_args, j.priority, j.job_key, j.attempt_at, p.created_at,
+        NULL::timestamptz AS finished_at, p.last_error, NULL::text AS result, j.cancel_requested
+    FROM mq_jobs AS j JOIN mq_payloads AS p ON p.id = j.id
+    WHERE %(hot)s
+      AND (%(states)s::text[] IS NULL OR j.state::text = ANY(%(states)s::text[]))
+      AND (%(channel_name)s::text IS NULL OR j.channel_name = %(channel_name)s)
+      AND (%(name)s::text IS NULL OR p.name = %(name)s)
+      AND (%(job_key)s::text IS NULL OR j.job_key = %(job_key)s)
+      AND (%(before)s::uuid IS NULL OR j.id < %(before)s::uuid)
+    UNION ALL
+    SELECT h.id, h.name, h.state, h.attempts, h.max_attempts, h.channel_name, h.channel_args,
+        h.priority, h.job_key, NULL, h.created_at, h.finished_at, h.last_error, h.result::text,
+        false
+    FROM mq_history AS h
+    WHERE %(history)s
+      AND (%(history_states)s::text[] IS NULL OR h.state = ANY(%(history_states)s::text[]))
+      AND (%(channel_name)s::text IS NULL OR h.channel_name = %(channel_name)s)
+      AND (%(name)s::text IS NULL OR h.name = %(name)s)
+      AND (%(job_key)s::text IS NULL OR h.job_key = %(job_key)s)
+      AND (%(before)s::uuid IS NULL OR h.id < %(before)s::uuid)
+) AS jobs
+ORDER BY id DESC
+LIMIT %(limit)s
+
+-- name: queue_counts
+-- Jobs per channel and state, with the age of the oldest ready job.
+SELECT j.channel_name, j.state::text, count(*),
+    extract(epoch FROM now() - min(j.attempt_at) FILTER (WHERE j.state = 'r'))::float8
+FROM mq_jobs AS j
+GROUP BY j.channel_name, j.state
+ORDER BY j.channel_name, j.state
+
+-- name: cancel
+SELECT id, outcome FROM mq_cancel(%(ids)s::uuid[], %(reason)s)
+
+-- name: retry
+SELECT mq_retry FROM mq_retry(%(ids)s::uuid[])
+
+-- name: reschedule
+SELECT mq_reschedule FROM mq_reschedule(
+    %(ids)s::uuid[], %(run_at)s::timestamptz, %(priority)s::integer, %(retries)s::integer
+)
+
+-- name: blocked_chains
+-- Ordered chains whose head failed: the head, its error, and how many jobs wait behind it.
+SELECT h.channel_name, h.channel_args, h.id, p.name, p.last_error,
+    (SELECT count(*) FROM mq_jobs AS b
+     WHERE b.channel_name = h.channel_name AND b.channel_args = h.channel_args
+       AND b.ord_seq > h.ord_seq)
+FROM mq_jobs AS h JOIN mq_payloads AS p ON p.id = h.id
+WHERE h.state = 'f' AND h.ord_seq IS NOT NULL
+  AND NOT EXISTS (
+      SELECT 1 FROM mq_jobs AS e
+      WHERE e.channel_name = h.channel_name AND e.channel_args = h.channel_args
+        AND e.ord_seq < h.ord_seq
+  )
+ORDER BY h.channel_name, h.channel_args
+
+-- name: purge
+-- Failed jobs older than the cutoff, and history that expired or finished before its cutoff.
+WITH failed AS (
+    DELETE FROM mq_jobs
+    WHERE %(failed)s AND state = 'f'
+      AND attempt_at < coalesce(%(failed_at)s::timestamptz, now() - %(failed_age)s::interval)
+    RETURNING id
+), failed_payloads AS (
+    DELETE FROM mq_payloads AS p USING failed WHERE p.id = failed.id
+), history AS (
+    DELETE FROM mq_history
+    WHERE expires_at <= now()
+       OR finished_at < coalesce(%(history_at)s::timestamptz, now() - %(history_age)s::interval)
+    RETURNING id
+)
+SELECT (SELECT count(*) FROM failed), (SELECT count(*) FROM history)
+
+-- name: set_channel_limit
+INSERT INTO mq_channel_limits (channel_name, max_running)
+VALUES (%(channel_name)s, %(max_running)s)
+ON CONFLICT (channel_name) DO UPDATE SET max_running = excluded.max_running
+
+-- name: delete_channel_limit
+DELETE FROM mq_channel_limits WHERE channel_name = %(channel_name)s
+
+-- name: channel_limits
+SELECT channel_name, max_running FROM mq_channel_limits ORDER BY channel_name
+
+-- name: lock_channel_limit
+-- Serialises leasing from a limited channel across runners, until the leasing transaction ends.
+SELECT max_running FROM mq_channel_limits WHERE channel_name = %(channel_name)s FOR UPDATE
+
+-- name: count_running
+SELECT count(*) FROM mq_jobs WHERE state = 'l' AND channel_name = %(channel_name)s
+
+-- name: schedule_upsert
+INSERT INTO mq_schedules (
+    name, cron, timezone, job_name, channel_name, channel_args, payload_json, max_attempts,
+    retry_backoff, priority, backfill, last_tick
+)
+VALUES (
+    %(name)s, %(cron)s, %(timezone)s, %(job_name)s, %(channel_name)s, %(channel_args)s,
+    %(payload_json)s::json, %(max_attempts)s, %(retry_backoff)s, %(priority)s, %(backfill)s,
+    now()
+)
+ON CONFLICT (name) DO UPDATE
+SET cron = excluded.cron, timezone = excluded.timezone, job_name = excluded.job_name,
+    channel_name = excluded.channel_name, channel_args = excluded.channel_args,
+    payload_json = excluded.payload_json, max_attempts = excluded.max_attempts,
+    retry_backoff = excluded.retry_backoff, priority = excluded.priority,
+    backfill = excluded.backfill, updated_at = now()
+
+-- name: schedules
+SELECT name, cron, timezone, job_name, channel_name, channel_args, payload_json::text,
+    max_attempts, retry_backoff, priority, backfill, last_tick, now()
+FROM mq_schedules
+ORDER BY name
+
+-- name: schedule_advance
+-- Compare-and-set: only the caller that saw %(last_tick)s moves the schedule on.
+UPDATE mq_schedules SET last_tick = %(new_tick)s
+WHERE name = %(name)s AND last_tick = %(last_tick)s
+RETURNING name
+
+-- name: listen_done
+LISTEN mq_done
+
+-- name: unlisten_done
+UNLISTEN mq_done

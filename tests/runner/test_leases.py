@@ -164,6 +164,7 @@ def _lease_and_vanish(dsn: str) -> None:
                 "cursor_args": None,
                 "limit": 10,
                 "default_lease": "1 s",
+                "excluded": [],
             },
         ).fetchall()
     assert len(rows) == 1

@@ -165,6 +165,7 @@ def _plan(db: psycopg.Connection[Any], channel_names: list[str] | None, cursor: 
         "cursor_args": "" if cursor is not None else None,
         "limit": 100,
         "default_lease": "30 s",
+        "excluded": [],
     }
     with db.transaction(force_rollback=True):
         rows = db.execute(b"EXPLAIN (ANALYZE, FORMAT JSON) " + query("lease"), params).fetchone()

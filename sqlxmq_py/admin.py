@@ -1,0 +1,517 @@
+"""Looking at and managing jobs: status, listing, counts, cancel, retry, reschedule, blocked
+ordered chains, purging and per-channel limits.
+
+Like spawning, every function takes a sync connection or pool (and returns its result) or an
+async one (and returns an awaitable), and runs in the caller's transaction without committing it.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Coroutine, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal, TypeAlias, get_args, overload
+
+from . import _connections
+from ._connections import AnyConnection, AsyncConnectionLike, Rows, SyncConnectionLike
+from ._validate import check_int, check_text
+from .errors import ConfigurationError
+from .sql import query
+
+__all__ = [
+    "BlockedChain",
+    "JobState",
+    "JobStatus",
+    "PurgeResult",
+    "QueueCount",
+    "blocked_chains",
+    "cancel",
+    "channel_limits",
+    "job_status",
+    "list_jobs",
+    "purge",
+    "queue_counts",
+    "reschedule",
+    "retry",
+    "set_channel_limit",
+]
+
+JobState: TypeAlias = Literal[
+    "uncommitted",
+    "scheduled",
+    "waiting",
+    "ready",
+    "running",
+    "retrying",
+    "failed",
+    "completed",
+    "cancelled",
+]
+"""Where a job is: see the README's list of states."""
+
+_ROW_STATES = {"r": "ready", "l": "running", "b": "waiting", "w": "waiting", "u": "uncommitted"}
+_ROW_STATES.update({"f": "failed", "completed": "completed", "cancelled": "cancelled"})
+_STATE_CODES: dict[str, tuple[str, ...]] = {
+    "ready": ("r",),
+    "running": ("l",),
+    "waiting": ("b", "w"),
+    "uncommitted": ("u",),
+    "failed": ("f",),
+    "scheduled": ("s",),
+    "retrying": ("s",),
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobStatus:
+    """A job as the queue sees it now."""
+
+    id: uuid.UUID
+    name: str
+    state: JobState
+    attempts: int
+    max_attempts: int
+    channel_name: str
+    channel_args: str
+    priority: int
+    job_key: str | None
+    run_at: datetime | None
+    """When it may run (scheduled, retrying, ready) or when its lease ends (running)."""
+    created_at: datetime
+    finished_at: datetime | None
+    last_error: str | None
+    result: Any
+    """The job's return value, when it completed and was kept (``retain_for``)."""
+    cancel_requested: bool
+
+
+def _status(row: tuple[Any, ...]) -> JobStatus:
+    (job_id, name, code, attempts, max_attempts, cname, cargs, priority, key, run_at, created,
+     finished, error, result, cancel_requested) = row  # fmt: skip
+    state = _ROW_STATES.get(code) or ("retrying" if attempts > 0 else "scheduled")
+    return JobStatus(
+        id=job_id,
+        name=name,
+        state=state,  # type: ignore[arg-type]
+        attempts=attempts,
+        max_attempts=max_attempts,
+        channel_name=cname,
+        channel_args=cargs,
+        priority=priority,
+        job_key=key,
+        run_at=run_at,
+        created_at=created,
+        finished_at=finished,
+        last_error=error,
+        result=None if result is None else json.loads(result),
+        cancel_requested=cancel_requested,
+    )
+
+
+def _first_status(rows: Rows) -> JobStatus | None:
+    return _status(rows[0]) if rows else None
+
+
+def _ids(job_ids: Iterable[uuid.UUID]) -> list[uuid.UUID]:
+    if isinstance(job_ids, uuid.UUID):
+        raise ConfigurationError("pass a list of job ids, not one id")
+    ids = list(job_ids)
+    for job_id in ids:
+        if not isinstance(job_id, uuid.UUID):
+            raise ConfigurationError(f"job ids must be uuid.UUID, got {job_id!r}")
+    return ids
+
+
+@overload
+def job_status(conn: SyncConnectionLike, job_id: uuid.UUID) -> JobStatus | None: ...
+
+
+@overload
+def job_status(
+    conn: AsyncConnectionLike, job_id: uuid.UUID
+) -> Coroutine[Any, Any, JobStatus | None]: ...
+
+
+def job_status(
+    conn: AnyConnection, job_id: uuid.UUID
+) -> JobStatus | Coroutine[Any, Any, JobStatus | None] | None:
+    """The job's status, or ``None`` if no such job is queued or kept in the history."""
+    (checked,) = _ids([job_id])
+    return _connections.run(conn, query("status"), {"id": checked}, _first_status)
+
+
+def list_params(
+    states: Sequence[JobState] | None,
+    channel_name: str | None,
+    name: str | None,
+    job_key: str | None,
+    limit: int,
+    before: uuid.UUID | None,
+) -> dict[str, object]:
+    """The parameters of the ``list_jobs`` statement (pure)."""
+    if isinstance(states, str):
+        raise ConfigurationError("states must be a list of states, not one str")
+    wanted = None if states is None else list(states)
+    if wanted is not None:
+        unknown = [s for s in wanted if s not in _STATE_CODES and s not in _HISTORY_STATES]
+        if unknown:
+            known = ", ".join(get_args(JobState))
+            raise ConfigurationError(f"unknown job states {unknown}; known: {known}")
+    codes = None if wanted is None else sorted({c for s in wanted for c in _STATE_CODES.get(s, ())})
+    history = None if wanted is None else [s for s in wanted if s in _HISTORY_STATES]
+    for option, value in (("channel_name", channel_name), ("name", name), ("job_key", job_key)):
+        if value is not None:
+            check_text(option, value)
+    if before is not None and not isinstance(before, uuid.UUID):
+        raise ConfigurationError(f"before must be a job id (uuid.UUID), got {before!r}")
+    return {
+        "hot": codes is None or bool(codes),
+        "states": codes,
+        "history": history is None or bool(history),
+        "history_states": history,
+        "channel_name": channel_name,
+        "name": name,
+        "job_key": job_key,
+        "before": before,
+        "limit": check_int("limit", limit, minimum=1, maximum=10_000),
+    }
+
+
+_HISTORY_STATES = ("completed", "cancelled")
+
+
+def _statuses(wanted: Sequence[JobState] | None) -> Any:
+    def interpret(rows: Rows) -> list[JobStatus]:
+        found = [_status(row) for row in rows]
+        return found if wanted is None else [s for s in found if s.state in wanted]
+
+    return interpret
+
+
+@overload
+def list_jobs(
+    conn: SyncConnectionLike,
+    *,
+    states: Sequence[JobState] | None = None,
+    channel_name: str | None = None,
+    name: str | None = None,
+    job_key: str | None = None,
+    limit: int = 50,
+    before: uuid.UUID | None = None,
+) -> list[JobStatus]: ...
+
+
+@overload
+def list_jobs(
+    conn: AsyncConnectionLike,
+    *,
+    states: Sequence[JobState] | None = None,
+    channel_name: str | None = None,
+    name: str | None = None,
+    job_key: str | None = None,
+    limit: int = 50,
+    before: uuid.UUID | None = None,
+) -> Coroutine[Any, Any, list[JobStatus]]: ...
+
+
+def list_jobs(
+    conn: AnyConnection,
+    *,
+    states: Sequence[JobState] | None = None,
+    channel_name: str | None = None,
+    name: str | None = None,
+    job_key: str | None = None,
+    limit: int = 50,
+    before: uuid.UUID | None = None,
+) -> list[JobStatus] | Coroutine[Any, Any, list[JobStatus]]:
+    """Jobs, newest first, queued and kept; filtered by state, channel, name and key.
+
+    Pages: pass the last id of a page as ``before`` to get the next one.
+    """
+    params = list_params(states, channel_name, name, job_key, limit, before)
+    return _connections.run(conn, query("list_jobs"), params, _statuses(states))
+
+
+@dataclass(frozen=True, kw_only=True)
+class QueueCount:
+    """How many jobs of a channel are in a state; for ready jobs, the oldest one's age."""
+
+    channel_name: str
+    state: JobState
+    count: int
+    oldest_ready_age_s: float | None
+
+
+def _counts(rows: Rows) -> list[QueueCount]:
+    return [
+        QueueCount(
+            channel_name=channel,
+            state=_ROW_STATES.get(code, "scheduled"),  # type: ignore[arg-type]
+            count=count,
+            oldest_ready_age_s=age,
+        )
+        for channel, code, count, age in rows
+    ]
+
+
+@overload
+def queue_counts(conn: SyncConnectionLike) -> list[QueueCount]: ...
+
+
+@overload
+def queue_counts(conn: AsyncConnectionLike) -> Coroutine[Any, Any, list[QueueCount]]: ...
+
+
+def queue_counts(conn: AnyConnection) -> list[QueueCount] | Coroutine[Any, Any, list[QueueCount]]:
+    """Jobs per channel and state (scheduled and retrying jobs both count as ``scheduled``)."""
+    return _connections.run(conn, query("queue_counts"), None, _counts)
+
+
+def _outcomes(rows: Rows) -> dict[uuid.UUID, str]:
+    return dict(rows)
+
+
+@overload
+def cancel(
+    conn: SyncConnectionLike, job_ids: Iterable[uuid.UUID], reason: str = "cancelled"
+) -> dict[uuid.UUID, str]: ...
+
+
+@overload
+def cancel(
+    conn: AsyncConnectionLike, job_ids: Iterable[uuid.UUID], reason: str = "cancelled"
+) -> Coroutine[Any, Any, dict[uuid.UUID, str]]: ...
+
+
+def cancel(
+    conn: AnyConnection, job_ids: Iterable[uuid.UUID], reason: str = "cancelled"
+) -> dict[uuid.UUID, str] | Coroutine[Any, Any, dict[uuid.UUID, str]]:
+    """Cancels jobs. Returns ``{id: "cancelled"}`` for jobs that were waiting (they leave the
+    queue now, kept as cancelled history; an ordered chain closes up behind them; their
+    continuations are cancelled too) and ``{id: "requested"}`` for running jobs, whose runner
+    is asked to stop them (``current_job.cancelled`` becomes true). Unknown ids are left out."""
+    params = {"ids": _ids(job_ids), "reason": check_text("reason", reason)}
+    return _connections.run(conn, query("cancel"), params, _outcomes)
+
+
+def _id_list(rows: Rows) -> list[uuid.UUID]:
+    return [row[0] for row in rows]
+
+
+@overload
+def retry(conn: SyncConnectionLike, job_ids: Iterable[uuid.UUID]) -> list[uuid.UUID]: ...
+
+
+@overload
+def retry(
+    conn: AsyncConnectionLike, job_ids: Iterable[uuid.UUID]
+) -> Coroutine[Any, Any, list[uuid.UUID]]: ...
+
+
+def retry(
+    conn: AnyConnection, job_ids: Iterable[uuid.UUID]
+) -> list[uuid.UUID] | Coroutine[Any, Any, list[uuid.UUID]]:
+    """Runs failed jobs again, with a fresh set of attempts; returns the ids retried.
+
+    Retrying the failed head of an ordered chain unblocks the chain once it succeeds.
+    """
+    return _connections.run(conn, query("retry"), {"ids": _ids(job_ids)}, _id_list)
+
+
+@overload
+def reschedule(
+    conn: SyncConnectionLike,
+    job_ids: Iterable[uuid.UUID],
+    *,
+    run_at: datetime | None = None,
+    priority: int | None = None,
+    retries: int | None = None,
+) -> list[uuid.UUID]: ...
+
+
+@overload
+def reschedule(
+    conn: AsyncConnectionLike,
+    job_ids: Iterable[uuid.UUID],
+    *,
+    run_at: datetime | None = None,
+    priority: int | None = None,
+    retries: int | None = None,
+) -> Coroutine[Any, Any, list[uuid.UUID]]: ...
+
+
+def reschedule(
+    conn: AnyConnection,
+    job_ids: Iterable[uuid.UUID],
+    *,
+    run_at: datetime | None = None,
+    priority: int | None = None,
+    retries: int | None = None,
+) -> list[uuid.UUID] | Coroutine[Any, Any, list[uuid.UUID]]:
+    """Changes waiting jobs (not running or failed ones): when they run (a timezone-aware
+    ``run_at``), their priority, and how many retries they have left. Returns the ids changed."""
+    if run_at is not None and (not isinstance(run_at, datetime) or run_at.tzinfo is None):
+        raise ConfigurationError(f"run_at must be a timezone-aware datetime, got {run_at!r}")
+    params = {
+        "ids": _ids(job_ids),
+        "run_at": run_at,
+        "priority": None
+        if priority is None
+        else check_int("priority", priority, minimum=-(2**31 - 1)),
+        "retries": None
+        if retries is None
+        else check_int("retries", retries, minimum=0, maximum=2**31 - 2),
+    }
+    return _connections.run(conn, query("reschedule"), params, _id_list)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BlockedChain:
+    """An ordered chain stopped by its failed head."""
+
+    channel_name: str
+    channel_args: str
+    head_id: uuid.UUID
+    head_name: str
+    error: str | None
+    waiting: int
+    """Jobs queued behind the head."""
+
+
+def _chains(rows: Rows) -> list[BlockedChain]:
+    return [
+        BlockedChain(
+            channel_name=cn, channel_args=ca, head_id=head, head_name=name, error=err, waiting=n
+        )
+        for cn, ca, head, name, err, n in rows
+    ]
+
+
+@overload
+def blocked_chains(conn: SyncConnectionLike) -> list[BlockedChain]: ...
+
+
+@overload
+def blocked_chains(conn: AsyncConnectionLike) -> Coroutine[Any, Any, list[BlockedChain]]: ...
+
+
+def blocked_chains(
+    conn: AnyConnection,
+) -> list[BlockedChain] | Coroutine[Any, Any, list[BlockedChain]]:
+    """Ordered chains whose head failed for good. Unblock one with ``retry([head_id])`` (run
+    the head again) or ``cancel([head_id])`` (skip it)."""
+    return _connections.run(conn, query("blocked_chains"), None, _chains)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PurgeResult:
+    """How many rows a purge removed."""
+
+    failed: int
+    history: int
+
+
+def _cutoff(option: str, value: datetime | timedelta | None) -> datetime | timedelta | None:
+    if value is None or isinstance(value, timedelta):
+        return value
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return value
+    raise ConfigurationError(
+        f"{option} must be a timedelta (an age) or a timezone-aware datetime, got {value!r}"
+    )
+
+
+@overload
+def purge(
+    conn: SyncConnectionLike,
+    *,
+    failed_before: datetime | timedelta | None = None,
+    history_before: datetime | timedelta | None = None,
+) -> PurgeResult: ...
+
+
+@overload
+def purge(
+    conn: AsyncConnectionLike,
+    *,
+    failed_before: datetime | timedelta | None = None,
+    history_before: datetime | timedelta | None = None,
+) -> Coroutine[Any, Any, PurgeResult]: ...
+
+
+def purge(
+    conn: AnyConnection,
+    *,
+    failed_before: datetime | timedelta | None = None,
+    history_before: datetime | timedelta | None = None,
+) -> PurgeResult | Coroutine[Any, Any, PurgeResult]:
+    """Removes expired history (always), history that finished before ``history_before``, and
+    failed jobs that failed before ``failed_before``. Each cutoff is a timezone-aware datetime
+    or an age (a timedelta back from now)."""
+    failed = _cutoff("failed_before", failed_before)
+    history = _cutoff("history_before", history_before)
+    params = {
+        "failed": failed is not None,
+        "failed_at": failed if isinstance(failed, datetime) else None,
+        "failed_age": failed if isinstance(failed, timedelta) else None,
+        "history_at": history if isinstance(history, datetime) else None,
+        "history_age": history if isinstance(history, timedelta) else None,
+    }
+    return _connections.run(conn, query("purge"), params, _purged)
+
+
+def _purged(rows: Rows) -> PurgeResult:
+    failed, history = rows[0]
+    return PurgeResult(failed=failed, history=history)
+
+
+@overload
+def set_channel_limit(
+    conn: SyncConnectionLike, channel_name: str, max_running: int | None
+) -> None: ...
+
+
+@overload
+def set_channel_limit(
+    conn: AsyncConnectionLike, channel_name: str, max_running: int | None
+) -> Coroutine[Any, Any, None]: ...
+
+
+def set_channel_limit(
+    conn: AnyConnection, channel_name: str, max_running: int | None
+) -> Coroutine[Any, Any, None] | None:
+    """Lets at most ``max_running`` jobs of the channel run at once across all runners
+    (``None`` removes the limit). Runners pick the change up within a few seconds."""
+    check_text("channel_name", channel_name)
+    if max_running is None:
+        return _connections.run(
+            conn, query("delete_channel_limit"), {"channel_name": channel_name}, _nothing
+        )
+    params = {
+        "channel_name": channel_name,
+        "max_running": check_int("max_running", max_running, minimum=0),
+    }
+    return _connections.run(conn, query("set_channel_limit"), params, _nothing)
+
+
+def _nothing(_rows: Rows) -> None:
+    return None
+
+
+def _limits(rows: Rows) -> dict[str, int]:
+    return dict(rows)
+
+
+@overload
+def channel_limits(conn: SyncConnectionLike) -> dict[str, int]: ...
+
+
+@overload
+def channel_limits(conn: AsyncConnectionLike) -> Coroutine[Any, Any, dict[str, int]]: ...
+
+
+def channel_limits(conn: AnyConnection) -> dict[str, int] | Coroutine[Any, Any, dict[str, int]]:
+    """The channel limits set with :func:`set_channel_limit`."""
+    return _connections.run(conn, query("channel_limits"), None, _limits)

@@ -1,0 +1,185 @@
+"""Recurring jobs: crontab schedules whose ticks are spawned exactly once, whatever the number
+of runners.
+
+A schedule lives in ``mq_schedules``. The runner that holds the maintenance lock computes the
+due ticks (croniter parses the expression) and, in one transaction, moves the schedule's
+``last_tick`` forward with a compare-and-set and spawns one job per tick; a runner that lost the
+race spawns nothing. Ticks missed while no runner was up are skipped, unless a ``backfill``
+window asks for them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import croniter
+from psycopg import AsyncConnection
+
+from ._validate import Duration, check_text, to_timedelta
+from .builder import JobBuilder, insert_params
+from .errors import ConfigurationError
+from .payload import encode_json
+from .sql import query
+
+if TYPE_CHECKING:
+    from .job import NamedJob
+
+__all__ = ["ON_TIME_GRACE", "CronSchedule", "check_cron", "due_ticks", "run_due_schedules"]
+
+ON_TIME_GRACE = timedelta(minutes=1)
+"""A tick this late is still spawned without backfill (runner restarts, maintenance lag)."""
+
+
+def check_cron(expr: object) -> str:
+    """Checks a crontab expression (five fields, or six with seconds); returns it."""
+    if not isinstance(expr, str) or not croniter.is_valid(expr):
+        raise ConfigurationError(
+            f"cron must be a crontab expression like '*/5 * * * *', got {expr!r}"
+        )
+    return expr
+
+
+def _zone(tz: object) -> ZoneInfo:
+    if not isinstance(tz, str):
+        raise ConfigurationError(f"tz must be an IANA time zone name, got {tz!r}")
+    try:
+        return ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigurationError(f"tz must be an IANA time zone name, got {tz!r}") from exc
+
+
+@dataclass(frozen=True, kw_only=True)
+class CronSchedule:
+    """A recurring job: ``job_name`` spawned at every tick of ``cron`` in time zone ``tz``."""
+
+    name: str
+    cron: str
+    tz: str
+    job_name: str
+    channel_name: str
+    channel_args: str
+    payload_json: str | None
+    max_attempts: int
+    retry_backoff: timedelta
+    priority: int
+    backfill: timedelta
+
+    @classmethod
+    def for_job(
+        cls,
+        cron: str,
+        job: NamedJob[..., Any],
+        *,
+        payload: object = None,
+        name: str | None = None,
+        tz: str = "UTC",
+        backfill: Duration = 0,
+        channel_args: str = "",
+    ) -> CronSchedule:
+        """A schedule spawning ``job`` with its decorator's defaults; options validated."""
+        _zone(tz)
+        options = job.options
+        return cls(
+            name=check_text("name", name if name is not None else job.name),
+            cron=check_cron(cron),
+            tz=tz,
+            job_name=job.name,
+            channel_name=options.channel_name,
+            channel_args=check_text("channel_args", channel_args),
+            payload_json=None if payload is None else encode_json(payload),
+            max_attempts=options.retries + 1,
+            retry_backoff=options.backoff,
+            priority=options.priority,
+            backfill=to_timedelta("backfill", backfill),
+        )
+
+    def upsert_params(self) -> dict[str, object]:
+        """The parameters of the ``schedule_upsert`` statement."""
+        return {
+            "name": self.name,
+            "cron": self.cron,
+            "timezone": self.tz,
+            "job_name": self.job_name,
+            "channel_name": self.channel_name,
+            "channel_args": self.channel_args,
+            "payload_json": self.payload_json,
+            "max_attempts": self.max_attempts,
+            "retry_backoff": self.retry_backoff,
+            "priority": self.priority,
+            "backfill": self.backfill,
+        }
+
+
+def due_ticks(
+    cron: str, tz: str, last_tick: datetime, now: datetime, backfill: timedelta
+) -> tuple[list[datetime], datetime]:
+    """The ticks to spawn now, and the new ``last_tick``.
+
+    Every tick after ``last_tick`` up to ``now`` is due; those older than the backfill window
+    (at least :data:`ON_TIME_GRACE`) are skipped rather than spawned late.
+    """
+    window = max(backfill, ON_TIME_GRACE)
+    zone = _zone(tz)
+    start = max(last_tick, now - window - timedelta(seconds=1))
+    ticks: list[datetime] = []
+    it = croniter(cron, start.astimezone(zone))
+    while (tick := it.get_next(datetime)) <= now:
+        ticks.append(tick)
+    if not ticks:
+        return [], last_tick
+    return [t for t in ticks if t >= now - window and t > last_tick], ticks[-1]
+
+
+def tick_key(schedule_name: str, tick: datetime) -> str:
+    """The job key of a tick's job: ``cron:<schedule>:<tick in ISO 8601>``."""
+    return f"cron:{schedule_name}:{tick.isoformat()}"
+
+
+def _tick_builder(row: tuple[Any, ...], tick: datetime) -> JobBuilder:
+    name, _, _, job_name, channel, args, payload, attempts, backoff, priority = row[:10]
+    builder = JobBuilder(
+        job_name,
+        channel_name=channel,
+        retries=attempts - 1,
+        retry_backoff=backoff,
+        priority=priority,
+    ).set_channel_args(args)
+    if payload is not None:
+        builder.set_raw_json(payload)
+    return builder.set_job_key(tick_key(name, tick), "unsafe_dedupe")
+
+
+async def upsert_schedules(conn: AsyncConnection[Any], schedules: Sequence[CronSchedule]) -> None:
+    """Records (or updates) schedules; a schedule keeps its last tick across updates."""
+    for schedule in schedules:
+        await conn.execute(query("schedule_upsert"), schedule.upsert_params())
+
+
+async def run_due_schedules(conn: AsyncConnection[Any]) -> list[tuple[str, datetime]]:
+    """Spawns the due ticks of every schedule; returns (schedule, tick) of those spawned.
+
+    ``conn`` must not be inside a transaction: each schedule gets its own.
+    """
+    spawned: list[tuple[str, datetime]] = []
+    cur = await conn.execute(query("schedules"))
+    for row in await cur.fetchall():
+        name, cron, tz, last_tick, now = row[0], row[1], row[2], row[11], row[12]
+        ticks, new_last = due_ticks(cron, tz, last_tick, now, row[10])
+        if new_last == last_tick:
+            continue
+        async with conn.transaction():
+            cur = await conn.execute(
+                query("schedule_advance"),
+                {"name": name, "last_tick": last_tick, "new_tick": new_last},
+            )
+            if await cur.fetchone() is None:
+                continue  # another runner moved it on: its spawn stands
+            if ticks:
+                builders = [_tick_builder(row, tick) for tick in ticks]
+                await conn.execute(query("insert"), insert_params(builders))
+        spawned.extend((name, tick) for tick in ticks)
+    return spawned

@@ -1,0 +1,162 @@
+"""Waiting for a job's result without polling.
+
+``wait_for_result`` listens on ``mq_done``, registers interest in the job (so its completion
+notifies and keeps its result for at least an hour), and then reads the job's status whenever a
+notification for it arrives.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Coroutine
+from datetime import timedelta
+from typing import Any, overload
+
+import psycopg
+from psycopg.rows import tuple_row
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
+from ._connections import AnyConnection, AsyncConnectionLike, SyncConnectionLike, is_async
+from .admin import JobStatus, job_status
+from .errors import ConfigurationError, JobCancelledError, JobFailedError, JobNotFoundError
+from .sql import query
+
+__all__ = ["RESULT_RETENTION", "wait_for_result"]
+
+RESULT_RETENTION = timedelta(hours=1)
+"""A job someone waits for is kept at least this long after it finishes, with its result."""
+
+
+def _outcome(job_id: uuid.UUID, status: JobStatus | None) -> tuple[bool, Any]:
+    """(finished, result) for a status, raising for jobs that will never give one."""
+    if status is None:
+        raise JobNotFoundError(
+            f"job {job_id} is neither queued nor kept in the history (it may have completed "
+            "without retain_for before anyone waited for it)"
+        )
+    if status.state == "completed":
+        return True, status.result
+    if status.state == "failed":
+        raise JobFailedError(f"job {job_id} ({status.name!r}) failed: {status.last_error}")
+    if status.state == "cancelled":
+        raise JobCancelledError(
+            f"job {job_id} ({status.name!r}) was cancelled: {status.last_error}"
+        )
+    return False, None
+
+
+def _remaining(deadline: float | None, job_id: uuid.UUID) -> float | None:
+    if deadline is None:
+        return None
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError(f"job {job_id} did not finish in time")
+    return left
+
+
+def _register_params(job_id: uuid.UUID) -> dict[str, object]:
+    return {"id": job_id, "retain": RESULT_RETENTION}
+
+
+def _check_source(conn: AnyConnection) -> None:
+    if isinstance(conn, psycopg.Connection | psycopg.AsyncConnection) and not conn.autocommit:
+        raise ConfigurationError(
+            "wait_for_result needs a pool, or a connection in autocommit mode (notifications "
+            "arrive between transactions)"
+        )
+
+
+def _wait_sync(conn: psycopg.Connection[Any], job_id: uuid.UUID, timeout: float | None) -> Any:
+    deadline = None if timeout is None else time.monotonic() + timeout
+    conn.execute(query("listen_done"))
+    try:
+        with conn.cursor(row_factory=tuple_row) as cur:
+            cur.execute(query("wait_register"), _register_params(job_id))
+        while True:
+            finished, result = _outcome(job_id, job_status(conn, job_id))
+            if finished:
+                return result
+            for note in conn.notifies(timeout=_remaining(deadline, job_id)):
+                if note.payload == str(job_id):
+                    break
+    finally:
+        conn.execute(query("unlisten_done"))
+
+
+async def _wait_async(
+    conn: psycopg.AsyncConnection[Any], job_id: uuid.UUID, timeout: float | None
+) -> Any:
+    deadline = None if timeout is None else time.monotonic() + timeout
+    await conn.execute(query("listen_done"))
+    try:
+        async with conn.cursor(row_factory=tuple_row) as cur:
+            await cur.execute(query("wait_register"), _register_params(job_id))
+        while True:
+            finished, result = _outcome(job_id, await job_status(conn, job_id))
+            if finished:
+                return result
+            async for note in conn.notifies(timeout=_remaining(deadline, job_id)):
+                if note.payload == str(job_id):
+                    break
+    finally:
+        await conn.execute(query("unlisten_done"))
+
+
+async def _wait_async_any(
+    conn: AsyncConnectionLike, job_id: uuid.UUID, timeout: float | None
+) -> Any:
+    if isinstance(conn, AsyncConnectionPool):
+        async with conn.connection() as pooled:
+            await pooled.set_autocommit(True)
+            try:
+                return await _wait_async(pooled, job_id, timeout)
+            finally:
+                await pooled.set_autocommit(False)
+    return await _wait_async(conn, job_id, timeout)
+
+
+def _wait_sync_any(conn: SyncConnectionLike, job_id: uuid.UUID, timeout: float | None) -> Any:
+    if isinstance(conn, ConnectionPool):
+        with conn.connection() as pooled:
+            pooled.autocommit = True
+            try:
+                return _wait_sync(pooled, job_id, timeout)
+            finally:
+                pooled.autocommit = False
+    return _wait_sync(conn, job_id, timeout)
+
+
+@overload
+def wait_for_result(
+    conn: SyncConnectionLike, job_id: uuid.UUID, timeout: float | None = None
+) -> Any: ...
+
+
+@overload
+def wait_for_result(
+    conn: AsyncConnectionLike, job_id: uuid.UUID, timeout: float | None = None
+) -> Coroutine[Any, Any, Any]: ...
+
+
+def wait_for_result(
+    conn: AnyConnection, job_id: uuid.UUID, timeout: float | None = None
+) -> Any | Coroutine[Any, Any, Any]:
+    """Waits until the job finishes and returns its result (the job function's return value,
+    decoded from JSON), woken by a notification rather than by polling.
+
+    ``conn`` is a pool or an autocommit connection, sync or async. The job is kept (with its
+    result) for at least :data:`RESULT_RETENTION` after it finishes.
+
+    Raises:
+        JobFailedError: the job failed for good.
+        JobCancelledError: the job was cancelled.
+        JobNotFoundError: no such job is queued or kept.
+        TimeoutError: ``timeout`` seconds passed first.
+    """
+    if not isinstance(job_id, uuid.UUID):
+        raise ConfigurationError(f"job_id must be a uuid.UUID, got {job_id!r}")
+    _check_source(conn)
+    if is_async(conn):
+        return _wait_async_any(conn, job_id, timeout)
+    return _wait_sync_any(conn, job_id, timeout)
