@@ -440,6 +440,7 @@ DECLARE
     v_fresh_snapshot boolean := current_setting('transaction_isolation') = 'read committed';
     v_seqs bigint[];
     v_existing record;
+    v_window_job uuid;
     i integer;
 BEGIN
     IF true = ANY(p_ordered) THEN
@@ -464,8 +465,9 @@ BEGIN
                 SET job_id = excluded.job_id, until = excluded.until
                 WHERE t.until <= now();
             IF NOT FOUND THEN
-                SELECT t.job_id INTO STRICT v_ids[i] FROM mq_throttle AS t
+                SELECT t.job_id INTO STRICT v_window_job FROM mq_throttle AS t
                 WHERE t.job_key = p_job_keys[i];
+                v_ids[i] := v_window_job;
                 CONTINUE;
             END IF;
         END IF;

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -131,7 +131,8 @@ def due_ticks(
         ticks.append(tick)
     if not ticks:
         return [], last_tick
-    return [t for t in ticks if t >= now - window and t > last_tick], ticks[-1]
+    utc = [t.astimezone(UTC) for t in ticks]
+    return [t for t in utc if t >= now - window and t > last_tick], utc[-1]
 
 
 def tick_key(schedule_name: str, tick: datetime) -> str:
@@ -162,7 +163,8 @@ async def upsert_schedules(conn: AsyncConnection[Any], schedules: Sequence[CronS
 async def run_due_schedules(conn: AsyncConnection[Any]) -> list[tuple[str, datetime]]:
     """Spawns the due ticks of every schedule; returns (schedule, tick) of those spawned.
 
-    ``conn`` must not be inside a transaction: each schedule gets its own.
+    Each schedule is handled in a transaction of its own (a savepoint if ``conn`` is already
+    in one): the compare-and-set of its last tick and the spawn of its jobs commit together.
     """
     spawned: list[tuple[str, datetime]] = []
     cur = await conn.execute(query("schedules"))

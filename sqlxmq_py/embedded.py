@@ -14,7 +14,7 @@ from typing import Any
 
 from .errors import EmbeddedServerError
 
-__all__ = ["DEFAULT_DATA_DIR", "resolve_dsn", "start"]
+__all__ = ["DEFAULT_DATA_DIR", "resolve_dsn", "start", "stop"]
 
 DEFAULT_DATA_DIR = (
     Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
@@ -59,6 +59,15 @@ def start(data_dir: str | Path | None = None) -> str:
                 f"the embedded PostgreSQL in {path} did not start: {exc}"
             ) from exc
     return str(_servers[path].get_uri())
+
+
+def stop(data_dir: str | Path | None = None) -> None:
+    """Stops the embedded server this process started (or reused) in ``data_dir``, unless
+    another process still uses it."""
+    path = Path(data_dir or os.environ.get("SQLXMQ_DATA_DIR") or DEFAULT_DATA_DIR)
+    server = _servers.pop(path.expanduser().resolve(), None)
+    if server is not None:
+        server.cleanup()
 
 
 def resolve_dsn(dsn: str | None = None) -> str:

@@ -7,6 +7,8 @@ directory. A missing server is an error, never a skip.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -26,14 +28,23 @@ def _admin(dsn: str) -> psycopg.Connection[Any]:
 
 
 @pytest.fixture(scope="session")
-def server_dsn(tmp_path_factory: pytest.TempPathFactory) -> str:
+def server_dsn() -> Iterator[str]:
     """A maintenance DSN of the server the tests run against."""
     dsn = os.environ.get("SQLXMQ_TEST_DSN")
-    if not dsn:
-        dsn = embedded.start(tmp_path_factory.mktemp("embedded") / "pgdata")
-    with _admin(dsn) as conn:
-        conn.execute("SELECT 1")
-    return dsn
+    if dsn:
+        yield dsn
+        return
+    # a directory of its own, not under pytest's basetemp, which other pytest sessions on the
+    # machine rotate (and delete) while this one runs
+    data_dir = Path(tempfile.mkdtemp(prefix="sqlxmq-test-")) / "pgdata"
+    try:
+        dsn = embedded.start(data_dir)
+        with _admin(dsn) as conn:
+            conn.execute("SELECT 1")
+        yield dsn
+    finally:
+        embedded.stop(data_dir)
+        shutil.rmtree(data_dir.parent, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
