@@ -2,7 +2,8 @@
 --
 -- Adds job keys (dedupe, replace, throttle), absolute run times, continuations (jobs that wait
 -- for parent jobs), history with results, dead letters, cancellation, retry and reschedule,
--- recurring schedules and per-channel concurrency limits. New job state:
+-- recurring schedules, per-channel concurrency limits, and headers (small string metadata
+-- carried from spawn to run, e.g. a trace context). New job state:
 --
 --   'w'  waiting      waits for parent jobs (continuations) to complete
 
@@ -22,7 +23,8 @@ ALTER TABLE mq_payloads
     ADD COLUMN dead_letter text,
     ADD COLUMN dead_letter_channel text,
     ADD COLUMN notify_done boolean NOT NULL DEFAULT false,
-    ADD COLUMN run_after_failed_parents boolean NOT NULL DEFAULT false;
+    ADD COLUMN run_after_failed_parents boolean NOT NULL DEFAULT false,
+    ADD COLUMN headers jsonb;
 
 -- Continuations: child waits for parent. Rows go when the parent completes.
 CREATE TABLE mq_deps (
@@ -48,6 +50,7 @@ CREATE TABLE mq_history (
     payload_bytes bytea,
     result json,
     last_error text,
+    headers jsonb,
     created_at timestamptz NOT NULL,
     finished_at timestamptz NOT NULL DEFAULT now(),
     expires_at timestamptz NOT NULL
@@ -112,11 +115,11 @@ CREATE FUNCTION mq_keep(
 LANGUAGE sql AS $$
     INSERT INTO mq_history (
         id, name, channel_name, channel_args, state, attempts, max_attempts, priority, job_key,
-        payload_json, payload_bytes, result, last_error, created_at, expires_at
+        payload_json, payload_bytes, result, last_error, headers, created_at, expires_at
     )
     SELECT j.id, p.name, j.channel_name, j.channel_args, p_state, j.attempts, j.max_attempts,
         j.priority, j.job_key, p.payload_json, p.payload_bytes, NULL,
-        coalesce(p_error, p.last_error), p.created_at,
+        coalesce(p_error, p.last_error), p.headers, p.created_at,
         now() + coalesce(p.retain_for, p_default_retain)
     FROM mq_jobs AS j JOIN mq_payloads AS p ON p.id = j.id
     WHERE j.id = ANY(p_ids) AND coalesce(p.retain_for, p_default_retain) > interval '0'
@@ -430,7 +433,8 @@ CREATE FUNCTION mq_insert(
     p_dead_letter_channels text[],
     p_run_after_failed_parents boolean[],
     p_dep_positions integer[],
-    p_dep_parents uuid[]
+    p_dep_parents uuid[],
+    p_headers jsonb[]
 ) RETURNS TABLE (pos integer, id uuid)
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -519,6 +523,7 @@ BEGIN
             WHERE j.id = v_existing.id AND j.state IN ('r', 's', 'f');
             UPDATE mq_payloads AS p
             SET name = p_names[i],
+                headers = p_headers[i],
                 payload_json = p_payload_json[i]::json,
                 payload_bytes = p_payload_bytes[i],
                 retry_backoff = p_retry_backoffs[i],
@@ -532,13 +537,13 @@ BEGIN
 
     INSERT INTO mq_payloads (
         id, name, payload_json, payload_bytes, retry_backoff, retain_for, dead_letter,
-        dead_letter_channel, run_after_failed_parents
+        dead_letter_channel, run_after_failed_parents, headers
     )
-    SELECT v_ids[u.pos], u.name, u.pj::json, u.pb, u.rb, u.rf, u.dl, u.dlc, u.rafp
+    SELECT v_ids[u.pos], u.name, u.pj::json, u.pb, u.rb, u.rf, u.dl, u.dlc, u.rafp, u.h
     FROM unnest(
         p_names, p_payload_json, p_payload_bytes, p_retry_backoffs, p_retain_fors,
-        p_dead_letters, p_dead_letter_channels, p_run_after_failed_parents, v_new
-    ) WITH ORDINALITY AS u(name, pj, pb, rb, rf, dl, dlc, rafp, new, pos)
+        p_dead_letters, p_dead_letter_channels, p_run_after_failed_parents, p_headers, v_new
+    ) WITH ORDINALITY AS u(name, pj, pb, rb, rf, dl, dlc, rafp, h, new, pos)
     WHERE u.new;
 
     -- states: uncommitted, blocked behind an earlier ordered job, scheduled, or ready
@@ -654,7 +659,8 @@ CREATE FUNCTION mq_spawn(
     retain_for interval DEFAULT NULL,
     dead_letter text DEFAULT NULL,
     after uuid[] DEFAULT '{}',
-    run_after_failed_parents boolean DEFAULT false
+    run_after_failed_parents boolean DEFAULT false,
+    headers jsonb DEFAULT NULL
 ) RETURNS uuid
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -679,7 +685,8 @@ BEGIN
         ARRAY[commit_interval], ARRAY[priority], ARRAY[job_key], ARRAY[job_key_mode],
         ARRAY[throttle], ARRAY[retain_for], ARRAY[dead_letter], ARRAY[NULL::text],
         ARRAY[run_after_failed_parents],
-        array_fill(1, ARRAY[cardinality(coalesce(after, '{}'))]), coalesce(after, '{}')
+        array_fill(1, ARRAY[cardinality(coalesce(after, '{}'))]), coalesce(after, '{}'),
+        ARRAY[headers]
     ) AS i;
     RETURN v_id;
 END;

@@ -7,6 +7,7 @@ Both are mutable builders: every setter changes the builder and returns it, so c
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Coroutine, Iterable, Sequence
 from datetime import datetime, timedelta
@@ -17,6 +18,7 @@ from ._connections import AnyConnection, AsyncConnectionLike, Rows, SyncConnecti
 from ._ids import new_job_id
 from ._validate import Duration, check_int, check_text, to_timedelta
 from .errors import ConfigurationError
+from .hooks import spawn_hooks
 from .payload import check_raw_json, encode_bytes, encode_json
 from .sql import query
 
@@ -65,6 +67,7 @@ class JobBuilder:
         "_dead_letter",
         "_dead_letter_channel",
         "_delay",
+        "_headers",
         "_id",
         "_job_key",
         "_job_key_mode",
@@ -109,6 +112,7 @@ class JobBuilder:
         self._throttle: timedelta | None = None
         self._after: list[uuid.UUID] = []
         self._run_after_failed_parents = False
+        self._headers: dict[str, str] = {}
         self.set_channel_name(channel_name)
         self.set_retries(retries)
         self.set_retry_backoff(retry_backoff)
@@ -231,6 +235,17 @@ class JobBuilder:
         self._run_after_failed_parents = run_after_failed_parents
         return self
 
+    def set_header(self, name: str, value: str) -> Self:
+        """Attaches a string header to the job (``current_job.headers`` at run time), e.g. a
+        trace context; headers are kept in the history with the job."""
+        self._headers[check_text("header name", name)] = check_text("header value", value)
+        return self
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The headers set so far (a copy)."""
+        return dict(self._headers)
+
     def set_retain_for(self, retain_for: Duration | None) -> Self:
         """Keeps the finished job (with its result) in the history for this long; ``None``
         uses the runner's default (by default, not kept)."""
@@ -313,6 +328,9 @@ class JobBuilder:
 def insert_params(builders: Sequence[JobBuilder]) -> dict[str, object]:
     """Builds the parameters of the ``insert`` statement: one array per column, in job order
     (dependencies as edges: the child's 1-based position and the parent's id)."""
+    for hook in spawn_hooks():
+        for builder in builders:
+            hook(builder)
     dep_positions = [pos for pos, b in enumerate(builders, 1) for _ in b._after]
     dep_parents = [parent for b in builders for parent in b._after]
     return {
@@ -339,6 +357,7 @@ def insert_params(builders: Sequence[JobBuilder]) -> dict[str, object]:
         "run_after_failed_parents": [b._run_after_failed_parents for b in builders],
         "dep_positions": dep_positions,
         "dep_parents": dep_parents,
+        "headers": [json.dumps(b._headers) if b._headers else None for b in builders],
     }
 
 

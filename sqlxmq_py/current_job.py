@@ -9,6 +9,7 @@ fenced by the job's lease, so a worker whose lease passed to another gets
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ class LeasedJob:
     payload_bytes: bytes | None
     job_key: str | None = None
     retain_for: timedelta | None = None
+    headers: str | None = None
     completed: bool = False
     lease_lost: bool = False
     cancelled: bool = False
@@ -129,6 +131,11 @@ class JobInfo:
     def job_key(self) -> str | None:
         """The job's key, if it was spawned with one (cron ticks: ``cron:<schedule>:<tick>``)."""
         return self._job.job_key
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The headers the job was spawned with (``JobBuilder.set_header``)."""
+        return json.loads(self._job.headers) if self._job.headers else {}
 
     @property
     def cancelled(self) -> bool:

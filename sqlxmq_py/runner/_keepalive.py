@@ -44,6 +44,7 @@ class LeaseKeeper:
         default_lease: timedelta,
         held: Callable[[], list[HeldLease]],
         on_report: Callable[[list[uuid.UUID], list[uuid.UUID]], None],
+        on_renewed: Callable[[int, int], None] | None = None,
     ) -> None:
         """``held()`` lists the leases to renew (called from the thread: it must be thread-safe);
         ``on_report(lost, cancelled)`` is called from the thread with the leases found gone and
@@ -53,6 +54,7 @@ class LeaseKeeper:
         self._default_lease = default_lease
         self._held = held
         self._on_report = on_report
+        self._on_renewed = on_renewed
         self._stopping = False
         self._wake = threading.Event()
         self._wait = renew_interval([], default_lease)
@@ -120,5 +122,7 @@ class LeaseKeeper:
         lost = [job_id for job_id, why in reports if why == "lost"]
         cancelled = [job_id for job_id, why in reports if why == "cancel"]
         logger.debug("leases_renewed", count=len(leases) - len(lost))
+        if self._on_renewed is not None:
+            self._on_renewed(len(leases) - len(lost), len(lost))
         if reports:
             self._on_report(lost, cancelled)

@@ -13,6 +13,8 @@ Parts, each on its own connection so that none waits for another:
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import functools
 import inspect
 import os
@@ -36,6 +38,7 @@ from ..cron import run_due_schedules, upsert_schedules
 from ..current_job import BlockingCurrentJob, CurrentJob, LeasedJob
 from ..embedded import resolve_dsn
 from ..errors import JobTimeoutError, LeaseLostError, PayloadError, SchemaError, UnknownJobError
+from ..hooks import JobOutcome, RunnerHooks
 from ..migrate import load_migrations
 from ..payload import encode_json
 from ..sql import query
@@ -68,6 +71,7 @@ class RunnerConfig:
     default_lease: timedelta
     poll_interval: float
     maintenance_interval: float
+    hooks: tuple[RunnerHooks, ...] = ()
 
 
 @dataclass(slots=True, eq=False)
@@ -140,6 +144,21 @@ class Runner:
         self._keeper: LeaseKeeper | None = None
         self._limits: dict[str, int] = {}
         self._limited_cursors: dict[str, tuple[str, str]] = {}
+
+    # --- hooks ---
+
+    def _hook(self, event: str, *args: Any) -> None:
+        for hooks in self._config.hooks:
+            try:
+                getattr(hooks, event)(*args)
+            except Exception as exc:
+                self._log.error(
+                    "hook_failed", hook=type(hooks).__name__, hook_event=event, error=repr(exc)
+                )
+
+    def _finished(self, job: LeasedJob, outcome: JobOutcome, duration: float | None) -> None:
+        if self._config.hooks:
+            self._hook("job_finished", CurrentJob(job, self), outcome, duration)
 
     # --- what jobs use (JobHost) ---
 
@@ -223,7 +242,12 @@ class Runner:
         )
         if self._config.keep_alive:
             self._keeper = LeaseKeeper(
-                conninfo, kwargs, self._config.default_lease, self._held, self._leases_reported
+                conninfo,
+                kwargs,
+                self._config.default_lease,
+                self._held,
+                self._leases_reported,
+                self._renewed if self._config.hooks else None,
             )
             self._keeper.start()
         listener = Listener(
@@ -335,6 +359,7 @@ class Runner:
             slot.settled = True
             if slot.job.id in released:
                 self._log.warning("job_released", **self._job_keys(slot.job))
+                self._finished(slot.job, "released", self._duration(slot))
 
     # --- the lease loop ---
 
@@ -384,25 +409,18 @@ class Runner:
         )
         if rows:
             self._cursor = (rows[-1][4], rows[-1][5])
+        # start what was leased before anything else can fail: a lease not started is a job
+        # whose attempt is lost until the lease expires
+        await self._start_all(rows)
         for channel in limited:
             if len(rows) < want:
-                rows += await self._lease_limited(channel, want - len(rows))
+                more = await self._lease_limited(channel, want - len(rows))
+                await self._start_all(more)
+                rows += more
         self._poll_deadline = self._loop.time() + interval
         self._log.debug("polled", leased=len(rows), wanted=want)
-        unstarted = []
-        for row in rows:
-            try:
-                self._start(row)
-            except Exception as exc:  # never lose a lease we hold: hand it back
-                self._log.error("job_start_failed", job_id=str(row[0]), error=repr(exc))
-                unstarted.append(row)
-        if unstarted:
-            await self._done_conn.execute(
-                query("release"),
-                {"ids": [r[0] for r in unstarted], "tokens": [r[1] for r in unstarted]},
-            )
-        if rows and self._keeper is not None:
-            self._keeper.leased(min(row[6] for row in rows))
+        if self._config.hooks:
+            self._hook("polled", len(rows), want)
         if len(rows) >= want:
             self._poll_pending = True
             if self._idle is not False:
@@ -414,6 +432,22 @@ class Runner:
             self._poll_pending = True
         else:
             self._poll_pending = False
+
+    async def _start_all(self, rows: list[tuple[Any, ...]]) -> None:
+        unstarted = []
+        for row in rows:
+            try:
+                self._start(row)
+            except Exception as exc:  # never keep a lease we cannot run: hand it back
+                self._log.error("job_start_failed", job_id=str(row[0]), error=repr(exc))
+                unstarted.append(row)
+        if unstarted:
+            await self._done_conn.execute(
+                query("release"),
+                {"ids": [r[0] for r in unstarted], "tokens": [r[1] for r in unstarted]},
+            )
+        if rows and self._keeper is not None:
+            self._keeper.leased(min(row[6] for row in rows))
 
     async def _lease_limited(self, channel: str, want: int) -> list[tuple[Any, ...]]:
         """Leases from a channel with a concurrency limit: the limit's row lock serialises the
@@ -482,10 +516,11 @@ class Runner:
 
     def _start(self, row: tuple[Any, ...]) -> None:
         (job_id, token, attempt, max_attempts, cname, cargs, lease, name, pjson, pbytes, backoff,
-         key, retain_for) = row  # fmt: skip
+         key, retain_for, headers) = row  # fmt: skip
         job = LeasedJob(
             job_key=key,
             retain_for=retain_for,
+            headers=headers,
             id=job_id,
             token=token,
             name=name,
@@ -524,10 +559,15 @@ class Runner:
                 )
             kwargs = self._registry.context_for(named)
             timeout = named.options.timeout
-            if named.is_async:
-                result = await self._call_async(named, info, kwargs, timeout)
-            else:
-                result = await self._call_thread(named, job, kwargs, timeout)
+            with contextlib.ExitStack() as wrappers:
+                if self._config.hooks:
+                    self._hook("job_started", info)
+                    for hooks in self._config.hooks:
+                        wrappers.enter_context(hooks.running(info))
+                if named.is_async:
+                    result = await self._call_async(named, info, kwargs, timeout)
+                else:
+                    result = await self._call_thread(named, job, kwargs, timeout)
         except asyncio.CancelledError as exc:
             if not self._stopping:  # the job cancelled itself: a failed attempt
                 await self._record_failure(slot, info, exc)
@@ -573,7 +613,9 @@ class Runner:
         timeout: timedelta | None,
     ) -> Any:
         call = functools.partial(named.fn, BlockingCurrentJob(job, self), **kwargs)
-        running = self._loop.run_in_executor(self._executor(), call)
+        # the thread runs in a copy of this task's context (so hooks' context vars reach it)
+        context = contextvars.copy_context()
+        running = self._loop.run_in_executor(self._executor(), context.run, call)
         if timeout is None:
             return await running
         done, _ = await asyncio.wait({running}, timeout=timeout.total_seconds())
@@ -603,6 +645,7 @@ class Runner:
                 detail="auto_complete=False: the job runs again when its lease expires",
                 **self._job_keys(job),
             )
+            self._finished(job, "abandoned", self._duration(slot))
 
     def _encode_result(self, job: LeasedJob, result: Any) -> str | None:
         """The result as JSON, when the job is kept in the history (else it is not stored)."""
@@ -653,9 +696,11 @@ class Runner:
             rows = []
         if rows:
             self._log.warning("job_cancelled", reason=reason, **self._job_keys(job))
+            self._finished(job, "cancelled", self._duration(slot))
         else:
             job.lease_lost = True
             self._log.warning("lease_lost", action="cancel", **self._job_keys(job))
+            self._finished(job, "lease_lost", self._duration(slot))
         slot.settled = True
 
     def _free_if_done(self, slot: _Slot) -> None:
@@ -682,13 +727,14 @@ class Runner:
     def _on_completed(self, item: Completion, deleted: bool) -> None:
         job = item.job
         slot = self._slots.get(job.id)
+        duration = self._duration(slot) if slot is not None else None
         if deleted:
             job.completed = True
-            duration = self._duration(slot) if slot is not None else None
             self._log.info("job_completed", duration_s=duration, **self._job_keys(job))
         else:
             job.lease_lost = True
             self._log.warning("lease_lost", action="complete", **self._job_keys(job))
+        self._finished(job, "completed" if deleted else "lease_lost", duration)
         if item.waiter is not None and not item.waiter.done():
             item.waiter.set_result(deleted)
         if slot is not None:
@@ -699,17 +745,22 @@ class Runner:
         job = item.job
         keys = self._job_keys(job)
         error = f"{type(item.exc).__name__}: {item.exc}"
+        slot = self._slots.get(job.id)
+        outcome: JobOutcome
         if state is None:
             job.lease_lost = True
+            outcome = "lease_lost"
             self._log.warning("lease_lost", action="fail", error=error, **keys)
         elif state == "f":
+            outcome = "failed"
             self._log.error(
                 "job_failed", final=True, error=error, max_attempts=job.max_attempts, **keys
             )
         else:
+            outcome = "retrying"
             retry_in = 0.0 if state == "r" else round(item.delay.total_seconds(), 3)
             self._log.warning("job_failed", final=False, error=error, retry_in_s=retry_in, **keys)
-        slot = self._slots.get(job.id)
+        self._finished(job, outcome, self._duration(slot) if slot is not None else None)
         if slot is not None:
             slot.settled = True
             self._free_if_done(slot)
@@ -723,6 +774,9 @@ class Runner:
             for s in slots.values()
             if not s.settled and not s.job.lease_lost and not s.job.completed
         ]
+
+    def _renewed(self, renewed: int, lost: int) -> None:
+        self._hook("leases_renewed", renewed, lost)
 
     def _leases_reported(self, lost: list[uuid.UUID], cancelled: list[uuid.UUID]) -> None:
         with suppress(RuntimeError):  # the loop has closed: nothing left to tell

@@ -10,6 +10,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from .._validate import Duration, check_int, check_text, to_timedelta
 from ..errors import ConfigurationError
+from ..hooks import RunnerHooks
 from ._runner import Runner, RunnerConfig
 from .handle import JobRunnerHandle
 
@@ -40,6 +41,7 @@ class JobRunnerOptions:
         self._lease = DEFAULT_LEASE
         self._poll_interval = 2.0
         self._maintenance_interval = 1.0
+        self._hooks: tuple[RunnerHooks, ...] = ()
 
     def set_concurrency(self, min_concurrency: int, max_concurrency: int) -> Self:
         """Leases more jobs whenever fewer than ``min_concurrency`` are held, up to
@@ -91,6 +93,15 @@ class JobRunnerOptions:
         ).total_seconds()
         return self
 
+    def set_hooks(self, *hooks: RunnerHooks) -> Self:
+        """Tells these hooks about the runner's events (see :class:`sqlxmq_py.hooks.RunnerHooks`),
+        e.g. to export metrics or traces."""
+        for hook in hooks:
+            if not isinstance(hook, RunnerHooks):
+                raise ConfigurationError(f"hooks must be RunnerHooks instances, got {hook!r}")
+        self._hooks = hooks
+        return self
+
     def config(self) -> RunnerConfig:
         """The settings as a frozen value."""
         return RunnerConfig(
@@ -103,6 +114,7 @@ class JobRunnerOptions:
             default_lease=self._lease,
             poll_interval=self._poll_interval,
             maintenance_interval=self._maintenance_interval,
+            hooks=self._hooks,
         )
 
     async def run(self) -> JobRunnerHandle:

@@ -30,7 +30,7 @@ SELECT pos, id FROM mq_insert(
     %(priorities)s::integer[], %(job_keys)s::text[], %(job_key_modes)s::text[],
     %(throttles)s::interval[], %(retain_fors)s::interval[], %(dead_letters)s::text[],
     %(dead_letter_channels)s::text[], %(run_after_failed_parents)s::boolean[],
-    %(dep_positions)s::integer[], %(dep_parents)s::uuid[]
+    %(dep_positions)s::integer[], %(dep_parents)s::uuid[], %(headers)s::jsonb[]
 )
 ORDER BY pos
 
@@ -131,7 +131,7 @@ leased AS (
 )
 SELECT l.id, l.lease_token, l.attempts, l.max_attempts, l.channel_name, l.channel_args,
     l.lease, p.name, p.payload_json::text, p.payload_bytes, p.retry_backoff, l.job_key,
-    p.retain_for
+    p.retain_for, p.headers::text
 FROM leased AS l
 JOIN mq_payloads AS p ON p.id = l.id
 ORDER BY l.pos
@@ -184,11 +184,11 @@ WITH t AS (
 ), kept AS (
     INSERT INTO mq_history (
         id, name, channel_name, channel_args, state, attempts, max_attempts, priority, job_key,
-        payload_json, payload_bytes, result, created_at, expires_at
+        payload_json, payload_bytes, result, headers, created_at, expires_at
     )
     SELECT d.id, p.name, d.channel_name, d.channel_args, 'completed', d.attempts,
         d.max_attempts, d.priority, d.job_key, p.payload_json, p.payload_bytes, d.result::json,
-        p.created_at, now() + coalesce(r.retain_for, %(default_retain)s::interval)
+        p.headers, p.created_at, now() + coalesce(r.retain_for, %(default_retain)s::interval)
     FROM payloads AS r
     JOIN done AS d ON d.id = r.id
     JOIN mq_payloads AS p ON p.id = r.id

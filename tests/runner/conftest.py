@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from sqlxmq_py import JobRegistry, JobRunnerHandle, NamedJob
+from sqlxmq_py.hooks import RunnerHooks
 
 Runner = Callable[..., Any]
 
@@ -24,6 +25,7 @@ async def start_runner(
     keep_alive: bool = True,
     poll_interval: float = 0.5,
     stop_timeout: float | None = 5.0,
+    hooks: list[RunnerHooks] | None = None,
 ) -> AsyncIterator[JobRunnerHandle]:
     registry = jobs if isinstance(jobs, JobRegistry) else JobRegistry(jobs)
     options = (
@@ -33,6 +35,7 @@ async def start_runner(
         .set_keep_alive(keep_alive)
         .set_poll_interval(poll_interval)
         .set_maintenance_interval(0.1)
+        .set_hooks(*(hooks or []))
     )
     if lease is not None:
         options.set_lease(lease)

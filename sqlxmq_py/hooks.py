@@ -1,0 +1,71 @@
+"""Extension points for instrumentation (metrics, tracing): runner hooks and spawn hooks.
+
+A :class:`RunnerHooks` subclass overrides the events it cares about and is given to a runner
+with ``JobRunnerOptions.set_hooks``. Spawn hooks (:func:`add_spawn_hook`) see every job just
+before it is spawned, e.g. to add the current trace context to its headers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Literal, TypeAlias
+
+if TYPE_CHECKING:
+    from .builder import JobBuilder
+    from .current_job import JobInfo
+
+__all__ = ["JobOutcome", "RunnerHooks", "add_spawn_hook", "remove_spawn_hook", "spawn_hooks"]
+
+JobOutcome: TypeAlias = Literal[
+    "completed", "retrying", "failed", "cancelled", "lease_lost", "released", "abandoned"
+]
+"""How an attempt ended: completed; failed with a retry to come; failed for good; cancelled;
+its lease went elsewhere; handed back at shutdown; returned without completing
+(``auto_complete=False``)."""
+
+
+class RunnerHooks:
+    """Runner events; every method does nothing unless overridden. Methods run on the runner's
+    event loop (except :meth:`leases_renewed`, called from the lease keeper's thread) and must
+    be quick and must not raise: an exception is logged and ignored."""
+
+    def polled(self, leased: int, wanted: int) -> None:
+        """A poll leased ``leased`` jobs of the ``wanted``."""
+
+    def job_started(self, job: JobInfo) -> None:
+        """A job's function is about to run."""
+
+    @contextlib.contextmanager
+    def running(self, job: JobInfo) -> Iterator[None]:
+        """Wraps the job function's run (entered in the job's task, whose context a thread job
+        runs in): e.g. a tracing span around it."""
+        yield
+
+    def job_finished(self, job: JobInfo, outcome: JobOutcome, duration_s: float | None) -> None:
+        """An attempt's outcome is known (and durable)."""
+
+    def leases_renewed(self, renewed: int, lost: int) -> None:
+        """A lease renewal ran (from the lease keeper's thread)."""
+
+
+_spawn_hooks: list[Callable[[JobBuilder], None]] = []
+_spawn_hooks_lock = threading.Lock()
+
+
+def add_spawn_hook(hook: Callable[[JobBuilder], None]) -> None:
+    """Calls ``hook(builder)`` for every job about to be spawned (it may set headers)."""
+    with _spawn_hooks_lock:
+        _spawn_hooks.append(hook)
+
+
+def remove_spawn_hook(hook: Callable[[JobBuilder], None]) -> None:
+    """Undoes :func:`add_spawn_hook`."""
+    with _spawn_hooks_lock:
+        _spawn_hooks.remove(hook)
+
+
+def spawn_hooks() -> tuple[Callable[[JobBuilder], None], ...]:
+    """The spawn hooks now installed."""
+    return tuple(_spawn_hooks)
