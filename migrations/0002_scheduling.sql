@@ -84,6 +84,16 @@ CREATE TABLE mq_schedules (
     updated_at timestamptz NOT NULL DEFAULT now()
 );
 
+-- Finished attempts per minute and channel, added up by every runner (for dashboards).
+CREATE TABLE mq_stats (
+    bucket timestamptz NOT NULL,
+    channel_name text NOT NULL,
+    completed bigint NOT NULL DEFAULT 0,
+    retried bigint NOT NULL DEFAULT 0,
+    failed bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (bucket, channel_name)
+);
+
 -- Most jobs of a channel that may run at once, across all runners.
 CREATE TABLE mq_channel_limits (
     channel_name text PRIMARY KEY,

@@ -10,6 +10,7 @@ from .admin import (
     JobStatus,
     PurgeResult,
     QueueCount,
+    StatsBucket,
     blocked_chains,
     cancel,
     channel_limits,
@@ -20,6 +21,7 @@ from .admin import (
     reschedule,
     retry,
     set_channel_limit,
+    throughput,
 )
 from .backoff import retry_delay
 from .builder import Checkpoint, JobBuilder, JobKeyMode
@@ -88,6 +90,8 @@ __all__ = [
     "purge",
     "set_channel_limit",
     "channel_limits",
+    "StatsBucket",
+    "throughput",
     # consuming without a runner
     "FetchedJob",
     "fetch",

@@ -26,6 +26,7 @@ __all__ = [
     "JobStatus",
     "PurgeResult",
     "QueueCount",
+    "StatsBucket",
     "blocked_chains",
     "cancel",
     "channel_limits",
@@ -36,6 +37,7 @@ __all__ = [
     "reschedule",
     "retry",
     "set_channel_limit",
+    "throughput",
 ]
 
 JobState: TypeAlias = Literal[
@@ -515,3 +517,43 @@ def channel_limits(conn: AsyncConnectionLike) -> Coroutine[Any, Any, dict[str, i
 def channel_limits(conn: AnyConnection) -> dict[str, int] | Coroutine[Any, Any, dict[str, int]]:
     """The channel limits set with :func:`set_channel_limit`."""
     return _connections.run(conn, query("channel_limits"), None, _limits)
+
+
+@dataclass(frozen=True, kw_only=True)
+class StatsBucket:
+    """Attempts that finished in one minute, as counted by the runners."""
+
+    minute: datetime
+    completed: int
+    retried: int
+    failed: int
+
+
+def _buckets(rows: Rows) -> list[StatsBucket]:
+    return [StatsBucket(minute=m, completed=c, retried=r, failed=f) for m, c, r, f in rows]
+
+
+@overload
+def throughput(
+    conn: SyncConnectionLike, since: datetime, channel_name: str | None = None
+) -> list[StatsBucket]: ...
+
+
+@overload
+def throughput(
+    conn: AsyncConnectionLike, since: datetime, channel_name: str | None = None
+) -> Coroutine[Any, Any, list[StatsBucket]]: ...
+
+
+def throughput(
+    conn: AnyConnection, since: datetime, channel_name: str | None = None
+) -> list[StatsBucket] | Coroutine[Any, Any, list[StatsBucket]]:
+    """Completed, retried and failed attempts per minute since ``since`` (timezone-aware), for
+    one channel or all; minutes without any are left out. Runners report every few seconds and
+    the counts are kept for seven days."""
+    if not isinstance(since, datetime) or since.tzinfo is None:
+        raise ConfigurationError(f"since must be a timezone-aware datetime, got {since!r}")
+    if channel_name is not None:
+        check_text("channel_name", channel_name)
+    params = {"since": since, "channel_name": channel_name}
+    return _connections.run(conn, query("stats"), params, _buckets)

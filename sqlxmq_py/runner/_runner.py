@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -54,6 +54,7 @@ if TYPE_CHECKING:
 __all__ = ["Runner", "RunnerConfig"]
 
 _MAX_ERROR_CHARS = 16_000
+_STAT_COLUMNS = {"completed": 0, "retrying": 1, "failed": 2}
 _PROMOTE_BATCH = 5000
 _HEARTBEAT_EVERY = 10.0
 
@@ -143,6 +144,8 @@ class Runner:
         self._background: list[asyncio.Task[None]] = []
         self._keeper: LeaseKeeper | None = None
         self._limits: dict[str, int] = {}
+        # finished attempts not yet added to mq_stats: (minute, channel) -> [done, retried, failed]
+        self._stats: dict[tuple[datetime, str], list[int]] = {}
         self._limited_cursors: dict[str, tuple[str, str]] = {}
 
     # --- hooks ---
@@ -157,6 +160,11 @@ class Runner:
                 )
 
     def _finished(self, job: LeasedJob, outcome: JobOutcome, duration: float | None) -> None:
+        column = _STAT_COLUMNS.get(outcome)
+        if column is not None:
+            minute = datetime.now(UTC).replace(second=0, microsecond=0)
+            counts = self._stats.setdefault((minute, job.channel_name), [0, 0, 0])
+            counts[column] += 1
         if self._config.hooks:
             self._hook("job_finished", CurrentJob(job, self), outcome, duration)
 
@@ -314,6 +322,8 @@ class Runner:
         with suppress(Exception):
             await asyncio.wait_for(self._batcher.drained(), grace)
         await self._release_unsettled()
+        with suppress(Exception):
+            await self._flush_stats()
         if self._keeper is not None:
             await asyncio.to_thread(self._keeper.stop)
         for task in self._background:
@@ -806,6 +816,7 @@ class Runner:
             await asyncio.sleep(self._config.maintenance_interval)
             try:
                 await self._maintain()
+                await self._flush_stats()
                 if self._loop.time() >= next_heartbeat and self._idle is not None:
                     await self._set_idle(self._idle)
                     next_heartbeat = self._loop.time() + _HEARTBEAT_EVERY
@@ -843,4 +854,28 @@ class Runner:
                 self._log.info("continuations_resolved", count=swept[0])
             await conn.execute(query("expire_history"))
             await conn.execute(query("expire_throttles"))
+            await conn.execute(query("stats_expire"))
             await conn.execute(query("purge_listeners"))
+
+    async def _flush_stats(self) -> None:
+        """Adds this runner's counts to mq_stats (kept for the next flush if that fails)."""
+        if not self._stats:
+            return
+        stats, self._stats = self._stats, {}
+        try:
+            await self._done_conn.execute(
+                query("stats_add"),
+                {
+                    "buckets": [minute for minute, _ in stats],
+                    "channel_names": [channel for _, channel in stats],
+                    "completed": [c[0] for c in stats.values()],
+                    "retried": [c[1] for c in stats.values()],
+                    "failed": [c[2] for c in stats.values()],
+                },
+            )
+        except Exception:
+            for key, counts in stats.items():
+                merged = self._stats.setdefault(key, [0, 0, 0])
+                for i, n in enumerate(counts):
+                    merged[i] += n
+            raise

@@ -61,6 +61,9 @@ QueryName = Literal[
     "schedule_advance",
     "listen_done",
     "unlisten_done",
+    "stats_add",
+    "stats_expire",
+    "stats",
 ]
 
 _NAME_LINE = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)

@@ -544,3 +544,27 @@ LISTEN mq_done
 
 -- name: unlisten_done
 UNLISTEN mq_done
+
+-- name: stats_add
+-- A runner's counts of finished attempts since its last flush, per minute and channel.
+INSERT INTO mq_stats AS s (bucket, channel_name, completed, retried, failed)
+SELECT * FROM unnest(
+    %(buckets)s::timestamptz[], %(channel_names)s::text[], %(completed)s::bigint[],
+    %(retried)s::bigint[], %(failed)s::bigint[]
+)
+ON CONFLICT (bucket, channel_name) DO UPDATE
+SET completed = s.completed + excluded.completed,
+    retried = s.retried + excluded.retried,
+    failed = s.failed + excluded.failed
+
+-- name: stats_expire
+DELETE FROM mq_stats WHERE bucket < now() - interval '7 days'
+
+-- name: stats
+-- Finished attempts per minute (all channels, or one) since a time.
+SELECT bucket, sum(completed)::bigint, sum(retried)::bigint, sum(failed)::bigint
+FROM mq_stats
+WHERE bucket >= %(since)s::timestamptz
+  AND (%(channel_name)s::text IS NULL OR channel_name = %(channel_name)s)
+GROUP BY bucket
+ORDER BY bucket

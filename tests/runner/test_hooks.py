@@ -113,3 +113,31 @@ async def test_spawn_hooks_add_headers(
     assert headers == ({"tenant": "acme", "traceparent": "00-abc-def-01"},)
     none = db.execute("SELECT headers FROM mq_payloads WHERE id = %s", (untouched,)).fetchone()
     assert none == (None,)
+
+
+async def test_runners_count_finished_attempts_per_minute(
+    conn: psycopg.Connection[Any], db: psycopg.Connection[Any], runner: Runner
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from sqlxmq_py import throughput
+
+    @job(retries=1, backoff=0)
+    async def counted(current_job: CurrentJob) -> None:
+        if current_job.json() == "flaky" and current_job.attempt == 1:
+            raise RuntimeError("once")
+        if current_job.json() == "broken":
+            raise RuntimeError("always")
+
+    before = datetime.now(UTC) - timedelta(minutes=1)
+    spawn_many(conn, [counted.builder().set_json(v) for v in ["ok", "ok", "flaky", "broken"]])
+    conn.commit()
+    async with runner([counted]):
+        await wait_until(
+            lambda: sum(b.completed + b.failed for b in throughput(db, before)) == 4, timeout=15
+        )
+    buckets = throughput(db, before)
+    assert sum(b.completed for b in buckets) == 3
+    assert sum(b.retried for b in buckets) == 2  # flaky once, broken once before failing
+    assert sum(b.failed for b in buckets) == 1
+    assert throughput(db, before, channel_name="elsewhere") == []
