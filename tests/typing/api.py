@@ -1,0 +1,69 @@
+"""What the public API infers: checked by ``mypy --strict`` in CI (``assert_type`` fails the
+type check if an inferred type changes). Never executed."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Coroutine
+from typing import Any, assert_type
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
+from sqlxmq_py import (
+    BlockingCurrentJob,
+    CurrentJob,
+    JobBuilder,
+    JobRegistry,
+    JobRunnerHandle,
+    JobRunnerOptions,
+    JobStatus,
+    NamedJob,
+    exists,
+    job,
+    job_status,
+    spawn_many,
+)
+
+
+@job
+async def bare(current_job: CurrentJob) -> None: ...
+
+
+@job(channel_name="emails", retries=2)
+def threaded(current_job: BlockingCurrentJob) -> int:
+    return 1
+
+
+async_job: NamedJob[..., Coroutine[Any, Any, None]] = bare
+thread_job: NamedJob[..., int] = threaded
+assert_type(bare.builder(), JobBuilder)
+
+
+def calling(current: CurrentJob, blocking: BlockingCurrentJob) -> None:
+    # calling a NamedJob calls the function, with its own signature
+    coro = bare(current)
+    assert_type(coro, Coroutine[Any, Any, None])
+    assert_type(threaded(blocking), int)
+    _ = bare(blocking)  # type: ignore[arg-type]  # the wrong kind of job handle is refused
+
+
+assert_type(bare.builder().set_json({"a": 1}).set_delay(5), JobBuilder)
+
+
+def sync_side(conn: psycopg.Connection[Any], pool: ConnectionPool[Any]) -> None:
+    assert_type(bare.builder().spawn(conn), uuid.UUID)
+    assert_type(bare.builder().spawn(pool), uuid.UUID)
+    assert_type(spawn_many(conn, [bare.builder()]), list[uuid.UUID])
+    assert_type(exists(conn, uuid.uuid4()), bool)
+    assert_type(job_status(conn, uuid.uuid4()), JobStatus | None)
+
+
+async def async_side(aconn: psycopg.AsyncConnection[Any], apool: AsyncConnectionPool[Any]) -> None:
+    assert_type(await bare.builder().spawn(aconn), uuid.UUID)
+    assert_type(await bare.builder().spawn(apool), uuid.UUID)
+    assert_type(await exists(apool, uuid.uuid4()), bool)
+    assert_type(await job_status(aconn, uuid.uuid4()), JobStatus | None)
+    options = JobRegistry([bare, threaded]).runner(apool).set_concurrency(1, 2)
+    assert_type(options, JobRunnerOptions)
+    assert_type(await options.run(), JobRunnerHandle)
