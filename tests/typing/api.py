@@ -43,7 +43,7 @@ assert_type(bare.builder(), JobBuilder)
 def calling(current: CurrentJob, blocking: BlockingCurrentJob) -> None:
     # calling a NamedJob calls the function, with its own signature
     coro = bare(current)
-    assert_type(coro, Coroutine[Any, Any, None])
+    _ = assert_type(coro, Coroutine[Any, Any, None])
     assert_type(threaded(blocking), int)
     _ = bare(blocking)  # type: ignore[arg-type]  # the wrong kind of job handle is refused
 
