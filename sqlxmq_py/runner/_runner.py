@@ -14,18 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
-import functools
 import inspect
-import os
-import socket
-import traceback
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -34,45 +29,29 @@ from psycopg_pool import AsyncConnectionPool
 from .._connections import Rows
 from .._logging import logger, redact_conninfo
 from ..backoff import retry_delay
-from ..cron import run_due_schedules, upsert_schedules
+from ..cron import upsert_schedules
 from ..current_job import BlockingCurrentJob, CurrentJob, LeasedJob
 from ..embedded import resolve_dsn
-from ..errors import JobTimeoutError, LeaseLostError, PayloadError, SchemaError, UnknownJobError
-from ..hooks import JobOutcome, RunnerHooks
+from ..errors import LeaseLostError, PayloadError, SchemaError, UnknownJobError
+from ..hooks import JobOutcome
 from ..migrate import load_migrations
 from ..payload import encode_json
 from ..sql import query
 from ._batcher import Batcher, Completion, Failure
+from ._config import RunnerConfig
 from ._connection import DedicatedConnection
+from ._execution import call_async, call_thread, describe_error, job_keys
 from ._keepalive import HeldLease, LeaseKeeper
+from ._leasing import PROMOTE_BATCH, Leaser
 from ._listener import SCHEDULED_PAYLOAD, Listener
+from ._maintenance import AttemptStats, maintain
 
 if TYPE_CHECKING:
     from ..job import NamedJob
-    from ..registry import JobRegistry
 
 __all__ = ["Runner", "RunnerConfig"]
 
-_MAX_ERROR_CHARS = 16_000
-_STAT_COLUMNS = {"completed": 0, "retrying": 1, "failed": 2}
-_PROMOTE_BATCH = 5000
 _HEARTBEAT_EVERY = 10.0
-
-
-@dataclass(frozen=True, kw_only=True)
-class RunnerConfig:
-    """Everything a runner was configured with (see ``JobRunnerOptions``)."""
-
-    registry: JobRegistry
-    pool: AsyncConnectionPool[Any] | str | None
-    min_concurrency: int
-    max_concurrency: int
-    channel_names: Sequence[str] | None
-    keep_alive: bool
-    default_lease: timedelta
-    poll_interval: float
-    maintenance_interval: float
-    hooks: tuple[RunnerHooks, ...] = ()
 
 
 @dataclass(slots=True, eq=False)
@@ -104,15 +83,6 @@ async def _maybe_await(value: Any) -> Any:
     return await value if inspect.isawaitable(value) else value
 
 
-def describe_error(exc: BaseException) -> str:
-    """The text recorded for a failed attempt: the error, then its traceback (truncated)."""
-    head = f"{type(exc).__qualname__}: {exc}"
-    text = head + "\n\n" + "".join(traceback.format_exception(exc))
-    if len(text) > _MAX_ERROR_CHARS:
-        text = head[:1000] + "\n\n…\n" + text[-(_MAX_ERROR_CHARS - 1010) :]
-    return text
-
-
 class Runner:
     """A running job runner; applications hold it through ``JobRunnerHandle``."""
 
@@ -136,17 +106,12 @@ class Runner:
         self._poll_pending = True
         self._promote_at = 0.0
         self._poll_deadline = 0.0
-        self._idle: bool | None = None
-        self._cursor: tuple[str, str] | None = None
         self._threads: ThreadPoolExecutor | None = None
         self._own_pool = False
         self._pool: AsyncConnectionPool[Any] | None = None
         self._background: list[asyncio.Task[None]] = []
         self._keeper: LeaseKeeper | None = None
-        self._limits: dict[str, int] = {}
-        # finished attempts not yet added to mq_stats: (minute, channel) -> [done, retried, failed]
-        self._stats: dict[tuple[datetime, str], list[int]] = {}
-        self._limited_cursors: dict[str, tuple[str, str]] = {}
+        self._stats = AttemptStats()
 
     # --- hooks ---
 
@@ -160,11 +125,7 @@ class Runner:
                 )
 
     def _finished(self, job: LeasedJob, outcome: JobOutcome, duration: float | None) -> None:
-        column = _STAT_COLUMNS.get(outcome)
-        if column is not None:
-            minute = datetime.now(UTC).replace(second=0, microsecond=0)
-            counts = self._stats.setdefault((minute, job.channel_name), [0, 0, 0])
-            counts[column] += 1
+        self._stats.add(job.channel_name, outcome)
         if self._config.hooks:
             self._hook("job_finished", CurrentJob(job, self), outcome, duration)
 
@@ -235,13 +196,19 @@ class Runner:
         conninfo, kwargs = await _connect_args(self._pool)
         self._lease_conn = DedicatedConnection(conninfo, kwargs, "lease", self._is_closing)
         self._done_conn = DedicatedConnection(conninfo, kwargs, "complete", self._is_closing)
+        self._leaser = Leaser(
+            self._lease_conn,
+            runner_id=self._id,
+            channel_names=self._channel_names,
+            default_lease=self._config.default_lease,
+        )
         try:
             await self._check_schema()
-            await self._set_idle(False)
+            await self._leaser.set_idle(False)
             if self._registry.schedules:
                 async with self.pool.connection() as conn, conn.transaction():
                     await upsert_schedules(conn, self._registry.schedules)
-            await self._refresh_limits()
+            await self._leaser.refresh_limits()
         except BaseException:
             await self._close_connections()
             raise
@@ -323,14 +290,14 @@ class Runner:
             await asyncio.wait_for(self._batcher.drained(), grace)
         await self._release_unsettled()
         with suppress(Exception):
-            await self._flush_stats()
+            await self._stats.flush(self._done_conn)
         if self._keeper is not None:
             await asyncio.to_thread(self._keeper.stop)
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         with suppress(Exception):
-            await self._lease_conn.execute(query("listener_delete"), {"id": self._id})
+            await self._leaser.unregister()
         self._closed = True
         await self._close_connections()
         if self._threads is not None:
@@ -368,7 +335,7 @@ class Runner:
         for slot in slots:
             slot.settled = True
             if slot.job.id in released:
-                self._log.warning("job_released", **self._job_keys(slot.job))
+                self._log.warning("job_released", **job_keys(slot.job))
                 self._finished(slot.job, "released", self._duration(slot))
 
     # --- the lease loop ---
@@ -396,54 +363,30 @@ class Runner:
     async def _poll(self) -> None:
         interval = self._config.poll_interval
         if self._loop.time() >= self._promote_at:
-            ((promoted, wait),) = await self._lease_conn.execute(
-                query("promote_scheduled"), {"channel_names": self._channel_names}
-            )
+            promoted, wait = await self._leaser.promote()
             now = self._loop.time()
             self._promote_at = now + (interval if wait is None else min(wait, interval))
-            if promoted >= _PROMOTE_BATCH:
+            if promoted >= PROMOTE_BATCH:
                 self._promote_at = now
         want = self._config.max_concurrency - len(self._slots)
-        cursor_name, cursor_args = self._cursor or (None, None)
-        limited = sorted(self._limits)
-        rows = await self._lease_conn.execute(
-            query("lease"),
-            {
-                "channel_names": self._channel_names,
-                "cursor_name": cursor_name,
-                "cursor_args": cursor_args,
-                "limit": want,
-                "default_lease": self._config.default_lease,
-                "excluded": limited,
-            },
-        )
-        if rows:
-            self._cursor = (rows[-1][4], rows[-1][5])
-        # start what was leased before anything else can fail: a lease not started is a job
-        # whose attempt is lost until the lease expires
-        await self._start_all(rows)
-        for channel in limited:
-            if len(rows) < want:
-                more = await self._lease_limited(channel, want - len(rows))
-                await self._start_all(more)
-                rows += more
+        leased = await self._leaser.lease(want, self._start_all)
         self._poll_deadline = self._loop.time() + interval
-        self._log.debug("polled", leased=len(rows), wanted=want)
+        self._log.debug("polled", leased=leased, wanted=want)
         if self._config.hooks:
-            self._hook("polled", len(rows), want)
-        if len(rows) >= want:
+            self._hook("polled", leased, want)
+        if leased >= want:
             self._poll_pending = True
-            if self._idle is not False:
-                await self._set_idle(False)
-        elif self._idle is not True:
+            if self._leaser.idle is not False:
+                await self._leaser.set_idle(False)
+        elif self._leaser.idle is not True:
             # poll once more after announcing idleness: a spawn that looked before the
             # announcement did not notify, but is visible to that poll
-            await self._set_idle(True)
+            await self._leaser.set_idle(True)
             self._poll_pending = True
         else:
             self._poll_pending = False
 
-    async def _start_all(self, rows: list[tuple[Any, ...]]) -> None:
+    async def _start_all(self, rows: Rows) -> None:
         unstarted = []
         for row in rows:
             try:
@@ -458,58 +401,6 @@ class Runner:
             )
         if rows and self._keeper is not None:
             self._keeper.leased(min(row[6] for row in rows))
-
-    async def _lease_limited(self, channel: str, want: int) -> list[tuple[Any, ...]]:
-        """Leases from a channel with a concurrency limit: the limit's row lock serialises the
-        runners, and the running jobs are counted after it is taken (a fresh snapshot)."""
-        cursor_name, cursor_args = self._limited_cursors.get(channel, (None, None))
-
-        async def lease(conn: psycopg.AsyncConnection[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-            async with conn.transaction():
-                cur = await conn.execute(query("lock_channel_limit"), {"channel_name": channel})
-                limit = await cur.fetchone()
-                if limit is None:
-                    return []
-                cur = await conn.execute(query("count_running"), {"channel_name": channel})
-                running = await cur.fetchone()
-                budget = min(want, limit[0] - (running[0] if running else 0))
-                if budget <= 0:
-                    return []
-                cur = await conn.execute(
-                    query("lease"),
-                    {
-                        "channel_names": [channel],
-                        "cursor_name": cursor_name,
-                        "cursor_args": cursor_args,
-                        "limit": budget,
-                        "default_lease": self._config.default_lease,
-                        "excluded": [],
-                    },
-                )
-                return await cur.fetchall()
-
-        rows = await self._lease_conn.run(lease)
-        if rows:
-            self._limited_cursors[channel] = (rows[-1][4], rows[-1][5])
-        return rows
-
-    async def _refresh_limits(self) -> None:
-        rows = await self._lease_conn.execute(query("channel_limits"))
-        names = self._channel_names
-        self._limits = {c: n for c, n in rows if names is None or c in names}
-
-    async def _set_idle(self, idle: bool) -> None:
-        await self._lease_conn.execute(
-            query("listener_upsert"),
-            {
-                "id": self._id,
-                "channel_names": self._channel_names,
-                "idle": idle,
-                "host": socket.gethostname(),
-                "pid": os.getpid(),
-            },
-        )
-        self._idle = idle
 
     def _on_notify(self, payload: str) -> None:
         self._poll_pending = True
@@ -559,7 +450,7 @@ class Runner:
     async def _run(self, slot: _Slot) -> None:
         job = slot.job
         info = CurrentJob(job, self)
-        self._log.debug("job_started", **self._job_keys(job))
+        self._log.debug("job_started", **job_keys(job))
         try:
             named = self._registry.get(job.name)
             if named is None:
@@ -575,9 +466,20 @@ class Runner:
                     for hooks in self._config.hooks:
                         wrappers.enter_context(hooks.running(info))
                 if named.is_async:
-                    result = await self._call_async(named, info, kwargs, timeout)
+                    result = await call_async(named, info, kwargs, timeout)
                 else:
-                    result = await self._call_thread(named, job, kwargs, timeout)
+                    result = await call_thread(
+                        named,
+                        BlockingCurrentJob(job, self),
+                        kwargs,
+                        timeout,
+                        self._executor(),
+                        lambda: self._log.warning(
+                            "job_timed_out",
+                            timeout_s=timeout and timeout.total_seconds(),
+                            **job_keys(job),
+                        ),
+                    )
         except asyncio.CancelledError as exc:
             if not self._stopping:  # the job cancelled itself: a failed attempt
                 await self._record_failure(slot, info, exc)
@@ -595,54 +497,13 @@ class Runner:
                 self._all_done.set()
             self._free_if_done(slot)
 
-    @staticmethod
-    async def _call_async(
-        named: NamedJob[..., Any],
-        info: CurrentJob,
-        kwargs: dict[str, object],
-        timeout: timedelta | None,
-    ) -> Any:
-        if timeout is None:
-            return await named.fn(info, **kwargs)
-        deadline = asyncio.timeout(timeout.total_seconds())
-        try:
-            async with deadline:
-                return await named.fn(info, **kwargs)
-        except TimeoutError as exc:
-            if deadline.expired():
-                raise JobTimeoutError(
-                    f"job {named.name!r} ran longer than its timeout of {timeout} and was cancelled"
-                ) from exc
-            raise
-
-    async def _call_thread(
-        self,
-        named: NamedJob[..., Any],
-        job: LeasedJob,
-        kwargs: dict[str, object],
-        timeout: timedelta | None,
-    ) -> Any:
-        call = functools.partial(named.fn, BlockingCurrentJob(job, self), **kwargs)
-        # the thread runs in a copy of this task's context (so hooks' context vars reach it)
-        context = contextvars.copy_context()
-        running = self._loop.run_in_executor(self._executor(), context.run, call)
-        if timeout is None:
-            return await running
-        done, _ = await asyncio.wait({running}, timeout=timeout.total_seconds())
-        if done:
-            return running.result()
-        # a thread cannot be interrupted: keep its lease until it returns, then fail it
-        self._log.warning("job_timed_out", timeout_s=timeout.total_seconds(), **self._job_keys(job))
-        await running
-        raise JobTimeoutError(f"job {named.name!r} ran longer than its timeout of {timeout}")
-
     def _record_return(self, slot: _Slot, named: NamedJob[..., Any], result: Any) -> None:
         job = slot.job
         slot.finished = self._loop.time()
         if job.completed and not slot.finishing:
             # completed inside the job's own transaction
             slot.settled = True
-            self._log.info("job_completed", duration_s=self._duration(slot), **self._job_keys(job))
+            self._log.info("job_completed", duration_s=self._duration(slot), **job_keys(job))
         elif slot.finishing or slot.settled:
             pass  # complete() was called: its batch reports the outcome
         elif named.options.auto_complete:
@@ -653,7 +514,7 @@ class Runner:
             self._log.warning(
                 "job_returned_without_completing",
                 detail="auto_complete=False: the job runs again when its lease expires",
-                **self._job_keys(job),
+                **job_keys(job),
             )
             self._finished(job, "abandoned", self._duration(slot))
 
@@ -665,7 +526,7 @@ class Runner:
         try:
             return encode_json(result)
         except PayloadError as exc:
-            self._log.warning("job_result_not_stored", error=str(exc), **self._job_keys(job))
+            self._log.warning("job_result_not_stored", error=str(exc), **job_keys(job))
             return None
 
     async def _record_failure(self, slot: _Slot, info: CurrentJob, exc: BaseException) -> None:
@@ -675,7 +536,7 @@ class Runner:
             self._log.warning(
                 "job_raised_after_completing",
                 error=f"{type(exc).__name__}: {exc}",
-                **self._job_keys(job),
+                **job_keys(job),
             )
         elif job.cancelled:
             slot.finishing = True
@@ -691,9 +552,7 @@ class Runner:
                 if result is not None:
                     await result
             except Exception as handler_exc:
-                self._log.error(
-                    "error_handler_failed", error=str(handler_exc), **self._job_keys(job)
-                )
+                self._log.error("error_handler_failed", error=str(handler_exc), **job_keys(job))
 
     async def _cancel_leased(self, slot: _Slot, reason: str) -> None:
         job = slot.job
@@ -702,14 +561,14 @@ class Runner:
                 query("cancel_leased"), {"id": job.id, "token": job.token, "reason": reason}
             )
         except Exception as exc:
-            self._log.error("cancel_failed", error=str(exc).strip(), **self._job_keys(job))
+            self._log.error("cancel_failed", error=str(exc).strip(), **job_keys(job))
             rows = []
         if rows:
-            self._log.warning("job_cancelled", reason=reason, **self._job_keys(job))
+            self._log.warning("job_cancelled", reason=reason, **job_keys(job))
             self._finished(job, "cancelled", self._duration(slot))
         else:
             job.lease_lost = True
-            self._log.warning("lease_lost", action="cancel", **self._job_keys(job))
+            self._log.warning("lease_lost", action="cancel", **job_keys(job))
             self._finished(job, "lease_lost", self._duration(slot))
         slot.settled = True
 
@@ -723,15 +582,6 @@ class Runner:
         end = slot.finished if slot.finished is not None else self._loop.time()
         return round(end - slot.started, 6)
 
-    @staticmethod
-    def _job_keys(job: LeasedJob) -> dict[str, object]:
-        return {
-            "job_id": str(job.id),
-            "job_name": job.name,
-            "channel_name": job.channel_name,
-            "attempt": job.attempt,
-        }
-
     # --- outcomes reported by the batcher ---
 
     def _on_completed(self, item: Completion, deleted: bool) -> None:
@@ -740,10 +590,10 @@ class Runner:
         duration = self._duration(slot) if slot is not None else None
         if deleted:
             job.completed = True
-            self._log.info("job_completed", duration_s=duration, **self._job_keys(job))
+            self._log.info("job_completed", duration_s=duration, **job_keys(job))
         else:
             job.lease_lost = True
-            self._log.warning("lease_lost", action="complete", **self._job_keys(job))
+            self._log.warning("lease_lost", action="complete", **job_keys(job))
         self._finished(job, "completed" if deleted else "lease_lost", duration)
         if item.waiter is not None and not item.waiter.done():
             item.waiter.set_result(deleted)
@@ -753,7 +603,7 @@ class Runner:
 
     def _on_failed(self, item: Failure, state: str | None) -> None:
         job = item.job
-        keys = self._job_keys(job)
+        keys = job_keys(job)
         error = f"{type(item.exc).__name__}: {item.exc}"
         slot = self._slots.get(job.id)
         outcome: JobOutcome
@@ -798,7 +648,7 @@ class Runner:
             slot = self._slots.get(job_id)
             if slot is not None and not slot.job.cancelled:
                 slot.job.cancelled = True
-                self._log.info("job_cancel_requested", **self._job_keys(slot.job))
+                self._log.info("job_cancel_requested", **job_keys(slot.job))
 
     def _mark_lost(self, ids: list[uuid.UUID]) -> None:
         for job_id in ids:
@@ -806,7 +656,7 @@ class Runner:
             if slot is None or slot.settled or slot.finishing or slot.job.completed:
                 continue
             slot.job.lease_lost = True
-            self._log.warning("lease_lost", action="renew", **self._job_keys(slot.job))
+            self._log.warning("lease_lost", action="renew", **job_keys(slot.job))
 
     # --- maintenance ---
 
@@ -815,67 +665,12 @@ class Runner:
         while True:
             await asyncio.sleep(self._config.maintenance_interval)
             try:
-                await self._maintain()
-                await self._flush_stats()
-                if self._loop.time() >= next_heartbeat and self._idle is not None:
-                    await self._set_idle(self._idle)
+                await self._leaser.refresh_limits()
+                async with self.pool.connection() as conn:
+                    await maintain(conn, self._log)
+                await self._stats.flush(self._done_conn)
+                if self._loop.time() >= next_heartbeat and self._leaser.idle is not None:
+                    await self._leaser.set_idle(self._leaser.idle)
                     next_heartbeat = self._loop.time() + _HEARTBEAT_EVERY
             except Exception as exc:
                 self._log.warning("maintenance_failed", error=str(exc).strip())
-
-    async def _maintain(self) -> None:
-        await self._refresh_limits()
-        async with self.pool.connection() as conn, conn.transaction():
-            cur = await conn.execute(query("maintenance_lock"))
-            row = await cur.fetchone()
-            if row is None or not row[0]:
-                return
-            for schedule, tick in await run_due_schedules(conn):
-                self._log.info("cron_job_spawned", schedule=schedule, tick=tick.isoformat())
-            cur = await conn.execute(query("expire_leases"))
-            for job_id, state, attempts, name in await cur.fetchall():
-                self._log.warning(
-                    "lease_expired",
-                    job_id=str(job_id),
-                    job_name=name,
-                    attempt=attempts,
-                    final=state == "f",
-                )
-            cur = await conn.execute(query("expire_uncommitted"))
-            for job_id, name in await cur.fetchall():
-                self._log.warning("uncommitted_job_discarded", job_id=str(job_id), job_name=name)
-            cur = await conn.execute(query("sweep_blocked"))
-            unblocked = len(await cur.fetchall())
-            if unblocked:
-                self._log.info("ordered_jobs_unblocked", count=unblocked)
-            cur = await conn.execute(query("sweep_waiting"))
-            swept = await cur.fetchone()
-            if swept is not None and swept[0]:
-                self._log.info("continuations_resolved", count=swept[0])
-            await conn.execute(query("expire_history"))
-            await conn.execute(query("expire_throttles"))
-            await conn.execute(query("stats_expire"))
-            await conn.execute(query("purge_listeners"))
-
-    async def _flush_stats(self) -> None:
-        """Adds this runner's counts to mq_stats (kept for the next flush if that fails)."""
-        if not self._stats:
-            return
-        stats, self._stats = self._stats, {}
-        try:
-            await self._done_conn.execute(
-                query("stats_add"),
-                {
-                    "buckets": [minute for minute, _ in stats],
-                    "channel_names": [channel for _, channel in stats],
-                    "completed": [c[0] for c in stats.values()],
-                    "retried": [c[1] for c in stats.values()],
-                    "failed": [c[2] for c in stats.values()],
-                },
-            )
-        except Exception:
-            for key, counts in stats.items():
-                merged = self._stats.setdefault(key, [0, 0, 0])
-                for i, n in enumerate(counts):
-                    merged[i] += n
-            raise

@@ -1,0 +1,33 @@
+"""A runner's settings, frozen (built by ``JobRunnerOptions``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from psycopg_pool import AsyncConnectionPool
+
+from ..hooks import RunnerHooks
+
+if TYPE_CHECKING:
+    from ..registry import JobRegistry
+
+__all__ = ["RunnerConfig"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunnerConfig:
+    """Everything a runner was configured with (see ``JobRunnerOptions``)."""
+
+    registry: JobRegistry
+    pool: AsyncConnectionPool[Any] | str | None
+    min_concurrency: int
+    max_concurrency: int
+    channel_names: Sequence[str] | None
+    keep_alive: bool
+    default_lease: timedelta
+    poll_interval: float
+    maintenance_interval: float
+    hooks: tuple[RunnerHooks, ...] = ()
