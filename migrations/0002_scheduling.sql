@@ -273,6 +273,33 @@ CREATE TRIGGER mq_jobs_failed_trg
     FOR EACH ROW WHEN (NEW.state = 'f' AND OLD.state <> 'f')
     EXECUTE FUNCTION mq_jobs_failed();
 
+-- Wakes idle runners (see version 1); returns at once when no runner is idle, which is the
+-- common case under load, so a spawn then costs one index-free look at a tiny table.
+CREATE OR REPLACE FUNCTION mq_wake(p_channel_names text[], p_payload text DEFAULT '')
+RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF cardinality(p_channel_names) = 0 OR NOT EXISTS (
+        SELECT 1 FROM mq_listeners
+        WHERE idle AND heartbeat_at > now() - interval '1 minute'
+    ) THEN
+        RETURN;
+    END IF;
+    PERFORM pg_notify('mq', p_payload)
+    WHERE EXISTS (
+        SELECT 1 FROM mq_listeners
+        WHERE idle AND channel_names IS NULL AND heartbeat_at > now() - interval '1 minute'
+    );
+    PERFORM pg_notify(mq_notify_channel(n.name), p_payload)
+    FROM (SELECT DISTINCT name FROM unnest(p_channel_names) AS u(name)) AS n
+    WHERE EXISTS (
+        SELECT 1 FROM mq_listeners AS l
+        WHERE l.idle AND n.name = ANY(l.channel_names)
+          AND l.heartbeat_at > now() - interval '1 minute'
+    );
+END;
+$$;
+
 -- Ordered chains: the next head may also be waiting for parents, or scheduled.
 CREATE OR REPLACE FUNCTION mq_jobs_unblock_next() RETURNS trigger
 LANGUAGE plpgsql AS $$

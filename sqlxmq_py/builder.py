@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Coroutine, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol, Self, TypeAlias, overload
 
@@ -29,6 +29,7 @@ __all__ = [
     "JobBuilder",
     "JobKeyMode",
     "insert_params",
+    "insert_statement",
     "spawned_ids",
 ]
 
@@ -126,6 +127,16 @@ class JobBuilder:
     def name(self) -> str:
         """The registered name of the job this builder spawns."""
         return self._name
+
+    def copy(self) -> JobBuilder:
+        """A new builder with the same options (but not the id set with :meth:`set_id`)."""
+        new = object.__new__(JobBuilder)
+        for slot in JobBuilder.__slots__:
+            setattr(new, slot, getattr(self, slot))
+        new._id = None
+        new._after = list(self._after)
+        new._headers = dict(self._headers)
+        return new
 
     def set_id(self, job_id: uuid.UUID) -> Self:
         """Uses this id instead of a new one (spawning the same id twice is an error)."""
@@ -320,17 +331,76 @@ class JobBuilder:
         ``conn`` is a sync connection or pool (returns the id) or an async one (returns an
         awaitable). The transaction is not committed here: a rollback removes the job.
         """
-        return _connections.run(
-            conn, query("insert"), insert_params([self]), lambda rows: spawned_ids(rows)[0]
-        )
+        statement, params, interpret = insert_statement([self])
+        return _connections.run(conn, statement, params, lambda rows: interpret(rows)[0])
 
 
-def insert_params(builders: Sequence[JobBuilder]) -> dict[str, object]:
-    """Builds the parameters of the ``insert`` statement: one array per column, in job order
-    (dependencies as edges: the child's 1-based position and the parent's id)."""
+def _is_plain(builder: JobBuilder) -> bool:
+    """No key, no dependencies, not ordered: one plain statement inserts it."""
+    return builder._job_key is None and not builder._after and not builder._ordered
+
+
+def insert_statement(
+    builders: Sequence[JobBuilder],
+) -> tuple[bytes, dict[str, object], Callable[[Rows], list[uuid.UUID]]]:
+    """The statement that spawns ``builders``, its parameters, and how to read the ids.
+
+    Plain jobs (no key, dependencies or ordering: the common case) take one plain SQL statement,
+    with scalar parameters for a single job; the others go through ``mq_insert``.
+    """
     for hook in spawn_hooks():
         for builder in builders:
             hook(builder)
+    if not all(_is_plain(b) for b in builders):
+        return query("insert"), insert_params(builders), spawned_ids
+    ids = [b._id or new_job_id() for b in builders]
+    if len(builders) == 1:
+        (b,) = builders
+        one = {
+            "id": ids[0],
+            "name": b._name,
+            "channel_name": b._channel_name,
+            "channel_args": b._channel_args,
+            "payload_json": b._payload_json,
+            "payload_bytes": b._payload_bytes,
+            "delay": b._delay,
+            "run_at": b._run_at,
+            "max_attempts": b._retries + 1,
+            "retry_backoff": b._retry_backoff,
+            "lease": b._lease,
+            "commit_interval": b._commit_interval,
+            "priority": b._priority,
+            "retain_for": b._retain_for,
+            "dead_letter": b._dead_letter,
+            "dead_letter_channel": b._dead_letter_channel,
+            "headers": json.dumps(b._headers) if b._headers else None,
+        }
+        return query("insert_one"), one, lambda _rows: ids
+    many: dict[str, object] = {
+        "ids": ids,
+        "names": [b._name for b in builders],
+        "channel_names": [b._channel_name for b in builders],
+        "channel_args": [b._channel_args for b in builders],
+        "payload_json": [b._payload_json for b in builders],
+        "payload_bytes": [b._payload_bytes for b in builders],
+        "delays": [b._delay for b in builders],
+        "run_ats": [b._run_at for b in builders],
+        "max_attempts": [b._retries + 1 for b in builders],
+        "retry_backoffs": [b._retry_backoff for b in builders],
+        "leases": [b._lease for b in builders],
+        "commit_intervals": [b._commit_interval for b in builders],
+        "priorities": [b._priority for b in builders],
+        "retain_fors": [b._retain_for for b in builders],
+        "dead_letters": [b._dead_letter for b in builders],
+        "dead_letter_channels": [b._dead_letter_channel for b in builders],
+        "headers": [json.dumps(b._headers) if b._headers else None for b in builders],
+    }
+    return query("insert_plain"), many, lambda _rows: ids
+
+
+def insert_params(builders: Sequence[JobBuilder]) -> dict[str, object]:
+    """Builds the parameters of the ``insert`` statement (``mq_insert``): one array per column,
+    in job order (dependencies as edges: the child's 1-based position and the parent's id)."""
     dep_positions = [pos for pos, b in enumerate(builders, 1) for _ in b._after]
     dep_parents = [parent for b in builders for parent in b._after]
     return {

@@ -20,7 +20,7 @@ from croniter import croniter
 from psycopg import AsyncConnection
 
 from ._validate import Duration, check_text, to_timedelta
-from .builder import JobBuilder, insert_params
+from .builder import JobBuilder, insert_statement
 from .errors import ConfigurationError
 from .payload import encode_json
 from .sql import query
@@ -181,7 +181,9 @@ async def run_due_schedules(conn: AsyncConnection[Any]) -> list[tuple[str, datet
             if await cur.fetchone() is None:
                 continue  # another runner moved it on: its spawn stands
             if ticks:
-                builders = [_tick_builder(row, tick) for tick in ticks]
-                await conn.execute(query("insert"), insert_params(builders))
+                statement, params, _ = insert_statement(
+                    [_tick_builder(row, tick) for tick in ticks]
+                )
+                await conn.execute(statement, params)
         spawned.extend((name, tick) for tick in ticks)
     return spawned

@@ -65,6 +65,7 @@ class NamedJob(Generic[P, R]):
         self._is_async = inspect.iscoroutinefunction(fn)
         self._context_params = _context_parameters(fn, options.name)
         self._context_types: dict[str, type[Any] | str] | None = None
+        self._template = self._new_builder()
         functools.update_wrapper(self, fn)
 
     @property
@@ -89,6 +90,9 @@ class NamedJob(Generic[P, R]):
 
     def builder(self) -> JobBuilder:
         """A new :class:`JobBuilder` for this job, preset with its defaults."""
+        return self._template.copy()
+
+    def _new_builder(self) -> JobBuilder:
         o = self._options
         builder = JobBuilder(
             o.name,

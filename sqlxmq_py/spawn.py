@@ -13,7 +13,7 @@ from typing import Any, overload
 from . import _connections
 from ._connections import AnyConnection, AsyncConnectionLike, Rows, SyncConnectionLike
 from ._validate import check_text
-from .builder import JobBuilder, insert_params, spawned_ids
+from .builder import JobBuilder, insert_statement
 from .errors import ConfigurationError
 from .sql import query
 
@@ -50,7 +50,8 @@ def spawn_many(
         raise ConfigurationError("spawn_many takes JobBuilder objects, from NamedJob.builder()")
     if not batch:
         return _connections.run(conn, b"SELECT 1", None, lambda _rows: [])
-    return _connections.run(conn, query("insert"), insert_params(batch), spawned_ids)
+    statement, params, interpret = insert_statement(batch)
+    return _connections.run(conn, statement, params, interpret)
 
 
 def _ids(job_ids: Iterable[uuid.UUID]) -> list[uuid.UUID]:

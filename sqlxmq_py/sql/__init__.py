@@ -19,6 +19,8 @@ QueryName = Literal[
     "migrations_applied",
     "migrations_record",
     "insert",
+    "insert_one",
+    "insert_plain",
     "commit",
     "exists",
     "clear",

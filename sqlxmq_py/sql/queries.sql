@@ -34,6 +34,72 @@ SELECT pos, id FROM mq_insert(
 )
 ORDER BY pos
 
+-- name: insert_one
+-- One job without a key, dependencies or ordering (the common case) in one plain statement.
+WITH payload AS (
+    INSERT INTO mq_payloads (
+        id, name, payload_json, payload_bytes, retry_backoff, retain_for, dead_letter,
+        dead_letter_channel, headers
+    )
+    VALUES (
+        %(id)s, %(name)s, %(payload_json)s::json, %(payload_bytes)s::bytea,
+        %(retry_backoff)s::interval, %(retain_for)s::interval, %(dead_letter)s,
+        %(dead_letter_channel)s, %(headers)s::jsonb
+    )
+), job AS (
+    INSERT INTO mq_jobs (
+        id, channel_name, channel_args, state, priority, attempt_at, max_attempts, lease,
+        commit_deadline
+    )
+    SELECT %(id)s, %(channel_name)s, %(channel_args)s,
+        CASE
+            WHEN %(commit_interval)s::interval IS NOT NULL THEN 'u'
+            WHEN t.at > now() THEN 's'
+            ELSE 'r'
+        END,
+        %(priority)s, t.at, %(max_attempts)s, %(lease)s::interval,
+        now() + %(commit_interval)s::interval
+    FROM (SELECT coalesce(%(run_at)s::timestamptz, now() + %(delay)s::interval) AS at) AS t
+    RETURNING state
+)
+SELECT mq_wake(ARRAY[%(channel_name)s::text], CASE WHEN job.state = 's' THEN 's' ELSE '' END)
+FROM job
+WHERE job.state <> 'u'
+
+-- name: insert_plain
+-- Many jobs without keys, dependencies or ordering, in one plain statement.
+WITH payloads AS (
+    INSERT INTO mq_payloads (
+        id, name, payload_json, payload_bytes, retry_backoff, retain_for, dead_letter,
+        dead_letter_channel, headers
+    )
+    SELECT * FROM unnest(
+        %(ids)s::uuid[], %(names)s::text[], %(payload_json)s::json[], %(payload_bytes)s::bytea[],
+        %(retry_backoffs)s::interval[], %(retain_fors)s::interval[], %(dead_letters)s::text[],
+        %(dead_letter_channels)s::text[], %(headers)s::jsonb[]
+    )
+), jobs AS (
+    INSERT INTO mq_jobs (
+        id, channel_name, channel_args, state, priority, attempt_at, max_attempts, lease,
+        commit_deadline
+    )
+    SELECT u.id, u.cn, u.ca,
+        CASE WHEN u.ci IS NOT NULL THEN 'u' WHEN u.at > now() THEN 's' ELSE 'r' END,
+        u.prio, u.at, u.ma, u.lease, now() + u.ci
+    FROM (
+        SELECT x.*, coalesce(x.run_at, now() + x.delay) AS at
+        FROM unnest(
+            %(ids)s::uuid[], %(channel_names)s::text[], %(channel_args)s::text[],
+            %(priorities)s::integer[], %(run_ats)s::timestamptz[], %(delays)s::interval[],
+            %(max_attempts)s::integer[], %(leases)s::interval[], %(commit_intervals)s::interval[]
+        ) AS x(id, cn, ca, prio, run_at, delay, ma, lease, ci)
+    ) AS u
+    RETURNING channel_name, state
+)
+SELECT
+    mq_wake(ARRAY(SELECT DISTINCT channel_name FROM jobs WHERE state = 'r')),
+    mq_wake(ARRAY(SELECT DISTINCT channel_name FROM jobs WHERE state = 's'), 's')
+
 -- name: commit
 SELECT mq_commit(%(ids)s::uuid[])
 
