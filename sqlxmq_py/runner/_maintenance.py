@@ -9,6 +9,7 @@ windows, statistics and stale runner announcements.
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -65,13 +66,13 @@ class AttemptStats:
 
     def __init__(self) -> None:
         """Starts with nothing counted."""
-        self._counts: dict[tuple[datetime, str], list[int]] = {}
+        self._counts: dict[tuple[int, str], list[int]] = {}  # (Unix minute, channel)
 
     def add(self, channel_name: str, outcome: JobOutcome) -> None:
         """Counts one finished attempt (completed, retrying or failed; others are not counted)."""
         column = _STAT_COLUMNS.get(outcome)
         if column is not None:
-            minute = datetime.now(UTC).replace(second=0, microsecond=0)
+            minute = int(time.time()) // 60
             self._counts.setdefault((minute, channel_name), [0, 0, 0])[column] += 1
 
     async def flush(self, conn: DedicatedConnection) -> None:
@@ -83,7 +84,7 @@ class AttemptStats:
             await conn.execute(
                 query("stats_add"),
                 {
-                    "buckets": [minute for minute, _ in counts],
+                    "buckets": [datetime.fromtimestamp(m * 60, UTC) for m, _ in counts],
                     "channel_names": [channel for _, channel in counts],
                     "completed": [c[0] for c in counts.values()],
                     "retried": [c[1] for c in counts.values()],

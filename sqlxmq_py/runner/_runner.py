@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import logging
 import uuid
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -93,6 +94,11 @@ class Runner:
         self._loop = asyncio.get_running_loop()
         self._id = uuid.uuid4()
         self._log: Any = logger.bind(runner_id=str(self._id))
+        # per-job events are built only when they would be logged (the keys cost more than the
+        # rest of a no-op job's bookkeeping)
+        enabled = getattr(self._log, "is_enabled_for", None)
+        self._log_debug = enabled is None or bool(enabled(logging.DEBUG))
+        self._log_info = enabled is None or bool(enabled(logging.INFO))
         self._channel_names = None if config.channel_names is None else list(config.channel_names)
         self._slots: dict[uuid.UUID, _Slot] = {}
         self._executing = 0
@@ -450,7 +456,8 @@ class Runner:
     async def _run(self, slot: _Slot) -> None:
         job = slot.job
         info = CurrentJob(job, self)
-        self._log.debug("job_started", **job_keys(job))
+        if self._log_debug:
+            self._log.debug("job_started", **job_keys(job))
         try:
             named = self._registry.get(job.name)
             if named is None:
@@ -590,7 +597,8 @@ class Runner:
         duration = self._duration(slot) if slot is not None else None
         if deleted:
             job.completed = True
-            self._log.info("job_completed", duration_s=duration, **job_keys(job))
+            if self._log_info:
+                self._log.info("job_completed", duration_s=duration, **job_keys(job))
         else:
             job.lease_lost = True
             self._log.warning("lease_lost", action="complete", **job_keys(job))

@@ -236,7 +236,7 @@ SELECT
 -- Jobs that ask to be kept (retain_for, or %(default_retain)s) go to mq_history with their
 -- result; callers of wait_for_result are notified.
 WITH t AS (
-    SELECT * FROM unnest(%(ids)s::uuid[], %(tokens)s::uuid[], %(results)s::text[])
+    SELECT * FROM unnest(%(ids)b::uuid[], %(tokens)b::uuid[], %(results)s::text[])
         AS t(id, token, result)
 ), done AS (
     DELETE FROM mq_jobs AS j
@@ -280,7 +280,7 @@ WITH failed AS (
             ELSE now() + t.delay
         END,
         lease_token = NULL
-    FROM unnest(%(ids)s::uuid[], %(tokens)s::uuid[], %(delays)s::interval[], %(errors)s::text[])
+    FROM unnest(%(ids)b::uuid[], %(tokens)b::uuid[], %(delays)s::interval[], %(errors)s::text[])
         AS t(id, token, delay, error)
     WHERE j.id = t.id AND j.lease_token = t.token
     RETURNING j.id, j.state, t.error
@@ -294,7 +294,7 @@ SELECT id, state::text FROM failed
 -- ('lost') and those asked to stop ('cancel'). Rows locked by another transaction (the job's
 -- own, completing it) are skipped, never waited for, and not reported as lost.
 WITH held AS (
-    SELECT t.id, t.token FROM unnest(%(ids)s::uuid[], %(tokens)s::uuid[]) AS t(id, token)
+    SELECT t.id, t.token FROM unnest(%(ids)b::uuid[], %(tokens)b::uuid[]) AS t(id, token)
 ), lockable AS (
     SELECT j.id FROM mq_jobs AS j
     JOIN held ON j.id = held.id AND j.lease_token = held.token
@@ -316,7 +316,7 @@ WHERE j.id IS NULL OR j.cancel_requested
 WITH released AS (
     UPDATE mq_jobs AS j
     SET state = 'r', attempts = greatest(j.attempts - 1, 0), lease_token = NULL, attempt_at = now()
-    FROM unnest(%(ids)s::uuid[], %(tokens)s::uuid[]) AS t(id, token)
+    FROM unnest(%(ids)b::uuid[], %(tokens)b::uuid[]) AS t(id, token)
     WHERE j.id = t.id AND j.lease_token = t.token
     RETURNING j.id, j.channel_name
 ), woken AS (

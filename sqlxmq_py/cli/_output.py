@@ -1,0 +1,112 @@
+"""Output of the command-line interface: aligned tables for people, JSON for programs."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import sys
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, TextIO
+
+__all__ = [
+    "first_line",
+    "human_age",
+    "human_time",
+    "jsonable",
+    "print_json",
+    "render_table",
+]
+
+
+def jsonable(value: object) -> Any:
+    """``value`` as plain JSON types: dataclasses become objects, UUIDs strings, datetimes ISO
+    8601 strings and timedeltas seconds."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(jsonable(k)): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [jsonable(v) for v in value]
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, enum.Enum):
+        return jsonable(value.value)
+    return value
+
+
+def print_json(value: object, out: TextIO | None = None) -> None:
+    """Writes ``value`` as indented JSON and a newline."""
+    stream = out or sys.stdout
+    stream.write(json.dumps(jsonable(value), indent=2, ensure_ascii=False) + "\n")
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, datetime):
+        return human_time(value)
+    return str(value)
+
+
+def render_table(
+    headers: Sequence[str], rows: Iterable[Sequence[object]], *, numeric: Iterable[int] = ()
+) -> str:
+    """The rows as an aligned text table under upper-case ``headers``; columns whose index is
+    in ``numeric`` are right-aligned. ``None`` shows as ``-``."""
+    right = set(numeric)
+    text_rows = [[_cell(v) for v in row] for row in rows]
+    titles = [h.upper() for h in headers]
+    widths = [len(t) for t in titles]
+    for row in text_rows:
+        for i, cell in enumerate(row):
+            widths[i] = max(widths[i], len(cell))
+
+    def line(cells: Sequence[str]) -> str:
+        parts = [
+            cell.rjust(widths[i]) if i in right else cell.ljust(widths[i])
+            for i, cell in enumerate(cells)
+        ]
+        return "  ".join(parts).rstrip()
+
+    return "\n".join([line(titles), *(line(r) for r in text_rows)])
+
+
+def human_age(seconds: float | None) -> str:
+    """A duration for people: ``850ms``, ``12.3s``, ``4m05s``, ``2h03m``, ``3d04h``."""
+    if seconds is None:
+        return "-"
+    s = max(0.0, float(seconds))
+    if s < 1:
+        return f"{s * 1000:.0f}ms"
+    if s < 60:
+        return f"{s:.1f}s"
+    whole = int(s)
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    if whole < 86400:
+        return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+    return f"{whole // 86400}d{whole % 86400 // 3600:02d}h"
+
+
+def human_time(value: datetime | None) -> str:
+    """A timestamp in UTC, to the second: ``2025-01-31 12:00:05Z``."""
+    if value is None:
+        return "-"
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC)
+    return value.strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def first_line(text: str | None, width: int = 60) -> str:
+    """The first line of ``text``, cut to ``width`` characters (``-`` for none)."""
+    if not text:
+        return "-"
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line if len(line) <= width else line[: width - 1] + "…"

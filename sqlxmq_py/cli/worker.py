@@ -1,0 +1,348 @@
+"""``sqlxmq worker MODULE:REGISTRY``: a runner process, with graceful shutdown on signals and
+optional Prometheus metrics."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+
+from .._logging import redact_conninfo
+from ..hooks import RunnerHooks
+from ..registry import JobRegistry
+from ..runner import JobRunnerHandle
+from ._common import (
+    EXIT_OK,
+    EXIT_USAGE,
+    CliError,
+    Commands,
+    Context,
+    add_command,
+    port_number,
+    positive_int,
+)
+
+__all__ = ["load_registry", "register"]
+
+FORCED_STOP_GRACE = 10.0
+"""After a second signal: how long cancelling jobs and handing their leases back may take."""
+
+_log: Any = structlog.get_logger("sqlxmq_py.cli")
+
+EPILOG = """\
+shutdown:
+  The first SIGTERM or SIGINT (Ctrl-C) stops leasing and lets running jobs finish
+  for up to --shutdown-timeout seconds; jobs still running then are cancelled and
+  their leases handed back without using up an attempt. A second signal does that
+  at once.
+
+exit codes:
+  0    stopped after a signal (running jobs finished or were handed back)
+  1    error: the runner could not start (database unreachable, schema missing, ...)
+  2    usage error: bad option, or the registry cannot be imported
+  130  stopped at once by a second signal, SIGINT last (128 + 2)
+  143  stopped at once by a second signal, SIGTERM last (128 + 15)
+
+example:
+  sqlxmq worker myapp.jobs:registry --concurrency 8 16 --channel emails --metrics-port 9464
+"""
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {value}")
+    return value
+
+
+def register(commands: Commands) -> None:
+    """Adds the ``worker`` command."""
+    parser = add_command(
+        commands,
+        "worker",
+        summary="run the jobs of a JobRegistry until stopped",
+        description=(
+            "Runs a job runner for the JobRegistry named MODULE:REGISTRY (imported from the\n"
+            "current directory or the Python path), until SIGTERM or SIGINT. REGISTRY may\n"
+            "also name a function that returns the registry."
+        ),
+        epilog=EPILOG,
+    )
+    parser.add_argument(
+        "registry",
+        metavar="MODULE:REGISTRY",
+        help="where the JobRegistry is, e.g. myapp.jobs:registry",
+    )
+    parser.add_argument(
+        "--concurrency",
+        nargs=2,
+        type=positive_int,
+        metavar=("MIN", "MAX"),
+        help="lease more jobs whenever fewer than MIN run, up to MAX at once (default 16 32)",
+    )
+    parser.add_argument(
+        "--channel",
+        action="append",
+        metavar="NAME",
+        help="run only jobs of this channel (repeatable; default: every channel)",
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=port_number,
+        metavar="PORT",
+        help="serve Prometheus metrics on http://127.0.0.1:PORT/metrics (0: any free port, "
+        "logged at start); needs sqlxmq_py[metrics]",
+    )
+    parser.add_argument(
+        "--shutdown-timeout",
+        type=_seconds,
+        default=30.0,
+        metavar="SECONDS",
+        help="after the first signal, how long running jobs may take to finish (default 30)",
+    )
+    parser.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        default="info",
+        help="log level (default info: one line per job; warning for busy queues)",
+    )
+    parser.set_defaults(handler=run_worker)
+
+
+def load_registry(spec: str) -> JobRegistry:
+    """Imports the registry named ``module:attribute`` (the attribute may be dotted, and may
+    be a function returning the registry).
+
+    Raises:
+        CliError: (usage) the module or attribute is missing or is not a registry.
+    """
+    module_name, sep, attribute = spec.partition(":")
+    if not sep or not module_name or not attribute:
+        raise CliError(
+            f"expected MODULE:REGISTRY, like myapp.jobs:registry, got {spec!r}", EXIT_USAGE
+        )
+    cwd = os.getcwd()
+    if cwd not in sys.path:  # like `python -m`: modules of the current directory import
+        sys.path.insert(0, cwd)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and (module_name + ".").startswith(exc.name + "."):
+            raise CliError(f"cannot import {module_name!r}: {exc}", EXIT_USAGE) from exc
+        raise CliError(
+            f"importing {module_name!r} failed: {type(exc).__name__}: {exc}", EXIT_USAGE
+        ) from exc
+    except Exception as exc:
+        raise CliError(
+            f"importing {module_name!r} failed: {type(exc).__name__}: {exc}", EXIT_USAGE
+        ) from exc
+    found: object = module
+    for part in attribute.split("."):
+        try:
+            found = getattr(found, part)
+        except AttributeError:
+            raise CliError(f"{module_name!r} has no attribute {attribute!r}", EXIT_USAGE) from None
+    if not isinstance(found, JobRegistry) and callable(found):
+        try:
+            found = found()
+        except Exception as exc:
+            raise CliError(
+                f"calling {spec} failed: {type(exc).__name__}: {exc}", EXIT_USAGE
+            ) from exc
+    if not isinstance(found, JobRegistry):
+        raise CliError(
+            f"{spec} is a {type(found).__name__}, not a JobRegistry (nor a function returning one)",
+            EXIT_USAGE,
+        )
+    return found
+
+
+def run_worker(ctx: Context, args: argparse.Namespace) -> int:
+    """Runs the worker until it is stopped; returns the exit code."""
+    registry = load_registry(args.registry)
+    conninfo = ctx.conninfo()
+    code = asyncio.run(_work(args, registry, conninfo))
+    _exit_now_if_job_threads_remain(code)
+    return code
+
+
+def _install_signal_handlers(
+    loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[int]
+) -> Callable[[], None]:
+    """Puts SIGTERM and SIGINT on ``queue``; returns the function that undoes it."""
+    sigs = (signal.SIGTERM, signal.SIGINT)
+    try:
+        for sig in sigs:
+            loop.add_signal_handler(sig, queue.put_nowait, int(sig))
+    except NotImplementedError:  # Windows: no loop signal handlers
+        previous = {sig: signal.getsignal(sig) for sig in sigs}
+
+        def handler(signum: int, _frame: object) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, signum)
+
+        for sig in sigs:
+            signal.signal(sig, handler)
+
+        def restore_plain() -> None:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+        return restore_plain
+
+    def restore() -> None:
+        for sig in sigs:
+            loop.remove_signal_handler(sig)
+
+    return restore
+
+
+def _start_metrics(conninfo: str, port: int) -> tuple[Any, str, RunnerHooks]:
+    """Starts the metrics HTTP server; returns it, its URL and the hooks that feed it."""
+    try:
+        from prometheus_client import start_http_server
+
+        from ..metrics import PrometheusHooks, metrics_registry
+    except ImportError as exc:
+        raise CliError(
+            f"--metrics-port needs prometheus_client: pip install 'sqlxmq_py[metrics]' ({exc})",
+            EXIT_USAGE,
+        ) from exc
+    hooks = PrometheusHooks()  # the process-wide registry: the jobs' own metrics show too
+    try:
+        server, _thread = start_http_server(
+            port, addr="127.0.0.1", registry=metrics_registry(conninfo)
+        )
+    except OSError as exc:
+        raise CliError(f"cannot serve metrics on 127.0.0.1:{port}: {exc.strerror or exc}") from exc
+    return server, f"http://127.0.0.1:{server.server_port}/metrics", hooks
+
+
+async def _work(args: argparse.Namespace, registry: JobRegistry, conninfo: str) -> int:
+    loop = asyncio.get_running_loop()
+    signals: asyncio.Queue[int] = asyncio.Queue()
+    restore_signals = _install_signal_handlers(loop, signals)
+    server: Any = None
+    try:
+        hooks: list[RunnerHooks] = []
+        metrics_url = None
+        if args.metrics_port is not None:
+            server, metrics_url, prometheus_hooks = _start_metrics(conninfo, args.metrics_port)
+            hooks.append(prometheus_hooks)
+        options = registry.runner(conninfo).set_hooks(*hooks)
+        if args.concurrency:
+            options.set_concurrency(*args.concurrency)
+        if args.channel:
+            options.set_channel_names(args.channel)
+        concurrency = options.config()
+        starting = asyncio.ensure_future(options.run())
+        first_signal = asyncio.ensure_future(signals.get())
+        await asyncio.wait({starting, first_signal}, return_when=asyncio.FIRST_COMPLETED)
+        if not starting.done():  # interrupted while connecting
+            starting.cancel()
+            await asyncio.gather(starting, return_exceptions=True)
+            return 128 + first_signal.result()
+        handle = starting.result()
+        _log.info(
+            "worker_started",
+            registry=args.registry,
+            jobs=sorted(registry.names),
+            channels=args.channel or "all",
+            concurrency=f"{concurrency.min_concurrency}-{concurrency.max_concurrency}",
+            database=redact_conninfo(conninfo),
+            metrics_url=metrics_url,
+            pid=os.getpid(),
+        )
+        return await _wait_and_stop(handle, signals, first_signal, args.shutdown_timeout)
+    finally:
+        restore_signals()
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+
+
+async def _wait_and_stop(
+    handle: JobRunnerHandle,
+    signals: asyncio.Queue[int],
+    first_signal: asyncio.Future[int],
+    shutdown_timeout: float,
+) -> int:
+    first = await first_signal
+    _log.info(
+        "worker_stopping",
+        signal=signal.Signals(first).name,
+        running_jobs=handle.num_running_jobs(),
+        timeout_s=shutdown_timeout,
+        detail="no new jobs; running jobs may finish; send the signal again to stop at once",
+    )
+    stopping = asyncio.ensure_future(handle.stop(timeout=shutdown_timeout))
+    second_signal = asyncio.ensure_future(signals.get())
+    await asyncio.wait({stopping, second_signal}, return_when=asyncio.FIRST_COMPLETED)
+    if stopping.done():
+        second_signal.cancel()
+        stopping.result()
+        _log.info("worker_stopped", exit_code=EXIT_OK)
+        return EXIT_OK
+    second = second_signal.result()
+    code = 128 + second
+    _log.warning(
+        "worker_stopping_now",
+        signal=signal.Signals(second).name,
+        running_jobs=handle.num_running_jobs(),
+        detail="cancelling running jobs and handing their leases back",
+    )
+    try:
+        await asyncio.wait_for(_cancel_and_finish(handle, stopping), FORCED_STOP_GRACE)
+    except TimeoutError:
+        _log.error("worker_stop_timed_out", timeout_s=FORCED_STOP_GRACE, exit_code=code)
+        _exit_now(code)
+    _log.info("worker_stopped", exit_code=code)
+    return code
+
+
+async def _cancel_and_finish(handle: JobRunnerHandle, stopping: asyncio.Future[None]) -> None:
+    await _cancel_running_jobs(handle)
+    await stopping
+
+
+async def _cancel_running_jobs(handle: JobRunnerHandle) -> None:
+    """Cancels the running jobs while ``stop()`` waits for them; ``stop()`` then hands their
+    leases back. Uses ``JobRunnerHandle.cancel_running_jobs()`` where the core has it."""
+    public = getattr(handle, "cancel_running_jobs", None)
+    if public is not None:
+        await public()
+        return
+    # the runner's own step of stop() once its timeout has passed
+    cancel_running = getattr(getattr(handle, "_runner", None), "_cancel_running", None)
+    if cancel_running is not None:
+        await cancel_running()
+
+
+def _exit_now(code: int) -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _exit_now_if_job_threads_remain(code: int) -> None:
+    """Plain ``def`` jobs cannot be interrupted: once their leases are handed back, exit without
+    waiting for their threads (the interpreter would join them at exit)."""
+    threads = [t for t in threading.enumerate() if t.name.startswith("sqlxmq-job") and t.is_alive()]
+    deadline = time.monotonic() + 1.0  # idle pool threads end as soon as they see the shutdown
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    busy = [t for t in threads if t.is_alive()]
+    if busy:
+        _log.warning("worker_exiting_with_running_job_threads", threads=len(busy), exit_code=code)
+        _exit_now(code)
