@@ -98,8 +98,10 @@ class Listener:
                 self._on_connected()
                 async for notification in conn.notifies():
                     self._on_notify(notification.payload)
+                error = "the connection closed"  # the generator ends when the server hangs up
             except psycopg.Error as exc:
-                self._lost = True
-                logger.warning("listener_lost", error=str(exc).strip())
+                error = str(exc).strip()
             finally:
                 await conn.close()
+            self._lost = True
+            logger.warning("listener_lost", error=error)
