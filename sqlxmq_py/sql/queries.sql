@@ -74,9 +74,9 @@ WITH payloads AS (
         dead_letter_channel, headers
     )
     SELECT * FROM unnest(
-        %(ids)s::uuid[], %(names)s::text[], %(payload_json)s::json[], %(payload_bytes)s::bytea[],
-        %(retry_backoffs)s::interval[], %(retain_fors)s::interval[], %(dead_letters)s::text[],
-        %(dead_letter_channels)s::text[], %(headers)s::jsonb[]
+        %(ids)b::uuid[], %(names)b::text[], %(payload_json)b::json[], %(payload_bytes)b::bytea[],
+        %(retry_backoffs)b::interval[], %(retain_fors)b::interval[], %(dead_letters)b::text[],
+        %(dead_letter_channels)b::text[], %(headers)b::jsonb[]
     )
 ), jobs AS (
     INSERT INTO mq_jobs (
@@ -89,9 +89,9 @@ WITH payloads AS (
     FROM (
         SELECT x.*, coalesce(x.run_at, now() + x.delay) AS at
         FROM unnest(
-            %(ids)s::uuid[], %(channel_names)s::text[], %(channel_args)s::text[],
-            %(priorities)s::integer[], %(run_ats)s::timestamptz[], %(delays)s::interval[],
-            %(max_attempts)s::integer[], %(leases)s::interval[], %(commit_intervals)s::interval[]
+            %(ids)b::uuid[], %(channel_names)b::text[], %(channel_args)b::text[],
+            %(priorities)b::integer[], %(run_ats)b::timestamptz[], %(delays)b::interval[],
+            %(max_attempts)b::integer[], %(leases)b::interval[], %(commit_intervals)b::interval[]
         ) AS x(id, cn, ca, prio, run_at, delay, ma, lease, ci)
     ) AS u
     RETURNING channel_name, state
@@ -185,22 +185,26 @@ picked AS MATERIALIZED (
     LIMIT %(limit)s
 ),
 leased AS (
+    -- by primary key: joining picked directly lets the planner hash-join a full scan of the
+    -- queue once it holds a few thousand rows
     UPDATE mq_jobs AS j
     SET state = 'l',
         attempts = j.attempts + 1,
         lease_token = gen_random_uuid(),
         attempt_at = now() + coalesce(j.lease, %(default_lease)s::interval)
-    FROM picked
-    WHERE j.id = picked.id
+    WHERE j.id = ANY (ARRAY(SELECT id FROM picked))
     RETURNING j.id, j.lease_token, j.attempts, j.max_attempts, j.channel_name, j.channel_args,
-        coalesce(j.lease, %(default_lease)s::interval) AS lease, j.job_key, picked.pos
+        coalesce(j.lease, %(default_lease)s::interval) AS lease, j.job_key
 )
 SELECT l.id, l.lease_token, l.attempts, l.max_attempts, l.channel_name, l.channel_args,
     l.lease, p.name, p.payload_json::text, p.payload_bytes, p.retry_backoff, l.job_key,
     p.retain_for, p.headers::text
 FROM leased AS l
-JOIN mq_payloads AS p ON p.id = l.id
-ORDER BY l.pos
+JOIN picked ON picked.id = l.id
+CROSS JOIN LATERAL (
+    SELECT * FROM mq_payloads AS p WHERE p.id = l.id
+) AS p
+ORDER BY picked.pos
 
 -- name: promote_scheduled
 -- Makes scheduled jobs whose time has come ready, and says how many seconds remain until the
@@ -241,11 +245,12 @@ WITH t AS (
 ), done AS (
     DELETE FROM mq_jobs AS j
     USING t
-    WHERE j.id = t.id AND j.lease_token = t.token
+    WHERE j.id = ANY(%(ids)b::uuid[]) AND j.id = t.id AND j.lease_token = t.token
     RETURNING j.id, j.channel_name, j.channel_args, j.attempts, j.max_attempts, j.priority,
         j.job_key, t.result
 ), payloads AS (
-    DELETE FROM mq_payloads AS p USING done WHERE p.id = done.id
+    DELETE FROM mq_payloads AS p
+    WHERE p.id = ANY(%(ids)b::uuid[]) AND p.id IN (SELECT id FROM done)
     RETURNING p.id, p.retain_for, p.notify_done
 ), kept AS (
     INSERT INTO mq_history (
@@ -282,10 +287,12 @@ WITH failed AS (
         lease_token = NULL
     FROM unnest(%(ids)b::uuid[], %(tokens)b::uuid[], %(delays)s::interval[], %(errors)s::text[])
         AS t(id, token, delay, error)
-    WHERE j.id = t.id AND j.lease_token = t.token
+    WHERE j.id = ANY(%(ids)b::uuid[]) AND j.id = t.id AND j.lease_token = t.token
     RETURNING j.id, j.state, t.error
 ), errors AS (
-    UPDATE mq_payloads AS p SET last_error = failed.error FROM failed WHERE p.id = failed.id
+    UPDATE mq_payloads AS p SET last_error = failed.error
+    FROM failed
+    WHERE p.id = ANY(%(ids)b::uuid[]) AND p.id = failed.id
 )
 SELECT id, state::text FROM failed
 
@@ -298,12 +305,13 @@ WITH held AS (
 ), lockable AS (
     SELECT j.id FROM mq_jobs AS j
     JOIN held ON j.id = held.id AND j.lease_token = held.token
+    WHERE j.id = ANY(%(ids)b::uuid[])
     FOR UPDATE OF j SKIP LOCKED
 ), renewed AS (
     UPDATE mq_jobs AS j
     SET attempt_at = greatest(j.attempt_at, now() + coalesce(j.lease, %(default_lease)s::interval))
     FROM lockable
-    WHERE j.id = lockable.id
+    WHERE j.id = ANY(%(ids)b::uuid[]) AND j.id = lockable.id
     RETURNING j.id
 )
 SELECT held.id, CASE WHEN j.id IS NULL THEN 'lost' ELSE 'cancel' END
@@ -317,7 +325,7 @@ WITH released AS (
     UPDATE mq_jobs AS j
     SET state = 'r', attempts = greatest(j.attempts - 1, 0), lease_token = NULL, attempt_at = now()
     FROM unnest(%(ids)b::uuid[], %(tokens)b::uuid[]) AS t(id, token)
-    WHERE j.id = t.id AND j.lease_token = t.token
+    WHERE j.id = ANY(%(ids)b::uuid[]) AND j.id = t.id AND j.lease_token = t.token
     RETURNING j.id, j.channel_name
 ), woken AS (
     SELECT mq_wake(ARRAY(SELECT channel_name FROM released))

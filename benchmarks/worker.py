@@ -1,0 +1,83 @@
+"""A queue worker in its own process: ``python -m benchmarks.worker SYSTEM --dsn DSN``.
+
+The benchmark drives it through stdin and stdout, one JSON object per line on stdout:
+
+- it prints ``{"event": "ready"}`` once imported and configured (nothing connected yet);
+- on ``go`` it starts the queue's worker and prints ``{"event": "started"}``;
+- on ``stop`` (or end of input) it stops the worker gracefully and prints
+  ``{"event": "stopped", "starts": {seq: time}}``, the wall-clock start time of every latency
+  probe it ran.
+
+Logging is kept at WARNING: at INFO, sqlxmq_py (structlog) logs a line per job.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import structlog
+
+from .systems import SYSTEMS, load
+
+
+def _say(event: str, **fields: Any) -> None:
+    print(json.dumps({"event": event, **fields}), flush=True)
+
+
+async def _next_command() -> str:
+    line = await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    return line.strip() or "stop"
+
+
+async def _serve(system_name: str, dsn: str, options: dict[str, Any]) -> None:
+    starts: dict[int, float] = {}
+
+    def on_start(seq: int) -> None:
+        starts[seq] = time.time()
+
+    worker = load(system_name).worker(dsn, options, on_start)
+    _say("ready")
+    if await _next_command() != "go":
+        _say("stopped", starts={})
+        return
+    await worker.start()
+    _say("started")
+    while await _next_command() != "stop":
+        pass
+    await worker.stop()
+    _say("stopped", starts=starts)
+
+
+def _runner(loop: str) -> Callable[[Coroutine[Any, Any, None]], None]:
+    if loop == "uvloop":
+        import uvloop
+
+        return uvloop.run
+    return asyncio.run
+
+
+def main() -> None:
+    """Parses the command line and serves the benchmark until told to stop."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("system", choices=sorted(SYSTEMS))
+    parser.add_argument("--dsn", required=True)
+    parser.add_argument("--options", default="{}", help="worker options, as a JSON object")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+    )
+    options = json.loads(args.options)
+    _runner(options.pop("loop", "asyncio"))(_serve(args.system, args.dsn, options))
+
+
+if __name__ == "__main__":
+    main()
