@@ -79,6 +79,11 @@ CREATE TABLE mq_schedules (
     max_attempts integer NOT NULL DEFAULT 5,
     retry_backoff interval NOT NULL DEFAULT interval '1 second',
     priority integer NOT NULL DEFAULT 0,
+    lease interval,
+    retain_for interval,
+    dead_letter text,
+    dead_letter_channel text,
+    ordered boolean NOT NULL DEFAULT false,
     backfill interval NOT NULL DEFAULT interval '0',
     last_tick timestamptz NOT NULL,
     updated_at timestamptz NOT NULL DEFAULT now()
@@ -117,10 +122,12 @@ LANGUAGE sql STABLE AS $$
     END)::"char"
 $$;
 
--- Records jobs as kept history (if they ask to be kept) before they leave the hot table.
--- The caller deletes them.
+-- Records jobs as kept history (if they ask to be kept) before they leave the hot table. The
+-- error recorded for a job is p_errors[i] where p_error_ids[i] is its id, else p_error, else its
+-- last error. The caller deletes them.
 CREATE FUNCTION mq_keep(
-    p_ids uuid[], p_state text, p_error text, p_default_retain interval
+    p_ids uuid[], p_state text, p_error text, p_default_retain interval,
+    p_error_ids uuid[] DEFAULT NULL, p_errors text[] DEFAULT NULL
 ) RETURNS void
 LANGUAGE sql AS $$
     INSERT INTO mq_history (
@@ -129,18 +136,25 @@ LANGUAGE sql AS $$
     )
     SELECT j.id, p.name, j.channel_name, j.channel_args, p_state, j.attempts, j.max_attempts,
         j.priority, j.job_key, p.payload_json, p.payload_bytes, NULL,
-        coalesce(p_error, p.last_error), p.headers, p.created_at,
+        coalesce(e.error, p_error, p.last_error), p.headers, p.created_at,
         now() + coalesce(p.retain_for, p_default_retain)
-    FROM mq_jobs AS j JOIN mq_payloads AS p ON p.id = j.id
+    FROM mq_jobs AS j
+    JOIN mq_payloads AS p ON p.id = j.id
+    LEFT JOIN unnest(p_error_ids, p_errors) AS e(id, error) ON e.id = j.id
     WHERE j.id = ANY(p_ids) AND coalesce(p.retain_for, p_default_retain) > interval '0'
     ON CONFLICT (id) DO NOTHING
 $$;
 
--- Cancels jobs that are not running (and, with p_token, the running job holding that lease):
--- they leave the queue, are kept as cancelled history (7 days unless they ask otherwise),
--- their ordered chain closes up, their waiters are told, and continuations waiting on them are
--- cancelled too (unless they run after failed parents). Returns the ids cancelled.
-CREATE FUNCTION mq_cancel_now(p_ids uuid[], p_reason text, p_token uuid DEFAULT NULL)
+-- Cancels jobs that are not running; with p_tokens, the running jobs holding those leases too
+-- (their runner is finishing them after a cancellation request); with p_expired, running jobs
+-- whose lease ran out (their runner is gone). They leave the queue, are kept as cancelled
+-- history (7 days unless they ask otherwise), their ordered chain closes up, their waiters are
+-- told, and continuations waiting on them are cancelled too (unless they run after failed
+-- parents). p_reasons[i], if given, is the reason for p_ids[i]. Returns the ids cancelled.
+CREATE FUNCTION mq_cancel_now(
+    p_ids uuid[], p_reason text, p_tokens uuid[] DEFAULT NULL, p_expired boolean DEFAULT false,
+    p_reasons text[] DEFAULT NULL
+)
 RETURNS SETOF uuid
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -150,13 +164,16 @@ BEGIN
     v_ids := ARRAY(
         SELECT j.id FROM mq_jobs AS j
         WHERE j.id = ANY(p_ids)
-          AND ((p_token IS NULL AND j.state <> 'l') OR j.lease_token = p_token)
+          AND (j.state <> 'l'
+               OR j.lease_token = ANY(p_tokens)
+               OR (p_expired AND j.attempt_at <= now()))
+          AND (p_tokens IS NULL OR j.state = 'l')
         FOR UPDATE
     );
     IF cardinality(v_ids) = 0 THEN
         RETURN;
     END IF;
-    PERFORM mq_keep(v_ids, 'cancelled', p_reason, interval '7 days');
+    PERFORM mq_keep(v_ids, 'cancelled', p_reason, interval '7 days', p_ids, p_reasons);
     PERFORM pg_notify('mq_done', p.id::text) FROM mq_payloads AS p
     WHERE p.id = ANY(v_ids) AND p.notify_done;
     DELETE FROM mq_deps WHERE child_id = ANY(v_ids);
@@ -495,7 +512,9 @@ BEGIN
         v_seqs := ARRAY(SELECT nextval('mq_ord_seq') FROM generate_series(1, v_n));
     END IF;
 
-    -- keyed and throttled jobs, one at a time (unkeyed jobs are inserted in bulk below)
+    -- keyed and throttled jobs, one at a time (unkeyed jobs are inserted in bulk below); a
+    -- keyed job is complete (payload included) when its turn ends, so a later job of the same
+    -- call with the same key finds it
     FOR i IN 1 .. v_n LOOP
         CONTINUE WHEN p_job_keys[i] IS NULL;
         v_new[i] := false;
@@ -530,22 +549,33 @@ BEGIN
                 )
                 ON CONFLICT (job_key) WHERE job_key IS NOT NULL DO NOTHING;
                 IF FOUND THEN
-                    v_new[i] := true;  -- its payload and state are set with the others
+                    v_new[i] := true;  -- its state is set with the others, below
+                    v_ids[i] := p_ids[i];
+                    INSERT INTO mq_payloads (
+                        id, name, payload_json, payload_bytes, retry_backoff, retain_for,
+                        dead_letter, dead_letter_channel, run_after_failed_parents, headers
+                    )
+                    VALUES (
+                        p_ids[i], p_names[i], p_payload_json[i]::json, p_payload_bytes[i],
+                        p_retry_backoffs[i], p_retain_fors[i], p_dead_letters[i],
+                        p_dead_letter_channels[i], p_run_after_failed_parents[i], p_headers[i]
+                    );
                     EXIT;
                 END IF;
                 CONTINUE;  -- a concurrent spawn took the key first: look again
             END IF;
             v_ids[i] := v_existing.id;
             EXIT WHEN p_job_key_modes[i] = 'unsafe_dedupe';
-            IF v_existing.state = 'l' THEN
-                -- never change a job under its runner: it gives the key up
+            IF v_existing.state IN ('l', 'u') THEN
+                -- never change a job under its runner, nor one its spawner has yet to commit:
+                -- it gives the key up and this spawn makes a new job
                 UPDATE mq_jobs SET job_key = NULL WHERE mq_jobs.id = v_existing.id;
-                v_ids[i] := p_ids[i];
                 CONTINUE;
             END IF;
             UPDATE mq_jobs AS j
             SET priority = p_priorities[i],
-                max_attempts = j.attempts + p_max_attempts[i],
+                max_attempts = CASE WHEN j.state = 'f' THEN 0 ELSE j.attempts END
+                    + p_max_attempts[i],
                 lease = p_leases[i],
                 attempts = CASE WHEN j.state = 'f' THEN 0 ELSE j.attempts END,
                 attempt_at = CASE
@@ -570,6 +600,10 @@ BEGIN
             WHERE p.id = v_existing.id;
             EXIT;
         END LOOP;
+        IF p_throttles[i] IS NOT NULL THEN
+            -- the window stands for the job that does this work: new, or replaced
+            UPDATE mq_throttle SET job_id = v_ids[i] WHERE job_key = p_job_keys[i];
+        END IF;
     END LOOP;
 
     INSERT INTO mq_payloads (
@@ -579,9 +613,10 @@ BEGIN
     SELECT v_ids[u.pos], u.name, u.pj::json, u.pb, u.rb, u.rf, u.dl, u.dlc, u.rafp, u.h
     FROM unnest(
         p_names, p_payload_json, p_payload_bytes, p_retry_backoffs, p_retain_fors,
-        p_dead_letters, p_dead_letter_channels, p_run_after_failed_parents, p_headers, v_new
-    ) WITH ORDINALITY AS u(name, pj, pb, rb, rf, dl, dlc, rafp, h, new, pos)
-    WHERE u.new;
+        p_dead_letters, p_dead_letter_channels, p_run_after_failed_parents, p_headers,
+        p_job_keys
+    ) WITH ORDINALITY AS u(name, pj, pb, rb, rf, dl, dlc, rafp, h, k, pos)
+    WHERE u.k IS NULL;
 
     -- states: uncommitted, blocked behind an earlier ordered job, scheduled, or ready
     INSERT INTO mq_jobs (

@@ -171,6 +171,8 @@ def list_params(
     return {
         "hot": codes is None or bool(codes),
         "states": codes,
+        "scheduled": wanted is not None and "scheduled" in wanted,
+        "retrying": wanted is not None and "retrying" in wanted,
         "history": history is None or bool(history),
         "history_states": history,
         "channel_name": channel_name,
@@ -184,12 +186,8 @@ def list_params(
 _HISTORY_STATES = ("completed", "cancelled")
 
 
-def _statuses(wanted: Sequence[JobState] | None) -> Any:
-    def interpret(rows: Rows) -> list[JobStatus]:
-        found = [_status(row) for row in rows]
-        return found if wanted is None else [s for s in found if s.state in wanted]
-
-    return interpret
+def _statuses(rows: Rows) -> list[JobStatus]:
+    return [_status(row) for row in rows]
 
 
 @overload
@@ -233,7 +231,7 @@ def list_jobs(
     Pages: pass the last id of a page as ``before`` to get the next one.
     """
     params = list_params(states, channel_name, name, job_key, limit, before)
-    return _connections.run(conn, query("list_jobs"), params, _statuses(states))
+    return _connections.run(conn, query("list_jobs"), params, _statuses)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -250,11 +248,11 @@ def _counts(rows: Rows) -> list[QueueCount]:
     return [
         QueueCount(
             channel_name=channel,
-            state=_ROW_STATES.get(code, "scheduled"),  # type: ignore[arg-type]
+            state=label,
             count=count,
             oldest_ready_age_s=age,
         )
-        for channel, code, count, age in rows
+        for channel, label, count, age in rows
     ]
 
 
@@ -267,7 +265,7 @@ def queue_counts(conn: AsyncConnectionLike) -> Coroutine[Any, Any, list[QueueCou
 
 
 def queue_counts(conn: AnyConnection) -> list[QueueCount] | Coroutine[Any, Any, list[QueueCount]]:
-    """Jobs per channel and state (scheduled and retrying jobs both count as ``scheduled``)."""
+    """Jobs per channel and state, with the age of each channel's oldest ready job."""
     return _connections.run(conn, query("queue_counts"), None, _counts)
 
 

@@ -205,12 +205,18 @@ class JobBuilder:
     ) -> Self:
         """Gives the job a key, unique among unfinished jobs.
 
-        If a waiting job already has the key, ``mode`` says what happens: ``"replace"`` (the
-        default) updates that job's payload, run time and options; ``"preserve_run_at"`` does the
-        same but keeps its run time; ``"unsafe_dedupe"`` leaves it untouched. Either way ``spawn``
-        returns the existing job's id. A running job is never changed: it gives up the key and a
-        new job is spawned. With ``throttle``, at most one job per key is spawned per window
-        (finished jobs count); a spawn inside the window returns the window's job id.
+        If an unfinished job already has the key, ``mode`` says what happens, and ``spawn``
+        returns the id of the job that stands for this one:
+
+        - ``"replace"`` (the default): a waiting job gets this job's payload, run time and
+          options (a failed one also a fresh set of attempts);
+        - ``"preserve_run_at"``: the same, but it keeps its run time;
+        - ``"unsafe_dedupe"``: the existing job is left untouched, even a running one.
+
+        With ``replace`` and ``preserve_run_at``, a running job (or one its spawner has not yet
+        committed) is never changed: it gives up the key and a new job is spawned. With
+        ``throttle``, at most one job per key is spawned per window, finished jobs included; a
+        spawn inside the window returns the id of the window's job.
         """
         if job_key is not None:
             check_text("job_key", job_key)

@@ -66,6 +66,11 @@ class CronSchedule:
     max_attempts: int
     retry_backoff: timedelta
     priority: int
+    lease: timedelta | None
+    retain_for: timedelta | None
+    dead_letter: str | None
+    dead_letter_channel: str | None
+    ordered: bool
     backfill: timedelta
 
     @classmethod
@@ -94,6 +99,11 @@ class CronSchedule:
             max_attempts=options.retries + 1,
             retry_backoff=options.backoff,
             priority=options.priority,
+            lease=options.lease,
+            retain_for=options.retain_for,
+            dead_letter=options.dead_letter,
+            dead_letter_channel=options.dead_letter_channel,
+            ordered=options.ordered,
             backfill=to_timedelta("backfill", backfill),
         )
 
@@ -110,6 +120,11 @@ class CronSchedule:
             "max_attempts": self.max_attempts,
             "retry_backoff": self.retry_backoff,
             "priority": self.priority,
+            "lease": self.lease,
+            "retain_for": self.retain_for,
+            "dead_letter": self.dead_letter,
+            "dead_letter_channel": self.dead_letter_channel,
+            "ordered": self.ordered,
             "backfill": self.backfill,
         }
 
@@ -141,14 +156,20 @@ def tick_key(schedule_name: str, tick: datetime) -> str:
 
 
 def _tick_builder(row: tuple[Any, ...], tick: datetime) -> JobBuilder:
-    name, _, _, job_name, channel, args, payload, attempts, backoff, priority = row[:10]
+    """The job of one tick, with the options the schedule recorded from its job."""
+    (name, _, _, job_name, channel, args, payload, attempts, backoff, priority, lease, retain,
+     dead_letter, dead_letter_channel, ordered) = row[:15]  # fmt: skip
     builder = JobBuilder(
         job_name,
         channel_name=channel,
         retries=attempts - 1,
         retry_backoff=backoff,
         priority=priority,
+        ordered=ordered,
+        lease=lease,
+        retain_for=retain,
     ).set_channel_args(args)
+    builder._dead_letter, builder._dead_letter_channel = dead_letter, dead_letter_channel
     if payload is not None:
         builder.set_raw_json(payload)
     return builder.set_job_key(tick_key(name, tick), "unsafe_dedupe")
@@ -169,8 +190,9 @@ async def run_due_schedules(conn: AsyncConnection[Any]) -> list[tuple[str, datet
     spawned: list[tuple[str, datetime]] = []
     cur = await conn.execute(query("schedules"))
     for row in await cur.fetchall():
-        name, cron, tz, last_tick, now = row[0], row[1], row[2], row[11], row[12]
-        ticks, new_last = due_ticks(cron, tz, last_tick, now, row[10])
+        name, cron, tz = row[0], row[1], row[2]
+        backfill, last_tick, now = row[15], row[16], row[17]
+        ticks, new_last = due_ticks(cron, tz, last_tick, now, backfill)
         if new_last == last_tick:
             continue
         async with conn.transaction():

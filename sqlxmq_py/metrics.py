@@ -309,11 +309,21 @@ def metrics_registry(
 
 def metrics_asgi_app(conninfo: str, *, registry: CollectorRegistry | None = None) -> ASGIApp:
     """An ASGI app that serves :func:`metrics_registry` in the Prometheus text format (or
-    OpenMetrics, when the scraper asks for it) on GET at any path: mount it at ``/metrics``.
-    The database is read in a worker thread, so the event loop never waits on it."""
-    combined = metrics_registry(conninfo, registry=registry)
+    OpenMetrics, when the scraper asks for it) on GET at any path. Add it as a route
+    (``app.add_route("/metrics", metrics_asgi_app(dsn))``, or Starlette's
+    ``Route("/metrics", ...)``) or mount it. The database is read in a worker thread, so the
+    event loop never waits on it."""
+    return _MetricsApp(metrics_registry(conninfo, registry=registry))
 
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+
+class _MetricsApp:
+    """The ASGI app of :func:`metrics_asgi_app`: an object, not a function, so that Starlette
+    routes hand it raw ASGI calls."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             while True:
                 message = await receive()
@@ -334,13 +344,15 @@ def metrics_asgi_app(conninfo: str, *, registry: CollectorRegistry | None = None
             if name.lower() == b"accept":
                 accept = value.decode("latin-1")
         encoder, content_type = choose_encoder(accept)
-        body = await asyncio.to_thread(encoder, combined)
+        body = await asyncio.to_thread(encoder, self._registry)
         await _respond(
-            send, 200, b"" if scope["method"] == "HEAD" else body, content_type.encode(), [],
+            send,
+            200,
+            b"" if scope["method"] == "HEAD" else body,
+            content_type.encode(),
+            [],
             length=len(body),
-        )  # fmt: skip
-
-    return app
+        )
 
 
 async def _respond(

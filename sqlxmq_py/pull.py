@@ -2,7 +2,8 @@
 fail them, on your own connection and in your own transactions.
 
 Fetching leases the jobs like a runner does (same fairness, same lease fencing): complete or
-fail each one before its lease expires, or it becomes ready again. Pull consumers do not renew
+fail each one before its lease expires, or it becomes ready again (each fetch first returns
+expired leases to the queue, so this works with no runner at all). Pull consumers do not renew
 leases and do not honour per-channel limits.
 """
 
@@ -111,6 +112,7 @@ def _fetch_sync(
     conn: psycopg.Connection[Any], promote: dict[str, object], lease: dict[str, object]
 ) -> Rows:
     with conn.cursor(row_factory=tuple_row) as cur:
+        cur.execute(query("expire_leases"))
         cur.execute(query("promote_scheduled"), promote)
         cur.execute(query("lease"), lease)
         return cur.fetchall()
@@ -123,6 +125,7 @@ async def _fetch_async(
         async with conn.connection() as pooled:
             return await _fetch_async(pooled, promote, lease)
     async with conn.cursor(row_factory=tuple_row) as cur:
+        await cur.execute(query("expire_leases"))
         await cur.execute(query("promote_scheduled"), promote)
         await cur.execute(query("lease"), lease)
         return await cur.fetchall()

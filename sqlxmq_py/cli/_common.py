@@ -38,8 +38,11 @@ __all__ = [
     "Parser",
     "add_command",
     "describe_error",
+    "err",
     "parse_duration",
     "parse_job_id",
+    "port_number",
+    "positive_int",
     "scrub",
 ]
 

@@ -34,6 +34,10 @@ async def maintain(conn: psycopg.AsyncConnection[Any], log: Any) -> None:
             return
         for schedule, tick in await run_due_schedules(conn):
             log.info("cron_job_spawned", schedule=schedule, tick=tick.isoformat())
+        cur = await conn.execute(query("cancel_expired"))
+        cancelled = await cur.fetchone()
+        if cancelled is not None and cancelled[0]:
+            log.warning("cancelled_jobs_expired", count=cancelled[0])
         cur = await conn.execute(query("expire_leases"))
         for job_id, state, attempts, name in await cur.fetchall():
             log.warning(

@@ -526,9 +526,9 @@ class Runner:
             self._finished(job, "abandoned", self._duration(slot))
 
     def _encode_result(self, job: LeasedJob, result: Any) -> str | None:
-        """The result as JSON, when the job is kept in the history (else it is not stored)."""
-        keep = job.retain_for if job.retain_for is not None else self._registry.retain_for
-        if keep <= timedelta(0) or result is None:
+        """The result as JSON. Whether it is kept is decided when the job completes (someone
+        may start waiting for it while it runs), so every result is sent."""
+        if result is None:
             return None
         try:
             return encode_json(result)
@@ -545,9 +545,6 @@ class Runner:
                 error=f"{type(exc).__name__}: {exc}",
                 **job_keys(job),
             )
-        elif job.cancelled:
-            slot.finishing = True
-            await self._cancel_leased(slot, f"cancelled while running: {type(exc).__name__}: {exc}")
         else:
             slot.finishing = True
             delay = retry_delay(job.attempt, job.retry_backoff)
@@ -561,27 +558,12 @@ class Runner:
             except Exception as handler_exc:
                 self._log.error("error_handler_failed", error=str(handler_exc), **job_keys(job))
 
-    async def _cancel_leased(self, slot: _Slot, reason: str) -> None:
-        job = slot.job
-        try:
-            rows = await self._done_conn.execute(
-                query("cancel_leased"), {"id": job.id, "token": job.token, "reason": reason}
-            )
-        except Exception as exc:
-            self._log.error("cancel_failed", error=str(exc).strip(), **job_keys(job))
-            rows = []
-        if rows:
-            self._log.warning("job_cancelled", reason=reason, **job_keys(job))
-            self._finished(job, "cancelled", self._duration(slot))
-        else:
-            job.lease_lost = True
-            self._log.warning("lease_lost", action="cancel", **job_keys(job))
-            self._finished(job, "lease_lost", self._duration(slot))
-        slot.settled = True
-
     def _free_if_done(self, slot: _Slot) -> None:
         if slot.settled and not slot.running and self._slots.get(slot.job.id) is slot:
             del self._slots[slot.job.id]
+            if slot.job.channel_name in self._leaser.limits:
+                # its channel's limit may have been all that held other jobs back
+                self._poll_pending = True
             if len(self._slots) < self._config.min_concurrency:
                 self._wake.set()
 
@@ -619,6 +601,10 @@ class Runner:
             job.lease_lost = True
             outcome = "lease_lost"
             self._log.warning("lease_lost", action="fail", error=error, **keys)
+        elif state == "c":
+            job.cancelled = True
+            outcome = "cancelled"
+            self._log.warning("job_cancelled", error=error, **keys)
         elif state == "f":
             outcome = "failed"
             self._log.error(

@@ -40,7 +40,7 @@ QueryName = Literal[
     "purge_listeners",
     "listener_upsert",
     "listener_delete",
-    "cancel_leased",
+    "cancel_expired",
     "expire_history",
     "expire_throttles",
     "sweep_waiting",

@@ -267,13 +267,24 @@ WITH t AS (
     ON CONFLICT (id) DO NOTHING
 ), notified AS (
     SELECT pg_notify('mq_done', r.id::text) FROM payloads AS r WHERE r.notify_done
+), limited AS (
+    -- a slot of a limited channel is free: runners waiting for one may lease again
+    SELECT mq_wake(ARRAY(
+        SELECT DISTINCT d.channel_name FROM done AS d
+        WHERE EXISTS (SELECT 1 FROM mq_channel_limits AS l WHERE l.channel_name = d.channel_name)
+    ))
 )
-SELECT done.id FROM done, (SELECT count(*) FROM notified) AS n
+SELECT done.id FROM done, (SELECT count(*) FROM notified) AS n, limited
 
 -- name: fail
 -- Records failed attempts. A job with attempts left waits %(delays)s (its backoff) or, with no
--- delay, is ready at once; a job without attempts left becomes failed and is kept.
-WITH failed AS (
+-- delay, is ready at once; a job without attempts left becomes failed and is kept. A job that
+-- was asked to stop is cancelled instead ('c'). Jobs of limited channels wake their runners.
+WITH t AS (
+    SELECT * FROM unnest(
+        %(ids)b::uuid[], %(tokens)b::uuid[], %(delays)s::interval[], %(errors)s::text[]
+    ) AS t(id, token, delay, error)
+), failed AS (
     UPDATE mq_jobs AS j
     SET state = CASE
             WHEN j.attempts >= j.max_attempts THEN 'f'
@@ -285,16 +296,32 @@ WITH failed AS (
             ELSE now() + t.delay
         END,
         lease_token = NULL
-    FROM unnest(%(ids)b::uuid[], %(tokens)b::uuid[], %(delays)s::interval[], %(errors)s::text[])
-        AS t(id, token, delay, error)
+    FROM t
     WHERE j.id = ANY(%(ids)b::uuid[]) AND j.id = t.id AND j.lease_token = t.token
-    RETURNING j.id, j.state, t.error
+      AND NOT j.cancel_requested
+    RETURNING j.id, j.state, j.channel_name, t.error
 ), errors AS (
     UPDATE mq_payloads AS p SET last_error = failed.error
     FROM failed
     WHERE p.id = ANY(%(ids)b::uuid[]) AND p.id = failed.id
+), limited AS (
+    SELECT mq_wake(ARRAY(
+        SELECT DISTINCT f.channel_name FROM failed AS f
+        WHERE EXISTS (SELECT 1 FROM mq_channel_limits AS l WHERE l.channel_name = f.channel_name)
+    ))
 )
-SELECT id, state::text FROM failed
+SELECT id, state::text FROM failed, limited
+UNION ALL
+SELECT c, 'c' FROM mq_cancel_now(
+    %(ids)b::uuid[],
+    'cancelled while running',
+    ARRAY(
+        SELECT j.lease_token FROM mq_jobs AS j JOIN t ON j.id = t.id AND j.lease_token = t.token
+        WHERE j.id = ANY(%(ids)b::uuid[]) AND j.cancel_requested
+    ),
+    false,
+    ARRAY(SELECT 'cancelled while running: ' || t.error FROM t)
+) AS c
 
 -- name: renew
 -- Extends the leases still held under the given tokens. Returns the jobs whose lease is gone
@@ -364,7 +391,7 @@ SELECT pg_try_advisory_xact_lock(1836146533, 0)
 -- last attempt.
 WITH expired AS (
     SELECT id FROM mq_jobs
-    WHERE state = 'l' AND attempt_at <= now()
+    WHERE state = 'l' AND attempt_at <= now() AND NOT cancel_requested
     ORDER BY attempt_at
     LIMIT 1000
     FOR UPDATE SKIP LOCKED
@@ -447,9 +474,18 @@ SET idle = excluded.idle, heartbeat_at = now(), channel_names = excluded.channel
 -- name: listener_delete
 DELETE FROM mq_listeners WHERE id = %(id)s
 
--- name: cancel_leased
--- A runner's job that was asked to stop and did not complete: cancelled, not retried.
-SELECT mq_cancel_now(ARRAY[%(id)s]::uuid[], %(reason)s, %(token)s)
+-- name: cancel_expired
+-- Running jobs asked to stop whose runner died: cancelled rather than retried.
+SELECT count(*) FROM mq_cancel_now(
+    ARRAY(
+        SELECT id FROM mq_jobs
+        WHERE state = 'l' AND cancel_requested AND attempt_at <= now()
+        LIMIT 1000
+    ),
+    'cancelled: the job was asked to stop and its runner is gone',
+    NULL,
+    true
+)
 
 -- name: expire_history
 WITH gone AS (
@@ -496,6 +532,8 @@ SELECT * FROM (
     FROM mq_jobs AS j JOIN mq_payloads AS p ON p.id = j.id
     WHERE %(hot)s
       AND (%(states)s::text[] IS NULL OR j.state::text = ANY(%(states)s::text[]))
+      AND (j.state <> 's' OR %(states)s::text[] IS NULL
+           OR (%(scheduled)s AND j.attempts = 0) OR (%(retrying)s AND j.attempts > 0))
       AND (%(channel_name)s::text IS NULL OR j.channel_name = %(channel_name)s)
       AND (%(name)s::text IS NULL OR p.name = %(name)s)
       AND (%(job_key)s::text IS NULL OR j.job_key = %(job_key)s)
@@ -517,11 +555,23 @@ LIMIT %(limit)s
 
 -- name: queue_counts
 -- Jobs per channel and state, with the age of the oldest ready job.
-SELECT j.channel_name, j.state::text, count(*),
-    extract(epoch FROM now() - min(j.attempt_at) FILTER (WHERE j.state = 'r'))::float8
-FROM mq_jobs AS j
-GROUP BY j.channel_name, j.state
-ORDER BY j.channel_name, j.state
+SELECT c.channel_name, c.label, count(*),
+    extract(epoch FROM now() - min(c.attempt_at) FILTER (WHERE c.label = 'ready'))::float8
+FROM (
+    SELECT j.channel_name, j.attempt_at,
+        CASE j.state
+            WHEN 'r' THEN 'ready'
+            WHEN 'l' THEN 'running'
+            WHEN 'b' THEN 'waiting'
+            WHEN 'w' THEN 'waiting'
+            WHEN 'u' THEN 'uncommitted'
+            WHEN 'f' THEN 'failed'
+            ELSE CASE WHEN j.attempts > 0 THEN 'retrying' ELSE 'scheduled' END
+        END AS label
+    FROM mq_jobs AS j
+) AS c
+GROUP BY c.channel_name, c.label
+ORDER BY c.channel_name, c.label
 
 -- name: cancel
 SELECT id, outcome FROM mq_cancel(%(ids)s::uuid[], %(reason)s)
@@ -587,23 +637,27 @@ SELECT count(*) FROM mq_jobs WHERE state = 'l' AND channel_name = %(channel_name
 -- name: schedule_upsert
 INSERT INTO mq_schedules (
     name, cron, timezone, job_name, channel_name, channel_args, payload_json, max_attempts,
-    retry_backoff, priority, backfill, last_tick
+    retry_backoff, priority, lease, retain_for, dead_letter, dead_letter_channel, ordered,
+    backfill, last_tick
 )
 VALUES (
     %(name)s, %(cron)s, %(timezone)s, %(job_name)s, %(channel_name)s, %(channel_args)s,
-    %(payload_json)s::json, %(max_attempts)s, %(retry_backoff)s, %(priority)s, %(backfill)s,
-    now()
+    %(payload_json)s::json, %(max_attempts)s, %(retry_backoff)s, %(priority)s, %(lease)s,
+    %(retain_for)s, %(dead_letter)s, %(dead_letter_channel)s, %(ordered)s, %(backfill)s, now()
 )
 ON CONFLICT (name) DO UPDATE
 SET cron = excluded.cron, timezone = excluded.timezone, job_name = excluded.job_name,
     channel_name = excluded.channel_name, channel_args = excluded.channel_args,
     payload_json = excluded.payload_json, max_attempts = excluded.max_attempts,
     retry_backoff = excluded.retry_backoff, priority = excluded.priority,
-    backfill = excluded.backfill, updated_at = now()
+    lease = excluded.lease, retain_for = excluded.retain_for,
+    dead_letter = excluded.dead_letter, dead_letter_channel = excluded.dead_letter_channel,
+    ordered = excluded.ordered, backfill = excluded.backfill, updated_at = now()
 
 -- name: schedules
 SELECT name, cron, timezone, job_name, channel_name, channel_args, payload_json::text,
-    max_attempts, retry_backoff, priority, backfill, last_tick, now()
+    max_attempts, retry_backoff, priority, lease, retain_for, dead_letter, dead_letter_channel,
+    ordered, backfill, last_tick, now()
 FROM mq_schedules
 ORDER BY name
 

@@ -287,14 +287,14 @@ def _duration(body: Mapping[str, Any], field: str, *, positive: bool = False) ->
 
 def parse_uuid(field: str, value: object) -> uuid.UUID:
     """A job id in the canonical 8-4-4-4-12 hexadecimal form."""
-    if not isinstance(value, str) or not _UUID.match(value):
+    if not isinstance(value, str) or not _UUID.fullmatch(value):
         shown = value if isinstance(value, str) else json.dumps(value)
         raise bad(field, f"{field} must be a UUID like 0190f3c4-...-..., got {shown[:80]!r}")
     return uuid.UUID(value)
 
 
 def _run_at(value: str) -> datetime:
-    match = _RFC3339.match(value)
+    match = _RFC3339.fullmatch(value)
     if match is None:
         raise bad(
             "run_at",
@@ -437,7 +437,7 @@ def _query_int(request: Request, name: str, default: int, minimum: int, maximum:
     text = _query(request, name)
     if text is None:
         return default
-    if not _INT.match(text) or not minimum <= int(text) <= maximum:
+    if not _INT.fullmatch(text) or not minimum <= int(text) <= maximum:
         raise bad(name, f"{name} must be an integer from {minimum} to {maximum}, got {text[:40]!r}")
     return int(text)
 
@@ -446,7 +446,7 @@ def _query_seconds(request: Request, name: str, maximum: float) -> float:
     text = _query(request, name)
     if text is None:
         return 0.0
-    if not _NUMBER.match(text) or not 0 <= float(text) <= maximum:
+    if not _NUMBER.fullmatch(text) or not 0 <= float(text) <= maximum:
         raise bad(
             name, f"{name} must be a number of seconds from 0 to {maximum}, got {text[:40]!r}"
         )

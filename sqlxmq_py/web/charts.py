@@ -71,8 +71,8 @@ def bar_chart(
     series: Sequence[str],
     *,
     label: str,
-    width: int = 720,
-    height: int = 170,
+    width: int = 1000,
+    height: int = 180,
 ) -> str:
     """An SVG of stacked bars (``series`` from the bottom up); every text is escaped."""
     left, right, top, bottom = 44, 8, 10, 22

@@ -552,10 +552,11 @@ async def login(ctx: WebContext, request: Request) -> Response:
 
 async def logout(ctx: WebContext, request: Request) -> Response:
     form = await read_form(request)
-    refusal = _refuse(ctx, request, form)
-    if refusal is not None:
-        return refusal
     base = _base(request)
+    if _Session(ctx, request).logged_in:  # an expired session just loses its cookie
+        refusal = _refuse(ctx, request, form)
+        if refusal is not None:
+            return refusal
     response = RedirectResponse(base + "/", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path=base + "/", httponly=True, samesite="strict")
     return response

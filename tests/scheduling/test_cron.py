@@ -1,0 +1,300 @@
+"""Recurring jobs: due ticks (pure), exactly one job per tick with several runners, tick keys,
+backfill of missed ticks, and the options of the scheduled job."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import psycopg
+import pytest
+import structlog
+
+from sqlxmq_py import ConfigurationError, CurrentJob, JobRegistry, job
+from sqlxmq_py.cron import due_ticks
+
+from ..helpers import count_jobs, wait_until
+from ._util import db_now
+from .conftest import Runner
+
+T0 = datetime(2026, 3, 10, 12, 0, 10, 500_000, tzinfo=UTC)
+
+
+def _ticks(cron: str, last: datetime, now: datetime, backfill: timedelta, tz: str = "UTC") -> Any:
+    return due_ticks(cron, tz, last, now, backfill)
+
+
+def test_due_ticks_every_second() -> None:
+    ticks, new_last = _ticks("* * * * * *", T0 - timedelta(seconds=3), T0, timedelta(0))
+    expected = [T0.replace(microsecond=0) - timedelta(seconds=n) for n in (2, 1, 0)]
+    assert ticks == expected
+    assert new_last == expected[-1]
+
+
+def test_due_ticks_nothing_due_keeps_the_last_tick() -> None:
+    last = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
+    ticks, new_last = _ticks("*/5 * * * *", last, last + timedelta(minutes=4), timedelta(0))
+    assert ticks == []
+    assert new_last == last
+
+
+def test_due_ticks_without_backfill_skips_ticks_older_than_a_minute() -> None:
+    # a runner was down for an hour: only the tick of the last minute runs
+    ticks, new_last = _ticks("*/5 * * * *", T0 - timedelta(hours=1), T0, timedelta(0))
+    assert ticks == [datetime(2026, 3, 10, 12, 0, tzinfo=UTC)]
+    assert new_last == ticks[-1]
+    # a tick more than a minute late is skipped, now and on every later look
+    last = T0 - timedelta(hours=1)
+    for late in (T0 + timedelta(minutes=2), T0 + timedelta(minutes=30)):
+        ticks, last = _ticks("0 * * * *", last, late, timedelta(0))
+        assert ticks == []
+
+
+def test_due_ticks_with_backfill_spawns_missed_ticks_within_the_window() -> None:
+    ticks, new_last = _ticks("*/5 * * * *", T0 - timedelta(hours=1), T0, timedelta(minutes=20))
+    base = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
+    assert ticks == [base - timedelta(minutes=m) for m in (15, 10, 5, 0)]
+    assert new_last == base
+    # a window longer than the outage spawns every missed tick, none twice
+    ticks, _ = _ticks("*/5 * * * *", T0 - timedelta(hours=1), T0, timedelta(days=1))
+    assert len(ticks) == 12
+    assert ticks[0] == base - timedelta(minutes=55)
+
+
+def test_due_ticks_in_a_time_zone() -> None:
+    paris = ZoneInfo("Europe/Paris")
+    now = datetime(2026, 1, 3, 12, 0, tzinfo=UTC)
+    ticks, _ = _ticks("0 9 * * *", now - timedelta(days=3), now, timedelta(days=5), "Europe/Paris")
+    assert [t.astimezone(paris).hour for t in ticks] == [9, 9, 9]
+    assert [t.astimezone(paris).day for t in ticks] == [1, 2, 3]
+    assert ticks[-1] == datetime(2026, 1, 3, 8, 0, tzinfo=UTC)
+
+
+def test_cron_options_are_validated() -> None:
+    @job
+    async def tick(current_job: CurrentJob) -> None:
+        pass
+
+    registry = JobRegistry([tick])
+    with pytest.raises(ConfigurationError, match="cron"):
+        registry.add_cron("every minute", tick)
+    with pytest.raises(ConfigurationError, match="tz"):
+        registry.add_cron("* * * * *", tick, tz="Mars/Olympus")
+    with pytest.raises(ConfigurationError, match="backfill"):
+        registry.add_cron("* * * * *", tick, backfill=-1)
+    registry.add_cron("* * * * *", tick)
+    with pytest.raises(ConfigurationError, match="twice"):
+        registry.add_cron("*/2 * * * *", tick)
+    with pytest.raises(ConfigurationError, match="cron"):
+        job(cron="61 * * * *")
+
+
+def _tick_of(key: str, schedule: str) -> datetime:
+    prefix = f"cron:{schedule}:"
+    assert key.startswith(prefix), key
+    return datetime.fromisoformat(key[len(prefix) :])
+
+
+async def test_three_runners_spawn_exactly_one_job_per_tick(
+    db: psycopg.Connection[Any], runner: Runner
+) -> None:
+    executed: list[str] = []
+    enough = asyncio.Event()
+
+    @job
+    async def heartbeat(current_job: CurrentJob) -> None:
+        assert current_job.job_key is not None
+        executed.append(current_job.job_key)
+        if len(set(executed)) >= 4:
+            enough.set()
+
+    registry = JobRegistry([heartbeat]).set_retain_for(timedelta(minutes=10))
+    registry.add_cron("* * * * * *", heartbeat, name="every-second")
+    with structlog.testing.capture_logs() as logs:
+        async with (
+            runner(registry, concurrency=(2, 4)),
+            runner(registry, concurrency=(2, 4)),
+            runner(registry, concurrency=(2, 4)),
+        ):
+            await asyncio.wait_for(enough.wait(), 15)
+    spawn_events = Counter(e["tick"] for e in logs if e["event"] == "cron_job_spawned")
+    assert set(spawn_events.values()) == {1}  # each tick spawned by one runner, once
+    assert len(executed) == len(set(executed))  # no tick ran twice
+    rows = db.execute(
+        "SELECT job_key FROM mq_jobs WHERE job_key LIKE 'cron:%' "
+        "UNION ALL SELECT job_key FROM mq_history WHERE job_key LIKE 'cron:%'"
+    ).fetchall()
+    per_key = Counter(key for (key,) in rows)
+    assert per_key, "no tick was spawned"
+    assert set(per_key.values()) == {1}, per_key  # one job per tick
+    assert set(executed) <= set(per_key)
+    ticks = sorted(_tick_of(key, "every-second") for key in per_key)
+    gaps = {b - a for a, b in itertools.pairwise(ticks)}
+    assert gaps == {timedelta(seconds=1)}  # every tick, none skipped
+
+
+async def test_job_cron_spawns_ticks_keyed_by_schedule_and_tick(
+    db: psycopg.Connection[Any], runner: Runner
+) -> None:
+    seen: list[tuple[str | None, Any, datetime]] = []
+    ran = asyncio.Event()
+
+    @job(cron="* * * * * *")
+    async def every_second(current_job: CurrentJob) -> None:
+        seen.append((current_job.job_key, current_job.json(), db_now(db)))
+        ran.set()
+
+    registry = JobRegistry([every_second])
+    assert [s.name for s in registry.schedules] == ["every_second"]
+    async with runner(registry):
+        await asyncio.wait_for(ran.wait(), 10)
+    key, payload, started = seen[0]
+    assert key is not None
+    tick = _tick_of(key, "every_second")
+    assert tick.microsecond == 0
+    assert tick <= started < tick + timedelta(seconds=5)
+    assert payload is None
+    row = db.execute("SELECT cron, timezone, job_name FROM mq_schedules").fetchall()
+    assert row == [("* * * * * *", "UTC", "every_second")]
+
+
+async def test_add_cron_passes_payload_and_channel_args(runner: Runner) -> None:
+    seen: list[tuple[Any, str, str]] = []
+    ran = asyncio.Event()
+
+    @job(channel_name="reports")
+    async def report(current_job: CurrentJob) -> None:
+        seen.append((current_job.json(), current_job.channel_name, current_job.channel_args))
+        ran.set()
+
+    registry = JobRegistry([report]).add_cron(
+        "* * * * * *", report, payload={"kind": "daily"}, name="daily-report", channel_args="eu"
+    )
+    async with runner(registry):
+        await asyncio.wait_for(ran.wait(), 10)
+    assert seen[0] == ({"kind": "daily"}, "reports", "eu")
+
+
+def _insert_schedule(db: psycopg.Connection[Any], name: str, job_name: str) -> datetime:
+    """A schedule whose last tick was ten minutes ago (on a minute boundary): its runners
+    were down since."""
+    row = db.execute(
+        "INSERT INTO mq_schedules (name, cron, job_name, last_tick) "
+        "VALUES (%s, '* * * * *', %s, date_trunc('minute', now()) - interval '10 minutes') "
+        "RETURNING last_tick",
+        (name, job_name),
+    ).fetchone()
+    assert row is not None
+    return row[0]
+
+
+async def test_missed_ticks_within_backfill_are_spawned_once_each(
+    db: psycopg.Connection[Any], runner: Runner
+) -> None:
+    done = asyncio.Event()
+    executed: list[str] = []
+
+    @job
+    async def minutely(current_job: CurrentJob) -> None:
+        assert current_job.job_key is not None
+        executed.append(current_job.job_key)
+        if len(executed) >= 10:
+            done.set()
+
+    last_tick = _insert_schedule(db, "minutely", "minutely")
+    registry = JobRegistry([minutely]).add_cron(
+        "* * * * *", minutely, backfill=timedelta(minutes=30)
+    )
+    async with runner(registry, concurrency=(4, 8)):
+        await asyncio.wait_for(done.wait(), 10)
+    ticks = sorted(_tick_of(key, "minutely") for key in executed)
+    assert len(ticks) == len(set(ticks))
+    assert ticks[0] == last_tick + timedelta(minutes=1)
+    assert len(ticks) in (10, 11)  # 11 if a new minute began during the test
+    assert {b - a for a, b in itertools.pairwise(ticks)} == {timedelta(minutes=1)}
+    row = db.execute("SELECT last_tick FROM mq_schedules WHERE name = 'minutely'").fetchone()
+    assert row is not None
+    assert row[0] == ticks[-1]
+
+
+async def test_missed_ticks_without_backfill_are_skipped(
+    db: psycopg.Connection[Any], runner: Runner
+) -> None:
+    ran = asyncio.Event()
+    executed: list[str] = []
+
+    @job
+    async def minutely(current_job: CurrentJob) -> None:
+        assert current_job.job_key is not None
+        executed.append(current_job.job_key)
+        ran.set()
+
+    last_tick = _insert_schedule(db, "minutely", "minutely")
+    registry = JobRegistry([minutely]).add_cron("* * * * *", minutely)
+    registry.set_retain_for(timedelta(minutes=10))
+    async with runner(registry):
+        await asyncio.wait_for(ran.wait(), 10)
+        # the schedule moved past the missed ticks: the first spawn was its only one
+        row = db.execute("SELECT last_tick FROM mq_schedules").fetchone()
+        assert row is not None
+        assert row[0] >= last_tick + timedelta(minutes=10)
+    spawned = db.execute(
+        "SELECT job_key FROM mq_history UNION ALL SELECT job_key FROM mq_jobs"
+    ).fetchall()
+    ticks = sorted(_tick_of(key, "minutely") for (key,) in spawned)
+    # only the tick of the last minute ran (and a later one, if a minute began meanwhile)
+    assert ticks[0] == last_tick + timedelta(minutes=10)
+    assert len(ticks) <= 2
+
+
+async def test_a_scheduled_job_keeps_the_retain_for_of_its_job(
+    db: psycopg.Connection[Any], runner: Runner
+) -> None:
+    """Tick jobs are spawned with the options of their @job: with retain_for, the finished tick
+    and its result are kept in the history."""
+    ran = asyncio.Event()
+
+    @job(cron="* * * * * *", retain_for=timedelta(minutes=10))
+    async def kept_tick(current_job: CurrentJob) -> dict[str, Any]:
+        ran.set()
+        return {"tick": current_job.job_key}
+
+    async with runner([kept_tick]):
+        await asyncio.wait_for(ran.wait(), 10)
+        # the runner completes the job just after it returns; wait for that write
+        await wait_until(lambda: count_jobs(db, "job_key LIKE 'cron:%'") == 0, timeout=3)
+    rows = db.execute("SELECT job_key, result::text FROM mq_history").fetchall()
+    assert rows, "the completed tick job was not kept in the history"
+    key, result = rows[0]
+    assert json.loads(result) == {"tick": key}
+
+
+async def test_a_failing_scheduled_job_goes_to_the_dead_letter_of_its_job(
+    db: psycopg.Connection[Any], runner: Runner
+) -> None:
+    """Tick jobs are spawned with the options of their @job: one that fails for good is sent to
+    its dead letter."""
+
+    @job
+    async def on_dead(current_job: CurrentJob) -> None:
+        pass
+
+    @job(cron="* * * * * *", retries=0, dead_letter=on_dead)
+    async def failing_tick(current_job: CurrentJob) -> None:
+        raise RuntimeError("tick failed")
+
+    registry = JobRegistry([failing_tick, on_dead]).set_retain_for(timedelta(minutes=10))
+    async with runner(registry):
+        await wait_until(lambda: count_jobs(db, "state = 'f'") > 0, timeout=10)
+    failed = db.execute("SELECT id FROM mq_jobs WHERE state = 'f' ORDER BY id LIMIT 1").fetchone()
+    assert failed is not None
+    dead_letters = db.execute(
+        "SELECT payload_json->>'job_id' FROM mq_payloads WHERE name = 'on_dead' "
+        "UNION ALL SELECT payload_json->>'job_id' FROM mq_history WHERE name = 'on_dead'"
+    ).fetchall()
+    assert (str(failed[0]),) in dead_letters
