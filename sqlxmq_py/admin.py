@@ -26,12 +26,15 @@ __all__ = [
     "JobStatus",
     "PurgeResult",
     "QueueCount",
+    "Schedule",
     "StatsBucket",
     "blocked_chains",
     "cancel",
     "channel_limits",
+    "delete_schedule",
     "job_status",
     "list_jobs",
+    "list_schedules",
     "purge",
     "queue_counts",
     "reschedule",
@@ -555,3 +558,57 @@ def throughput(
         check_text("channel_name", channel_name)
     params = {"since": since, "channel_name": channel_name}
     return _connections.run(conn, query("stats"), params, _buckets)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Schedule:
+    """A recurring schedule recorded in the database (see ``JobRegistry.add_cron``)."""
+
+    name: str
+    cron: str
+    timezone: str
+    job_name: str
+    channel_name: str
+    last_tick: datetime
+
+
+def _schedules(rows: Rows) -> list[Schedule]:
+    return [
+        Schedule(
+            name=r[0], cron=r[1], timezone=r[2], job_name=r[3], channel_name=r[4], last_tick=r[16]
+        )
+        for r in rows
+    ]
+
+
+@overload
+def list_schedules(conn: SyncConnectionLike) -> list[Schedule]: ...
+
+
+@overload
+def list_schedules(conn: AsyncConnectionLike) -> Coroutine[Any, Any, list[Schedule]]: ...
+
+
+def list_schedules(conn: AnyConnection) -> list[Schedule] | Coroutine[Any, Any, list[Schedule]]:
+    """The recurring schedules runners have recorded. Any runner spawns every schedule listed,
+    whoever registered it: delete one that no code defines any more."""
+    return _connections.run(conn, query("schedules"), None, _schedules)
+
+
+def _deleted(rows: Rows) -> bool:
+    return bool(rows)
+
+
+@overload
+def delete_schedule(conn: SyncConnectionLike, name: str) -> bool: ...
+
+
+@overload
+def delete_schedule(conn: AsyncConnectionLike, name: str) -> Coroutine[Any, Any, bool]: ...
+
+
+def delete_schedule(conn: AnyConnection, name: str) -> bool | Coroutine[Any, Any, bool]:
+    """Deletes a recurring schedule; returns whether it existed. A runner whose registry still
+    defines it records it again when it starts."""
+    params = {"name": check_text("name", name)}
+    return _connections.run(conn, query("schedule_delete"), params, _deleted)

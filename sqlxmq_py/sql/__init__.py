@@ -60,6 +60,7 @@ QueryName = Literal[
     "count_running",
     "schedule_upsert",
     "schedules",
+    "schedule_delete",
     "schedule_advance",
     "listen_done",
     "unlisten_done",

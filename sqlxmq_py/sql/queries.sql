@@ -661,6 +661,9 @@ SELECT name, cron, timezone, job_name, channel_name, channel_args, payload_json:
 FROM mq_schedules
 ORDER BY name
 
+-- name: schedule_delete
+DELETE FROM mq_schedules WHERE name = %(name)s RETURNING name
+
 -- name: schedule_advance
 -- Compare-and-set: only the caller that saw %(last_tick)s moves the schedule on.
 UPDATE mq_schedules SET last_tick = %(new_tick)s

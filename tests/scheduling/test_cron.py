@@ -298,3 +298,28 @@ async def test_a_failing_scheduled_job_goes_to_the_dead_letter_of_its_job(
         "UNION ALL SELECT payload_json->>'job_id' FROM mq_history WHERE name = 'on_dead'"
     ).fetchall()
     assert (str(failed[0]),) in dead_letters
+
+
+def test_schedules_can_be_listed_and_deleted(dsn: str, db: psycopg.Connection[Any]) -> None:
+    from sqlxmq_py import delete_schedule, list_schedules
+
+    @job
+    async def nightly(current_job: CurrentJob) -> None:
+        pass
+
+    async def record() -> None:
+        registry = JobRegistry([nightly]).add_cron("0 3 * * *", nightly, tz="Europe/Paris")
+        handle = await registry.runner(dsn).run()
+        await handle.stop()
+
+    asyncio.run(record())
+    (schedule,) = list_schedules(db)
+    assert (schedule.name, schedule.cron, schedule.timezone) == (
+        "nightly",
+        "0 3 * * *",
+        "Europe/Paris",
+    )
+    assert schedule.job_name == "nightly"
+    assert delete_schedule(db, "nightly") is True
+    assert delete_schedule(db, "nightly") is False
+    assert list_schedules(db) == []
