@@ -37,6 +37,7 @@ import psycopg
 from ._logging import logger, redact_conninfo
 from .admin import blocked_chains, queue_counts
 from .hooks import JobOutcome, RunnerHooks
+from .sql import query
 
 if TYPE_CHECKING:
     from .current_job import JobInfo
@@ -238,8 +239,7 @@ class QueueCollector(Collector):
         deadline = max(1, round(self._timeout))
         with psycopg.connect(self._conninfo, autocommit=True, connect_timeout=deadline) as conn:
             conn.execute(
-                "SELECT set_config('statement_timeout', %s, false)",
-                (str(int(self._timeout * 1000)),),
+                query("set_statement_timeout"), {"milliseconds": str(int(self._timeout * 1000))}
             )
             counts: dict[tuple[str, str], int] = {}
             ages: dict[str, float] = {}

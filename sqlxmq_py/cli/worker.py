@@ -312,21 +312,10 @@ async def _wait_and_stop(
 
 
 async def _cancel_and_finish(handle: JobRunnerHandle, stopping: asyncio.Future[None]) -> None:
-    await _cancel_running_jobs(handle)
+    # the running jobs are cancelled while stop() waits for them; stop() then hands their
+    # leases back
+    await handle.cancel_running_jobs()
     await stopping
-
-
-async def _cancel_running_jobs(handle: JobRunnerHandle) -> None:
-    """Cancels the running jobs while ``stop()`` waits for them; ``stop()`` then hands their
-    leases back. Uses ``JobRunnerHandle.cancel_running_jobs()`` where the core has it."""
-    public = getattr(handle, "cancel_running_jobs", None)
-    if public is not None:
-        await public()
-        return
-    # the runner's own step of stop() once its timeout has passed
-    cancel_running = getattr(getattr(handle, "_runner", None), "_cancel_running", None)
-    if cancel_running is not None:
-        await cancel_running()
 
 
 def _exit_now(code: int) -> None:

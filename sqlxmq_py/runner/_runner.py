@@ -318,6 +318,10 @@ class Runner:
             with suppress(Exception):
                 await conn.close()
 
+    async def cancel_running(self) -> None:
+        """Cancels the running job functions now (``stop()`` hands their leases back)."""
+        await self._cancel_running()
+
     async def _cancel_running(self) -> None:
         tasks = [s.task for s in self._slots.values() if s.running and s.task is not None]
         self._log.warning("runner_cancelling_jobs", jobs=len(tasks))
@@ -510,7 +514,9 @@ class Runner:
         if job.completed and not slot.finishing:
             # completed inside the job's own transaction
             slot.settled = True
-            self._log.info("job_completed", duration_s=self._duration(slot), **job_keys(job))
+            if self._log_info:
+                self._log.info("job_completed", duration_s=self._duration(slot), **job_keys(job))
+            self._finished(job, "completed", self._duration(slot))
         elif slot.finishing or slot.settled:
             pass  # complete() was called: its batch reports the outcome
         elif named.options.auto_complete:

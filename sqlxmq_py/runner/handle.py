@@ -38,6 +38,12 @@ class JobRunnerHandle:
         """
         await self._runner.stop(timeout)
 
+    async def cancel_running_jobs(self) -> None:
+        """Cancels the running ``async def`` jobs now, e.g. on a second SIGTERM while ``stop()``
+        waits for them; ``stop()`` then hands their leases back without using up an attempt.
+        Thread jobs cannot be interrupted."""
+        await self._runner.cancel_running()
+
     async def __aenter__(self) -> Self:
         return self
 

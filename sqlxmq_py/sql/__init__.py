@@ -67,6 +67,7 @@ QueryName = Literal[
     "stats_add",
     "stats_expire",
     "stats",
+    "set_statement_timeout",
 ]
 
 _NAME_LINE = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)

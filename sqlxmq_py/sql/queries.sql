@@ -699,3 +699,7 @@ WHERE bucket >= %(since)s::timestamptz
   AND (%(channel_name)s::text IS NULL OR channel_name = %(channel_name)s)
 GROUP BY bucket
 ORDER BY bucket
+
+-- name: set_statement_timeout
+-- For short-lived connections that must not hang (metrics scrapes).
+SELECT set_config('statement_timeout', %(milliseconds)s, false)

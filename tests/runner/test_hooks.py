@@ -141,3 +141,19 @@ async def test_runners_count_finished_attempts_per_minute(
     assert sum(b.retried for b in buckets) == 2  # flaky once, broken once before failing
     assert sum(b.failed for b in buckets) == 1
     assert throughput(db, before, channel_name="elsewhere") == []
+
+
+async def test_a_job_completed_in_its_own_transaction_is_reported_completed(
+    dsn: str, conn: psycopg.Connection[Any], db: psycopg.Connection[Any], runner: Runner
+) -> None:
+    @job
+    async def own_tx(current_job: CurrentJob) -> None:
+        async with await psycopg.AsyncConnection.connect(dsn) as own, own.transaction():
+            await current_job.complete(own)
+
+    recorder = Recorder()
+    job_id = own_tx.builder().set_json("mine").spawn(conn)
+    conn.commit()
+    async with runner(JobRegistry([own_tx]), hooks=[recorder]):
+        await wait_until(lambda: not exists(db, job_id))
+        await wait_until(lambda: ("completed", "mine") in recorder.events)
