@@ -15,6 +15,11 @@ ALTER TABLE mq_jobs DROP CONSTRAINT mq_jobs_state_check;
 ALTER TABLE mq_jobs
     ADD CONSTRAINT mq_jobs_state_check CHECK (state IN ('r', 's', 'l', 'b', 'u', 'f', 'w'));
 
+-- Bounds that keep timestamps computable (now() + lease) and readable by clients.
+ALTER TABLE mq_jobs
+    ADD CONSTRAINT mq_jobs_lease_bound_check CHECK (lease <= interval '36525 days'),
+    ADD CONSTRAINT mq_jobs_attempt_at_bound_check CHECK (attempt_at < '9000-01-01');
+
 -- A key is unique among unfinished jobs.
 CREATE UNIQUE INDEX mq_jobs_job_key_idx ON mq_jobs (job_key) WHERE job_key IS NOT NULL;
 

@@ -7,12 +7,14 @@ from typing import TypeAlias
 
 from .errors import ConfigurationError
 
-__all__ = ["Duration", "check_int", "check_text", "to_timedelta"]
+__all__ = ["MAX_DURATION", "Duration", "check_int", "check_text", "to_timedelta"]
 
 Duration: TypeAlias = "timedelta | float | int"
 """A length of time: a ``timedelta``, or a number of seconds."""
 
 _PG_INT_MAX = 2**31 - 1
+MAX_DURATION = timedelta(days=36525)
+"""The longest delay, lease or interval accepted: 100 years (longer ones overflow timestamps)."""
 
 
 def to_timedelta(option: str, value: object, *, allow_zero: bool = True) -> timedelta:
@@ -25,6 +27,8 @@ def to_timedelta(option: str, value: object, *, allow_zero: bool = True) -> time
     if delta < timedelta(0) or (not allow_zero and delta == timedelta(0)):
         bound = "zero or more" if allow_zero else "more than zero"
         raise ConfigurationError(f"{option} must be {bound}, got {value!r}")
+    if delta > MAX_DURATION:
+        raise ConfigurationError(f"{option} must be at most 100 years, got {value!r}")
     return delta
 
 
@@ -47,9 +51,16 @@ def check_int(option: str, value: object, *, minimum: int, maximum: int = _PG_IN
 
 
 def check_text(option: str, value: object) -> str:
-    """Checks that ``value`` is a str PostgreSQL can store (any length, no NUL character)."""
+    """Checks that ``value`` is a str PostgreSQL can store (any length; valid Unicode, which
+    excludes lone surrogates; no NUL character)."""
     if not isinstance(value, str):
         raise ConfigurationError(f"{option} must be a str, got {value!r}")
     if "\x00" in value:
         raise ConfigurationError(f"{option} must not contain NUL characters, got {value!r}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigurationError(
+            f"{option} must be valid Unicode (no lone surrogates), got {value!r}"
+        ) from None
     return value

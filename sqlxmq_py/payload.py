@@ -23,7 +23,9 @@ def encode_json(value: object) -> str:
     try:
         text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     except ValueError as exc:
-        raise PayloadError(f"JSON payloads cannot contain NaN or Infinity: {exc}") from exc
+        if "Out of range float" in str(exc):
+            raise PayloadError(f"JSON payloads cannot contain NaN or Infinity: {exc}") from exc
+        raise PayloadError(f"payload cannot be encoded as JSON: {exc}") from exc
     except (TypeError, RecursionError) as exc:
         raise PayloadError(f"payload is not JSON-serialisable: {exc}") from exc
     _check_encodable(text)
@@ -38,6 +40,8 @@ def check_raw_json(text: object) -> str:
         value = json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
         raise PayloadError(f"raw JSON payload is not valid JSON: {exc}") from exc
+    except (ValueError, RecursionError) as exc:  # e.g. an integer longer than Python converts
+        raise PayloadError(f"raw JSON payload cannot be read: {exc}") from exc
     if _SURROGATE_ESCAPE.search(text):
         # a lone surrogate escape: re-encoding shows it (PostgreSQL refuses those)
         _check_encodable(json.dumps(value, ensure_ascii=False))
@@ -70,3 +74,5 @@ def decode_json(text: str | None, *, job_name: str) -> Any:
         raise PayloadError(f"payload of job {job_name!r} is not valid JSON: {exc}") from exc
     except RecursionError as exc:  # PostgreSQL accepts nesting deeper than Python can decode
         raise PayloadError(f"payload of job {job_name!r} is nested too deeply to decode") from exc
+    except ValueError as exc:  # e.g. an integer longer than Python converts from text
+        raise PayloadError(f"payload of job {job_name!r} cannot be decoded: {exc}") from exc

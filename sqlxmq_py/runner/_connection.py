@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
@@ -10,7 +11,7 @@ from psycopg.rows import tuple_row
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
-    retry_if_exception_type,
+    retry_if_exception,
     wait_exponential,
     wait_random,
 )
@@ -18,7 +19,7 @@ from tenacity import (
 from .._connections import Rows
 from .._logging import logger
 
-__all__ = ["RECONNECT_WAIT", "DedicatedConnection", "connect_kwargs"]
+__all__ = ["RECONNECT_WAIT", "DedicatedConnection", "connect_kwargs", "is_transient"]
 
 T = TypeVar("T")
 
@@ -32,11 +33,26 @@ def connect_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     return {**own, "autocommit": True}
 
 
+def is_transient(exc: BaseException) -> bool:
+    """Whether a failed statement may succeed on retry: the connection broke or was refused,
+    the server is shutting down or starting, out of connections, or the statement timed out.
+    A bad password, an unknown database or a malformed statement is not."""
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    state = exc.sqlstate
+    return (
+        state is None  # raised by the client: refused, closed, broken
+        or state.startswith(("08", "53"))  # connection exceptions, insufficient resources
+        or state in ("57P01", "57P02", "57P03", "57014")  # shutdowns, starting, timed out
+    )
+
+
 class DedicatedConnection:
     """One autocommit connection used by one part of the runner.
 
-    A statement that fails because the connection broke is retried on a new connection until
-    it succeeds or the runner closes this connection. Other errors are raised.
+    A statement that fails transiently (see :func:`is_transient`) is retried, on a new
+    connection if the old one broke, until it succeeds or the runner closes this connection.
+    Other errors are raised at once.
     """
 
     def __init__(
@@ -48,17 +64,21 @@ class DedicatedConnection:
         self._role = role
         self._closing = closing
         self._conn: psycopg.AsyncConnection[tuple[Any, ...]] | None = None
+        self._connecting = asyncio.Lock()
         self._failures = 0
 
     async def _connection(self) -> psycopg.AsyncConnection[tuple[Any, ...]]:
-        if self._conn is None or self._conn.closed:
-            self._conn = await psycopg.AsyncConnection.connect(
-                self._conninfo, row_factory=tuple_row, **self._kwargs
-            )
-            if self._failures:
-                logger.info("connection_restored", role=self._role)
-                self._failures = 0
-        return self._conn
+        # tasks sharing this connection (the lease loop and maintenance, say) must not each
+        # open a replacement when it breaks
+        async with self._connecting:
+            if self._conn is None or self._conn.closed:
+                self._conn = await psycopg.AsyncConnection.connect(
+                    self._conninfo, row_factory=tuple_row, **self._kwargs
+                )
+                if self._failures:
+                    logger.info("connection_restored", role=self._role)
+                    self._failures = 0
+            return self._conn
 
     def _give_up(self, state: RetryCallState) -> bool:
         return self._closing()
@@ -66,8 +86,9 @@ class DedicatedConnection:
     def _before_sleep(self, state: RetryCallState) -> None:
         self._failures += 1
         exc = state.outcome.exception() if state.outcome else None
+        broken = self._conn is None
         logger.warning(
-            "connection_lost",
+            "connection_lost" if broken else "statement_retried",
             role=self._role,
             error=str(exc).strip(),
             retry_in_s=round(state.upcoming_sleep, 3),
@@ -77,9 +98,9 @@ class DedicatedConnection:
     async def run(
         self, work: Callable[[psycopg.AsyncConnection[tuple[Any, ...]]], Awaitable[T]]
     ) -> T:
-        """Runs ``work`` on the connection; a lost connection is replaced and ``work`` retried."""
+        """Runs ``work`` on the connection; transient failures are retried with backoff."""
         async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type(psycopg.OperationalError),
+            retry=retry_if_exception(is_transient),
             wait=RECONNECT_WAIT,
             stop=self._give_up,
             before_sleep=self._before_sleep,
@@ -90,7 +111,7 @@ class DedicatedConnection:
                 try:
                     return await work(conn)
                 except psycopg.OperationalError:
-                    if conn.broken or conn.closed:
+                    if (conn.broken or conn.closed) and self._conn is conn:
                         self._conn = None
                     raise
         raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover

@@ -47,8 +47,8 @@ class LeaseKeeper:
         on_renewed: Callable[[int, int], None] | None = None,
     ) -> None:
         """``held()`` lists the leases to renew (called from the thread: it must be thread-safe);
-        ``on_report(lost, cancelled)`` is called from the thread with the leases found gone and
-        the jobs someone asked to cancel."""
+        ``on_report(lost, cancelled)`` is called from the thread with the tokens of the leases
+        found gone and of the jobs someone asked to cancel."""
         self._conninfo = conninfo
         self._kwargs = connect_kwargs(kwargs)
         self._default_lease = default_lease
@@ -119,8 +119,8 @@ class LeaseKeeper:
         if self._failures:
             logger.info("lease_renewal_restored")
             self._failures = 0
-        lost = [job_id for job_id, why in reports if why == "lost"]
-        cancelled = [job_id for job_id, why in reports if why == "cancel"]
+        lost = [token for token, why in reports if why == "lost"]
+        cancelled = [token for token, why in reports if why == "cancel"]
         logger.debug("leases_renewed", count=len(leases) - len(lost))
         if self._on_renewed is not None:
             self._on_renewed(len(leases) - len(lost), len(lost))

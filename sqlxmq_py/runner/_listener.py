@@ -14,10 +14,10 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
 from .._logging import logger
-from ._connection import RECONNECT_WAIT, connect_kwargs
+from ._connection import RECONNECT_WAIT, connect_kwargs, is_transient
 
 __all__ = ["ALL_CHANNELS", "Listener", "notify_channel"]
 
@@ -71,7 +71,7 @@ class Listener:
 
     async def _subscribe(self) -> psycopg.AsyncConnection[Any]:
         async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type(psycopg.OperationalError),
+            retry=retry_if_exception(is_transient),
             wait=RECONNECT_WAIT,
             before_sleep=self._before_sleep,
             reraise=True,

@@ -25,6 +25,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool
 
 from .._connections import Rows
@@ -33,14 +34,20 @@ from ..backoff import retry_delay
 from ..cron import upsert_schedules
 from ..current_job import BlockingCurrentJob, CurrentJob, LeasedJob
 from ..embedded import resolve_dsn
-from ..errors import LeaseLostError, PayloadError, SchemaError, UnknownJobError
+from ..errors import (
+    ConfigurationError,
+    LeaseLostError,
+    PayloadError,
+    SchemaError,
+    UnknownJobError,
+)
 from ..hooks import JobOutcome
 from ..migrate import load_migrations
 from ..payload import encode_json
 from ..sql import query
 from ._batcher import Batcher, Completion, Failure
 from ._config import RunnerConfig
-from ._connection import DedicatedConnection
+from ._connection import DedicatedConnection, connect_kwargs
 from ._execution import call_async, call_thread, describe_error, job_keys
 from ._keepalive import HeldLease, LeaseKeeper
 from ._leasing import PROMOTE_BATCH, Leaser
@@ -53,6 +60,8 @@ if TYPE_CHECKING:
 __all__ = ["Runner", "RunnerConfig"]
 
 _HEARTBEAT_EVERY = 10.0
+MISSING_PAYLOAD = "sqlxmq:missing-payload"
+"""The name the lease statement gives a job whose mq_payloads row is missing."""
 
 
 @dataclass(slots=True, eq=False)
@@ -100,6 +109,7 @@ class Runner:
         self._log_debug = enabled is None or bool(enabled(logging.DEBUG))
         self._log_info = enabled is None or bool(enabled(logging.INFO))
         self._channel_names = None if config.channel_names is None else list(config.channel_names)
+        # by lease token: a job leased again while a stale attempt of it still runs has two
         self._slots: dict[uuid.UUID, _Slot] = {}
         self._executing = 0
         self._all_done = asyncio.Event()
@@ -155,7 +165,7 @@ class Runner:
 
     async def complete_job(self, job: LeasedJob, result: object = None) -> None:
         """Completes ``job`` in the next batch and waits until that batch is durable."""
-        slot = self._slots.get(job.id)
+        slot = self._slots.get(job.token)
         if slot is None or slot.settled or slot.finishing:
             raise LeaseLostError(f"job {job.id} ({job.name!r}) was already completed or failed")
         encoded = None if result is None else encode_json(result)
@@ -190,16 +200,27 @@ class Runner:
             self._pool = pool
         else:
             conninfo = resolve_dsn(pool)
+            try:
+                conninfo_to_dict(conninfo)
+            except psycopg.ProgrammingError:
+                # say nothing of its text: it may hold a password
+                raise ConfigurationError("the connection string cannot be parsed") from None
             self._pool = AsyncConnectionPool(
                 conninfo,
                 min_size=1,
                 max_size=max(4, self._config.max_concurrency // 4),
                 open=False,
                 name="sqlxmq-runner",
+                check=AsyncConnectionPool.check_connection,
             )
+        conninfo, kwargs = await _connect_args(self._pool)
+        # one direct attempt first: a wrong password or database fails now, saying why (once
+        # running, the runner keeps retrying instead: credentials may be fixed under it)
+        probe = await psycopg.AsyncConnection.connect(conninfo, **connect_kwargs(kwargs))
+        await probe.close()
+        if not isinstance(pool, AsyncConnectionPool):
             await self._pool.open(wait=True)
             self._own_pool = True
-        conninfo, kwargs = await _connect_args(self._pool)
         self._lease_conn = DedicatedConnection(conninfo, kwargs, "lease", self._is_closing)
         self._done_conn = DedicatedConnection(conninfo, kwargs, "complete", self._is_closing)
         self._leaser = Leaser(
@@ -445,7 +466,7 @@ class Runner:
             payload_bytes=pbytes,
         )
         slot = _Slot(job, self._loop.time())
-        self._slots[job_id] = slot
+        self._slots[token] = slot
         self._executing += 1
         self._all_done.clear()
         slot.task = self._loop.create_task(self._run(slot))
@@ -463,11 +484,18 @@ class Runner:
         if self._log_debug:
             self._log.debug("job_started", **job_keys(job))
         try:
+            if job.name == MISSING_PAYLOAD:
+                raise PayloadError(
+                    f"job {job.id} has no row in mq_payloads (written by hand without one?): "
+                    "it cannot run"
+                )
             named = self._registry.get(job.name)
             if named is None:
+                known = sorted(self._registry.names)
+                shown = ", ".join(map(repr, known[:20])) + (", …" if len(known) > 20 else "")
                 raise UnknownJobError(
-                    f"no job named {job.name!r} is registered with this runner; registered: "
-                    f"{sorted(self._registry.names)}"
+                    f"no job named {job.name!r} is registered with this runner "
+                    f"({len(known)} registered: {shown})"
                 )
             kwargs = self._registry.context_for(named)
             timeout = named.options.timeout
@@ -565,8 +593,8 @@ class Runner:
                 self._log.error("error_handler_failed", error=str(handler_exc), **job_keys(job))
 
     def _free_if_done(self, slot: _Slot) -> None:
-        if slot.settled and not slot.running and self._slots.get(slot.job.id) is slot:
-            del self._slots[slot.job.id]
+        if slot.settled and not slot.running and self._slots.get(slot.job.token) is slot:
+            del self._slots[slot.job.token]
             if slot.job.channel_name in self._leaser.limits:
                 # its channel's limit may have been all that held other jobs back
                 self._poll_pending = True
@@ -581,7 +609,7 @@ class Runner:
 
     def _on_completed(self, item: Completion, deleted: bool) -> None:
         job = item.job
-        slot = self._slots.get(job.id)
+        slot = self._slots.get(job.token)
         duration = self._duration(slot) if slot is not None else None
         if deleted:
             job.completed = True
@@ -601,7 +629,7 @@ class Runner:
         job = item.job
         keys = job_keys(job)
         error = f"{type(item.exc).__name__}: {item.exc}"
-        slot = self._slots.get(job.id)
+        slot = self._slots.get(job.token)
         outcome: JobOutcome
         if state is None:
             job.lease_lost = True
@@ -639,20 +667,21 @@ class Runner:
         self._hook("leases_renewed", renewed, lost)
 
     def _leases_reported(self, lost: list[uuid.UUID], cancelled: list[uuid.UUID]) -> None:
+        """The keeper's report, by lease token."""
         with suppress(RuntimeError):  # the loop has closed: nothing left to tell
             self._loop.call_soon_threadsafe(self._mark_reported, lost, cancelled)
 
     def _mark_reported(self, lost: list[uuid.UUID], cancelled: list[uuid.UUID]) -> None:
         self._mark_lost(lost)
-        for job_id in cancelled:
-            slot = self._slots.get(job_id)
+        for token in cancelled:
+            slot = self._slots.get(token)
             if slot is not None and not slot.job.cancelled:
                 slot.job.cancelled = True
                 self._log.info("job_cancel_requested", **job_keys(slot.job))
 
-    def _mark_lost(self, ids: list[uuid.UUID]) -> None:
-        for job_id in ids:
-            slot = self._slots.get(job_id)
+    def _mark_lost(self, tokens: list[uuid.UUID]) -> None:
+        for token in tokens:
+            slot = self._slots.get(token)
             if slot is None or slot.settled or slot.finishing or slot.job.completed:
                 continue
             slot.job.lease_lost = True

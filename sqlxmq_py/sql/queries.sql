@@ -197,13 +197,13 @@ leased AS (
         coalesce(j.lease, %(default_lease)s::interval) AS lease, j.job_key
 )
 SELECT l.id, l.lease_token, l.attempts, l.max_attempts, l.channel_name, l.channel_args,
-    l.lease, p.name, p.payload_json::text, p.payload_bytes, p.retry_backoff, l.job_key,
-    p.retain_for, p.headers::text
+    l.lease, coalesce(p.name, 'sqlxmq:missing-payload'), p.payload_json::text, p.payload_bytes,
+    coalesce(p.retry_backoff, interval '1 second'), l.job_key, p.retain_for, p.headers::text
 FROM leased AS l
 JOIN picked ON picked.id = l.id
-CROSS JOIN LATERAL (
+LEFT JOIN LATERAL (
     SELECT * FROM mq_payloads AS p WHERE p.id = l.id
-) AS p
+) AS p ON true
 ORDER BY picked.pos
 
 -- name: promote_scheduled
@@ -301,9 +301,10 @@ WITH t AS (
       AND NOT j.cancel_requested
     RETURNING j.id, j.state, j.channel_name, t.error
 ), errors AS (
-    UPDATE mq_payloads AS p SET last_error = failed.error
-    FROM failed
-    WHERE p.id = ANY(%(ids)b::uuid[]) AND p.id = failed.id
+    -- an upsert: a job written without its payload row still gets its error recorded
+    INSERT INTO mq_payloads AS p (id, name, retry_backoff, last_error)
+    SELECT failed.id, 'sqlxmq:missing-payload', interval '1 second', failed.error FROM failed
+    ON CONFLICT (id) DO UPDATE SET last_error = excluded.last_error
 ), limited AS (
     SELECT mq_wake(ARRAY(
         SELECT DISTINCT f.channel_name FROM failed AS f
@@ -324,8 +325,8 @@ SELECT c, 'c' FROM mq_cancel_now(
 ) AS c
 
 -- name: renew
--- Extends the leases still held under the given tokens. Returns the jobs whose lease is gone
--- ('lost') and those asked to stop ('cancel'). Rows locked by another transaction (the job's
+-- Extends the leases still held under the given tokens. Returns the tokens of the leases that
+-- are gone ('lost') and of the jobs asked to stop ('cancel'). Rows locked by another transaction (the job's
 -- own, completing it) are skipped, never waited for, and not reported as lost.
 WITH held AS (
     SELECT t.id, t.token FROM unnest(%(ids)b::uuid[], %(tokens)b::uuid[]) AS t(id, token)
@@ -341,7 +342,7 @@ WITH held AS (
     WHERE j.id = ANY(%(ids)b::uuid[]) AND j.id = lockable.id
     RETURNING j.id
 )
-SELECT held.id, CASE WHEN j.id IS NULL THEN 'lost' ELSE 'cancel' END
+SELECT held.token, CASE WHEN j.id IS NULL THEN 'lost' ELSE 'cancel' END
 FROM held
 LEFT JOIN mq_jobs AS j ON j.id = held.id AND j.lease_token = held.token
 WHERE j.id IS NULL OR j.cancel_requested
@@ -370,7 +371,7 @@ RETURNING id
 -- longer lease. A job whose lease is gone (including a failed job) is never touched.
 WITH job AS (
     UPDATE mq_jobs
-    SET max_attempts = max_attempts + %(extra_retries)s,
+    SET max_attempts = least(max_attempts::bigint + %(extra_retries)s, 2147483647)::integer,
         attempt_at = greatest(attempt_at, now() + %(duration)s::interval)
     WHERE id = %(id)s AND lease_token = %(token)s
     RETURNING id
@@ -404,10 +405,11 @@ WITH expired AS (
     WHERE j.id = expired.id
     RETURNING j.id, j.state, j.attempts, j.channel_name
 ), errors AS (
-    UPDATE mq_payloads AS p
-    SET last_error = 'lease expired during attempt ' || updated.attempts
+    INSERT INTO mq_payloads AS p (id, name, retry_backoff, last_error)
+    SELECT updated.id, 'sqlxmq:missing-payload', interval '1 second',
+        'lease expired during attempt ' || updated.attempts
     FROM updated
-    WHERE p.id = updated.id
+    ON CONFLICT (id) DO UPDATE SET last_error = excluded.last_error
     RETURNING p.id, p.name
 ), woken AS (
     SELECT mq_wake(ARRAY(SELECT channel_name FROM updated WHERE state = 'r'))

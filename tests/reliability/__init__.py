@@ -1,0 +1,1 @@
+"""Reliability tests: database faults, load and scale, bad input and concurrency races."""
