@@ -768,3 +768,29 @@ BEGIN
     RETURN v_id;
 END;
 $$;
+
+-- Grants a role what the library needs at run time, and nothing more: to spawn, run and manage
+-- jobs it may read and write the mq_ tables and use the chain sequence (functions are executable
+-- by everyone by default). Creating and changing the schema (migrate) stays with the owner.
+-- Run it again after a migration that adds tables. Example: SELECT mq_grant_usage('app');
+CREATE FUNCTION mq_grant_usage(p_role text) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_name text;
+BEGIN
+    EXECUTE format('GRANT USAGE ON SCHEMA %I TO %I', current_schema(), p_role);
+    FOR v_name IN
+        SELECT c.relname FROM pg_class AS c
+        WHERE c.relnamespace = current_schema()::regnamespace
+          AND c.relkind IN ('r', 'p') AND c.relname LIKE 'mq\_%'
+    LOOP
+        EXECUTE format(
+            'GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE %I.%I TO %I',
+            current_schema(), v_name, p_role
+        );
+    END LOOP;
+    EXECUTE format(
+        'GRANT USAGE, SELECT, UPDATE ON SEQUENCE %I.mq_ord_seq TO %I', current_schema(), p_role
+    );
+END;
+$$;

@@ -81,13 +81,20 @@ def migration_script() -> str:
 
 
 def pending_migrations(
-    migrations: Sequence[Migration], applied: Mapping[str, str]
+    migrations: Sequence[Migration], applied: Mapping[str, str], target: str | None = None
 ) -> list[Migration]:
-    """The migrations still to apply, given ``{name: checksum}`` of those already applied.
+    """The migrations still to apply, given ``{name: checksum}`` of those already applied,
+    up to and including ``target`` (a file name; None: all).
 
     Raises:
-        MigrationError: an applied migration's file has changed since.
+        MigrationError: an applied migration's file has changed since, or ``target`` is not a
+            migration of this version.
     """
+    if target is not None:
+        names = [m.name for m in migrations]
+        if target not in names:
+            raise MigrationError(f"no migration named {target!r}; known: {names}")
+        migrations = migrations[: names.index(target) + 1]
     known = {m.name for m in migrations}
     for m in migrations:
         recorded = applied.get(m.name)
@@ -103,14 +110,14 @@ def pending_migrations(
     return [m for m in migrations if m.name not in applied]
 
 
-def _migrate_sync(conn: psycopg.Connection[Any]) -> list[str]:
+def _migrate_sync(conn: psycopg.Connection[Any], target: str | None) -> list[str]:
     with conn.transaction():
         conn.execute(query("migrations_lock"))
     try:
         with conn.transaction():
             conn.execute(query("migrations_create_table"))
             applied = dict(conn.execute(query("migrations_applied")).fetchall())
-        pending = pending_migrations(load_migrations(), applied)
+        pending = pending_migrations(load_migrations(), applied, target)
         for m in pending:
             try:
                 with conn.transaction():
@@ -127,7 +134,7 @@ def _migrate_sync(conn: psycopg.Connection[Any]) -> list[str]:
             conn.execute(query("migrations_unlock"))
 
 
-async def _migrate_async(conn: psycopg.AsyncConnection[Any]) -> list[str]:
+async def _migrate_async(conn: psycopg.AsyncConnection[Any], target: str | None) -> list[str]:
     async with conn.transaction():
         await conn.execute(query("migrations_lock"))
     try:
@@ -135,7 +142,7 @@ async def _migrate_async(conn: psycopg.AsyncConnection[Any]) -> list[str]:
             await conn.execute(query("migrations_create_table"))
             cur = await conn.execute(query("migrations_applied"))
             applied = dict(await cur.fetchall())
-        pending = pending_migrations(load_migrations(), applied)
+        pending = pending_migrations(load_migrations(), applied, target)
         for m in pending:
             try:
                 async with conn.transaction():
@@ -152,30 +159,36 @@ async def _migrate_async(conn: psycopg.AsyncConnection[Any]) -> list[str]:
             await conn.execute(query("migrations_unlock"))
 
 
-async def _migrate_async_any(conn: AsyncConnectionLike) -> list[str]:
+async def _migrate_async_any(conn: AsyncConnectionLike, target: str | None) -> list[str]:
     if isinstance(conn, AsyncConnectionPool):
         async with conn.connection() as pooled:
-            return await _migrate_async(pooled)
-    return await _migrate_async(conn)
+            return await _migrate_async(pooled, target)
+    return await _migrate_async(conn, target)
 
 
 @overload
-def migrate(conn: SyncConnectionLike) -> list[str]: ...
+def migrate(conn: SyncConnectionLike, *, target: str | None = None) -> list[str]: ...
 
 
 @overload
-def migrate(conn: AsyncConnectionLike) -> Coroutine[Any, Any, list[str]]: ...
+def migrate(
+    conn: AsyncConnectionLike, *, target: str | None = None
+) -> Coroutine[Any, Any, list[str]]: ...
 
 
-def migrate(conn: AnyConnection) -> list[str] | Coroutine[Any, Any, list[str]]:
-    """Applies the pending migrations; returns the names of those applied (idempotent).
+def migrate(
+    conn: AnyConnection, *, target: str | None = None
+) -> list[str] | Coroutine[Any, Any, list[str]]:
+    """Applies the pending migrations (up to and including ``target``, a file name, if given:
+    for staged upgrades); returns the names of those applied. Idempotent.
 
     Raises:
-        MigrationError: a file failed to apply, or an applied file has changed.
+        MigrationError: a file failed to apply, an applied file has changed, or ``target``
+            is unknown.
     """
     if is_async(conn):
-        return _migrate_async_any(conn)
+        return _migrate_async_any(conn, target)
     if isinstance(conn, ConnectionPool):
         with conn.connection() as pooled:
-            return _migrate_sync(pooled)
-    return _migrate_sync(conn)
+            return _migrate_sync(pooled, target)
+    return _migrate_sync(conn, target)

@@ -91,12 +91,40 @@ def _drop_db(server_dsn: str, name: str) -> None:
         )
 
 
+@pytest.fixture(scope="session")
+def app_role(server_dsn: str) -> Iterator[str | None]:
+    """With ``SQLXMQ_TEST_AS_APP_ROLE=1``, a login role (no superuser) that tests connect as,
+    holding only what ``mq_grant_usage`` grants; otherwise None (tests use the server's role)."""
+    if os.environ.get("SQLXMQ_TEST_AS_APP_ROLE") != "1":
+        yield None
+        return
+    role = f"sqlxmq_app_{uuid.uuid4().hex[:8]}"
+    with _admin(server_dsn) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER").format(sql.Identifier(role)))
+    try:
+        yield role
+    finally:
+        with _admin(server_dsn) as conn:
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
 @pytest.fixture
-def dsn(server_dsn: str, template_db: str) -> Iterator[str]:
-    """A fresh database with the schema, for this test only."""
+def dsn(server_dsn: str, template_db: str, app_role: str | None) -> Iterator[str]:
+    """A fresh database with the schema, for this test only (as the app role, if any)."""
     name = _create_db(server_dsn, template_db)
     try:
-        yield make_conninfo(server_dsn, dbname=name)
+        owner_dsn = make_conninfo(server_dsn, dbname=name)
+        if app_role is None:
+            yield owner_dsn
+        else:
+            with _admin(owner_dsn) as conn:
+                conn.execute("SELECT mq_grant_usage(%s)", (app_role,))
+                # for the tables tests make for their jobs' effects (the library needs no such
+                # right: tests/test_least_privilege.py checks it with mq_grant_usage alone)
+                conn.execute(
+                    sql.SQL("GRANT CREATE ON SCHEMA public TO {}").format(sql.Identifier(app_role))
+                )
+            yield make_conninfo(owner_dsn, user=app_role)
     finally:
         _drop_db(server_dsn, name)
 

@@ -1,0 +1,112 @@
+"""A role granted only mq_grant_usage() can do everything an application and its runners do:
+spawn, run, retry, fail, order, schedule, cancel, wait for results, consume without a runner."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+import structlog
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+from sqlxmq_py import (
+    CurrentJob,
+    JobRegistry,
+    cancel,
+    complete,
+    exists,
+    fetch,
+    job,
+    job_status,
+    list_jobs,
+    queue_counts,
+    retry,
+    spawn_many,
+    wait_for_result,
+)
+
+from .helpers import job_row, wait_until
+
+
+@pytest.fixture
+def app_dsn(dsn: str, db: psycopg.Connection[Any]) -> Iterator[str]:
+    """The test database, as a fresh login role that has only what mq_grant_usage gives."""
+    role = f"sqlxmq_app_{uuid.uuid4().hex[:8]}"
+    db.execute(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER").format(sql.Identifier(role)))
+    try:
+        db.execute("SELECT mq_grant_usage(%s)", (role,))
+        yield make_conninfo(dsn, user=role)
+    finally:
+        db.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (role,)
+        )
+        db.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+        db.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def test_the_role_cannot_change_the_schema(app_dsn: str) -> None:
+    with psycopg.connect(app_dsn) as conn:
+        assert conn.execute(
+            "SELECT rolsuper FROM pg_roles WHERE rolname = current_user"
+        ).fetchone() == (False,)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("DROP TABLE mq_jobs")
+
+
+async def test_everything_an_application_does_works_with_only_the_granted_privileges(
+    app_dsn: str, db: psycopg.Connection[Any]
+) -> None:
+    done: list[Any] = []
+
+    @job(retries=1, backoff=0, retain_for=3600)
+    async def work(current_job: CurrentJob) -> Any:
+        value = current_job.json()
+        if value == "flaky" and current_job.attempt == 1:
+            raise RuntimeError("once")
+        if value == "broken":
+            raise RuntimeError("always")
+        done.append(value)
+        return {"echo": value}
+
+    @job(ordered=True, channel_name="chain")
+    async def step(current_job: CurrentJob) -> None:
+        done.append(("step", current_job.json()))
+
+    @job(cron="* * * * * *")
+    async def tick(current_job: CurrentJob) -> None:
+        done.append("tick")
+
+    with (
+        structlog.testing.capture_logs() as logs,
+        psycopg.connect(app_dsn, autocommit=True) as conn,
+    ):
+        ids = spawn_many(conn, [work.builder().set_json(v) for v in ["ok", "flaky", "broken"]])
+        spawn_many(conn, [step.builder().set_json(i) for i in range(3)])
+        waiting = work.builder().set_json("never").set_delay(3600).spawn(conn)
+        registry = JobRegistry([work, step, tick])
+        handle = await registry.runner(app_dsn).set_maintenance_interval(0.1).run()
+        try:
+            assert await asyncio.to_thread(wait_for_result, conn, ids[0], 10) == {"echo": "ok"}
+            await wait_until(lambda: (job_row(db, ids[2]) or {}).get("state") == "f")
+            await wait_until(lambda: "tick" in done and not exists(db, ids[1]))
+            await wait_until(
+                lambda: [d for d in done if isinstance(d, tuple)] == [("step", i) for i in range(3)]
+            )
+            assert retry(conn, [ids[2]]) == [ids[2]]
+            assert cancel(conn, [waiting]) == {waiting: "cancelled"}
+            assert (job_status(conn, waiting) or {}).state == "cancelled"  # type: ignore[union-attr]
+            assert list_jobs(conn, states=["completed"])
+            assert queue_counts(conn) is not None
+        finally:
+            await handle.stop()
+        pulled = work.builder().set_json("pulled").set_channel_name("pull").spawn(conn)
+        (fetched,) = fetch(conn, ["pull"])
+        assert fetched.id == pulled
+        complete(conn, fetched, result=1)
+    errors = [e for e in logs if e["log_level"] in ("error", "warning") and "privilege" in str(e)]
+    assert errors == []
