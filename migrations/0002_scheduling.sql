@@ -783,6 +783,7 @@ BEGIN
         SELECT c.relname FROM pg_class AS c
         WHERE c.relnamespace = current_schema()::regnamespace
           AND c.relkind IN ('r', 'p') AND c.relname LIKE 'mq\_%'
+          AND c.relname <> 'mq_migrations'
     LOOP
         EXECUTE format(
             'GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE %I.%I TO %I',
@@ -792,5 +793,9 @@ BEGIN
     EXECUTE format(
         'GRANT USAGE, SELECT, UPDATE ON SEQUENCE %I.mq_ord_seq TO %I', current_schema(), p_role
     );
+    -- the migration record is the owner's: readable (to check the schema version), not writable
+    IF to_regclass('mq_migrations') IS NOT NULL THEN
+        EXECUTE format('GRANT SELECT ON TABLE %I.mq_migrations TO %I', current_schema(), p_role);
+    END IF;
 END;
 $$;

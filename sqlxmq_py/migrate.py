@@ -115,7 +115,9 @@ def _migrate_sync(conn: psycopg.Connection[Any], target: str | None) -> list[str
         conn.execute(query("migrations_lock"))
     try:
         with conn.transaction():
-            conn.execute(query("migrations_create_table"))
+            row = conn.execute(query("migrations_table_exists")).fetchone()
+            if not (row and row[0]):
+                conn.execute(query("migrations_create_table"))
             applied = dict(conn.execute(query("migrations_applied")).fetchall())
         pending = pending_migrations(load_migrations(), applied, target)
         for m in pending:
@@ -139,7 +141,10 @@ async def _migrate_async(conn: psycopg.AsyncConnection[Any], target: str | None)
         await conn.execute(query("migrations_lock"))
     try:
         async with conn.transaction():
-            await conn.execute(query("migrations_create_table"))
+            cur = await conn.execute(query("migrations_table_exists"))
+            row = await cur.fetchone()
+            if not (row and row[0]):
+                await conn.execute(query("migrations_create_table"))
             cur = await conn.execute(query("migrations_applied"))
             applied = dict(await cur.fetchall())
         pending = pending_migrations(load_migrations(), applied, target)

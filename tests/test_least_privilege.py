@@ -24,6 +24,7 @@ from sqlxmq_py import (
     job,
     job_status,
     list_jobs,
+    migrate,
     queue_counts,
     retry,
     spawn_many,
@@ -56,6 +57,13 @@ def test_the_role_cannot_change_the_schema(app_dsn: str) -> None:
         ).fetchone() == (False,)
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("DROP TABLE mq_jobs")
+
+
+def test_the_role_reads_but_cannot_rewrite_the_migration_record(app_dsn: str) -> None:
+    with psycopg.connect(app_dsn, autocommit=True) as conn:
+        assert migrate(conn) == []  # up to date: checks checksums, changes nothing
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("DELETE FROM mq_migrations")
 
 
 async def test_everything_an_application_does_works_with_only_the_granted_privileges(

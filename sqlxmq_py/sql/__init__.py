@@ -16,6 +16,7 @@ QueryName = Literal[
     "migrations_lock",
     "migrations_unlock",
     "migrations_create_table",
+    "migrations_table_exists",
     "migrations_applied",
     "migrations_record",
     "insert",

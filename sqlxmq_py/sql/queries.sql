@@ -15,6 +15,11 @@ CREATE TABLE IF NOT EXISTS mq_migrations (
     applied_at timestamptz NOT NULL DEFAULT now()
 )
 
+-- name: migrations_table_exists
+-- Checked first so that an up-to-date migrate() needs no CREATE privilege (a runtime role may
+-- call it at start-up).
+SELECT to_regclass('mq_migrations') IS NOT NULL
+
 -- name: migrations_applied
 SELECT name, checksum FROM mq_migrations ORDER BY name
 
