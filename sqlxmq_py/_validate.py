@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TypeAlias
 
 from .errors import ConfigurationError
 
-__all__ = ["MAX_DURATION", "Duration", "check_int", "check_text", "to_timedelta"]
+__all__ = ["MAX_DURATION", "MAX_RUN_AT", "Duration", "check_int", "check_text", "to_timedelta"]
 
 Duration: TypeAlias = "timedelta | float | int"
 """A length of time: a ``timedelta``, or a number of seconds."""
@@ -15,6 +15,9 @@ Duration: TypeAlias = "timedelta | float | int"
 _PG_INT_MAX = 2**31 - 1
 MAX_DURATION = timedelta(days=36525)
 """The longest delay, lease or interval accepted: 100 years (longer ones overflow timestamps)."""
+
+MAX_RUN_AT = datetime(9000, 1, 1, tzinfo=UTC)
+"""Run times must be earlier than this (the schema's bound on ``attempt_at``)."""
 
 
 def to_timedelta(option: str, value: object, *, allow_zero: bool = True) -> timedelta:

@@ -16,7 +16,7 @@ from typing import Any, Literal, Protocol, Self, TypeAlias, overload
 from . import _connections
 from ._connections import AnyConnection, AsyncConnectionLike, Rows, SyncConnectionLike
 from ._ids import new_job_id
-from ._validate import Duration, check_int, check_text, to_timedelta
+from ._validate import MAX_RUN_AT, Duration, check_int, check_text, to_timedelta
 from .errors import ConfigurationError
 from .hooks import spawn_hooks
 from .payload import check_raw_json, encode_bytes, encode_json
@@ -192,6 +192,8 @@ class JobBuilder:
             raise ConfigurationError(
                 f"run_at must be timezone-aware (e.g. datetime.now(timezone.utc)), got {run_at!r}"
             )
+        if run_at >= MAX_RUN_AT:
+            raise ConfigurationError(f"run_at must be before {MAX_RUN_AT.date()}, got {run_at!r}")
         self._run_at = run_at
         self._delay = timedelta(0)
         return self

@@ -81,7 +81,8 @@ def _wait_sync(conn: psycopg.Connection[Any], job_id: uuid.UUID, timeout: float 
                 if note.payload == str(job_id):
                     break
     finally:
-        conn.execute(query("unlisten_done"))
+        if not conn.closed:  # a wait interrupted mid-statement may have closed it
+            conn.execute(query("unlisten_done"))
 
 
 async def _wait_async(
@@ -100,7 +101,8 @@ async def _wait_async(
                 if note.payload == str(job_id):
                     break
     finally:
-        await conn.execute(query("unlisten_done"))
+        if not conn.closed:  # a cancelled wait may have closed it: keep the cancellation
+            await conn.execute(query("unlisten_done"))
 
 
 async def _wait_async_any(
@@ -112,7 +114,8 @@ async def _wait_async_any(
             try:
                 return await _wait_async(pooled, job_id, timeout)
             finally:
-                await pooled.set_autocommit(False)
+                if not pooled.closed:
+                    await pooled.set_autocommit(False)
     return await _wait_async(conn, job_id, timeout)
 
 
@@ -123,7 +126,8 @@ def _wait_sync_any(conn: SyncConnectionLike, job_id: uuid.UUID, timeout: float |
             try:
                 return _wait_sync(pooled, job_id, timeout)
             finally:
-                pooled.autocommit = False
+                if not pooled.closed:
+                    pooled.autocommit = False
     return _wait_sync(conn, job_id, timeout)
 
 

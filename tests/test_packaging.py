@@ -52,6 +52,11 @@ def test_wheel_contains_migrations_sql_and_typing_marker(wheel: Path, repo_root:
     assert "sqlxmq_py/runner/_runner.py" in names
     for source in repo_root.joinpath("sqlxmq_py").rglob("*.py"):
         assert source.relative_to(repo_root).as_posix() in names
+    web = repo_root / "sqlxmq_py" / "web"
+    assets = [*web.glob("templates/*"), *web.glob("static/*")]
+    assert assets
+    for asset in assets:  # the dashboard's templates and static files ship
+        assert asset.relative_to(repo_root).as_posix() in names
 
 
 def test_installed_wheel_finds_its_migrations(wheel: Path, tmp_path: Path) -> None:

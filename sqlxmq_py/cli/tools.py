@@ -114,10 +114,11 @@ def run_dashboard(ctx: Context, args: argparse.Namespace) -> int:
             EXIT_USAGE,
         ) from exc
     token = args.token if args.token is not None else os.environ.get(TOKEN_ENV) or None
-    if token is None and not _is_loopback(args.host):
+    if not _is_loopback(args.host):
         err(
-            f"sqlxmq: warning: the dashboard listens on {args.host} without a token: anyone "
-            f"who can reach it can cancel and retry jobs (set --token or ${TOKEN_ENV})"
+            f"sqlxmq: warning: the dashboard listens on {args.host}: anyone who can reach it "
+            "can read every job, payload and error; put it behind your own authentication"
+            + ("" if token else f" (without --token or ${TOKEN_ENV} it cannot change anything)")
         )
     conninfo = ctx.conninfo()
     err(f"Dashboard for {ctx.database()} on http://{args.host}:{args.port}/ (Ctrl-C to stop)")

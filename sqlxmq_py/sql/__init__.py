@@ -69,6 +69,10 @@ QueryName = Literal[
     "stats_expire",
     "stats",
     "set_statement_timeout",
+    "web_job_details",
+    "web_job_chain",
+    "web_job_parents",
+    "web_job_children",
 ]
 
 _NAME_LINE = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)

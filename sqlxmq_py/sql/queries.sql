@@ -710,3 +710,54 @@ ORDER BY bucket
 -- name: set_statement_timeout
 -- For short-lived connections that must not hang (metrics scrapes).
 SELECT set_config('statement_timeout', %(milliseconds)s, false)
+
+-- Dashboard (sqlxmq_py.web): what a job page shows beyond the admin API.
+-- name: web_job_details
+-- The payload, headers and spawn options of a queued job, or of a kept one (history).
+SELECT p.payload_json::text, octet_length(p.payload_bytes),
+    substring(p.payload_bytes FROM 1 FOR 32),
+    p.headers::text, p.retry_backoff, j.lease, j.ord_seq IS NOT NULL, p.dead_letter,
+    p.retain_for, p.run_after_failed_parents, j.commit_deadline
+FROM mq_payloads AS p JOIN mq_jobs AS j ON j.id = p.id
+WHERE p.id = %(id)s
+UNION ALL
+SELECT h.payload_json::text, octet_length(h.payload_bytes),
+    substring(h.payload_bytes FROM 1 FOR 32),
+    h.headers::text, NULL::interval, NULL::interval, false, NULL::text,
+    NULL::interval, false, NULL::timestamptz
+FROM mq_history AS h
+WHERE h.id = %(id)s
+LIMIT 1
+
+-- name: web_job_chain
+-- A queued ordered job's place in its chain (channel_name, channel_args): its 1-based position,
+-- the chain's length, its head, and its neighbours. Every subquery descends mq_jobs_ordered_idx.
+SELECT
+    (SELECT count(*) FROM mq_jobs AS e
+     WHERE e.channel_name = j.channel_name AND e.channel_args = j.channel_args
+       AND e.ord_seq < j.ord_seq) + 1,
+    (SELECT count(*) FROM mq_jobs AS e
+     WHERE e.channel_name = j.channel_name AND e.channel_args = j.channel_args
+       AND e.ord_seq IS NOT NULL),
+    (SELECT e.id FROM mq_jobs AS e
+     WHERE e.channel_name = j.channel_name AND e.channel_args = j.channel_args
+       AND e.ord_seq IS NOT NULL
+     ORDER BY e.ord_seq LIMIT 1),
+    (SELECT e.id FROM mq_jobs AS e
+     WHERE e.channel_name = j.channel_name AND e.channel_args = j.channel_args
+       AND e.ord_seq < j.ord_seq
+     ORDER BY e.ord_seq DESC LIMIT 1),
+    (SELECT e.id FROM mq_jobs AS e
+     WHERE e.channel_name = j.channel_name AND e.channel_args = j.channel_args
+       AND e.ord_seq > j.ord_seq
+     ORDER BY e.ord_seq LIMIT 1)
+FROM mq_jobs AS j
+WHERE j.id = %(id)s AND j.ord_seq IS NOT NULL
+
+-- name: web_job_parents
+-- The parents a continuation still waits for (a parent's row goes when it completes).
+SELECT parent_id FROM mq_deps WHERE child_id = %(id)s ORDER BY parent_id LIMIT %(limit)s
+
+-- name: web_job_children
+-- The continuations still waiting for this job.
+SELECT child_id FROM mq_deps WHERE parent_id = %(id)s ORDER BY child_id LIMIT %(limit)s

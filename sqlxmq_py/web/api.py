@@ -482,39 +482,19 @@ async def page_jobs(
     before: uuid.UUID | None,
 ) -> tuple[list[JobStatus], uuid.UUID | None]:
     """One page of jobs, newest first, and the ``before`` of the next page (``None`` on the
-    last page).
-
-    ``list_jobs`` tells scheduled from retrying jobs after its query, so a filter on one of
-    them may return a short page while more exist; this asks for both and filters here, page
-    after page, until the page is full, the jobs run out, or 20 pages were read (then the next
-    page starts where reading stopped).
-    """
-    wanted = None if states is None else set(states)
-    query_states = None if wanted is None else set(wanted)
-    if query_states is not None and query_states & {"scheduled", "retrying"}:
-        query_states |= {"scheduled", "retrying"}
-    found: list[JobStatus] = []
-    cursor = before
-    state_list = None if query_states is None else cast("list[JobState]", sorted(query_states))
-    for _ in range(20):
-        rows = await list_jobs(
-            pool,
-            states=state_list,
-            channel_name=channel_name,
-            name=name,
-            job_key=job_key,
-            limit=limit + 1,
-            before=cursor,
-        )
-        for row in rows:
-            if wanted is None or row.state in wanted:
-                found.append(row)
-                if len(found) > limit:
-                    return found[:limit], found[limit - 1].id
-        if len(rows) <= limit:
-            return found, None
-        cursor = rows[-1].id
-    return found, cursor
+    last page)."""
+    rows = await list_jobs(
+        pool,
+        states=None if states is None else cast("list[JobState]", states),
+        channel_name=channel_name,
+        name=name,
+        job_key=job_key,
+        limit=limit + 1,  # one more, to know whether a next page exists
+        before=before,
+    )
+    if len(rows) > limit:
+        return rows[:limit], rows[limit - 1].id
+    return rows, None
 
 
 # --- endpoints ----------------------------------------------------------------------------------
@@ -534,7 +514,8 @@ async def spawn_job(ctx: WebContext, request: Request) -> Response:
         job_id = await builder.spawn(pool)
     except psycopg.errors.UniqueViolation as exc:
         raise ApiError(409, "conflict", "a job with this id already exists", field="id") from exc
-    except psycopg.errors.DataError as exc:
+    except (psycopg.errors.DataError, psycopg.errors.IntegrityError) as exc:
+        # not expected: every option is checked above within the schema's bounds
         raise bad(None, f"the database refused the job's options: {exc}") from exc
     location = f"{base_path(request.scope)}/api/jobs/{job_id}"
     return ApiResponse({"id": str(job_id)}, status_code=201, headers={"Location": location})

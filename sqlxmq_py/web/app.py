@@ -14,7 +14,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Mount
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -138,8 +138,8 @@ def create_app(conninfo: str, *, token: str | None = None, title: str = "sqlxmq"
         *page_routes(ctx),
     ]
     metrics = _metrics_app(conninfo)
-    if metrics is not None:
-        routes.append(Mount("/metrics", app=metrics))
+    if metrics is not None:  # an ASGI app object: Starlette hands it the raw call
+        routes.append(Route("/metrics", metrics, name="metrics"))
     app = Starlette(
         routes=routes,
         lifespan=lifespan,

@@ -35,10 +35,10 @@ MIN_POSITIVE_SECONDS = 0.001
 """Shortest lease or throttle window."""
 MAX_THROUGHPUT_MINUTES = 7 * 24 * 60
 """Runners keep per-minute counts for seven days."""
-RUN_AT_YEARS = (1970, 9998)
-"""``run_at`` must fall in these years (inclusive)."""
+RUN_AT_YEARS = (1970, 8998)
+"""``run_at`` must fall in these years (inclusive): the schema keeps run times before 9000."""
 
-_RUN_AT_YEAR_PATTERN = "^(19[7-9][0-9]|[2-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])-"
+_RUN_AT_YEAR_PATTERN = "^(19[7-9][0-9]|[2-7][0-9]{3}|8[0-8][0-9]{2}|89[0-8][0-9]|899[0-8])-"
 _NO_NUL = "^[^\\u0000]*$"
 _UUID_PATTERN = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 _BASE64 = "^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"

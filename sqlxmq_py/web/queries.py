@@ -1,8 +1,8 @@
 """The few facts about a job that the dashboard shows and the admin API does not return: its
 payload and headers, its place in an ordered chain, and its pending continuation links.
 
-Every statement the dashboard sends itself is in this module, with bound parameters only. They
-are kept in the ``-- name:`` format of ``sqlxmq_py/sql/queries.sql`` so that they can move there.
+The statements are the ``web_*`` entries of ``sqlxmq_py/sql/queries.sql``, with bound parameters
+only.
 """
 
 from __future__ import annotations
@@ -16,87 +16,19 @@ from typing import Any
 from psycopg.rows import tuple_row
 from psycopg_pool import AsyncConnectionPool
 
-__all__ = ["QUERIES", "ChainPosition", "JobDetails", "job_chain", "job_details", "job_links"]
+from ..sql import QueryName, query
 
-_SQL = """
--- name: web_job_details
--- The payload, headers and spawn options of a queued job, or of a kept one (history).
-SELECT p.payload_json::text, octet_length(p.payload_bytes),
-    substring(p.payload_bytes FROM 1 FOR 32),
-    p.headers::text, p.retry_backoff, j.lease, j.ord_seq IS NOT NULL, p.dead_letter,
-    p.retain_for, p.run_after_failed_parents, j.commit_deadline
-FROM mq_payloads AS p JOIN mq_jobs AS j ON j.id = p.id
-WHERE p.id = %(id)s
-UNION ALL
-SELECT h.payload_json::text, octet_length(h.payload_bytes),
-    substring(h.payload_bytes FROM 1 FOR 32),
-    h.headers::text, NULL::interval, NULL::interval, false, NULL::text,
-    NULL::interval, false, NULL::timestamptz
-FROM mq_history AS h
-WHERE h.id = %(id)s
-LIMIT 1
-
--- name: web_job_chain
--- A queued ordered job's place in its chain (channel_name, channel_args): its 1-based position,
--- the chain's length, its head, and its neighbours. Every subquery descends mq_jobs_ordered_idx.
-SELECT
-    (SELECT count(*) FROM mq_jobs AS e
-     WHERE e.channel_name = j.channel_name AND e.channel_args = j.channel_args
-       AND e.ord_seq < j.ord_seq) + 1,
-    (SELECT count(*) FROM mq_jobs AS e
-     WHERE e.channel_name = j.channel_name AND e.channel_args = j.channel_args
-       AND e.ord_seq IS NOT NULL),
-    (SELECT e.id FROM mq_jobs AS e
-     WHERE e.channel_name = j.channel_name AND e.channel_args = j.channel_args
-       AND e.ord_seq IS NOT NULL
-     ORDER BY e.ord_seq LIMIT 1),
-    (SELECT e.id FROM mq_jobs AS e
-     WHERE e.channel_name = j.channel_name AND e.channel_args = j.channel_args
-       AND e.ord_seq < j.ord_seq
-     ORDER BY e.ord_seq DESC LIMIT 1),
-    (SELECT e.id FROM mq_jobs AS e
-     WHERE e.channel_name = j.channel_name AND e.channel_args = j.channel_args
-       AND e.ord_seq > j.ord_seq
-     ORDER BY e.ord_seq LIMIT 1)
-FROM mq_jobs AS j
-WHERE j.id = %(id)s AND j.ord_seq IS NOT NULL
-
--- name: web_job_parents
--- The parents a continuation still waits for (a parent's row goes when it completes).
-SELECT parent_id FROM mq_deps WHERE child_id = %(id)s ORDER BY parent_id LIMIT %(limit)s
-
--- name: web_job_children
--- The continuations still waiting for this job.
-SELECT child_id FROM mq_deps WHERE parent_id = %(id)s ORDER BY child_id LIMIT %(limit)s
-"""
-
-
-def _parse(text: str) -> dict[str, bytes]:
-    queries: dict[str, bytes] = {}
-    name: str | None = None
-    lines: list[str] = []
-    for line in [*text.splitlines(), "-- name: end"]:
-        if line.startswith("-- name: "):
-            if name is not None:
-                queries[name] = "\n".join(lines).strip().encode()
-            name, lines = line.removeprefix("-- name: ").strip(), []
-        elif not line.lstrip().startswith("--"):
-            lines.append(line)
-    return queries
-
-
-QUERIES = _parse(_SQL)
-"""The dashboard's own statements by name (the ``-- name:`` blocks above)."""
+__all__ = ["ChainPosition", "JobDetails", "job_chain", "job_details", "job_links"]
 
 RELATIVES_LIMIT = 100
 """At most this many parents and children are listed on a job page."""
 
 
 async def _fetch(
-    pool: AsyncConnectionPool[Any], name: str, params: dict[str, object]
+    pool: AsyncConnectionPool[Any], name: QueryName, params: dict[str, object]
 ) -> list[tuple[Any, ...]]:
     async with pool.connection() as conn, conn.cursor(row_factory=tuple_row) as cur:
-        await cur.execute(QUERIES[name], params)
+        await cur.execute(query(name), params)
         rows: list[tuple[Any, ...]] = await cur.fetchall()
         return rows
 

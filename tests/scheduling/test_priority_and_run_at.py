@@ -167,6 +167,20 @@ def test_set_run_at_refuses_naive_datetimes() -> None:
         noop.builder().set_run_at("2030-01-01T12:00:00Z")  # type: ignore[arg-type]
 
 
+def test_run_at_the_schema_cannot_store_is_refused_naming_the_bound(
+    db: psycopg.Connection[Any],
+) -> None:
+    last = datetime(8999, 12, 31, 23, 59, tzinfo=UTC)
+    assert count_jobs(db) == 0
+    noop.builder().set_run_at(last).spawn(db)  # the latest accepted time is stored
+    db.commit()
+    assert count_jobs(db, "state = 's'") == 1
+    with pytest.raises(ConfigurationError, match="run_at must be before 9000-01-01"):
+        noop.builder().set_run_at(datetime(9000, 1, 1, tzinfo=UTC))
+    with pytest.raises(ConfigurationError, match="run_at"):
+        noop.builder().set_run_at(datetime(9999, 12, 31, tzinfo=timezone(timedelta(hours=-5))))
+
+
 def test_priority_is_validated() -> None:
     with pytest.raises(ConfigurationError, match="priority"):
         noop.builder().set_priority(2**31)
