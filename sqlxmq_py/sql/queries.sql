@@ -254,20 +254,23 @@ WITH t AS (
     RETURNING j.id, j.channel_name, j.channel_args, j.attempts, j.max_attempts, j.priority,
         j.job_key, t.result
 ), payloads AS (
+    -- joined by id, one index probe per job; it hands the job's columns on, so that keeping it
+    -- below needs no further join
     DELETE FROM mq_payloads AS p
-    WHERE p.id = ANY(%(ids)b::uuid[]) AND p.id IN (SELECT id FROM done)
-    RETURNING p.id, p.retain_for, p.notify_done
+    USING done AS d
+    WHERE p.id = d.id
+    RETURNING p.id, p.name, p.payload_json, p.payload_bytes, p.headers, p.created_at,
+        p.retain_for, p.notify_done, d.channel_name, d.channel_args, d.attempts, d.max_attempts,
+        d.priority, d.job_key, d.result
 ), kept AS (
     INSERT INTO mq_history (
         id, name, channel_name, channel_args, state, attempts, max_attempts, priority, job_key,
         payload_json, payload_bytes, result, headers, created_at, expires_at
     )
-    SELECT d.id, p.name, d.channel_name, d.channel_args, 'completed', d.attempts,
-        d.max_attempts, d.priority, d.job_key, p.payload_json, p.payload_bytes, d.result::json,
-        p.headers, p.created_at, now() + coalesce(r.retain_for, %(default_retain)s::interval)
+    SELECT r.id, r.name, r.channel_name, r.channel_args, 'completed', r.attempts,
+        r.max_attempts, r.priority, r.job_key, r.payload_json, r.payload_bytes, r.result::json,
+        r.headers, r.created_at, now() + coalesce(r.retain_for, %(default_retain)s::interval)
     FROM payloads AS r
-    JOIN done AS d ON d.id = r.id
-    JOIN mq_payloads AS p ON p.id = r.id
     WHERE coalesce(r.retain_for, %(default_retain)s::interval) > interval '0'
     ON CONFLICT (id) DO NOTHING
 ), notified AS (
