@@ -109,24 +109,28 @@ def app_role(server_dsn: str) -> Iterator[str | None]:
 
 
 @pytest.fixture
-def dsn(server_dsn: str, template_db: str, app_role: str | None) -> Iterator[str]:
-    """A fresh database with the schema, for this test only (as the app role, if any)."""
+def owner_dsn(server_dsn: str, template_db: str) -> Iterator[str]:
+    """A fresh database with the schema, for this test only, as the role that owns it."""
     name = _create_db(server_dsn, template_db)
     try:
-        owner_dsn = make_conninfo(server_dsn, dbname=name)
-        if app_role is None:
-            yield owner_dsn
-        else:
-            with _admin(owner_dsn) as conn:
-                conn.execute("SELECT mq_grant_usage(%s)", (app_role,))
-                # for the tables tests make for their jobs' effects (the library needs no such
-                # right: tests/test_least_privilege.py checks it with mq_grant_usage alone)
-                conn.execute(
-                    sql.SQL("GRANT CREATE ON SCHEMA public TO {}").format(sql.Identifier(app_role))
-                )
-            yield make_conninfo(owner_dsn, user=app_role)
+        yield make_conninfo(server_dsn, dbname=name)
     finally:
         _drop_db(server_dsn, name)
+
+
+@pytest.fixture
+def dsn(owner_dsn: str, app_role: str | None) -> str:
+    """The test's database (see ``owner_dsn``), as the app role when there is one."""
+    if app_role is None:
+        return owner_dsn
+    with _admin(owner_dsn) as conn:
+        conn.execute("SELECT mq_grant_usage(%s)", (app_role,))
+        # for the tables tests make for their jobs' effects (the library needs no such right:
+        # tests/test_least_privilege.py checks it with mq_grant_usage alone)
+        conn.execute(
+            sql.SQL("GRANT CREATE ON SCHEMA public TO {}").format(sql.Identifier(app_role))
+        )
+    return make_conninfo(owner_dsn, user=app_role)
 
 
 @pytest.fixture

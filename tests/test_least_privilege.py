@@ -35,19 +35,24 @@ from .helpers import job_row, wait_until
 
 
 @pytest.fixture
-def app_dsn(dsn: str, db: psycopg.Connection[Any]) -> Iterator[str]:
-    """The test database, as a fresh login role that has only what mq_grant_usage gives."""
+def app_dsn(owner_dsn: str) -> Iterator[str]:
+    """The test database, as a fresh login role that has only what mq_grant_usage gives.
+
+    Made through the owner's connection, so that this works also when the suite itself runs as
+    an app role (``SQLXMQ_TEST_AS_APP_ROLE=1``), which may not create roles."""
     role = f"sqlxmq_app_{uuid.uuid4().hex[:8]}"
-    db.execute(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER").format(sql.Identifier(role)))
-    try:
-        db.execute("SELECT mq_grant_usage(%s)", (role,))
-        yield make_conninfo(dsn, user=role)
-    finally:
-        db.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (role,)
-        )
-        db.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
-        db.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+    with psycopg.connect(owner_dsn, autocommit=True) as owner:
+        owner.execute(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER").format(sql.Identifier(role)))
+        try:
+            owner.execute("SELECT mq_grant_usage(%s)", (role,))
+            yield make_conninfo(owner_dsn, user=role)
+        finally:
+            owner.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s",
+                (role,),
+            )
+            owner.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+            owner.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
 
 
 def test_the_role_cannot_change_the_schema(app_dsn: str) -> None:

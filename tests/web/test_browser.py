@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import uuid
@@ -42,31 +43,50 @@ FAILED_RED = (0xD6, 0x45, 0x45)
 
 
 def _find_chromium() -> Path:
-    """$SQLXMQ_TEST_CHROMIUM, else a system Chromium, else Playwright's own build (downloaded on
-    first use, so that a fresh machine needs no manual step). Fails, never skips."""
+    """$SQLXMQ_TEST_CHROMIUM, else a system Chromium, else Playwright's own build, else Debian's
+    package (installed on first use when running as root with apt, as on a fresh CI machine
+    whose network reaches the distribution's mirror but not Playwright's CDN), so that a fresh
+    machine needs no manual step. Fails, never skips."""
     configured = os.environ.get("SQLXMQ_TEST_CHROMIUM")
     if configured:
         return Path(configured)
-    for candidate in SYSTEM_BROWSERS:
-        if Path(candidate).exists():
-            return Path(candidate)
+    system = _system_chromium()
+    if system is not None:
+        return system
     with sync_playwright() as playwright:
         managed = Path(playwright.chromium.executable_path)
-    if not managed.exists():
+    if managed.exists():
+        return managed
+    attempts = [
+        [sys.executable, "-m", "playwright", "install", "chromium"],
+    ]
+    if shutil.which("apt-get") and os.geteuid() == 0:
+        attempts.append(["apt-get", "install", "-y", "--no-install-recommends", "chromium"])
+    reasons = []
+    for command in attempts:
         installed = subprocess.run(
-            [sys.executable, "-m", "playwright", "install", "chromium"],
+            command,
             capture_output=True,
             text=True,
             timeout=900,
             check=False,
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
         )
-        if installed.returncode != 0 or not managed.exists():
-            pytest.fail(
-                "the browser tests need Chromium: none at "
-                f"{', '.join(SYSTEM_BROWSERS)}, and `playwright install chromium` failed "
-                f"({installed.stderr.strip()[-300:]}); install one or set SQLXMQ_TEST_CHROMIUM"
-            )
-    return managed
+        found = managed if managed.exists() else _system_chromium()
+        if installed.returncode == 0 and found is not None:
+            return found
+        reasons.append(f"`{' '.join(command)}`: {installed.stderr.strip()[-300:]}")
+    pytest.fail(
+        f"the browser tests need Chromium: none at {', '.join(SYSTEM_BROWSERS)}, and installing "
+        f"one failed ({'; '.join(reasons)}); install one or set SQLXMQ_TEST_CHROMIUM"
+    )
+
+
+def _system_chromium() -> Path | None:
+    for candidate in SYSTEM_BROWSERS:
+        if Path(candidate).exists():
+            return Path(candidate)
+    return None
 
 
 @pytest.fixture(scope="module")
