@@ -8,12 +8,23 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Coroutine, Iterable, Sequence
+from contextlib import nullcontext
 from typing import Any, overload
 
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
 from . import _connections
-from ._connections import AnyConnection, AsyncConnectionLike, Rows, SyncConnectionLike
+from ._connections import AnyConnection, AsyncConnectionLike, Rows, SyncConnectionLike, is_async
 from ._validate import check_text
-from .builder import JobBuilder, insert_statement
+from .builder import (
+    COPY_JOB_TYPES,
+    COPY_PAYLOAD_TYPES,
+    CopyRows,
+    JobBuilder,
+    copy_rows,
+    insert_statement,
+    run_spawn_hooks,
+)
 from .errors import ConfigurationError
 from .sql import query
 
@@ -41,17 +52,61 @@ def spawn_many(
 def spawn_many(
     conn: AnyConnection, builders: Iterable[JobBuilder]
 ) -> list[uuid.UUID] | Coroutine[Any, Any, list[uuid.UUID]]:
-    """Spawns many jobs in one statement and returns their ids, in the builders' order.
+    """Spawns many jobs in one round trip and returns their ids, in the builders' order.
 
-    Ordered jobs of one channel group are chained in the order given.
+    Ordered jobs of one channel group are chained in the order given. Batches of at least
+    ``COPY_MIN_JOBS`` (1,000) plain jobs that may run at once are written with ``COPY``.
     """
     batch = list(builders)
     if not all(isinstance(b, JobBuilder) for b in batch):
         raise ConfigurationError("spawn_many takes JobBuilder objects, from NamedJob.builder()")
     if not batch:
         return _connections.run(conn, b"SELECT 1", None, lambda _rows: [])
-    statement, params, interpret = insert_statement(batch)
+    run_spawn_hooks(batch)
+    rows = copy_rows(batch)
+    if rows is not None:
+        return _copy_async(conn, rows) if is_async(conn) else _copy_sync(conn, rows)
+    statement, params, interpret = insert_statement(batch, hooks=False)
     return _connections.run(conn, statement, params, interpret)
+
+
+def _copy_sync(conn: SyncConnectionLike, rows: CopyRows) -> list[uuid.UUID]:
+    if isinstance(conn, ConnectionPool):
+        with conn.connection() as pooled:
+            return _copy_sync(pooled, rows)
+    # an autocommit connection gets a transaction of its own, so that the three statements
+    # land together; otherwise they join the caller's, which is not committed here
+    with conn.transaction() if conn.autocommit else nullcontext(), conn.cursor() as cur:
+        with cur.copy(query("copy_payloads")) as copy:
+            copy.set_types(COPY_PAYLOAD_TYPES)
+            for row in rows.payloads:
+                copy.write_row(row)
+        with cur.copy(query("copy_jobs")) as copy:
+            copy.set_types(COPY_JOB_TYPES)
+            for row in rows.jobs:
+                copy.write_row(row)
+        cur.execute(query("wake"), {"channel_names": rows.channel_names})
+    return rows.ids
+
+
+async def _copy_async(conn: AsyncConnectionLike, rows: CopyRows) -> list[uuid.UUID]:
+    if isinstance(conn, AsyncConnectionPool):
+        async with conn.connection() as pooled:
+            return await _copy_async(pooled, rows)
+    async with (
+        conn.transaction() if conn.autocommit else nullcontext(),
+        conn.cursor() as cur,
+    ):
+        async with cur.copy(query("copy_payloads")) as copy:
+            copy.set_types(COPY_PAYLOAD_TYPES)
+            for row in rows.payloads:
+                await copy.write_row(row)
+        async with cur.copy(query("copy_jobs")) as copy:
+            copy.set_types(COPY_JOB_TYPES)
+            for row in rows.jobs:
+                await copy.write_row(row)
+        await cur.execute(query("wake"), {"channel_names": rows.channel_names})
+    return rows.ids
 
 
 def _ids(job_ids: Iterable[uuid.UUID]) -> list[uuid.UUID]:

@@ -105,6 +105,22 @@ SELECT
     mq_wake(ARRAY(SELECT DISTINCT channel_name FROM jobs WHERE state = 'r')),
     mq_wake(ARRAY(SELECT DISTINCT channel_name FROM jobs WHERE state = 's'), 's')
 
+-- name: copy_payloads
+-- spawn_many's bulk path (plain jobs that may run at once): payload rows first, so that no job
+-- is ever visible without its payload.
+COPY mq_payloads (
+    id, name, payload_json, payload_bytes, retry_backoff, retain_for, dead_letter,
+    dead_letter_channel, headers
+) FROM STDIN (FORMAT BINARY)
+
+-- name: copy_jobs
+-- Then the job rows: ready now (attempt_at defaults to now()).
+COPY mq_jobs (id, channel_name, channel_args, state, priority, max_attempts, lease)
+FROM STDIN (FORMAT BINARY)
+
+-- name: wake
+SELECT mq_wake(%(channel_names)s::text[])
+
 -- name: commit
 SELECT mq_commit(%(ids)s::uuid[])
 
