@@ -47,6 +47,9 @@ __all__ = [
 
 DEFAULT_SERVER_DSN = "postgresql://root@127.0.0.1:5432/postgres"
 REPO_ROOT = Path(__file__).resolve().parent.parent
+WORKER_LOOP = "uvloop" if find_spec("uvloop") else "asyncio"
+"""The event loop of the sqlxmq_py and baseline workers: uvloop when installed, as
+``sqlxmq worker`` (and pgqueuer's ``pgq run``) choose it by default."""
 
 T = TypeVar("T")
 
@@ -431,6 +434,7 @@ def machine_info(server_dsn: str) -> dict[str, Any]:
         "pgqueuer": _version("pgqueuer"),
         "procrastinate": _version("procrastinate"),
         "pgqueuer_driver": "asyncpg" if find_spec("asyncpg") else "psycopg",
+        "worker_loop": WORKER_LOOP,
         "server": {name: row[0] if row else None for name, row in settings.items()},
     }
 
@@ -446,6 +450,8 @@ def describe_machine(info: Mapping[str, Any]) -> str:
             f"pgqueuer {info['pgqueuer']} ({info['pgqueuer_driver']}), "
             f"procrastinate {info['procrastinate']}",
             f"sqlxmq_py:  {info['sqlxmq_py_source']}",
+            f"loops:      sqlxmq_py and baseline workers on {info['worker_loop']} (as `sqlxmq "
+            "worker` picks by default), pgqueuer on uvloop, procrastinate on asyncio",
             "load:       {:.2f} {:.2f} {:.2f} (1, 5, 15 min) before the run".format(
                 *info["load_average"]
             ),

@@ -15,6 +15,7 @@ from typing import Any
 
 from ._report import AtLeast, AtMost, Row
 from ._support import (
+    WORKER_LOOP,
     RssSampler,
     Settings,
     fresh_database,
@@ -33,7 +34,7 @@ __all__ = ["DrainResult", "measure_drain", "run"]
 SQLXMQ_CONCURRENCY = [(100, 200), (500, 1000), (1000, 2000)]
 """The ``set_concurrency(min, max)`` settings tried for one runner; the best is reported."""
 
-BASELINE_OPTIONS: dict[str, Any] = {"batch": 100}
+BASELINE_OPTIONS: dict[str, Any] = {"batch": 100, "loop": WORKER_LOOP}
 PGQUEUER_OPTIONS = [{"batch_size": 10, "loop": "uvloop"}, {"batch_size": 100, "loop": "uvloop"}]
 PROCRASTINATE_OPTIONS = [{"concurrency": 10, "pool_size": 4}]
 
@@ -166,7 +167,9 @@ def _one_process(state: _Drains) -> Row:
     jobs = settings.pick(20_000, 10_000)
     settings.log(f"drain {jobs:,} jobs, 1 worker process")
     concurrency = SQLXMQ_CONCURRENCY[:1] if settings.quick else SQLXMQ_CONCURRENCY
-    candidates = {f"sqlxmq {c}": ("sqlxmq", {"concurrency": c}) for c in concurrency}
+    candidates = {
+        f"sqlxmq {c}": ("sqlxmq", {"concurrency": c, "loop": WORKER_LOOP}) for c in concurrency
+    }
     candidates["baseline"] = ("baseline", BASELINE_OPTIONS)
     runs = _drains(settings, jobs, candidates)
     baseline = runs.pop("baseline")

@@ -16,6 +16,7 @@ from typing import Any
 
 from ._report import PEERS, AtMost, Row
 from ._support import (
+    WORKER_LOOP,
     BenchmarkError,
     Settings,
     fresh_database,
@@ -33,8 +34,8 @@ WARMUP = 20
 IDLE_BEFORE = 1.0
 
 OPTIONS: dict[str, dict[str, Any]] = {
-    "sqlxmq": {"concurrency": (16, 32)},
-    "baseline": {"batch": 100},
+    "sqlxmq": {"concurrency": (16, 32), "loop": WORKER_LOOP},
+    "baseline": {"batch": 100, "loop": WORKER_LOOP},
     "pgqueuer": {"loop": "uvloop"},
     "procrastinate": {"concurrency": 10},
 }

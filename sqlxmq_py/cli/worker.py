@@ -11,7 +11,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import structlog
@@ -113,6 +113,13 @@ def register(commands: Commands) -> None:
         help="after the first signal, how long running jobs may take to finish (default 30)",
     )
     parser.add_argument(
+        "--loop",
+        choices=["auto", "asyncio", "uvloop"],
+        default="auto",
+        help="event loop (default auto: uvloop when installed, pip install "
+        "'sqlxmq_py[uvloop]'; it lowers spawn-to-start latency; else asyncio's)",
+    )
+    parser.add_argument(
         "--log-level",
         choices=["debug", "info", "warning", "error"],
         default="info",
@@ -173,9 +180,30 @@ def run_worker(ctx: Context, args: argparse.Namespace) -> int:
     """Runs the worker until it is stopped; returns the exit code."""
     registry = load_registry(args.registry)
     conninfo = ctx.conninfo()
-    code = asyncio.run(_work(args, registry, conninfo))
+    code = event_loop_runner(args.loop)(_work(args, registry, conninfo))
     _exit_now_if_job_threads_remain(code)
     return code
+
+
+def event_loop_runner(choice: str) -> Callable[[Coroutine[Any, Any, int]], int]:
+    """``asyncio.run`` or ``uvloop.run`` for ``--loop`` (auto: uvloop when importable).
+
+    Raises:
+        CliError: (usage) ``uvloop`` was asked for and is not installed.
+    """
+    if choice == "asyncio":
+        return asyncio.run
+    try:
+        uvloop = importlib.import_module("uvloop")
+    except ImportError as exc:
+        if choice == "uvloop":
+            raise CliError(
+                f"--loop uvloop: uvloop is not installed (pip install 'sqlxmq_py[uvloop]'): {exc}",
+                EXIT_USAGE,
+            ) from exc
+        return asyncio.run
+    run: Callable[[Coroutine[Any, Any, int]], int] = uvloop.run
+    return run
 
 
 def _install_signal_handlers(
@@ -262,6 +290,7 @@ async def _work(args: argparse.Namespace, registry: JobRegistry, conninfo: str) 
             concurrency=f"{concurrency.min_concurrency}-{concurrency.max_concurrency}",
             database=redact_conninfo(conninfo),
             metrics_url=metrics_url,
+            loop=type(loop).__module__.partition(".")[0],  # "asyncio" or "uvloop"
             pid=os.getpid(),
         )
         return await _wait_and_stop(handle, signals, first_signal, args.shutdown_timeout)

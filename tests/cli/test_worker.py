@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 import time
 import urllib.request
 from typing import Any
@@ -13,6 +14,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from sqlxmq_py import exists, job_status, spawn_many
+from sqlxmq_py.cli._common import EXIT_USAGE, CliError
+from sqlxmq_py.cli.worker import event_loop_runner
 
 from ..helpers import wait_until
 from .app import GATE, boom, gated, gated_thread, quick
@@ -174,3 +177,27 @@ def test_worker_on_a_database_without_schema_exits_1(empty_dsn: str) -> None:
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert "migrate" in result.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize(("choice", "loop"), [("auto", "uvloop"), ("asyncio", "asyncio")])
+def test_worker_runs_on_the_event_loop_asked_for(
+    conn: psycopg.Connection[Any], worker: Worker, choice: str, loop: str
+) -> None:
+    job_id = quick.builder().spawn(conn)
+    conn.commit()
+    process = worker("tests.cli.app:registry", "--loop", choice)
+    assert process.wait_for("worker_started")["loop"] == loop  # auto: uvloop, in the dev extra
+    assert process.wait_for("job_completed")["job_id"] == str(job_id)
+    process.signal(signal.SIGTERM)
+    assert process.wait() == 0
+
+
+def test_without_uvloop_auto_picks_asyncio_and_uvloop_is_a_usage_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # what `import uvloop` sees uninstalled
+    assert event_loop_runner("auto") is asyncio.run
+    assert event_loop_runner("asyncio") is asyncio.run
+    with pytest.raises(CliError, match=r"--loop uvloop: uvloop is not installed") as raised:
+        event_loop_runner("uvloop")
+    assert raised.value.code == EXIT_USAGE
