@@ -18,10 +18,14 @@ def _reject_constant(name: str) -> Any:
     raise PayloadError(f"JSON payloads cannot contain {name}: it is not valid JSON")
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+"""One encoder for every payload: ``json.dumps`` with these options builds a new one per call."""
+
+
 def encode_json(value: object) -> str:
     """Encodes ``value`` as JSON text, refusing what JSON (and PostgreSQL) cannot represent."""
     try:
-        text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        text = _ENCODER.encode(value)
     except ValueError as exc:
         if "Out of range float" in str(exc):
             raise PayloadError(f"JSON payloads cannot contain NaN or Infinity: {exc}") from exc
@@ -49,6 +53,8 @@ def check_raw_json(text: object) -> str:
 
 
 def _check_encodable(text: str) -> None:
+    if text.isascii():  # no surrogates possible: skip the copy that encode() makes
+        return
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:

@@ -30,4 +30,5 @@ class RunnerConfig:
     default_lease: timedelta
     poll_interval: float
     maintenance_interval: float
+    durable_leases: bool = False
     hooks: tuple[RunnerHooks, ...] = ()

@@ -42,6 +42,7 @@ class JobRunnerOptions:
         self._poll_interval = 2.0
         self._maintenance_interval = 1.0
         self._hooks: tuple[RunnerHooks, ...] = ()
+        self._durable_leases = False
 
     def set_concurrency(self, min_concurrency: int, max_concurrency: int) -> Self:
         """Leases more jobs whenever fewer than ``min_concurrency`` are held, up to
@@ -79,6 +80,22 @@ class JobRunnerOptions:
         self._lease = to_timedelta("lease", lease, allow_zero=False)
         return self
 
+    def set_durable_leases(self, durable: bool) -> Self:
+        """Whether taking a lease waits until the database has flushed it to disk (default
+        False: the runner's lease connection runs with ``synchronous_commit = off``, which
+        takes a disk flush off the path from spawn to start).
+
+        Either way a job runs at least once, and completion, failure and checkpoints wait for
+        the flush. Without durable leases, a crash of the database server itself (not of a
+        runner) may forget the leases taken in its last fraction of a second: those jobs become
+        ready again, without the attempt counted, and may run once more while their first
+        runner still runs them; that runner's ``complete()`` then raises ``LeaseLostError``.
+        """
+        if not isinstance(durable, bool):
+            raise ConfigurationError(f"durable must be a bool, got {durable!r}")
+        self._durable_leases = durable
+        return self
+
     def set_poll_interval(self, poll_interval: Duration) -> Self:
         """Polls at least this often even without notifications (default 2 s)."""
         self._poll_interval = to_timedelta(
@@ -114,6 +131,7 @@ class JobRunnerOptions:
             default_lease=self._lease,
             poll_interval=self._poll_interval,
             maintenance_interval=self._maintenance_interval,
+            durable_leases=self._durable_leases,
             hooks=self._hooks,
         )
 

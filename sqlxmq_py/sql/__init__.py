@@ -29,6 +29,7 @@ QueryName = Literal[
     "exists",
     "clear",
     "clear_all",
+    "lease_session",
     "lease",
     "promote_scheduled",
     "complete",

@@ -143,6 +143,13 @@ WITH gone AS (
 )
 SELECT count(*) FROM gone
 
+-- name: lease_session
+-- The lease connection's session, unless the runner asks for durable leases: its commits (leases,
+-- scheduled jobs made ready, idle announcements) do not wait for the WAL flush. A server crash can
+-- forget the last moments of them, which only makes those jobs run again (fenced by the token);
+-- completions, failures and checkpoints stay on connections that wait.
+SET synchronous_commit TO off
+
 -- name: lease
 -- Leases up to %(limit)s ready jobs for one runner. Fairness: the groups (channel_name,
 -- channel_args) that have ready jobs are visited round-robin, starting after the runner's cursor

@@ -12,7 +12,15 @@ import psycopg
 import pytest
 import structlog
 
-from sqlxmq_py import Checkpoint, CurrentJob, LeaseLostError, exists, job
+from sqlxmq_py import (
+    Checkpoint,
+    ConfigurationError,
+    CurrentJob,
+    JobRegistry,
+    LeaseLostError,
+    exists,
+    job,
+)
 from sqlxmq_py.sql import query
 
 from ..helpers import job_row, wait_until
@@ -306,3 +314,37 @@ async def test_complete_with_a_lost_lease_raises_and_rolls_back(
     async with runner([loses]):
         await wait_until(lambda: results == ["raised"])
     assert db.execute("SELECT count(*) FROM effects").fetchone() == (0,)
+
+
+@pytest.mark.parametrize(("durable", "setting"), [(False, "off"), (True, "on")])
+async def test_leases_skip_the_disk_flush_unless_durable_leases_are_asked_for(
+    dsn: str,
+    conn: psycopg.Connection[Any],
+    db: psycopg.Connection[Any],
+    durable: bool,
+    setting: str,
+) -> None:
+    ran = asyncio.Event()
+
+    @job
+    async def quick(current_job: CurrentJob) -> None:
+        ran.set()
+
+    options = JobRegistry([quick]).runner(dsn).set_durable_leases(durable)
+    async with await options.run() as handle:
+        lease_conn = handle._runner._lease_conn  # white box: the setting is per connection
+        assert await lease_conn.execute(b"SHOW synchronous_commit") == [(setting,)]
+        # a replacement connection gets the same session
+        db.execute("SELECT pg_terminate_backend(%s)", (lease_conn._conn.info.backend_pid,))
+        quick.builder().spawn(conn)
+        conn.commit()
+        await asyncio.wait_for(ran.wait(), 10)
+        assert await lease_conn.execute(b"SHOW synchronous_commit") == [(setting,)]
+        # completions and failures wait for the flush either way
+        done_conn = handle._runner._done_conn
+        assert await done_conn.execute(b"SHOW synchronous_commit") == [("on",)]
+
+
+def test_durable_leases_takes_a_bool() -> None:
+    with pytest.raises(ConfigurationError, match="durable must be a bool, got 'yes'"):
+        JobRegistry([]).runner(None).set_durable_leases("yes")  # type: ignore[arg-type]
