@@ -16,7 +16,7 @@ from typing import Any, Literal, Protocol, Self, TypeAlias, overload
 
 from . import _connections
 from ._connections import AnyConnection, AsyncConnectionLike, Rows, SyncConnectionLike
-from ._ids import new_job_id
+from ._ids import assign_ids
 from ._validate import MAX_RUN_AT, Duration, check_int, check_text, to_timedelta
 from .errors import ConfigurationError
 from .hooks import spawn_hooks
@@ -90,9 +90,9 @@ class JobBuilder:
         self._job_key: str | None = None
         self._job_key_mode: JobKeyMode = "replace"
         self._throttle: timedelta | None = None
-        self._after: list[uuid.UUID] = []
+        self._after: tuple[uuid.UUID, ...] = ()
         self._run_after_failed_parents = False
-        self._headers: dict[str, str] = {}
+        self._headers: dict[str, str] | None = None  # made on the first set_header
         self.set_channel_name(channel_name)
         self.set_retries(retries)
         self.set_retry_backoff(retry_backoff)
@@ -112,8 +112,8 @@ class JobBuilder:
         new = object.__new__(JobBuilder)
         new.__dict__.update(self.__dict__)  # one C-level copy: NamedJob.builder() is hot
         new._id = None
-        new._after = list(self._after)
-        new._headers = dict(self._headers)
+        if self._headers:  # the rest is immutable, shared with the copy
+            new._headers = dict(self._headers)
         return new
 
     def set_id(self, job_id: uuid.UUID) -> Self:
@@ -228,20 +228,22 @@ class JobBuilder:
             raise ConfigurationError(
                 f"run_after_failed_parents must be a bool, got {run_after_failed_parents!r}"
             )
-        self._after = ids
+        self._after = tuple(ids)
         self._run_after_failed_parents = run_after_failed_parents
         return self
 
     def set_header(self, name: str, value: str) -> Self:
         """Attaches a string header to the job (``current_job.headers`` at run time), e.g. a
         trace context; headers are kept in the history with the job."""
+        if self._headers is None:
+            self._headers = {}
         self._headers[check_text("header name", name)] = check_text("header value", value)
         return self
 
     @property
     def headers(self) -> dict[str, str]:
         """The headers set so far (a copy)."""
-        return dict(self._headers)
+        return dict(self._headers or {})
 
     def set_retain_for(self, retain_for: Duration | None) -> Self:
         """Keeps the finished job (with its result) in the history for this long; ``None``
@@ -346,7 +348,7 @@ def insert_statement(
         run_spawn_hooks(builders)
     if not all(_is_plain(b) for b in builders):
         return query("insert"), insert_params(builders), spawned_ids
-    ids = [b._id or new_job_id() for b in builders]
+    ids = assign_ids(builders)
     if len(builders) == 1:
         (b,) = builders
         one = {
@@ -436,7 +438,7 @@ def copy_rows(builders: Sequence[JobBuilder]) -> CopyRows | None:
     two-phase (those need the SQL that an ``INSERT`` runs)."""
     if len(builders) < COPY_MIN_JOBS or not all(_may_copy(b) for b in builders):
         return None
-    ids = [b._id or new_job_id() for b in builders]
+    ids = assign_ids(builders)
     payloads: list[tuple[object, ...]] = [
         (
             job_id,
@@ -464,7 +466,7 @@ def insert_params(builders: Sequence[JobBuilder]) -> dict[str, object]:
     dep_positions = [pos for pos, b in enumerate(builders, 1) for _ in b._after]
     dep_parents = [parent for b in builders for parent in b._after]
     return {
-        "ids": [b._id or new_job_id() for b in builders],
+        "ids": assign_ids(builders),
         "names": [b._name for b in builders],
         "channel_names": [b._channel_name for b in builders],
         "channel_args": [b._channel_args for b in builders],
