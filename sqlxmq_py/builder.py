@@ -7,35 +7,24 @@ Both are mutable builders: every setter changes the builder and returns it, so c
 
 from __future__ import annotations
 
-import json
 import uuid
-from collections.abc import Callable, Coroutine, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Coroutine, Iterable
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol, Self, TypeAlias, overload
 
 from . import _connections
-from ._connections import AnyConnection, AsyncConnectionLike, Rows, SyncConnectionLike
-from ._ids import assign_ids
+from ._connections import AnyConnection, AsyncConnectionLike, SyncConnectionLike
+from ._insert import insert_statement
 from ._validate import MAX_RUN_AT, Duration, check_int, check_text, to_timedelta
 from .errors import ConfigurationError
-from .hooks import spawn_hooks
 from .payload import check_raw_json, encode_bytes, encode_json
-from .sql import query
 
 __all__ = [
-    "COPY_MIN_JOBS",
     "DEFAULT_RETRIES",
     "DEFAULT_RETRY_BACKOFF",
     "Checkpoint",
-    "CopyRows",
     "JobBuilder",
     "JobKeyMode",
-    "copy_rows",
-    "insert_params",
-    "insert_statement",
-    "run_spawn_hooks",
-    "spawned_ids",
 ]
 
 DEFAULT_RETRIES = 4
@@ -321,182 +310,6 @@ class JobBuilder:
         """
         statement, params, interpret = insert_statement([self])
         return _connections.run(conn, statement, params, lambda rows: interpret(rows)[0])
-
-
-def _is_plain(builder: JobBuilder) -> bool:
-    """No key, no dependencies, not ordered: one plain statement inserts it."""
-    return builder._job_key is None and not builder._after and not builder._ordered
-
-
-def run_spawn_hooks(builders: Sequence[JobBuilder]) -> None:
-    """Lets the spawn hooks (tracing, say) see and amend each builder before it is written."""
-    for hook in spawn_hooks():
-        for builder in builders:
-            hook(builder)
-
-
-def insert_statement(
-    builders: Sequence[JobBuilder], *, hooks: bool = True
-) -> tuple[bytes, dict[str, object], Callable[[Rows], list[uuid.UUID]]]:
-    """The statement that spawns ``builders``, its parameters, and how to read the ids.
-
-    Plain jobs (no key, dependencies or ordering: the common case) take one plain SQL statement,
-    with scalar parameters for a single job; the others go through ``mq_insert``. ``hooks``:
-    run the spawn hooks first (False when the caller already has).
-    """
-    if hooks:
-        run_spawn_hooks(builders)
-    if not all(_is_plain(b) for b in builders):
-        return query("insert"), insert_params(builders), spawned_ids
-    ids = assign_ids(builders)
-    if len(builders) == 1:
-        (b,) = builders
-        one = {
-            "id": ids[0],
-            "name": b._name,
-            "channel_name": b._channel_name,
-            "channel_args": b._channel_args,
-            "payload_json": b._payload_json,
-            "payload_bytes": b._payload_bytes,
-            "delay": b._delay,
-            "run_at": b._run_at,
-            "max_attempts": b._retries + 1,
-            "retry_backoff": b._retry_backoff,
-            "lease": b._lease,
-            "commit_interval": b._commit_interval,
-            "priority": b._priority,
-            "retain_for": b._retain_for,
-            "dead_letter": b._dead_letter,
-            "dead_letter_channel": b._dead_letter_channel,
-            "headers": json.dumps(b._headers) if b._headers else None,
-        }
-        return query("insert_one"), one, lambda _rows: ids
-    many: dict[str, object] = {
-        "ids": ids,
-        "names": [b._name for b in builders],
-        "channel_names": [b._channel_name for b in builders],
-        "channel_args": [b._channel_args for b in builders],
-        "payload_json": [b._payload_json for b in builders],
-        "payload_bytes": [b._payload_bytes for b in builders],
-        "delays": [b._delay for b in builders],
-        "run_ats": [b._run_at for b in builders],
-        "max_attempts": [b._retries + 1 for b in builders],
-        "retry_backoffs": [b._retry_backoff for b in builders],
-        "leases": [b._lease for b in builders],
-        "commit_intervals": [b._commit_interval for b in builders],
-        "priorities": [b._priority for b in builders],
-        "retain_fors": [b._retain_for for b in builders],
-        "dead_letters": [b._dead_letter for b in builders],
-        "dead_letter_channels": [b._dead_letter_channel for b in builders],
-        "headers": [json.dumps(b._headers) if b._headers else None for b in builders],
-    }
-    return query("insert_plain"), many, lambda _rows: ids
-
-
-COPY_MIN_JOBS = 1000
-"""From this many jobs, ``spawn_many`` writes plain jobs that may run at once with ``COPY``
-(payloads, then jobs, then one wake-up): about twice the rate of one ``INSERT``."""
-
-_JSONB_VERSION = b"\x01"  # jsonb's binary format: a version byte, then the JSON text
-
-
-@dataclass(frozen=True)
-class CopyRows:
-    """A batch of jobs as rows for ``COPY ... FROM STDIN (FORMAT BINARY)``."""
-
-    ids: list[uuid.UUID]
-    payloads: list[tuple[object, ...]]
-    """Rows of ``copy_payloads``."""
-    jobs: list[tuple[object, ...]]
-    """Rows of ``copy_jobs``."""
-    channel_names: list[str]
-    """The channels to wake."""
-
-
-COPY_PAYLOAD_TYPES = [
-    "uuid", "text", "text", "bytea", "interval", "interval", "text", "text", "bytea"
-]  # fmt: skip
-"""Binary dumpers for ``copy_payloads``' columns. JSON goes as text and jsonb as its binary
-form (bytes), so that psycopg does not encode the already encoded JSON a second time."""
-
-COPY_JOB_TYPES = ["uuid", "text", "text", "bytea", "int4", "int4", "interval"]
-"""Binary dumpers for ``copy_jobs``' columns; the one-byte ``"char"`` state goes as bytes."""
-
-
-def _may_copy(builder: JobBuilder) -> bool:
-    return (
-        _is_plain(builder)
-        and not builder._delay
-        and builder._run_at is None
-        and builder._commit_interval is None
-    )
-
-
-def copy_rows(builders: Sequence[JobBuilder]) -> CopyRows | None:
-    """The batch as COPY rows, or None when ``COPY`` does not fit it: fewer than
-    :data:`COPY_MIN_JOBS` jobs, or some job is keyed, ordered, has parents, is delayed or
-    two-phase (those need the SQL that an ``INSERT`` runs)."""
-    if len(builders) < COPY_MIN_JOBS or not all(_may_copy(b) for b in builders):
-        return None
-    ids = assign_ids(builders)
-    payloads: list[tuple[object, ...]] = [
-        (
-            job_id,
-            b._name,
-            b._payload_json,
-            b._payload_bytes,
-            b._retry_backoff,
-            b._retain_for,
-            b._dead_letter,
-            b._dead_letter_channel,
-            _JSONB_VERSION + json.dumps(b._headers).encode() if b._headers else None,
-        )
-        for job_id, b in zip(ids, builders, strict=True)
-    ]
-    jobs: list[tuple[object, ...]] = [
-        (job_id, b._channel_name, b._channel_args, b"r", b._priority, b._retries + 1, b._lease)
-        for job_id, b in zip(ids, builders, strict=True)
-    ]
-    return CopyRows(ids, payloads, jobs, sorted({b._channel_name for b in builders}))
-
-
-def insert_params(builders: Sequence[JobBuilder]) -> dict[str, object]:
-    """Builds the parameters of the ``insert`` statement (``mq_insert``): one array per column,
-    in job order (dependencies as edges: the child's 1-based position and the parent's id)."""
-    dep_positions = [pos for pos, b in enumerate(builders, 1) for _ in b._after]
-    dep_parents = [parent for b in builders for parent in b._after]
-    return {
-        "ids": assign_ids(builders),
-        "names": [b._name for b in builders],
-        "channel_names": [b._channel_name for b in builders],
-        "channel_args": [b._channel_args for b in builders],
-        "payload_json": [b._payload_json for b in builders],
-        "payload_bytes": [b._payload_bytes for b in builders],
-        "delays": [b._delay for b in builders],
-        "run_ats": [b._run_at for b in builders],
-        "max_attempts": [b._retries + 1 for b in builders],
-        "retry_backoffs": [b._retry_backoff for b in builders],
-        "leases": [b._lease for b in builders],
-        "ordered": [b._ordered for b in builders],
-        "commit_intervals": [b._commit_interval for b in builders],
-        "priorities": [b._priority for b in builders],
-        "job_keys": [b._job_key for b in builders],
-        "job_key_modes": [b._job_key_mode for b in builders],
-        "throttles": [b._throttle for b in builders],
-        "retain_fors": [b._retain_for for b in builders],
-        "dead_letters": [b._dead_letter for b in builders],
-        "dead_letter_channels": [b._dead_letter_channel for b in builders],
-        "run_after_failed_parents": [b._run_after_failed_parents for b in builders],
-        "dep_positions": dep_positions,
-        "dep_parents": dep_parents,
-        "headers": [json.dumps(b._headers) if b._headers else None for b in builders],
-    }
-
-
-def spawned_ids(rows: Rows) -> list[uuid.UUID]:
-    """The ids the ``insert`` statement returned, in job order (an existing job's id where a
-    job key or throttle window made it stand for the new one)."""
-    return [job_id for _, job_id in rows]
 
 
 class Checkpoint:

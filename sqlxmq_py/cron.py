@@ -19,8 +19,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import croniter
 from psycopg import AsyncConnection
 
+from ._insert import insert_statement
 from ._validate import Duration, check_text, to_timedelta
-from .builder import JobBuilder, insert_statement
+from .builder import JobBuilder
 from .errors import ConfigurationError
 from .payload import encode_json
 from .sql import query

@@ -15,16 +15,16 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from . import _connections
 from ._connections import AnyConnection, AsyncConnectionLike, Rows, SyncConnectionLike, is_async
-from ._validate import check_text
-from .builder import (
+from ._insert import (
     COPY_JOB_TYPES,
     COPY_PAYLOAD_TYPES,
     CopyRows,
-    JobBuilder,
     copy_rows,
     insert_statement,
     run_spawn_hooks,
 )
+from ._validate import check_text
+from .builder import JobBuilder
 from .errors import ConfigurationError
 from .sql import query
 

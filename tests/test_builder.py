@@ -18,7 +18,7 @@ from sqlxmq_py import (
     PayloadError,
     job,
 )
-from sqlxmq_py.builder import insert_params
+from sqlxmq_py._insert import insert_params
 
 
 @job

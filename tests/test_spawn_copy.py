@@ -14,7 +14,7 @@ import pytest
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from sqlxmq_py import CurrentJob, JobBuilder, job, spawn_many
-from sqlxmq_py.builder import COPY_MIN_JOBS, copy_rows
+from sqlxmq_py._insert import COPY_MIN_JOBS, copy_rows
 
 from .helpers import count_jobs, payload_count
 
@@ -82,7 +82,7 @@ def test_copy_writes_the_rows_the_insert_path_writes(
     assert _rows(db, copied_ids[:-1]) == _rows(db, inserted_ids)
     first = _rows(db, copied_ids[:1])[0]
     assert first[2] == "r"
-    assert json.loads(first[14]) == {"i": 0, "s": "ü\u2028\"q\"", "n": None}
+    assert json.loads(first[14]) == {"i": 0, "s": 'ü\u2028"q"', "n": None}
     assert first[20] == {"traceparent": f"00-{0:032x}-{0:016x}-01", "k": 'v"'}
 
 
