@@ -78,25 +78,7 @@ def insert_statement(
             "headers": json.dumps(b._headers) if b._headers else None,
         }
         return query("insert_one"), one, lambda _rows: ids
-    many: dict[str, object] = {
-        "ids": ids,
-        "names": [b._name for b in builders],
-        "channel_names": [b._channel_name for b in builders],
-        "channel_args": [b._channel_args for b in builders],
-        "payload_json": [b._payload_json for b in builders],
-        "payload_bytes": [b._payload_bytes for b in builders],
-        "delays": [b._delay for b in builders],
-        "run_ats": [b._run_at for b in builders],
-        "max_attempts": [b._retries + 1 for b in builders],
-        "retry_backoffs": [b._retry_backoff for b in builders],
-        "leases": [b._lease for b in builders],
-        "commit_intervals": [b._commit_interval for b in builders],
-        "priorities": [b._priority for b in builders],
-        "retain_fors": [b._retain_for for b in builders],
-        "dead_letters": [b._dead_letter for b in builders],
-        "dead_letter_channels": [b._dead_letter_channel for b in builders],
-        "headers": [json.dumps(b._headers) if b._headers else None for b in builders],
-    }
+    many = _columns(builders, ids)
     return query("insert_plain"), many, lambda _rows: ids
 
 
@@ -167,13 +149,10 @@ def copy_rows(builders: Sequence[JobBuilder]) -> CopyRows | None:
     return CopyRows(ids, payloads, jobs, sorted({b._channel_name for b in builders}))
 
 
-def insert_params(builders: Sequence[JobBuilder]) -> dict[str, object]:
-    """Builds the parameters of the ``insert`` statement (``mq_insert``): one array per column,
-    in job order (dependencies as edges: the child's 1-based position and the parent's id)."""
-    dep_positions = [pos for pos, b in enumerate(builders, 1) for _ in b._after]
-    dep_parents = [parent for b in builders for parent in b._after]
+def _columns(builders: Sequence[JobBuilder], ids: list[uuid.UUID]) -> dict[str, object]:
+    """The column arrays that both insert statements take, in job order."""
     return {
-        "ids": assign_ids(builders),
+        "ids": ids,
         "names": [b._name for b in builders],
         "channel_names": [b._channel_name for b in builders],
         "channel_args": [b._channel_args for b in builders],
@@ -184,19 +163,27 @@ def insert_params(builders: Sequence[JobBuilder]) -> dict[str, object]:
         "max_attempts": [b._retries + 1 for b in builders],
         "retry_backoffs": [b._retry_backoff for b in builders],
         "leases": [b._lease for b in builders],
-        "ordered": [b._ordered for b in builders],
         "commit_intervals": [b._commit_interval for b in builders],
         "priorities": [b._priority for b in builders],
-        "job_keys": [b._job_key for b in builders],
-        "job_key_modes": [b._job_key_mode for b in builders],
-        "throttles": [b._throttle for b in builders],
         "retain_fors": [b._retain_for for b in builders],
         "dead_letters": [b._dead_letter for b in builders],
         "dead_letter_channels": [b._dead_letter_channel for b in builders],
-        "run_after_failed_parents": [b._run_after_failed_parents for b in builders],
-        "dep_positions": dep_positions,
-        "dep_parents": dep_parents,
         "headers": [json.dumps(b._headers) if b._headers else None for b in builders],
+    }
+
+
+def insert_params(builders: Sequence[JobBuilder]) -> dict[str, object]:
+    """Builds the parameters of the ``insert`` statement (``mq_insert``): one array per column,
+    in job order (dependencies as edges: the child's 1-based position and the parent's id)."""
+    return {
+        **_columns(builders, assign_ids(builders)),
+        "ordered": [b._ordered for b in builders],
+        "job_keys": [b._job_key for b in builders],
+        "job_key_modes": [b._job_key_mode for b in builders],
+        "throttles": [b._throttle for b in builders],
+        "run_after_failed_parents": [b._run_after_failed_parents for b in builders],
+        "dep_positions": [pos for pos, b in enumerate(builders, 1) for _ in b._after],
+        "dep_parents": [parent for b in builders for parent in b._after],
     }
 
 
