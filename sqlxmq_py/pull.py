@@ -97,6 +97,7 @@ def _lease_params(
         "limit": limit,
         "default_lease": lease,
         "excluded": [],
+        "durable": True,  # the caller's transaction commits as the caller decides
     }
 
 

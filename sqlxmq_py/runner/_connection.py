@@ -56,18 +56,10 @@ class DedicatedConnection:
     """
 
     def __init__(
-        self,
-        conninfo: str,
-        kwargs: Mapping[str, Any],
-        role: str,
-        closing: Callable[[], bool],
-        *,
-        session: bytes | None = None,
+        self, conninfo: str, kwargs: Mapping[str, Any], role: str, closing: Callable[[], bool]
     ) -> None:
-        """Prepares (does not open) a connection for ``role`` (a name used in log events);
-        ``session`` is a statement run on each new connection (session settings)."""
+        """Prepares (does not open) a connection for ``role`` (a name used in log events)."""
         self._conninfo = conninfo
-        self._session = session
         self._kwargs = connect_kwargs(kwargs)
         self._role = role
         self._closing = closing
@@ -80,16 +72,9 @@ class DedicatedConnection:
         # open a replacement when it breaks
         async with self._connecting:
             if self._conn is None or self._conn.closed:
-                conn = await psycopg.AsyncConnection.connect(
+                self._conn = await psycopg.AsyncConnection.connect(
                     self._conninfo, row_factory=tuple_row, **self._kwargs
                 )
-                if self._session is not None:
-                    try:
-                        await conn.execute(self._session)
-                    except BaseException:
-                        await conn.close()
-                        raise
-                self._conn = conn
                 if self._failures:
                     logger.info("connection_restored", role=self._role)
                     self._failures = 0

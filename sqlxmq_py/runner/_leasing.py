@@ -33,12 +33,15 @@ class Leaser:
         runner_id: uuid.UUID,
         channel_names: Sequence[str] | None,
         default_lease: timedelta,
+        durable: bool,
     ) -> None:
-        """Leases for a runner subscribed to ``channel_names`` (None: every channel)."""
+        """Leases for a runner subscribed to ``channel_names`` (None: every channel); with
+        ``durable``, each lease waits for the database's disk flush."""
         self._conn = conn
         self._runner_id = runner_id
         self._channel_names = None if channel_names is None else list(channel_names)
         self._default_lease = default_lease
+        self._durable = durable
         self._cursor: tuple[str, str] | None = None
         self._limited_cursors: dict[str, tuple[str, str]] = {}
         self.limits: dict[str, int] = {}
@@ -69,6 +72,7 @@ class Leaser:
             "limit": limit,
             "default_lease": self._default_lease,
             "excluded": excluded,
+            "durable": self._durable,
         }
 
     async def lease(self, want: int, start: Callable[[Rows], Awaitable[None]]) -> int:

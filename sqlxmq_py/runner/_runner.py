@@ -221,19 +221,14 @@ class Runner:
         if not isinstance(pool, AsyncConnectionPool):
             await self._pool.open(wait=True)
             self._own_pool = True
-        self._lease_conn = DedicatedConnection(
-            conninfo,
-            kwargs,
-            "lease",
-            self._is_closing,
-            session=None if self._config.durable_leases else query("lease_session"),
-        )
+        self._lease_conn = DedicatedConnection(conninfo, kwargs, "lease", self._is_closing)
         self._done_conn = DedicatedConnection(conninfo, kwargs, "complete", self._is_closing)
         self._leaser = Leaser(
             self._lease_conn,
             runner_id=self._id,
             channel_names=self._channel_names,
             default_lease=self._config.default_lease,
+            durable=self._config.durable_leases,
         )
         try:
             await self._check_schema()

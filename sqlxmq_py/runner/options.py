@@ -82,8 +82,8 @@ class JobRunnerOptions:
 
     def set_durable_leases(self, durable: bool) -> Self:
         """Whether taking a lease waits until the database has flushed it to disk (default
-        False: the runner's lease connection runs with ``synchronous_commit = off``, which
-        takes a disk flush off the path from spawn to start).
+        False: the lease statement commits with ``synchronous_commit = off``, set for its own
+        transaction only, which takes a disk flush off the path from spawn to start).
 
         Either way a job runs at least once, and completion, failure and checkpoints wait for
         the flush. Without durable leases, a crash of the database server itself (not of a

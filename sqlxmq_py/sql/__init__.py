@@ -29,7 +29,6 @@ QueryName = Literal[
     "exists",
     "clear",
     "clear_all",
-    "lease_session",
     "lease",
     "promote_scheduled",
     "complete",

@@ -143,13 +143,6 @@ WITH gone AS (
 )
 SELECT count(*) FROM gone
 
--- name: lease_session
--- The lease connection's session, unless the runner asks for durable leases: its commits (leases,
--- scheduled jobs made ready, idle announcements) do not wait for the WAL flush. A server crash can
--- forget the last moments of them, which only makes those jobs run again (fenced by the token);
--- completions, failures and checkpoints stay on connections that wait.
-SET synchronous_commit TO off
-
 -- name: lease
 -- Leases up to %(limit)s ready jobs for one runner. Fairness: the groups (channel_name,
 -- channel_args) that have ready jobs are visited round-robin, starting after the runner's cursor
@@ -158,6 +151,7 @@ SET synchronous_commit TO off
 -- descent, so the cost depends on the batch size, not on the number of ready jobs or groups.
 -- Channels in %(excluded)s (those with a concurrency limit, leased separately) are stepped over
 -- whole: one descent per excluded channel.
+-- %(durable)s: the lease waits for the WAL flush (see the RETURNING list).
 WITH RECURSIVE
 after_cursor(cn, ca, n) AS (
     SELECT g.channel_name, g.channel_args, 1
@@ -222,7 +216,13 @@ leased AS (
         attempt_at = now() + coalesce(j.lease, %(default_lease)s::interval)
     WHERE j.id = ANY (ARRAY(SELECT id FROM picked))
     RETURNING j.id, j.lease_token, j.attempts, j.max_attempts, j.channel_name, j.channel_args,
-        coalesce(j.lease, %(default_lease)s::interval) AS lease, j.job_key
+        coalesce(j.lease, %(default_lease)s::interval) AS lease, j.job_key,
+        -- a runner's lease need not wait for the WAL flush: a lease that a database crash
+        -- forgets only makes the job ready again, and the stale runner is fenced by its token.
+        -- Transaction-local (is_local), so neither a pooled session nor a caller's own
+        -- transaction (fetch() passes durable) is changed; evaluated only when rows are leased
+        CASE WHEN NOT %(durable)s::boolean
+            THEN set_config('synchronous_commit', 'off', true) END AS commit_mode
 )
 SELECT l.id, l.lease_token, l.attempts, l.max_attempts, l.channel_name, l.channel_args,
     l.lease, coalesce(p.name, 'sqlxmq:missing-payload'), p.payload_json::text, p.payload_bytes,

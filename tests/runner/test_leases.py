@@ -173,6 +173,7 @@ def _lease_and_vanish(dsn: str) -> None:
                 "limit": 10,
                 "default_lease": "1 s",
                 "excluded": [],
+                "durable": True,
             },
         ).fetchall()
     assert len(rows) == 1
@@ -316,13 +317,43 @@ async def test_complete_with_a_lost_lease_raises_and_rolls_back(
     assert db.execute("SELECT count(*) FROM effects").fetchone() == (0,)
 
 
-@pytest.mark.parametrize(("durable", "setting"), [(False, "off"), (True, "on")])
-async def test_leases_skip_the_disk_flush_unless_durable_leases_are_asked_for(
-    dsn: str,
-    conn: psycopg.Connection[Any],
-    db: psycopg.Connection[Any],
-    durable: bool,
-    setting: str,
+@pytest.mark.parametrize("durable", [False, True])
+def test_a_lease_skips_the_disk_flush_for_its_own_transaction_only(
+    conn: psycopg.Connection[Any], durable: bool
+) -> None:
+    @job
+    async def quick(current_job: CurrentJob) -> None:
+        pass
+
+    quick.builder().spawn(conn)
+    conn.commit()
+    conn.execute("SET synchronous_commit TO local")  # the session's own, not the default
+    conn.commit()
+    params = {
+        "channel_names": None,
+        "cursor_name": None,
+        "cursor_args": None,
+        "limit": 10,
+        "default_lease": "30 s",
+        "excluded": [],
+        "durable": durable,
+    }
+    assert len(conn.execute(query("lease"), params).fetchall()) == 1
+    # what this transaction's commit will do (a runner's lease is a transaction of its own)
+    expected = "local" if durable else "off"
+    assert conn.execute("SHOW synchronous_commit").fetchone() == (expected,)
+    conn.commit()
+    # the session is untouched: behind a pooler in transaction mode, nobody else inherits it
+    assert conn.execute("SHOW synchronous_commit").fetchone() == ("local",)
+    conn.rollback()
+    # a lease statement that leases nothing writes nothing and changes nothing
+    assert conn.execute(query("lease"), params).fetchall() == []
+    assert conn.execute("SHOW synchronous_commit").fetchone() == ("local",)
+
+
+@pytest.mark.parametrize("durable", [False, True])
+async def test_runners_run_jobs_with_and_without_durable_leases(
+    dsn: str, conn: psycopg.Connection[Any], durable: bool
 ) -> None:
     ran = asyncio.Event()
 
@@ -331,18 +362,10 @@ async def test_leases_skip_the_disk_flush_unless_durable_leases_are_asked_for(
         ran.set()
 
     options = JobRegistry([quick]).runner(dsn).set_durable_leases(durable)
-    async with await options.run() as handle:
-        lease_conn = handle._runner._lease_conn  # white box: the setting is per connection
-        assert await lease_conn.execute(b"SHOW synchronous_commit") == [(setting,)]
-        # a replacement connection gets the same session
-        db.execute("SELECT pg_terminate_backend(%s)", (lease_conn._conn.info.backend_pid,))
+    async with await options.run():
         quick.builder().spawn(conn)
         conn.commit()
         await asyncio.wait_for(ran.wait(), 10)
-        assert await lease_conn.execute(b"SHOW synchronous_commit") == [(setting,)]
-        # completions and failures wait for the flush either way
-        done_conn = handle._runner._done_conn
-        assert await done_conn.execute(b"SHOW synchronous_commit") == [("on",)]
 
 
 def test_durable_leases_takes_a_bool() -> None:

@@ -166,6 +166,7 @@ def _plan(db: psycopg.Connection[Any], channel_names: list[str] | None, cursor: 
         "limit": 100,
         "default_lease": "30 s",
         "excluded": [],
+        "durable": False,
     }
     with db.transaction(force_rollback=True):
         rows = db.execute(b"EXPLAIN (ANALYZE, FORMAT JSON) " + query("lease"), params).fetchone()
