@@ -7,6 +7,7 @@ import json
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import TYPE_CHECKING
 
 from ._connections import Rows
@@ -36,55 +37,36 @@ def _is_plain(builder: JobBuilder) -> bool:
 
 
 def run_spawn_hooks(builders: Sequence[JobBuilder]) -> None:
-    """Lets the spawn hooks (tracing, say) see and amend each builder before it is written."""
+    """Lets the spawn hooks (tracing, say) see and amend each builder before it is written.
+    Every way of spawning calls it once, before it builds its rows."""
     for hook in spawn_hooks():
         for builder in builders:
             hook(builder)
 
 
 def insert_statement(
-    builders: Sequence[JobBuilder], *, hooks: bool = True
+    builders: Sequence[JobBuilder],
 ) -> tuple[bytes, dict[str, object], Callable[[Rows], list[uuid.UUID]]]:
-    """The statement that spawns ``builders``, its parameters, and how to read the ids.
+    """The statement that spawns ``builders``, its parameters, and how to read the ids (the
+    caller has run the spawn hooks).
 
     Plain jobs (no key, dependencies or ordering: the common case) take one plain SQL statement,
-    with scalar parameters for a single job; the others go through ``mq_insert``. ``hooks``:
-    run the spawn hooks first (False when the caller already has).
+    with scalar parameters for a single job; the others go through ``mq_insert``.
     """
-    if hooks:
-        run_spawn_hooks(builders)
     if not all(_is_plain(b) for b in builders):
         return query("insert"), insert_params(builders), spawned_ids
     ids = assign_ids(builders)
     if len(builders) == 1:
         (b,) = builders
-        one = {
-            "id": ids[0],
-            "name": b._name,
-            "channel_name": b._channel_name,
-            "channel_args": b._channel_args,
-            "payload_json": b._payload_json,
-            "payload_bytes": b._payload_bytes,
-            "delay": b._delay,
-            "run_at": b._run_at,
-            "max_attempts": b._retries + 1,
-            "retry_backoff": b._retry_backoff,
-            "lease": b._lease,
-            "commit_interval": b._commit_interval,
-            "priority": b._priority,
-            "retain_for": b._retain_for,
-            "dead_letter": b._dead_letter,
-            "dead_letter_channel": b._dead_letter_channel,
-            "headers": json.dumps(b._headers) if b._headers else None,
-        }
+        one = {"id": ids[0], **{column: get(b) for column, _, get in _FIELDS}}
         return query("insert_one"), one, lambda _rows: ids
-    many = _columns(builders, ids)
-    return query("insert_plain"), many, lambda _rows: ids
+    return query("insert_plain"), _columns(builders, ids), lambda _rows: ids
 
 
 COPY_MIN_JOBS = 1000
 """From this many jobs, ``spawn_many`` writes plain jobs that may run at once with ``COPY``
-(payloads, then jobs, then one wake-up): about twice the rate of one ``INSERT``."""
+(payloads, then jobs, then one wake-up): about 1.6 times the rate of one ``INSERT`` for 10,000
+jobs (115,000 against 71,000 jobs/s on the 2-core test machine, builders not counted)."""
 
 _JSONB_VERSION = b"\x01"  # jsonb's binary format: a version byte, then the JSON text
 
@@ -149,27 +131,39 @@ def copy_rows(builders: Sequence[JobBuilder]) -> CopyRows | None:
     return CopyRows(ids, payloads, jobs, sorted({b._channel_name for b in builders}))
 
 
+def _max_attempts(builder: JobBuilder) -> int:
+    return int(builder._retries) + 1
+
+
+def _headers_json(builder: JobBuilder) -> str | None:
+    return json.dumps(builder._headers) if builder._headers else None
+
+
+_FIELDS: tuple[tuple[str, str, Callable[[JobBuilder], object]], ...] = (
+    ("name", "names", attrgetter("_name")),
+    ("channel_name", "channel_names", attrgetter("_channel_name")),
+    ("channel_args", "channel_args", attrgetter("_channel_args")),
+    ("payload_json", "payload_json", attrgetter("_payload_json")),
+    ("payload_bytes", "payload_bytes", attrgetter("_payload_bytes")),
+    ("delay", "delays", attrgetter("_delay")),
+    ("run_at", "run_ats", attrgetter("_run_at")),
+    ("max_attempts", "max_attempts", _max_attempts),
+    ("retry_backoff", "retry_backoffs", attrgetter("_retry_backoff")),
+    ("lease", "leases", attrgetter("_lease")),
+    ("commit_interval", "commit_intervals", attrgetter("_commit_interval")),
+    ("priority", "priorities", attrgetter("_priority")),
+    ("retain_for", "retain_fors", attrgetter("_retain_for")),
+    ("dead_letter", "dead_letters", attrgetter("_dead_letter")),
+    ("dead_letter_channel", "dead_letter_channels", attrgetter("_dead_letter_channel")),
+    ("headers", "headers", _headers_json),
+)
+"""The columns every insert statement takes: the parameter's name for one job
+(``insert_one``), its name as an array (``insert_plain``, ``insert``), and its value."""
+
+
 def _columns(builders: Sequence[JobBuilder], ids: list[uuid.UUID]) -> dict[str, object]:
-    """The column arrays that both insert statements take, in job order."""
-    return {
-        "ids": ids,
-        "names": [b._name for b in builders],
-        "channel_names": [b._channel_name for b in builders],
-        "channel_args": [b._channel_args for b in builders],
-        "payload_json": [b._payload_json for b in builders],
-        "payload_bytes": [b._payload_bytes for b in builders],
-        "delays": [b._delay for b in builders],
-        "run_ats": [b._run_at for b in builders],
-        "max_attempts": [b._retries + 1 for b in builders],
-        "retry_backoffs": [b._retry_backoff for b in builders],
-        "leases": [b._lease for b in builders],
-        "commit_intervals": [b._commit_interval for b in builders],
-        "priorities": [b._priority for b in builders],
-        "retain_fors": [b._retain_for for b in builders],
-        "dead_letters": [b._dead_letter for b in builders],
-        "dead_letter_channels": [b._dead_letter_channel for b in builders],
-        "headers": [json.dumps(b._headers) if b._headers else None for b in builders],
-    }
+    """The column arrays that both array statements take, in job order."""
+    return {"ids": ids, **{array: [get(b) for b in builders] for _, array, get in _FIELDS}}
 
 
 def insert_params(builders: Sequence[JobBuilder]) -> dict[str, object]:

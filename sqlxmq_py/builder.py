@@ -14,7 +14,7 @@ from typing import Any, Literal, Protocol, Self, TypeAlias, overload
 
 from . import _connections
 from ._connections import AnyConnection, AsyncConnectionLike, SyncConnectionLike
-from ._insert import insert_statement
+from ._insert import insert_statement, run_spawn_hooks
 from ._validate import MAX_RUN_AT, Duration, check_int, check_text, to_timedelta
 from .errors import ConfigurationError
 from .payload import check_raw_json, encode_bytes, encode_json
@@ -308,7 +308,8 @@ class JobBuilder:
         ``conn`` is a sync connection or pool (returns the id) or an async one (returns an
         awaitable). The transaction is not committed here: a rollback removes the job.
         """
-        statement, params, interpret = insert_statement([self])
+        run_spawn_hooks((self,))
+        statement, params, interpret = insert_statement((self,))
         return _connections.run(conn, statement, params, lambda rows: interpret(rows)[0])
 
 

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import croniter
 from psycopg import AsyncConnection
 
-from ._insert import insert_statement
+from ._insert import insert_statement, run_spawn_hooks
 from ._validate import Duration, check_text, to_timedelta
 from .builder import JobBuilder
 from .errors import ConfigurationError
@@ -204,9 +204,9 @@ async def run_due_schedules(conn: AsyncConnection[Any]) -> list[tuple[str, datet
             if await cur.fetchone() is None:
                 continue  # another runner moved it on: its spawn stands
             if ticks:
-                statement, params, _ = insert_statement(
-                    [_tick_builder(row, tick) for tick in ticks]
-                )
+                builders = [_tick_builder(row, tick) for tick in ticks]
+                run_spawn_hooks(builders)
+                statement, params, _ = insert_statement(builders)
                 await conn.execute(statement, params)
         spawned.extend((name, tick) for tick in ticks)
     return spawned

@@ -66,7 +66,7 @@ def spawn_many(
     rows = copy_rows(batch)
     if rows is not None:
         return _copy_async(conn, rows) if is_async(conn) else _copy_sync(conn, rows)
-    statement, params, interpret = insert_statement(batch, hooks=False)
+    statement, params, interpret = insert_statement(batch)
     return _connections.run(conn, statement, params, interpret)
 
 
