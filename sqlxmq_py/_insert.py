@@ -90,7 +90,7 @@ COPY_PAYLOAD_TYPES = [
 """Binary dumpers for ``copy_payloads``' columns. JSON goes as text and jsonb as its binary
 form (bytes), so that psycopg does not encode the already encoded JSON a second time."""
 
-COPY_JOB_TYPES = ["uuid", "text", "text", "bytea", "int4", "int4", "interval"]
+COPY_JOB_TYPES = ["uuid", "text", "text", "bytea", "int4", "int4", "interval", "int4"]
 """Binary dumpers for ``copy_jobs``' columns; the one-byte ``"char"`` state goes as bytes."""
 
 
@@ -125,10 +125,27 @@ def copy_rows(builders: Sequence[JobBuilder]) -> CopyRows | None:
         for job_id, b in zip(ids, builders, strict=True)
     ]
     jobs: list[tuple[object, ...]] = [
-        (job_id, b._channel_name, b._channel_args, b"r", b._priority, b._retries + 1, b._lease)
+        (
+            job_id,
+            b._channel_name,
+            b._channel_args,
+            b"r",
+            b._priority,
+            b._retries + 1,
+            b._lease,
+            payload_size(b._payload_json, b._payload_bytes),
+        )
         for job_id, b in zip(ids, builders, strict=True)
     ]
     return CopyRows(ids, payloads, jobs, sorted({b._channel_name for b in builders}))
+
+
+def payload_size(payload_json: str | None, payload_bytes: bytes | None) -> int:
+    """The bytes of a job's payloads, as SQL's mq_payload_size counts them."""
+    size = 0 if payload_bytes is None else len(payload_bytes)
+    if payload_json is not None:
+        size += len(payload_json) if payload_json.isascii() else len(payload_json.encode())
+    return size
 
 
 def _max_attempts(builder: JobBuilder) -> int:

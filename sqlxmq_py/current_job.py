@@ -23,7 +23,7 @@ from ._connections import Rows, fetch_async, fetch_sync
 from ._validate import Duration, to_timedelta
 from .builder import Checkpoint
 from .errors import LeaseLostError
-from .payload import decode_json, encode_json
+from .payload import decode_json, encode_result
 from .sql import query
 
 __all__ = ["BlockingCurrentJob", "CurrentJob", "JobHost", "JobInfo", "LeasedJob"]
@@ -47,6 +47,12 @@ class LeasedJob:
     job_key: str | None = None
     retain_for: timedelta | None = None
     headers: str | None = None
+    payload_size: int = 0
+    completing: bool = False
+    """A completion of this attempt is queued or written (by the runner or ``complete()``)."""
+    completing_in_tx: bool = False
+    """``complete(conn)`` deleted the job inside the job's own transaction; whether that
+    transaction commits is only known once the job returns."""
     completed: bool = False
     lease_lost: bool = False
     cancelled: bool = False
@@ -150,8 +156,9 @@ class JobInfo:
 
     @property
     def completed(self) -> bool:
-        """True once ``complete()`` succeeded for this attempt."""
-        return self._job.completed
+        """True once ``complete()`` succeeded for this attempt (with a connection: once its
+        statement ran; the completion counts only if that transaction commits)."""
+        return self._job.completed or self._job.completing_in_tx
 
     def json(self) -> Any:
         """The decoded JSON payload, or ``None`` if the job has none.
@@ -173,14 +180,16 @@ class JobInfo:
         return {
             "ids": [self._job.id],
             "tokens": [self._job.token],
-            "results": [None if result is None else encode_json(result)],
+            "results": [None if result is None else encode_result(result)],
             "default_retain": self._host.default_retain,
+            "wait": True,
         }
 
     def _completed(self, rows: Rows) -> None:
-        if not rows:
+        if not any(outcome == "completed" for _, outcome in rows):
             raise _lease_lost(self._job, "complete")
-        self._job.completed = True
+        # it counts once the caller's transaction commits: the runner looks when the job ends
+        self._job.completing_in_tx = True
 
     def _keep_alive_params(self, duration: Duration) -> dict[str, object]:
         return {

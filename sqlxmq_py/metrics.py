@@ -237,7 +237,11 @@ class QueueCollector(Collector):
 
     def _read(self) -> tuple[dict[tuple[str, str], int], dict[str, float], dict[str, int]]:
         deadline = max(1, round(self._timeout))
-        with psycopg.connect(self._conninfo, autocommit=True, connect_timeout=deadline) as conn:
+        with (
+            psycopg.connect(self._conninfo, connect_timeout=deadline) as conn,
+            conn.transaction(),
+        ):
+            # transaction-local: behind a pooler, the server session goes back without it
             conn.execute(
                 query("set_statement_timeout"), {"milliseconds": str(int(self._timeout * 1000))}
             )

@@ -1,9 +1,11 @@
 """Schema migrations: numbered plain-SQL files applied in order, each recorded with a checksum.
 
-``migrate()`` holds an advisory lock while it works, so concurrent calls wait for each other and
-the second finds nothing left to do. Each file runs in its own transaction (a savepoint when the
-caller's connection is already inside a transaction). A file whose content changed after it was
-applied is refused with :class:`~sqlxmq_py.MigrationError`.
+``migrate()`` works in one transaction (or inside the caller's, if its connection is in one)
+that holds a transaction-level advisory lock, so concurrent calls wait for each other and the
+second finds nothing left to do; the lock never outlives the transaction, even behind a
+transaction pooler. Each file runs in a savepoint of it: a file that fails leaves nothing
+applied. A file whose content changed after it was applied is refused with
+:class:`~sqlxmq_py.MigrationError`.
 """
 
 from __future__ import annotations
@@ -112,13 +114,13 @@ def pending_migrations(
 
 def _migrate_sync(conn: psycopg.Connection[Any], target: str | None) -> list[str]:
     with conn.transaction():
+        # a transaction-level lock: it ends with this transaction, so a pooled server session
+        # (PgBouncer in transaction mode) is never left holding it
         conn.execute(query("migrations_lock"))
-    try:
-        with conn.transaction():
-            row = conn.execute(query("migrations_table_exists")).fetchone()
-            if not (row and row[0]):
-                conn.execute(query("migrations_create_table"))
-            applied = dict(conn.execute(query("migrations_applied")).fetchall())
+        row = conn.execute(query("migrations_table_exists")).fetchone()
+        if not (row and row[0]):
+            conn.execute(query("migrations_create_table"))
+        applied = dict(conn.execute(query("migrations_applied")).fetchall())
         pending = pending_migrations(load_migrations(), applied, target)
         for m in pending:
             try:
@@ -131,22 +133,17 @@ def _migrate_sync(conn: psycopg.Connection[Any], target: str | None) -> list[str
                 raise MigrationError(f"migration {m.name} failed: {exc}") from exc
             logger.info("migration_applied", migration=m.name)
         return [m.name for m in pending]
-    finally:
-        with conn.transaction():
-            conn.execute(query("migrations_unlock"))
 
 
 async def _migrate_async(conn: psycopg.AsyncConnection[Any], target: str | None) -> list[str]:
     async with conn.transaction():
         await conn.execute(query("migrations_lock"))
-    try:
-        async with conn.transaction():
-            cur = await conn.execute(query("migrations_table_exists"))
-            row = await cur.fetchone()
-            if not (row and row[0]):
-                await conn.execute(query("migrations_create_table"))
-            cur = await conn.execute(query("migrations_applied"))
-            applied = dict(await cur.fetchall())
+        cur = await conn.execute(query("migrations_table_exists"))
+        row = await cur.fetchone()
+        if not (row and row[0]):
+            await conn.execute(query("migrations_create_table"))
+        cur = await conn.execute(query("migrations_applied"))
+        applied = dict(await cur.fetchall())
         pending = pending_migrations(load_migrations(), applied, target)
         for m in pending:
             try:
@@ -159,9 +156,6 @@ async def _migrate_async(conn: psycopg.AsyncConnection[Any], target: str | None)
                 raise MigrationError(f"migration {m.name} failed: {exc}") from exc
             logger.info("migration_applied", migration=m.name)
         return [m.name for m in pending]
-    finally:
-        async with conn.transaction():
-            await conn.execute(query("migrations_unlock"))
 
 
 async def _migrate_async_any(conn: AsyncConnectionLike, target: str | None) -> list[str]:

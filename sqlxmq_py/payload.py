@@ -8,7 +8,7 @@ from typing import Any
 
 from .errors import PayloadError
 
-__all__ = ["check_raw_json", "decode_json", "encode_bytes", "encode_json"]
+__all__ = ["check_raw_json", "decode_json", "encode_bytes", "encode_json", "encode_result"]
 
 # a \uD800-\uDFFF escape: only then can JSON that Python accepts be refused by PostgreSQL
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
@@ -24,16 +24,49 @@ _ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(","
 
 def encode_json(value: object) -> str:
     """Encodes ``value`` as JSON text, refusing what JSON (and PostgreSQL) cannot represent."""
+    text = _encode(value, _ENCODER)
+    _check_encodable(text)
+    return text
+
+
+def _encode(value: object, encoder: json.JSONEncoder) -> str:
     try:
-        text = _ENCODER.encode(value)
+        return encoder.encode(value)
     except ValueError as exc:
         if "Out of range float" in str(exc):
             raise PayloadError(f"JSON payloads cannot contain NaN or Infinity: {exc}") from exc
         raise PayloadError(f"payload cannot be encoded as JSON: {exc}") from exc
     except (TypeError, RecursionError) as exc:
         raise PayloadError(f"payload is not JSON-serialisable: {exc}") from exc
-    _check_encodable(text)
-    return text
+    except Exception as exc:  # an object whose iteration or conversion raises
+        raise PayloadError(
+            f"payload cannot be encoded as JSON: {type(exc).__name__} while encoding"
+        ) from exc
+
+
+_ASCII_ENCODER = json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",", ":"))
+
+
+def encode_result(value: object) -> str:
+    """Encodes a job's result as JSON. Unlike a payload, text that is not valid Unicode (a lone
+    surrogate) is kept rather than refused: as a ``\\udxxx`` escape, which PostgreSQL's json
+    type stores and Python decodes back to the same string.
+
+    Raises:
+        PayloadError: the value is not JSON-serialisable (or holds NaN or Infinity).
+    """
+    text = _encode(value, _ENCODER)
+    if text.isascii() or _is_valid_unicode(text):
+        return text
+    return _encode(value, _ASCII_ENCODER)
+
+
+def _is_valid_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def check_raw_json(text: object) -> str:

@@ -10,6 +10,7 @@ leases and do not honour per-channel limits.
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
@@ -22,16 +23,33 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from . import _connections
 from ._connections import AnyConnection, AsyncConnectionLike, Rows, SyncConnectionLike, is_async
+from ._text import clean_text, error_summary
 from ._validate import Duration, check_int, check_text, to_timedelta
 from .backoff import retry_delay
 from .errors import ConfigurationError, LeaseLostError
-from .payload import decode_json, encode_json
+from .payload import decode_json, encode_result
 from .sql import query
 
 __all__ = ["FetchedJob", "complete", "fail", "fetch"]
 
 _cursors: dict[tuple[str, ...] | None, tuple[str, str]] = {}
 _cursors_lock = threading.Lock()
+
+REPAIR_EVERY = 1.0
+"""Seconds between two repair passes of this process's fetches (see :func:`fetch`)."""
+
+_next_repair = 0.0
+
+
+def _repair_due() -> bool:
+    """Whether this fetch runs the repair pass (at most once every REPAIR_EVERY seconds)."""
+    global _next_repair
+    now = time.monotonic()
+    with _cursors_lock:
+        if now < _next_repair:
+            return False
+        _next_repair = now + REPAIR_EVERY
+    return True
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -98,6 +116,7 @@ def _lease_params(
         "default_lease": lease,
         "excluded": [],
         "durable": True,  # the caller's transaction commits as the caller decides
+        "max_bytes": 2**62,
     }
 
 
@@ -114,7 +133,9 @@ def _fetch_sync(
 ) -> Rows:
     with conn.cursor(row_factory=tuple_row) as cur:
         cur.execute(query("expire_leases"))
-        cur.execute(query("promote_scheduled"), promote)
+        if _repair_due():
+            cur.execute(query("repair"))
+        cur.execute(query("promote"), promote)
         cur.execute(query("lease"), lease)
         return cur.fetchall()
 
@@ -127,7 +148,9 @@ async def _fetch_async(
             return await _fetch_async(pooled, promote, lease)
     async with conn.cursor(row_factory=tuple_row) as cur:
         await cur.execute(query("expire_leases"))
-        await cur.execute(query("promote_scheduled"), promote)
+        if _repair_due():
+            await cur.execute(query("repair"))
+        await cur.execute(query("promote"), promote)
         await cur.execute(query("lease"), lease)
         return await cur.fetchall()
 
@@ -169,7 +192,12 @@ def fetch(
     lease: Duration = 30,
 ) -> list[FetchedJob] | Coroutine[Any, Any, list[FetchedJob]]:
     """Leases up to ``limit`` ready jobs of these channels (``None``: all) for ``lease``
-    (jobs with their own lease keep it). The lease is taken in the caller's transaction."""
+    (jobs with their own lease keep it). The lease is taken in the caller's transaction.
+
+    Each fetch first returns expired leases to the queue and makes due scheduled jobs ready;
+    at most once a second per process it also runs the repairs a runner's maintenance runs
+    (ordered chains and continuations left waiting by a race the database could not resolve
+    in either transaction), so a deployment without runners needs no sweeper."""
     if isinstance(channel_names, str):
         raise ConfigurationError("channel_names must be a list of names, not one str")
     names = (
@@ -180,7 +208,7 @@ def fetch(
         check_int("limit", limit, minimum=1, maximum=10_000),
         to_timedelta("lease", lease, allow_zero=False),
     )
-    promote: dict[str, object] = {"channel_names": names}
+    promote: dict[str, object] = {"channel_names": names, "exclusive": False}
     if is_async(conn):
         return _fetch_async_jobs(conn, names, promote, params)
     if isinstance(conn, ConnectionPool):
@@ -197,7 +225,7 @@ def _check_job(job: object) -> FetchedJob:
 
 def _completed(job: FetchedJob) -> Any:
     def interpret(rows: Rows) -> None:
-        if not rows:
+        if not any(outcome == "completed" for _, outcome in rows):
             raise LeaseLostError(f"cannot complete job {job.id} ({job.name!r}): its lease is gone")
 
     return interpret
@@ -228,8 +256,9 @@ def complete(
     params = {
         "ids": [checked.id],
         "tokens": [checked.token],
-        "results": [encode_json(result)],
+        "results": [encode_result(result)],
         "default_retain": to_timedelta("retain_for", retain_for),
+        "wait": True,
     }
     return _connections.run(conn, query("complete"), params, _completed(checked))
 
@@ -238,7 +267,7 @@ def _failed(job: FetchedJob) -> Any:
     def interpret(rows: Rows) -> str:
         if not rows:
             raise LeaseLostError(f"cannot fail job {job.id} ({job.name!r}): its lease is gone")
-        return "failed" if rows[0][1] == "f" else "retrying"
+        return {"f": "failed", "c": "cancelled"}.get(rows[0][1], "retrying")
 
     return interpret
 
@@ -271,17 +300,24 @@ def fail(
     delay: Duration | None = None,
 ) -> str | Coroutine[Any, Any, str]:
     """Records a failed attempt of a fetched job; returns ``"retrying"`` (it runs again after
-    ``delay``, by default its exponential backoff) or ``"failed"`` (no attempts left).
+    ``delay``, by default its exponential backoff), ``"failed"`` (no attempts left) or
+    ``"cancelled"`` (someone asked to cancel it meanwhile).
 
     Raises:
         LeaseLostError: the lease expired and the job may be running elsewhere.
     """
     checked = _check_job(job)
-    text = error if isinstance(error, str) else f"{type(error).__qualname__}: {error}"
+    text = clean_text(error) if isinstance(error, str) else error_summary(error)
     wait = (
         retry_delay(checked.attempt, checked.retry_backoff)
         if delay is None
         else to_timedelta("delay", delay)
     )
-    params = {"ids": [checked.id], "tokens": [checked.token], "delays": [wait], "errors": [text]}
+    params = {
+        "ids": [checked.id],
+        "tokens": [checked.token],
+        "delays": [wait],
+        "errors": [text],
+        "wait": True,
+    }
     return _connections.run(conn, query("fail"), params, _failed(checked))

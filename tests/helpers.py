@@ -12,6 +12,21 @@ import psycopg
 from psycopg.rows import dict_row
 
 
+def lease_params(**overrides: object) -> dict[str, object]:
+    """Parameters of the ``lease`` statement: every job, no cursor, 30 s leases, durable."""
+    return {
+        "channel_names": None,
+        "cursor_name": None,
+        "cursor_args": None,
+        "limit": 10,
+        "default_lease": "30 s",
+        "excluded": [],
+        "durable": True,
+        "max_bytes": 2**40,
+        **overrides,
+    }
+
+
 def job_row(db: psycopg.Connection[Any], job_id: uuid.UUID) -> dict[str, Any] | None:
     """The job's hot row and payload row joined, or None if it is gone."""
     with db.cursor(row_factory=dict_row) as cur:

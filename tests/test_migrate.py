@@ -93,7 +93,9 @@ def test_a_failing_migration_raises_migration_error_naming_it(empty_dsn: str) ->
         c.execute("CREATE TABLE mq_jobs (x int)")  # the first migration cannot create it now
         with pytest.raises(MigrationError, match=load_migrations()[0].name):
             migrate(c)
-        assert c.execute("SELECT count(*) FROM mq_migrations").fetchone() == (0,)
+        # one transaction: nothing of the failed run is left, not even the version table
+        assert c.execute("SELECT to_regclass('mq_migrations')").fetchone() == (None,)
+        assert not c.info.transaction_status  # the connection is usable (idle)
 
 
 def test_migration_script_builds_the_same_schema(empty_dsn: str, dsn: str) -> None:

@@ -17,7 +17,8 @@ from typing import Any
 import structlog
 
 from .._logging import redact_conninfo
-from ..hooks import RunnerHooks
+from ..current_job import JobInfo
+from ..hooks import JobOutcome, RunnerHooks
 from ..registry import JobRegistry
 from ..runner import JobRunnerHandle
 from ._common import (
@@ -55,6 +56,22 @@ exit codes:
 example:
   sqlxmq worker myapp.jobs:registry --concurrency 8 16 --channel emails --metrics-port 9464
 """
+
+
+class _JobLines(RunnerHooks):
+    """The worker's one line per completed job at info (the library logs them at debug; its
+    failures, at warning or error, need no help)."""
+
+    def job_finished(self, job: JobInfo, outcome: JobOutcome, duration_s: float | None) -> None:
+        if outcome == "completed":
+            _log.info(
+                f"job_{outcome}",
+                job_id=str(job.id),
+                job_name=job.name,
+                channel_name=job.channel_name,
+                attempt=job.attempt,
+                duration_s=duration_s,
+            )
 
 
 def _seconds(text: str) -> float:
@@ -264,6 +281,8 @@ async def _work(args: argparse.Namespace, registry: JobRegistry, conninfo: str) 
     server: Any = None
     try:
         hooks: list[RunnerHooks] = []
+        if args.log_level == "info" and not args.debug:
+            hooks.append(_JobLines())
         metrics_url = None
         if args.metrics_port is not None:
             server, metrics_url, prometheus_hooks = _start_metrics(conninfo, args.metrics_port)

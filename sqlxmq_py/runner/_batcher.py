@@ -1,88 +1,88 @@
-"""Completion and failure batching: one statement for all the jobs that finished meanwhile.
+"""Outcome batching: one statement for all the attempts that ended meanwhile.
 
-While a batch is being written, newly finished jobs queue up; the next batch takes them all. At
-low load a job is written at once; at high load batches grow, and the database sees a fraction
-of a statement per job.
+An attempt hands its outcome (complete, fail, or hand the lease back) to the batcher and awaits
+a future that resolves once the batch holding it is written. While a batch is being written,
+new outcomes queue up; the next batch takes them all. At low load an outcome is written at
+once; at high load batches grow and the database sees a fraction of a statement per job.
+
+One bad row never spoils a batch: a statement that fails is retried row by row, and a row that
+still fails is written in its plainest form (no result; the error's first line). A job whose
+row another transaction has locked (one that is spawning its continuations, say) is not waited
+for: it is retried in a later batch.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Literal
 
 from .._logging import logger
 from ..current_job import LeasedJob
 from ..sql import query
 from ._connection import DedicatedConnection
+from ._execution import safe_text
 
-__all__ = ["Batcher", "Completion", "Failure"]
+__all__ = ["MAX_BATCH", "Batcher", "Outcome"]
 
 MAX_BATCH = 1000
+"""The most outcomes of one kind written in one statement."""
+
+_BUSY_RETRY_FIRST = 0.02
+_BUSY_RETRY_MAX = 1.0
+
+Kind = Literal["complete", "fail", "release"]
+Outcome = str | None
+"""What the database says: 'completed'; 'r', 's', 'f' or 'c' for a failure (ready again,
+scheduled, failed for good, cancelled); 'released' or 'cancelled' for a hand-back; None when
+the lease was gone (or the outcome could not be written at all)."""
 
 
-@dataclass(slots=True)
-class Completion:
-    """A job to complete, with its result (JSON text, when it is kept); ``waiter`` is
-    resolved once the batch is durable."""
-
+@dataclass(slots=True, eq=False)
+class _Item:
+    kind: Kind
     job: LeasedJob
-    waiter: asyncio.Future[bool] | None
-    result: str | None
-
-
-@dataclass(slots=True)
-class Failure:
-    """A failed attempt to record, with its error text and retry delay."""
-
-    job: LeasedJob
-    error: str
-    delay: timedelta
-    exc: BaseException
+    done: asyncio.Future[Outcome]
+    result: str | None = None
+    error: str = ""
+    delay: timedelta = timedelta(0)
+    retry_wait: float = field(default=_BUSY_RETRY_FIRST)
 
 
 class Batcher:
-    """Writes completions and failures in batches on the runner's completion connection."""
+    """Writes outcomes in batches on the runner's completion connection."""
 
-    def __init__(
-        self,
-        conn: DedicatedConnection,
-        on_completed: Callable[[Completion, bool], None],
-        on_failed: Callable[[Failure, str | None], None],
-        default_retain: timedelta,
-    ) -> None:
-        """``on_completed(item, deleted)`` and ``on_failed(item, new_state)`` report results;
-        ``deleted`` is False and ``new_state`` is None when the lease was gone. Completed jobs
-        are kept in the history for ``default_retain`` unless they set their own."""
+    def __init__(self, conn: DedicatedConnection, default_retain: timedelta) -> None:
+        """Completed jobs are kept in the history for ``default_retain`` unless they set their
+        own."""
         self._conn = conn
         self._default_retain = default_retain
-        self._on_completed = on_completed
-        self._on_failed = on_failed
-        self._completions: list[Completion] = []
-        self._failures: list[Failure] = []
+        self._queues: dict[Kind, list[_Item]] = {"complete": [], "fail": [], "release": []}
         self._pending = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
+        self._waiting_retry = 0
+        self._loop = asyncio.get_running_loop()
 
-    def complete(
-        self,
-        job: LeasedJob,
-        waiter: asyncio.Future[bool] | None = None,
-        result: str | None = None,
-    ) -> None:
-        """Queues a completion."""
-        self._completions.append(Completion(job, waiter, result))
-        self._wake()
+    def complete(self, job: LeasedJob, result: str | None = None) -> asyncio.Future[Outcome]:
+        """Queues a completion (``result``: JSON text, kept if the job keeps history)."""
+        return self._add(_Item("complete", job, self._loop.create_future(), result=result))
 
-    def fail(self, job: LeasedJob, error: str, delay: timedelta, exc: BaseException) -> None:
-        """Queues a failed attempt."""
-        self._failures.append(Failure(job, error, delay, exc))
-        self._wake()
+    def fail(self, job: LeasedJob, error: str, delay: timedelta) -> asyncio.Future[Outcome]:
+        """Queues a failed attempt with its error text and retry delay."""
+        return self._add(_Item("fail", job, self._loop.create_future(), error=error, delay=delay))
 
-    def _wake(self) -> None:
+    def release(self, job: LeasedJob) -> asyncio.Future[Outcome]:
+        """Queues a hand-back of the lease (no attempt used up)."""
+        return self._add(_Item("release", job, self._loop.create_future()))
+
+    def _add(self, item: _Item) -> asyncio.Future[Outcome]:
+        self._queues[item.kind].append(item)
         self._idle.clear()
         self._pending.set()
+        return item.done
 
     async def drained(self) -> None:
         """Returns once everything queued so far has been written."""
@@ -93,52 +93,86 @@ class Batcher:
         while True:
             await self._pending.wait()
             self._pending.clear()
-            while self._completions or self._failures:
-                completions = self._completions[:MAX_BATCH]
-                del self._completions[:MAX_BATCH]
-                failures = self._failures[:MAX_BATCH]
-                del self._failures[:MAX_BATCH]
-                try:
-                    if completions:
-                        await self._write_completions(completions)
-                    if failures:
-                        await self._write_failures(failures)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    # not a lost connection (those are retried): the batch cannot be written;
-                    # its leases will expire and the jobs run again
-                    logger.error("batch_write_failed", error=str(exc), jobs=len(completions))
-                    for item in completions:
-                        self._on_completed(item, False)
-                    for failure in failures:
-                        self._on_failed(failure, None)
-            self._idle.set()
+            while any(self._queues.values()):
+                for kind, queue in self._queues.items():
+                    if queue:
+                        batch = queue[:MAX_BATCH]
+                        del queue[:MAX_BATCH]
+                        await self._write(kind, batch)
+            if not self._waiting_retry:
+                self._idle.set()
 
-    async def _write_completions(self, items: list[Completion]) -> None:
-        rows = await self._conn.execute(
-            query("complete"),
-            {
-                "ids": [c.job.id for c in items],
-                "tokens": [c.job.token for c in items],
-                "results": [c.result for c in items],
-                "default_retain": self._default_retain,
-            },
-        )
-        deleted = {row[0] for row in rows}
-        for item in items:
-            self._on_completed(item, item.job.id in deleted)
+    async def _write(self, kind: Kind, items: list[_Item]) -> None:
+        try:
+            outcomes = await self._execute(kind, items)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # not a lost connection (those are retried inside): this batch cannot be written
+            # as a whole; row by row, a bad row cannot take its neighbours down
+            logger.warning(
+                "batch_write_failed", action=kind, jobs=len(items), error=safe_text(exc, 500)
+            )
+            for item in items:
+                await self._write_alone(kind, item)
+            return
+        self._settle(items, outcomes)
 
-    async def _write_failures(self, items: list[Failure]) -> None:
-        rows = await self._conn.execute(
-            query("fail"),
-            {
-                "ids": [f.job.id for f in items],
-                "tokens": [f.job.token for f in items],
-                "delays": [f.delay for f in items],
-                "errors": [f.error for f in items],
-            },
+    async def _write_alone(self, kind: Kind, item: _Item) -> None:
+        for plain in (False, True):
+            if plain:  # the plainest form of the row: no result, the error's first line
+                item.result = None
+                item.error = item.error.split("\n", 1)[0][:1000]
+            try:
+                self._settle([item], await self._execute(kind, [item]))
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                error = safe_text(exc, 500)
+        logger.error(
+            "outcome_not_recorded",
+            action=kind,
+            job_id=str(item.job.id),
+            job_name=item.job.name,
+            error=error,
+            detail="the job runs again once its lease expires",
         )
-        states: dict[object, str] = {row[0]: row[1] for row in rows}
+        if not item.done.done():
+            item.done.set_result(None)
+
+    async def _execute(self, kind: Kind, items: Sequence[_Item]) -> dict[object, str]:
+        params: dict[str, object] = {
+            "ids": [i.job.id for i in items],
+            "tokens": [i.job.token for i in items],
+        }
+        if kind == "complete":
+            params.update(
+                results=[i.result for i in items], default_retain=self._default_retain, wait=False
+            )
+        elif kind == "fail":
+            params.update(
+                delays=[i.delay for i in items], errors=[i.error for i in items], wait=False
+            )
+
+        rows = await self._conn.execute(query(kind), params)
+        return {row[0]: row[1] for row in rows}
+
+    def _settle(self, items: list[_Item], outcomes: dict[object, str]) -> None:
         for item in items:
-            self._on_failed(item, states.get(item.job.id))
+            outcome = outcomes.get(item.job.id)
+            if outcome == "busy":
+                self._retry_later(item)
+            elif not item.done.done():
+                item.done.set_result(outcome)
+
+    def _retry_later(self, item: _Item) -> None:
+        """Another transaction holds the job's row: try again in a later batch."""
+        self._waiting_retry += 1
+        wait, item.retry_wait = item.retry_wait, min(item.retry_wait * 2, _BUSY_RETRY_MAX)
+
+        def requeue() -> None:
+            self._waiting_retry -= 1
+            self._add(item)
+
+        self._loop.call_later(wait, requeue)

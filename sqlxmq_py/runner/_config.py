@@ -32,3 +32,7 @@ class RunnerConfig:
     maintenance_interval: float
     durable_leases: bool = False
     hooks: tuple[RunnerHooks, ...] = ()
+    cancel_grace: float = 5.0
+    max_payload_bytes: int = 64 * 1024 * 1024
+    prepared_statements: bool | None = None
+    listen_dsn: str | None = None

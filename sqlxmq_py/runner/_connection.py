@@ -28,21 +28,32 @@ RECONNECT_WAIT = wait_exponential(multiplier=0.05, max=5.0) + wait_random(0, 0.2
 
 
 def connect_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """Connection arguments for a runner connection: the pool's, in autocommit, tuple rows."""
+    """Connection arguments for a runner connection: the pool's (``prepare_threshold``
+    included), in autocommit, with tuple rows."""
     own = {k: v for k, v in kwargs.items() if k not in ("autocommit", "row_factory")}
     return {**own, "autocommit": True}
 
 
+READ_ONLY = "25006"
+"""SQLSTATE read_only_sql_transaction: the server is a standby (after a failover) or the
+database is read-only; a new connection may reach the new primary."""
+
+
 def is_transient(exc: BaseException) -> bool:
     """Whether a failed statement may succeed on retry: the connection broke or was refused,
-    the server is shutting down or starting, out of connections, or the statement timed out.
-    A bad password, an unknown database or a malformed statement is not."""
-    if not isinstance(exc, psycopg.OperationalError):
+    the server is shutting down or starting, out of connections, read-only (a failover), the
+    statement timed out, or its transaction was rolled back by a deadlock or a serialization
+    failure. A bad password, an unknown database or a malformed statement is not."""
+    if not isinstance(exc, psycopg.Error):
         return False
     state = exc.sqlstate
+    if state == READ_ONLY:
+        return True
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
     return (
         state is None  # raised by the client: refused, closed, broken
-        or state.startswith(("08", "53"))  # connection exceptions, insufficient resources
+        or state.startswith(("08", "53", "40"))  # connection, resources, rolled back
         or state in ("57P01", "57P02", "57P03", "57014")  # shutdowns, starting, timed out
     )
 
@@ -75,20 +86,22 @@ class DedicatedConnection:
                 self._conn = await psycopg.AsyncConnection.connect(
                     self._conninfo, row_factory=tuple_row, **self._kwargs
                 )
-                if self._failures:
-                    logger.info("connection_restored", role=self._role)
-                    self._failures = 0
             return self._conn
 
     def _give_up(self, state: RetryCallState) -> bool:
         return self._closing()
 
     def _before_sleep(self, state: RetryCallState) -> None:
+        # one warning when a failure starts, then debug lines until it ends (info): a read-only
+        # database would otherwise log every retry of every statement
         self._failures += 1
         exc = state.outcome.exception() if state.outcome else None
-        broken = self._conn is None
-        logger.warning(
-            "connection_lost" if broken else "statement_retried",
+        event = "connection_lost" if self._conn is None else "statement_retried"
+        if isinstance(exc, psycopg.Error) and exc.sqlstate == READ_ONLY:
+            event = "database_read_only"
+        log = logger.warning if self._failures == 1 else logger.debug
+        log(
+            event,
             role=self._role,
             error=str(exc).strip(),
             retry_in_s=round(state.upcoming_sleep, 3),
@@ -109,11 +122,18 @@ class DedicatedConnection:
             with attempt:
                 conn = await self._connection()
                 try:
-                    return await work(conn)
-                except psycopg.OperationalError:
+                    result = await work(conn)
+                except psycopg.Error as exc:
+                    if exc.sqlstate == READ_ONLY and self._conn is conn:
+                        # after a failover the next connection may reach the new primary
+                        await conn.close()
                     if (conn.broken or conn.closed) and self._conn is conn:
                         self._conn = None
                     raise
+                if self._failures:
+                    logger.info("connection_restored", role=self._role)
+                    self._failures = 0
+                return result
         raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
 
     async def execute(self, query: bytes, params: Mapping[str, object] | None = None) -> Rows:

@@ -96,10 +96,10 @@ class LeaseKeeper:
                 if self._conn is not None:
                     self._conn.close()
                     self._conn = None
-                self._wait = min(wait, _MAX_RETRY_WAIT, 0.05 * 2**self._failures)
-                logger.warning(
-                    "lease_renewal_failed", error=str(exc).strip(), retry_in_s=self._wait
-                )
+                self._wait = min(wait, _MAX_RETRY_WAIT, 0.05 * 2 ** min(self._failures, 16))
+                # one warning when failures start, debug lines until they end
+                log = logger.warning if self._failures == 1 else logger.debug
+                log("lease_renewal_failed", error=str(exc).strip(), retry_in_s=self._wait)
         if self._conn is not None:
             self._conn.close()
 

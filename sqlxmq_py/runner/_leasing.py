@@ -1,17 +1,14 @@
-"""Taking jobs for one runner: scheduled jobs made ready, leases in one statement, channels
-with a concurrency limit, and the runner's idle announcement that decides whether spawns wake it.
-"""
+"""Taking jobs for one runner: leases in one statement (channels with a concurrency limit each
+in their own), scheduled jobs made ready, and the runner's idle announcement that decides
+whether spawns wake it."""
 
 from __future__ import annotations
 
 import os
 import socket
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any
-
-import psycopg
 
 from .._connections import Rows
 from ..sql import query
@@ -20,7 +17,7 @@ from ._connection import DedicatedConnection
 __all__ = ["PROMOTE_BATCH", "Leaser"]
 
 PROMOTE_BATCH = 5000
-"""Scheduled jobs made ready per statement (the statement's LIMIT)."""
+"""Scheduled jobs made ready per statement (mq_promote's LIMIT)."""
 
 
 class Leaser:
@@ -49,71 +46,57 @@ class Leaser:
         self.idle: bool | None = None
         """Whether the runner is announced idle (spawns notify it); None before the first."""
 
-    async def promote(self) -> tuple[int, float | None]:
-        """Makes due scheduled jobs ready; returns how many, and the seconds until the next
-        scheduled job of this runner's channels (None if there is none)."""
+    async def promote(self) -> tuple[int | None, float | None]:
+        """Makes due scheduled jobs ready unless another runner is doing it; returns how many
+        (None: another runner was), and the seconds until the next scheduled job of this
+        runner's channels (None if there is none)."""
         ((promoted, wait),) = await self._conn.execute(
-            query("promote_scheduled"), {"channel_names": self._channel_names}
+            query("promote"), {"channel_names": self._channel_names, "exclusive": True}
         )
-        return int(promoted), wait
+        return promoted, wait
 
-    def _params(
-        self,
-        names: list[str] | None,
-        cursor: tuple[str, str] | None,
-        limit: int,
-        excluded: list[str],
-    ) -> dict[str, object]:
-        cursor_name, cursor_args = cursor or (None, None)
-        return {
-            "channel_names": names,
-            "cursor_name": cursor_name,
-            "cursor_args": cursor_args,
-            "limit": limit,
-            "default_lease": self._default_lease,
-            "excluded": excluded,
-            "durable": self._durable,
-        }
-
-    async def lease(self, want: int, start: Callable[[Rows], Awaitable[None]]) -> int:
-        """Leases up to ``want`` jobs and returns how many. ``start`` receives each statement's
-        rows at once, before anything else can fail: a leased job that is not started loses
-        its attempt until the lease expires."""
+    async def lease(self, want: int, max_bytes: int) -> Rows:
+        """Leases up to ``want`` jobs holding at most about ``max_bytes`` of payload (the first
+        job whatever its size), from the unlimited channels first."""
         limited = sorted(self.limits)
+        cursor_name, cursor_args = self._cursor or (None, None)
         rows = await self._conn.execute(
-            query("lease"), self._params(self._channel_names, self._cursor, want, limited)
+            query("lease"),
+            {
+                "channel_names": self._channel_names,
+                "cursor_name": cursor_name,
+                "cursor_args": cursor_args,
+                "limit": want,
+                "default_lease": self._default_lease,
+                "excluded": limited,
+                "durable": self._durable,
+                "max_bytes": max_bytes,
+            },
         )
         if rows:
             self._cursor = (rows[-1][4], rows[-1][5])
-        await start(rows)
-        leased = len(rows)
         for channel in limited:
-            if leased < want:
-                more = await self._lease_limited(channel, want - leased)
-                await start(more)
-                leased += len(more)
-        return leased
+            taken = len(rows)
+            used = sum(row[14] for row in rows)
+            if taken >= want or used >= max_bytes:
+                break
+            rows += await self._lease_limited(channel, want - taken, max_bytes - used)
+        return rows
 
-    async def _lease_limited(self, channel: str, want: int) -> Rows:
-        """Leases from a channel with a concurrency limit: the limit's row lock serialises the
-        runners, and the running jobs are counted after it is taken (a fresh snapshot)."""
-        params = self._params([channel], self._limited_cursors.get(channel), want, [])
-
-        async def lease(conn: psycopg.AsyncConnection[tuple[Any, ...]]) -> Rows:
-            async with conn.transaction():
-                cur = await conn.execute(query("lock_channel_limit"), {"channel_name": channel})
-                limit = await cur.fetchone()
-                if limit is None:
-                    return []
-                cur = await conn.execute(query("count_running"), {"channel_name": channel})
-                running = await cur.fetchone()
-                budget = min(want, limit[0] - (running[0] if running else 0))
-                if budget <= 0:
-                    return []
-                cur = await conn.execute(query("lease"), {**params, "limit": budget})
-                return await cur.fetchall()
-
-        rows = await self._conn.run(lease)
+    async def _lease_limited(self, channel: str, want: int, max_bytes: int) -> Rows:
+        cursor_name, cursor_args = self._limited_cursors.get(channel, (None, None))
+        rows = await self._conn.execute(
+            query("lease_limited"),
+            {
+                "channel_name": channel,
+                "cursor_name": cursor_name,
+                "cursor_args": cursor_args,
+                "limit": want,
+                "default_lease": self._default_lease,
+                "durable": self._durable,
+                "max_bytes": max_bytes,
+            },
+        )
         if rows:
             self._limited_cursors[channel] = (rows[-1][4], rows[-1][5])
         return rows

@@ -4,12 +4,19 @@ Notifications only save latency: the runner also polls on a timer, so a lost not
 broken listener or a pooler that cannot LISTEN never loses a job. After each (re)connection the
 listener subscribes first and then asks the runner to poll, so nothing spawned in between is
 missed.
+
+A listener can be connected and still deaf: behind a transaction pooler (PgBouncer), LISTEN runs
+on whichever server session the pooler lends, and notifications never come back. So the runner
+checks it (:meth:`Listener.probe`): it sends a notification to a channel of its own and waits
+for it to arrive.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-from collections.abc import Callable, Mapping, Sequence
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -50,19 +57,40 @@ class Listener:
         channel_names: Sequence[str] | None,
         on_notify: Callable[[str], None],
         on_connected: Callable[[], None],
+        ping_channel: str,
     ) -> None:
         """``on_notify(payload)`` runs for each notification, ``on_connected()`` after each
-        successful subscription."""
+        successful subscription; ``ping_channel`` is the channel of this runner's probes."""
         self._conninfo = conninfo
         self._kwargs = connect_kwargs(kwargs)
-        self._channels = listen_channels(channel_names)
+        self._channels = [*listen_channels(channel_names), ping_channel]
+        self._ping_channel = ping_channel
+        self._pings: dict[str, asyncio.Future[None]] = {}
         self._on_notify = on_notify
         self._on_connected = on_connected
         self._lost = False
+        self._failures = 0
+
+    async def probe(self, send: Callable[[str], Awaitable[object]], timeout: float) -> bool:
+        """Whether a notification sent now (by ``send(payload)``, on another connection)
+        arrives within ``timeout`` seconds."""
+        payload = uuid.uuid4().hex
+        arrived = asyncio.get_running_loop().create_future()
+        self._pings[payload] = arrived
+        try:
+            await send(payload)
+            await asyncio.wait_for(arrived, timeout)
+        except TimeoutError:
+            return False
+        finally:
+            self._pings.pop(payload, None)
+        return True
 
     def _before_sleep(self, state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
-        logger.warning(
+        self._failures += 1
+        log = logger.warning if self._failures == 1 else logger.debug
+        log(
             "listener_reconnect_failed",
             error=str(exc).strip(),
             retry_in_s=round(state.upcoming_sleep, 3),
@@ -95,9 +123,15 @@ class Listener:
                 if self._lost:
                     logger.info("listener_restored")
                     self._lost = False
+                self._failures = 0
                 self._on_connected()
                 async for notification in conn.notifies():
-                    self._on_notify(notification.payload)
+                    if notification.channel == self._ping_channel:
+                        arrived = self._pings.get(notification.payload)
+                        if arrived is not None and not arrived.done():
+                            arrived.set_result(None)
+                    else:
+                        self._on_notify(notification.payload)
                 error = "the connection closed"  # the generator ends when the server hangs up
             except psycopg.Error as exc:
                 error = str(exc).strip()

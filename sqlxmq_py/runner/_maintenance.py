@@ -1,10 +1,11 @@
 """Periodic upkeep shared by all runners, and the per-minute attempt counters each runner adds
 to ``mq_stats``.
 
-One runner at a time does the upkeep (a transaction-level advisory lock): spawn due cron ticks,
-expire leases of dead runners and two-phase jobs that were never committed, unblock ordered
-chains and continuations whose wake-up was lost in a race, and drop expired history, throttle
-windows, statistics and stale runner announcements.
+One runner at a time does the upkeep (a transaction-level advisory lock, held by one statement
+on the server, never across a pause of the runner's process): expire leases of dead runners and
+two-phase jobs that were never committed, repair ordered chains and continuations whose wake-up
+was lost in a race, and drop expired history, throttle windows, statistics and stale runner
+announcements. Then every runner spawns the cron ticks that are due (each claimed once).
 """
 
 from __future__ import annotations
@@ -12,8 +13,6 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 from typing import Any
-
-import psycopg
 
 from ..cron import run_due_schedules
 from ..hooks import JobOutcome
@@ -25,43 +24,23 @@ __all__ = ["AttemptStats", "maintain"]
 _STAT_COLUMNS = {"completed": 0, "retrying": 1, "failed": 2}
 
 
-async def maintain(conn: psycopg.AsyncConnection[Any], log: Any) -> None:
-    """One upkeep pass in one transaction, skipped if another runner is doing it."""
-    async with conn.transaction():
-        cur = await conn.execute(query("maintenance_lock"))
-        row = await cur.fetchone()
-        if row is None or not row[0]:
-            return
-        for schedule, tick in await run_due_schedules(conn):
-            log.info("cron_job_spawned", schedule=schedule, tick=tick.isoformat())
-        cur = await conn.execute(query("cancel_expired"))
-        cancelled = await cur.fetchone()
-        if cancelled is not None and cancelled[0]:
-            log.warning("cancelled_jobs_expired", count=cancelled[0])
-        cur = await conn.execute(query("expire_leases"))
-        for job_id, state, attempts, name in await cur.fetchall():
+async def maintain(conn: DedicatedConnection, log: Any) -> None:
+    """One upkeep pass: a single statement (mq_maintain), skipped if another runner is doing
+    it, then the due cron ticks (each schedule's tick is claimed with a compare-and-set that
+    skips a schedule another runner is spawning)."""
+    for event, job_id, job_name, attempt, final, count in await conn.execute(query("maintain")):
+        if event == "lease_expired" and job_id is not None:
             log.warning(
-                "lease_expired",
-                job_id=str(job_id),
-                job_name=name,
-                attempt=attempts,
-                final=state == "f",
+                "lease_expired", job_id=str(job_id), job_name=job_name, attempt=attempt, final=final
             )
-        cur = await conn.execute(query("expire_uncommitted"))
-        for job_id, name in await cur.fetchall():
-            log.warning("uncommitted_job_discarded", job_id=str(job_id), job_name=name)
-        cur = await conn.execute(query("sweep_blocked"))
-        unblocked = len(await cur.fetchall())
-        if unblocked:
-            log.info("ordered_jobs_unblocked", count=unblocked)
-        cur = await conn.execute(query("sweep_waiting"))
-        swept = await cur.fetchone()
-        if swept is not None and swept[0]:
-            log.info("continuations_resolved", count=swept[0])
-        await conn.execute(query("expire_history"))
-        await conn.execute(query("expire_throttles"))
-        await conn.execute(query("stats_expire"))
-        await conn.execute(query("purge_listeners"))
+        elif event == "uncommitted_job_discarded" and job_id is not None:
+            log.warning("uncommitted_job_discarded", job_id=str(job_id), job_name=job_name)
+        elif event == "repaired":
+            log.info("queue_repaired", count=count)
+        else:
+            log.warning(event, count=count)
+    for schedule, tick in await conn.run(run_due_schedules):
+        log.info("cron_job_spawned", schedule=schedule, tick=tick.isoformat())
 
 
 class AttemptStats:

@@ -17,10 +17,16 @@ from .handle import JobRunnerHandle
 if TYPE_CHECKING:
     from ..registry import JobRegistry
 
-__all__ = ["DEFAULT_LEASE", "JobRunnerOptions"]
+__all__ = ["DEFAULT_CANCEL_GRACE", "DEFAULT_LEASE", "DEFAULT_MAX_PAYLOAD_BYTES", "JobRunnerOptions"]
 
 DEFAULT_LEASE = timedelta(seconds=30)
 """How long a runner holds a job (unless the job sets its own lease); renewed while it runs."""
+
+DEFAULT_CANCEL_GRACE = 5.0
+"""Seconds a cancelled async job may take to stop before it is abandoned."""
+
+DEFAULT_MAX_PAYLOAD_BYTES = 64 * 1024 * 1024
+"""The payload bytes a runner holds at once, unless told otherwise."""
 
 
 class JobRunnerOptions:
@@ -43,6 +49,10 @@ class JobRunnerOptions:
         self._maintenance_interval = 1.0
         self._hooks: tuple[RunnerHooks, ...] = ()
         self._durable_leases = False
+        self._cancel_grace = DEFAULT_CANCEL_GRACE
+        self._max_payload_bytes = DEFAULT_MAX_PAYLOAD_BYTES
+        self._prepared_statements: bool | None = None
+        self._listen_dsn: str | None = None
 
     def set_concurrency(self, min_concurrency: int, max_concurrency: int) -> Self:
         """Leases more jobs whenever fewer than ``min_concurrency`` are held, up to
@@ -110,6 +120,46 @@ class JobRunnerOptions:
         ).total_seconds()
         return self
 
+    def set_cancel_grace(self, grace: Duration) -> Self:
+        """How long a cancelled ``async def`` job may take to stop (default 5 s): cancelled by
+        its timeout, by a cancel request, or by ``stop()`` after its timeout. A job still
+        running then (it swallowed ``CancelledError``) is abandoned: its slot is freed and its
+        lease no longer renewed; after a timeout or a cancel request its attempt is recorded
+        (timed out, or cancelled), after a stop its lease is left to expire. Its coroutine may
+        still run: a job that ignores cancellation can run twice at once."""
+        self._cancel_grace = to_timedelta("cancel_grace", grace).total_seconds()
+        return self
+
+    def set_max_payload_bytes(self, max_bytes: int) -> Self:
+        """The payload bytes the runner holds at once (default 64 MiB): a poll leases jobs
+        until the payloads it holds reach this, always at least one job, so that a few large
+        payloads cannot fill the process's memory. A job larger than the rest of the budget
+        runs once the budget has room (alone, if it is larger than the whole budget)."""
+        self._max_payload_bytes = check_int(
+            "max_payload_bytes", max_bytes, minimum=1, maximum=2**62
+        )
+        return self
+
+    def set_prepared_statements(self, prepared: bool | None) -> Self:
+        """Whether the runner's connections prepare their statements on the server (psycopg's
+        ``prepare_threshold``). ``None`` (the default) decides at start: not when the
+        connection goes through a pooler or proxy (PgBouncer in transaction mode cannot keep
+        prepared statements), else yes. A pool you pass keeps its own setting."""
+        if prepared is not None and not isinstance(prepared, bool):
+            raise ConfigurationError(f"prepared must be a bool or None, got {prepared!r}")
+        self._prepared_statements = prepared
+        return self
+
+    def set_listen_dsn(self, dsn: str | None) -> Self:
+        """A connection string for the runner's LISTEN connection alone (default: the
+        runner's own). Behind a transaction pooler notifications cannot arrive: name a direct
+        connection to PostgreSQL here (the runner detects a deaf listener and polls instead,
+        at some cost in latency)."""
+        if dsn is not None and not isinstance(dsn, str):
+            raise ConfigurationError(f"listen dsn must be a str or None, got {dsn!r}")
+        self._listen_dsn = dsn
+        return self
+
     def set_hooks(self, *hooks: RunnerHooks) -> Self:
         """Tells these hooks about the runner's events (see :class:`sqlxmq_py.hooks.RunnerHooks`),
         e.g. to export metrics or traces."""
@@ -133,6 +183,10 @@ class JobRunnerOptions:
             maintenance_interval=self._maintenance_interval,
             durable_leases=self._durable_leases,
             hooks=self._hooks,
+            cancel_grace=self._cancel_grace,
+            max_payload_bytes=self._max_payload_bytes,
+            prepared_statements=self._prepared_statements,
+            listen_dsn=self._listen_dsn,
         )
 
     async def run(self) -> JobRunnerHandle:

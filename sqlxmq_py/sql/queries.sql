@@ -2,11 +2,9 @@
 -- Parameters are bound by psycopg (%(name)s); nothing here is ever formatted into text.
 
 -- name: migrations_lock
--- Session-level lock held while migrations are applied, so that concurrent migrate() calls wait.
-SELECT pg_advisory_lock(1836146532, 0)
-
--- name: migrations_unlock
-SELECT pg_advisory_unlock(1836146532, 0)
+-- Transaction-level lock held while migrations are applied, so that concurrent migrate() calls
+-- wait; it ends with the transaction (never left on a pooled server session).
+SELECT pg_advisory_xact_lock(1836146532, 0)
 
 -- name: migrations_create_table
 CREATE TABLE IF NOT EXISTS mq_migrations (
@@ -54,7 +52,7 @@ WITH payload AS (
 ), job AS (
     INSERT INTO mq_jobs (
         id, channel_name, channel_args, state, priority, attempt_at, max_attempts, lease,
-        commit_deadline
+        commit_deadline, payload_size
     )
     SELECT %(id)s, %(channel_name)s, %(channel_args)s,
         CASE
@@ -63,7 +61,8 @@ WITH payload AS (
             ELSE 'r'
         END,
         %(priority)s, t.at, %(max_attempts)s, %(lease)s::interval,
-        now() + %(commit_interval)s::interval
+        now() + %(commit_interval)s::interval,
+        mq_payload_size(%(payload_json)s::text, %(payload_bytes)s::bytea)
     FROM (SELECT coalesce(%(run_at)s::timestamptz, now() + %(delay)s::interval) AS at) AS t
     RETURNING state
 )
@@ -86,18 +85,19 @@ WITH payloads AS (
 ), jobs AS (
     INSERT INTO mq_jobs (
         id, channel_name, channel_args, state, priority, attempt_at, max_attempts, lease,
-        commit_deadline
+        commit_deadline, payload_size
     )
     SELECT u.id, u.cn, u.ca,
         CASE WHEN u.ci IS NOT NULL THEN 'u' WHEN u.at > now() THEN 's' ELSE 'r' END,
-        u.prio, u.at, u.ma, u.lease, now() + u.ci
+        u.prio, u.at, u.ma, u.lease, now() + u.ci, mq_payload_size(u.pj::text, u.pb)
     FROM (
         SELECT x.*, coalesce(x.run_at, now() + x.delay) AS at
         FROM unnest(
             %(ids)b::uuid[], %(channel_names)b::text[], %(channel_args)b::text[],
             %(priorities)b::integer[], %(run_ats)b::timestamptz[], %(delays)b::interval[],
-            %(max_attempts)b::integer[], %(leases)b::interval[], %(commit_intervals)b::interval[]
-        ) AS x(id, cn, ca, prio, run_at, delay, ma, lease, ci)
+            %(max_attempts)b::integer[], %(leases)b::interval[], %(commit_intervals)b::interval[],
+            %(payload_json)b::json[], %(payload_bytes)b::bytea[]
+        ) AS x(id, cn, ca, prio, run_at, delay, ma, lease, ci, pj, pb)
     ) AS u
     RETURNING channel_name, state
 )
@@ -115,7 +115,7 @@ COPY mq_payloads (
 
 -- name: copy_jobs
 -- Then the job rows: ready now (attempt_at defaults to now()).
-COPY mq_jobs (id, channel_name, channel_args, state, priority, max_attempts, lease)
+COPY mq_jobs (id, channel_name, channel_args, state, priority, max_attempts, lease, payload_size)
 FROM STDIN (FORMAT BINARY)
 
 -- name: wake
@@ -144,252 +144,57 @@ WITH gone AS (
 SELECT count(*) FROM gone
 
 -- name: lease
--- Leases up to %(limit)s ready jobs for one runner. Fairness: the groups (channel_name,
--- channel_args) that have ready jobs are visited round-robin, starting after the runner's cursor
--- (the last group it leased from) and wrapping around; each visited group gives at most its
--- share of the batch, best priority first, then the earliest attempt_at. Every step is an index
--- descent, so the cost depends on the batch size, not on the number of ready jobs or groups.
--- Channels in %(excluded)s (those with a concurrency limit, leased separately) are stepped over
--- whole: one descent per excluded channel.
--- %(durable)s: the lease waits for the WAL flush (see the RETURNING list).
-WITH RECURSIVE
-after_cursor(cn, ca, n) AS (
-    SELECT g.channel_name, g.channel_args, 1
-    FROM mq_next_ready_group(%(channel_names)s::text[], %(cursor_name)s, %(cursor_args)s) AS g
-    WHERE %(cursor_name)s::text IS NOT NULL
-  UNION ALL
-    SELECT g.channel_name, g.channel_args, a.n + 1
-    FROM after_cursor AS a
-    CROSS JOIN LATERAL mq_next_ready_group(
-        %(channel_names)s::text[], a.cn,
-        CASE WHEN a.cn = ANY(%(excluded)s::text[]) THEN NULL ELSE a.ca END
-    ) AS g
-    WHERE a.n < %(limit)s + cardinality(%(excluded)s::text[])
-),
-from_start(cn, ca, n) AS (
-    SELECT g.channel_name, g.channel_args, 1
-    FROM mq_next_ready_group(%(channel_names)s::text[], NULL, NULL) AS g
-    WHERE %(cursor_name)s::text IS NULL
-       OR (g.channel_name, g.channel_args) <= (%(cursor_name)s::text, %(cursor_args)s::text)
-  UNION ALL
-    SELECT g.channel_name, g.channel_args, f.n + 1
-    FROM from_start AS f
-    CROSS JOIN LATERAL mq_next_ready_group(
-        %(channel_names)s::text[], f.cn,
-        CASE WHEN f.cn = ANY(%(excluded)s::text[]) THEN NULL ELSE f.ca END
-    ) AS g
-    WHERE f.n < %(limit)s + cardinality(%(excluded)s::text[])
-      AND (%(cursor_name)s::text IS NULL
-           OR (g.channel_name, g.channel_args) <= (%(cursor_name)s::text, %(cursor_args)s::text))
-),
-groups AS MATERIALIZED (
-    SELECT g.cn, g.ca, row_number() OVER () AS pos
-    FROM (
-        SELECT cn, ca FROM (
-            SELECT cn, ca FROM after_cursor
-            UNION ALL
-            SELECT cn, ca FROM from_start
-        ) AS visited
-        WHERE NOT (cn = ANY(%(excluded)s::text[]))
-        LIMIT %(limit)s
-    ) AS g
-),
-picked AS MATERIALIZED (
-    SELECT c.id, g.pos
-    FROM groups AS g
-    CROSS JOIN LATERAL (
-        SELECT j.id FROM mq_jobs AS j
-        WHERE j.state = 'r' AND j.channel_name = g.cn AND j.channel_args = g.ca
-        ORDER BY j.priority DESC, j.attempt_at
-        LIMIT (SELECT ceil(%(limit)s::float8 / count(*))::integer FROM groups)
-        FOR UPDATE SKIP LOCKED
-    ) AS c
-    LIMIT %(limit)s
-),
-leased AS (
-    -- by primary key: joining picked directly lets the planner hash-join a full scan of the
-    -- queue once it holds a few thousand rows
-    UPDATE mq_jobs AS j
-    SET state = 'l',
-        attempts = j.attempts + 1,
-        lease_token = gen_random_uuid(),
-        attempt_at = now() + coalesce(j.lease, %(default_lease)s::interval)
-    WHERE j.id = ANY (ARRAY(SELECT id FROM picked))
-    RETURNING j.id, j.lease_token, j.attempts, j.max_attempts, j.channel_name, j.channel_args,
-        coalesce(j.lease, %(default_lease)s::interval) AS lease, j.job_key,
-        -- a runner's lease need not wait for the WAL flush: a lease that a database crash
-        -- forgets only makes the job ready again, and the stale runner is fenced by its token.
-        -- Transaction-local (is_local), so neither a pooled session nor a caller's own
-        -- transaction (fetch() passes durable) is changed; evaluated only when rows are leased
-        CASE WHEN NOT %(durable)s::boolean
-            THEN set_config('synchronous_commit', 'off', true) END AS commit_mode
+-- Leases up to %(limit)s ready jobs holding at most about %(max_bytes)s of payload (see
+-- mq_lease in migrations/0003_reliability.sql).
+SELECT id, lease_token, attempt, max_attempts, channel_name, channel_args, lease, name,
+    payload_json, payload_bytes, retry_backoff, job_key, retain_for, headers, payload_size
+FROM mq_lease(
+    %(channel_names)s::text[], %(cursor_name)s::text, %(cursor_args)s::text,
+    %(limit)s::integer, %(default_lease)s::interval, %(excluded)s::text[],
+    %(durable)s::boolean, %(max_bytes)s::bigint
 )
-SELECT l.id, l.lease_token, l.attempts, l.max_attempts, l.channel_name, l.channel_args,
-    l.lease, coalesce(p.name, 'sqlxmq:missing-payload'), p.payload_json::text, p.payload_bytes,
-    coalesce(p.retry_backoff, interval '1 second'), l.job_key, p.retain_for, p.headers::text
-FROM leased AS l
-JOIN picked ON picked.id = l.id
-LEFT JOIN LATERAL (
-    SELECT * FROM mq_payloads AS p WHERE p.id = l.id
-) AS p ON true
-ORDER BY picked.pos
 
--- name: promote_scheduled
--- Makes scheduled jobs whose time has come ready, and says how many seconds remain until the
--- next scheduled job of these channels (NULL if there is none).
-WITH due AS (
-    SELECT id FROM mq_jobs
-    WHERE state = 's' AND attempt_at <= now()
-    ORDER BY attempt_at
-    LIMIT 5000
-    FOR UPDATE SKIP LOCKED
-), promoted AS (
-    UPDATE mq_jobs AS j SET state = 'r' FROM due WHERE j.id = due.id RETURNING j.id
+-- name: lease_limited
+-- Leases from one channel with a concurrency limit (mq_lease_limited).
+SELECT id, lease_token, attempt, max_attempts, channel_name, channel_args, lease, name,
+    payload_json, payload_bytes, retry_backoff, job_key, retain_for, headers, payload_size
+FROM mq_lease_limited(
+    %(channel_name)s::text, %(cursor_name)s::text, %(cursor_args)s::text, %(limit)s::integer,
+    %(default_lease)s::interval, %(durable)s::boolean, %(max_bytes)s::bigint
 )
-SELECT
-    (SELECT count(*) FROM promoted),
-    extract(epoch FROM (
-        CASE WHEN %(channel_names)s::text[] IS NULL THEN (
-            SELECT min(attempt_at) FROM mq_jobs WHERE state = 's' AND attempt_at > now()
-        ) ELSE (
-            SELECT min(n.at)
-            FROM unnest(%(channel_names)s::text[]) AS u(name)
-            CROSS JOIN LATERAL (
-                SELECT attempt_at AS at FROM mq_jobs
-                WHERE state = 's' AND channel_name = u.name AND attempt_at > now()
-                ORDER BY attempt_at
-                LIMIT 1
-            ) AS n
-        ) END - now()
-    ))::float8
+
+-- name: promote
+-- Makes due scheduled jobs ready (one runner at a time when %(exclusive)s) and says how many,
+-- and the seconds until the next scheduled job of these channels (mq_promote).
+SELECT promoted, wait_s FROM mq_promote(%(channel_names)s::text[], %(exclusive)s::boolean)
 
 -- name: complete
--- Deletes jobs whose lease is still held under the given tokens; returns the ids deleted.
--- Jobs that ask to be kept (retain_for, or %(default_retain)s) go to mq_history with their
--- result; callers of wait_for_result are notified.
-WITH t AS (
-    SELECT * FROM unnest(%(ids)b::uuid[], %(tokens)b::uuid[], %(results)s::text[])
-        AS t(id, token, result)
-), done AS (
-    DELETE FROM mq_jobs AS j
-    USING t
-    WHERE j.id = ANY(%(ids)b::uuid[]) AND j.id = t.id AND j.lease_token = t.token
-    RETURNING j.id, j.channel_name, j.channel_args, j.attempts, j.max_attempts, j.priority,
-        j.job_key, t.result
-), payloads AS (
-    -- joined by id, one index probe per job; it hands the job's columns on, so that keeping it
-    -- below needs no further join
-    DELETE FROM mq_payloads AS p
-    USING done AS d
-    WHERE p.id = d.id
-    RETURNING p.id, p.name, p.payload_json, p.payload_bytes, p.headers, p.created_at,
-        p.retain_for, p.notify_done, d.channel_name, d.channel_args, d.attempts, d.max_attempts,
-        d.priority, d.job_key, d.result
-), kept AS (
-    INSERT INTO mq_history (
-        id, name, channel_name, channel_args, state, attempts, max_attempts, priority, job_key,
-        payload_json, payload_bytes, result, headers, created_at, expires_at
-    )
-    SELECT r.id, r.name, r.channel_name, r.channel_args, 'completed', r.attempts,
-        r.max_attempts, r.priority, r.job_key, r.payload_json, r.payload_bytes, r.result::json,
-        r.headers, r.created_at, now() + coalesce(r.retain_for, %(default_retain)s::interval)
-    FROM payloads AS r
-    WHERE coalesce(r.retain_for, %(default_retain)s::interval) > interval '0'
-    ON CONFLICT (id) DO NOTHING
-), notified AS (
-    SELECT pg_notify('mq_done', r.id::text) FROM payloads AS r WHERE r.notify_done
-), limited AS (
-    -- a slot of a limited channel is free: runners waiting for one may lease again
-    SELECT mq_wake(ARRAY(
-        SELECT DISTINCT d.channel_name FROM done AS d
-        WHERE EXISTS (SELECT 1 FROM mq_channel_limits AS l WHERE l.channel_name = d.channel_name)
-    ))
+-- Completes jobs still leased under the given tokens; returns (id, 'completed' | 'busy'); a job
+-- not returned has lost its lease (mq_complete).
+SELECT id, outcome FROM mq_complete(
+    %(ids)b::uuid[], %(tokens)b::uuid[], %(results)s::text[], %(default_retain)s::interval,
+    %(wait)s::boolean
 )
-SELECT done.id FROM done, (SELECT count(*) FROM notified) AS n, limited
 
 -- name: fail
--- Records failed attempts. A job with attempts left waits %(delays)s (its backoff) or, with no
--- delay, is ready at once; a job without attempts left becomes failed and is kept. A job that
--- was asked to stop is cancelled instead ('c'). Jobs of limited channels wake their runners.
-WITH t AS (
-    SELECT * FROM unnest(
-        %(ids)b::uuid[], %(tokens)b::uuid[], %(delays)s::interval[], %(errors)s::text[]
-    ) AS t(id, token, delay, error)
-), failed AS (
-    UPDATE mq_jobs AS j
-    SET state = CASE
-            WHEN j.attempts >= j.max_attempts THEN 'f'
-            WHEN t.delay > interval '0' THEN 's'
-            ELSE 'r'
-        END,
-        attempt_at = CASE
-            WHEN j.attempts >= j.max_attempts OR t.delay <= interval '0' THEN now()
-            ELSE now() + t.delay
-        END,
-        lease_token = NULL
-    FROM t
-    WHERE j.id = ANY(%(ids)b::uuid[]) AND j.id = t.id AND j.lease_token = t.token
-      AND NOT j.cancel_requested
-    RETURNING j.id, j.state, j.channel_name, t.error
-), errors AS (
-    -- an upsert: a job written without its payload row still gets its error recorded
-    INSERT INTO mq_payloads AS p (id, name, retry_backoff, last_error)
-    SELECT failed.id, 'sqlxmq:missing-payload', interval '1 second', failed.error FROM failed
-    ON CONFLICT (id) DO UPDATE SET last_error = excluded.last_error
-), limited AS (
-    SELECT mq_wake(ARRAY(
-        SELECT DISTINCT f.channel_name FROM failed AS f
-        WHERE EXISTS (SELECT 1 FROM mq_channel_limits AS l WHERE l.channel_name = f.channel_name)
-    ))
+-- Records failed attempts; returns (id, 'r' | 's' | 'f' | 'c' | 'busy'); a job not returned has
+-- lost its lease (mq_fail).
+SELECT id, outcome FROM mq_fail(
+    %(ids)b::uuid[], %(tokens)b::uuid[], %(delays)s::interval[], %(errors)s::text[],
+    %(wait)s::boolean
 )
-SELECT id, state::text FROM failed, limited
-UNION ALL
-SELECT c, 'c' FROM mq_cancel_now(
-    %(ids)b::uuid[],
-    'cancelled while running',
-    ARRAY(
-        SELECT j.lease_token FROM mq_jobs AS j JOIN t ON j.id = t.id AND j.lease_token = t.token
-        WHERE j.id = ANY(%(ids)b::uuid[]) AND j.cancel_requested
-    ),
-    false,
-    ARRAY(SELECT 'cancelled while running: ' || t.error FROM t)
-) AS c
 
 -- name: renew
--- Extends the leases still held under the given tokens. Returns the tokens of the leases that
--- are gone ('lost') and of the jobs asked to stop ('cancel'). Rows locked by another transaction (the job's
--- own, completing it) are skipped, never waited for, and not reported as lost.
-WITH held AS (
-    SELECT t.id, t.token FROM unnest(%(ids)b::uuid[], %(tokens)b::uuid[]) AS t(id, token)
-), lockable AS (
-    SELECT j.id FROM mq_jobs AS j
-    JOIN held ON j.id = held.id AND j.lease_token = held.token
-    WHERE j.id = ANY(%(ids)b::uuid[])
-    FOR UPDATE OF j SKIP LOCKED
-), renewed AS (
-    UPDATE mq_jobs AS j
-    SET attempt_at = greatest(j.attempt_at, now() + coalesce(j.lease, %(default_lease)s::interval))
-    FROM lockable
-    WHERE j.id = ANY(%(ids)b::uuid[]) AND j.id = lockable.id
-    RETURNING j.id
+-- Extends held leases; returns (token, 'lost' | 'cancel') for leases gone and jobs asked to
+-- stop (mq_renew).
+SELECT lease_token, report FROM mq_renew(
+    %(ids)b::uuid[], %(tokens)b::uuid[], %(default_lease)s::interval
 )
-SELECT held.token, CASE WHEN j.id IS NULL THEN 'lost' ELSE 'cancel' END
-FROM held
-LEFT JOIN mq_jobs AS j ON j.id = held.id AND j.lease_token = held.token
-WHERE j.id IS NULL OR j.cancel_requested
 
 -- name: release
--- Hands leases back without using up an attempt (a runner stopping before its jobs finished).
-WITH released AS (
-    UPDATE mq_jobs AS j
-    SET state = 'r', attempts = greatest(j.attempts - 1, 0), lease_token = NULL, attempt_at = now()
-    FROM unnest(%(ids)b::uuid[], %(tokens)b::uuid[]) AS t(id, token)
-    WHERE j.id = ANY(%(ids)b::uuid[]) AND j.id = t.id AND j.lease_token = t.token
-    RETURNING j.id, j.channel_name
-), woken AS (
-    SELECT mq_wake(ARRAY(SELECT channel_name FROM released))
-)
-SELECT released.id FROM released, woken
+-- Hands leases back without using up an attempt; returns (id, 'released' | 'cancelled')
+-- (mq_release).
+SELECT id, outcome FROM mq_release(%(ids)b::uuid[], %(tokens)b::uuid[])
 
 -- name: keep_alive
 UPDATE mq_jobs
@@ -401,11 +206,17 @@ RETURNING id
 -- Saves a job's progress under its lease: the payload for the next attempt, extra attempts and a
 -- longer lease. A job whose lease is gone (including a failed job) is never touched.
 WITH job AS (
-    UPDATE mq_jobs
-    SET max_attempts = least(max_attempts::bigint + %(extra_retries)s, 2147483647)::integer,
-        attempt_at = greatest(attempt_at, now() + %(duration)s::interval)
-    WHERE id = %(id)s AND lease_token = %(token)s
-    RETURNING id
+    UPDATE mq_jobs AS j
+    SET max_attempts = least(j.max_attempts::bigint + %(extra_retries)s, 2147483647)::integer,
+        attempt_at = greatest(j.attempt_at, now() + %(duration)s::interval),
+        payload_size = mq_payload_size(
+            CASE WHEN %(set_json)s THEN %(payload_json)s::text
+                ELSE (SELECT p.payload_json::text FROM mq_payloads AS p WHERE p.id = j.id) END,
+            CASE WHEN %(set_bytes)s THEN %(payload_bytes)s::bytea
+                ELSE (SELECT p.payload_bytes FROM mq_payloads AS p WHERE p.id = j.id) END
+        )
+    WHERE j.id = %(id)s AND j.lease_token = %(token)s
+    RETURNING j.id
 )
 UPDATE mq_payloads AS p
 SET payload_json = CASE WHEN %(set_json)s THEN %(payload_json)s::json ELSE p.payload_json END,
@@ -414,89 +225,17 @@ FROM job
 WHERE p.id = job.id
 RETURNING p.id
 
--- name: maintenance_lock
--- Only one runner at a time does the periodic maintenance; the others skip their turn.
-SELECT pg_try_advisory_xact_lock(1836146533, 0)
+-- name: maintain
+-- The periodic upkeep, one runner at a time (mq_maintain): one row per event to log.
+SELECT event, job_id, job_name, attempt, final, n FROM mq_maintain()
 
 -- name: expire_leases
--- Jobs whose lease ran out (their runner died or stalled) run again, or fail if that was their
--- last attempt.
-WITH expired AS (
-    SELECT id FROM mq_jobs
-    WHERE state = 'l' AND attempt_at <= now() AND NOT cancel_requested
-    ORDER BY attempt_at
-    LIMIT 1000
-    FOR UPDATE SKIP LOCKED
-), updated AS (
-    UPDATE mq_jobs AS j
-    SET state = CASE WHEN j.attempts >= j.max_attempts THEN 'f' ELSE 'r' END,
-        lease_token = NULL,
-        attempt_at = now()
-    FROM expired
-    WHERE j.id = expired.id
-    RETURNING j.id, j.state, j.attempts, j.channel_name
-), errors AS (
-    INSERT INTO mq_payloads AS p (id, name, retry_backoff, last_error)
-    SELECT updated.id, 'sqlxmq:missing-payload', interval '1 second',
-        'lease expired during attempt ' || updated.attempts
-    FROM updated
-    ON CONFLICT (id) DO UPDATE SET last_error = excluded.last_error
-    RETURNING p.id, p.name
-), woken AS (
-    SELECT mq_wake(ARRAY(SELECT channel_name FROM updated WHERE state = 'r'))
-)
-SELECT u.id, u.state::text, u.attempts, e.name
-FROM updated AS u JOIN errors AS e ON e.id = u.id, woken
+-- Jobs whose lease ran out run again, or fail if that was their last attempt.
+SELECT job_id, job_name, attempt, final FROM mq_expire_leases()
 
--- name: expire_uncommitted
--- Two-phase jobs not committed within their commit interval are discarded.
-WITH gone AS (
-    DELETE FROM mq_jobs
-    WHERE id IN (
-        SELECT id FROM mq_jobs
-        WHERE state = 'u' AND commit_deadline <= now()
-        ORDER BY commit_deadline
-        LIMIT 1000
-        FOR UPDATE SKIP LOCKED
-    )
-    RETURNING id
-), payloads AS (
-    DELETE FROM mq_payloads AS p USING gone WHERE p.id = gone.id RETURNING p.id, p.name
-)
-SELECT id, name FROM payloads
-
--- name: sweep_blocked
--- Promotes the head of every ordered chain that is still marked blocked although nothing is
--- ahead of it (a spawn that raced with the completion of its predecessor). Visits one index
--- entry per chain.
-WITH RECURSIVE heads AS (
-    (SELECT id, channel_name, channel_args, state FROM mq_jobs
-     WHERE ord_seq IS NOT NULL
-     ORDER BY channel_name, channel_args, ord_seq
-     LIMIT 1)
-  UNION ALL
-    SELECT n.id, n.channel_name, n.channel_args, n.state
-    FROM heads AS h
-    CROSS JOIN LATERAL (
-        SELECT id, channel_name, channel_args, state FROM mq_jobs
-        WHERE ord_seq IS NOT NULL
-          AND (channel_name, channel_args) > (h.channel_name, h.channel_args)
-        ORDER BY channel_name, channel_args, ord_seq
-        LIMIT 1
-    ) AS n
-), promoted AS (
-    UPDATE mq_jobs AS j
-    SET state = CASE WHEN j.attempt_at > now() THEN 's' ELSE 'r' END
-    FROM heads
-    WHERE j.id = heads.id AND heads.state = 'b' AND j.state = 'b'
-    RETURNING j.id, j.channel_name
-), woken AS (
-    SELECT mq_wake(ARRAY(SELECT channel_name FROM promoted), 's')
-)
-SELECT promoted.id FROM promoted, woken
-
--- name: purge_listeners
-DELETE FROM mq_listeners WHERE heartbeat_at < now() - interval '5 minutes'
+-- name: repair
+-- The chain and continuation repairs (mq_repair), for consumers without a runner.
+SELECT mq_repair()
 
 -- name: listener_upsert
 INSERT INTO mq_listeners (id, channel_names, idle, host, pid)
@@ -506,35 +245,6 @@ SET idle = excluded.idle, heartbeat_at = now(), channel_names = excluded.channel
 
 -- name: listener_delete
 DELETE FROM mq_listeners WHERE id = %(id)s
-
--- name: cancel_expired
--- Running jobs asked to stop whose runner died: cancelled rather than retried.
-SELECT count(*) FROM mq_cancel_now(
-    ARRAY(
-        SELECT id FROM mq_jobs
-        WHERE state = 'l' AND cancel_requested AND attempt_at <= now()
-        LIMIT 1000
-    ),
-    'cancelled: the job was asked to stop and its runner is gone',
-    NULL,
-    true
-)
-
--- name: expire_history
-WITH gone AS (
-    DELETE FROM mq_history
-    WHERE id IN (
-        SELECT id FROM mq_history WHERE expires_at <= now() ORDER BY expires_at LIMIT 5000
-    )
-    RETURNING id
-)
-SELECT count(*) FROM gone
-
--- name: expire_throttles
-DELETE FROM mq_throttle WHERE until <= now()
-
--- name: sweep_waiting
-SELECT mq_sweep_waiting()
 
 -- name: status
 SELECT j.id, p.name, j.state::text, j.attempts, j.max_attempts, j.channel_name, j.channel_args,
@@ -660,13 +370,6 @@ DELETE FROM mq_channel_limits WHERE channel_name = %(channel_name)s
 -- name: channel_limits
 SELECT channel_name, max_running FROM mq_channel_limits ORDER BY channel_name
 
--- name: lock_channel_limit
--- Serialises leasing from a limited channel across runners, until the leasing transaction ends.
-SELECT max_running FROM mq_channel_limits WHERE channel_name = %(channel_name)s FOR UPDATE
-
--- name: count_running
-SELECT count(*) FROM mq_jobs WHERE state = 'l' AND channel_name = %(channel_name)s
-
 -- name: schedule_upsert
 INSERT INTO mq_schedules (
     name, cron, timezone, job_name, channel_name, channel_args, payload_json, max_attempts,
@@ -698,9 +401,14 @@ ORDER BY name
 DELETE FROM mq_schedules WHERE name = %(name)s RETURNING name
 
 -- name: schedule_advance
--- Compare-and-set: only the caller that saw %(last_tick)s moves the schedule on.
+-- Compare-and-set: only the caller that saw %(last_tick)s moves the schedule on. A row another
+-- runner has locked (it is spawning that tick now) is skipped, never waited for.
 UPDATE mq_schedules SET last_tick = %(new_tick)s
-WHERE name = %(name)s AND last_tick = %(last_tick)s
+WHERE name = (
+    SELECT s.name FROM mq_schedules AS s
+    WHERE s.name = %(name)s AND s.last_tick = %(last_tick)s
+    FOR UPDATE SKIP LOCKED
+)
 RETURNING name
 
 -- name: listen_done
@@ -721,9 +429,6 @@ SET completed = s.completed + excluded.completed,
     retried = s.retried + excluded.retried,
     failed = s.failed + excluded.failed
 
--- name: stats_expire
-DELETE FROM mq_stats WHERE bucket < now() - interval '7 days'
-
 -- name: stats
 -- Finished attempts per minute (all channels, or one) since a time.
 SELECT bucket, sum(completed)::bigint, sum(retried)::bigint, sum(failed)::bigint
@@ -734,8 +439,9 @@ GROUP BY bucket
 ORDER BY bucket
 
 -- name: set_statement_timeout
--- For short-lived connections that must not hang (metrics scrapes).
-SELECT set_config('statement_timeout', %(milliseconds)s, false)
+-- For reads that must not hang (metrics scrapes): transaction-local, so that a pooled server
+-- session never keeps it.
+SELECT set_config('statement_timeout', %(milliseconds)s, true)
 
 -- Dashboard (sqlxmq_py.web): what a job page shows beyond the admin API.
 -- name: web_job_details
@@ -787,3 +493,26 @@ SELECT parent_id FROM mq_deps WHERE child_id = %(id)s ORDER BY parent_id LIMIT %
 -- name: web_job_children
 -- The continuations still waiting for this job.
 SELECT child_id FROM mq_deps WHERE parent_id = %(id)s ORDER BY child_id LIMIT %(limit)s
+
+-- name: completion_check
+-- How a completion inside a job's own transaction ended, seen from outside that transaction:
+-- 'completed' (the row is gone), 'lost' (another lease holds it), 'pending' (the row is locked:
+-- the transaction is still open) or 'rolled_back' (still held under this lease, unlocked).
+SELECT CASE
+    WHEN NOT EXISTS (SELECT 1 FROM mq_jobs AS j WHERE j.id = %(id)s) THEN 'completed'
+    WHEN NOT EXISTS (
+        SELECT 1 FROM mq_jobs AS j WHERE j.id = %(id)s AND j.lease_token = %(token)s
+    ) THEN 'lost'
+    WHEN EXISTS (
+        SELECT 1 FROM (
+            SELECT j.id FROM mq_jobs AS j
+            WHERE j.id = %(id)s AND j.lease_token = %(token)s
+            FOR UPDATE SKIP LOCKED
+        ) AS unlocked
+    ) THEN 'rolled_back'
+    ELSE 'pending'
+END
+
+-- name: ping
+-- A runner's check that its listener hears notifications.
+SELECT pg_notify(%(channel)s, %(payload)s)

@@ -178,25 +178,18 @@ async def test_jobs_after_a_restart_get_live_connections_from_the_runners_pool(
 # --- (b) connections terminated one kind at a time ---
 
 _ROLE_QUERIES: dict[str, tuple[str, ...]] = {
-    "lease": (
-        "lease",
-        "promote_scheduled",
-        "listener_upsert",
-        "migrations_applied",
-        "channel_limits",
-        "count_running",
-        "lock_channel_limit",
-    ),
+    "lease": ("lease", "lease_limited", "listener_upsert", "migrations_applied", "channel_limits"),
     "complete": (
         "complete",
         "fail",
         "keep_alive",
         "checkpoint",
-        "cancel_leased",
         "release",
         "stats_add",
+        "completion_check",
     ),
     "renewal": ("renew",),
+    "maintenance": ("maintain", "promote", "ping", "schedules", "schedule_advance"),
 }
 
 
@@ -218,7 +211,7 @@ def connection_role(statement: str) -> str:
     for role, prefixes in _ROLE_PREFIXES.items():
         if statement.startswith(prefixes):
             return role
-    return "pool"  # jobs' own work and maintenance
+    return "pool"  # jobs' own work
 
 
 def terminate_role(db: psycopg.Connection[Any], role: str) -> int:
@@ -238,7 +231,7 @@ async def test_terminated_connections_of_every_kind_lose_nothing(
     dsn: str, db: psycopg.Connection[Any]
 ) -> None:
     db.execute(EFFECTS)
-    roles = ["listener", "lease", "complete", "renewal", "pool"]
+    roles = ["listener", "lease", "complete", "renewal", "maintenance", "pool"]
     kills: Counter[str] = Counter()
     effect_ids: list[Any] = []
 
@@ -286,7 +279,7 @@ def timed_out(logs: list[dict[str, Any]]) -> set[str]:
     parts = {
         ("statement_retried", "complete"): "completion batches",
         ("lease_renewal_failed", None): "lease renewal",
-        ("maintenance_failed", None): "maintenance",
+        ("statement_retried", "maintenance"): "maintenance",
     }
     return {
         parts[key]

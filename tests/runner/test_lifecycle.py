@@ -172,7 +172,7 @@ async def test_one_log_line_per_finished_job_with_duration(
     assert finished[0]["job_id"] == str(job_id)
     assert finished[0]["job_name"] == "logged"
     assert finished[0]["duration_s"] >= 0.05
-    assert finished[0]["log_level"] == "info"
+    assert finished[0]["log_level"] == "debug"  # per-job lines are debug (DESIGN section 6)
 
 
 async def test_password_never_appears_in_logs(dsn: str, db: psycopg.Connection[Any]) -> None:

@@ -4,16 +4,15 @@ runners, two-phase commit, and lease plans that stay index scans at scale."""
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 import psycopg
 import structlog
 
 from sqlxmq_py import CurrentJob, commit, exists, job, spawn_many
-from sqlxmq_py.sql import query
 
-from ..helpers import count_jobs, job_row, wait_until
+from ..helpers import count_jobs, job_row, lease_params, wait_until
+from ..plans import function_plan
 from .conftest import Runner
 
 
@@ -159,20 +158,17 @@ async def test_expired_two_phase_jobs_are_discarded_and_logged(
 
 
 def _plan(db: psycopg.Connection[Any], channel_names: list[str] | None, cursor: str | None) -> str:
-    params = {
-        "channel_names": channel_names,
-        "cursor_name": cursor,
-        "cursor_args": "" if cursor is not None else None,
-        "limit": 100,
-        "default_lease": "30 s",
-        "excluded": [],
-        "durable": False,
-    }
-    with db.transaction(force_rollback=True):
-        rows = db.execute(b"EXPLAIN (ANALYZE, FORMAT JSON) " + query("lease"), params).fetchone()
-    assert rows is not None
-    plan = rows[0] if isinstance(rows[0], list) else json.loads(rows[0])
-    return json.dumps(plan)
+    return function_plan(
+        db,
+        "mq_lease",
+        lease_params(
+            channel_names=channel_names,
+            cursor_name=cursor,
+            cursor_args="" if cursor is not None else None,
+            limit=100,
+            durable=False,
+        ),
+    )
 
 
 def _fill(db: psycopg.Connection[Any], groups: int, jobs: int) -> None:

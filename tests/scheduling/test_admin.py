@@ -4,6 +4,8 @@ running, ordered chains), retry, reschedule, blocked_chains and channel limits."
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,6 +15,7 @@ import pytest
 
 from sqlxmq_py import (
     BlockedChain,
+    BlockingCurrentJob,
     ConfigurationError,
     CurrentJob,
     QueueCount,
@@ -234,21 +237,24 @@ def test_cancel_is_rolled_back_with_the_callers_transaction(
 async def test_cancel_a_running_job_that_stops_records_it_cancelled(
     conn: psycopg.Connection[Any], db: psycopg.Connection[Any], runner: Runner
 ) -> None:
-    started = asyncio.Event()
+    started = threading.Event()
     runs: list[int] = []
 
     @job(retries=3, lease=0.6, retain_for=timedelta(hours=1))
-    async def long_running(current_job: CurrentJob) -> None:
+    def long_running(current_job: BlockingCurrentJob) -> None:
         runs.append(current_job.attempt)
         started.set()
-        # the runner hears of the request when it renews the lease (every 0.2 s here)
-        await wait_until(lambda: current_job.cancelled, timeout=10)
+        # the runner hears of the request when it renews the lease (every 0.2 s here); a
+        # thread job sees the flag (an async one would be cancelled)
+        deadline = time.monotonic() + 10
+        while not current_job.cancelled and time.monotonic() < deadline:
+            time.sleep(0.01)
         raise RuntimeError("stopping as asked")
 
     job_id = long_running.builder().spawn(conn)
     conn.commit()
     async with runner([long_running]):
-        await asyncio.wait_for(started.wait(), 10)
+        assert await asyncio.to_thread(started.wait, 10)
         assert cancel(conn, [job_id], "operator said so") == {job_id: "requested"}
         conn.commit()
         status = job_status(db, job_id)
@@ -263,27 +269,61 @@ async def test_cancel_a_running_job_that_stops_records_it_cancelled(
     assert "stopping as asked" in (status.last_error or "")
 
 
-async def test_cancel_a_running_job_that_returns_completes_it(
+async def test_cancel_a_running_thread_job_that_returns_completes_it(
     conn: psycopg.Connection[Any], db: psycopg.Connection[Any], runner: Runner
 ) -> None:
-    started = asyncio.Event()
+    """A thread cannot be interrupted: it sees ``current_job.cancelled`` and may finish."""
+    started = threading.Event()
 
     @job(lease=0.6, retain_for=timedelta(hours=1))
-    async def finishes_anyway(current_job: CurrentJob) -> str:
+    def finishes_anyway(current_job: BlockingCurrentJob) -> str:
         started.set()
-        await wait_until(lambda: current_job.cancelled, timeout=10)
+        deadline = time.monotonic() + 10
+        while not current_job.cancelled and time.monotonic() < deadline:
+            time.sleep(0.01)  # a thread job's own loop, polling the flag as documented
         return "finished the batch first"
 
     job_id = finishes_anyway.builder().spawn(conn)
     conn.commit()
     async with runner([finishes_anyway]):
-        await asyncio.wait_for(started.wait(), 10)
+        assert await asyncio.to_thread(started.wait, 10)
         assert cancel(conn, [job_id]) == {job_id: "requested"}
         conn.commit()
         await wait_until(lambda: history_row(db, job_id) is not None, timeout=5)
     status = job_status(db, job_id)
     assert status is not None
     assert (status.state, status.result) == ("completed", "finished the batch first")
+
+
+async def test_cancel_a_running_async_job_cancels_its_task(
+    conn: psycopg.Connection[Any], db: psycopg.Connection[Any], runner: Runner
+) -> None:
+    """An async job is cancelled as a timeout cancels it, even if it never looks at the flag,
+    and the attempt is recorded as cancelled (issue 10.6)."""
+    started = asyncio.Event()
+    stopped: list[str] = []
+
+    @job(lease=0.6)
+    async def oblivious(current_job: CurrentJob) -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()  # forever
+        except asyncio.CancelledError:
+            stopped.append("cancelled")
+            raise
+
+    job_id = oblivious.builder().spawn(conn)
+    conn.commit()
+    async with runner([oblivious]):
+        await asyncio.wait_for(started.wait(), 10)
+        assert cancel(conn, [job_id]) == {job_id: "requested"}
+        conn.commit()
+        await wait_until(lambda: history_row(db, job_id) is not None, timeout=5)
+    status = job_status(db, job_id)
+    assert status is not None
+    assert status.state == "cancelled"
+    assert "cancelled while running" in (status.last_error or "")
+    assert stopped == ["cancelled"]
 
 
 async def test_a_running_job_asked_to_cancel_is_not_retried_when_it_fails(

@@ -1,0 +1,46 @@
+"""Connections that go through a pooler or proxy (PgBouncer, pgcat, Odyssey, RDS Proxy).
+
+psycopg prepares a statement on the server once it has run it a few times (its
+``prepare_threshold``). Behind a pooler in transaction mode the next transaction may run on
+another server session, where that statement does not exist, or where another client's
+statement holds its name. So sqlxmq_py's own connections and pools prepare nothing when they
+find a pooler between them and PostgreSQL. (The runner's statements are functions whose plans
+PostgreSQL caches per server session, so little is lost.)
+
+The check: the port the client connected to against the port the server listens on. A pooler
+listens on its own port (PgBouncer's default is 6432); so does a port mapping (Docker's
+``-p 5433:5432``), which this takes for a pooler too: that only costs the prepared statements.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+__all__ = ["behind_pooler", "behind_pooler_sync", "through_pooler"]
+
+
+def through_pooler(client_port: object, server_port: object) -> bool:
+    """Whether the port a client connected to differs from the port the server listens on."""
+    try:
+        return int(str(client_port)) != int(str(server_port))
+    except ValueError:
+        return False
+
+
+async def behind_pooler(conn: psycopg.AsyncConnection[Any]) -> bool:
+    """Whether ``conn`` reaches PostgreSQL through a pooler or proxy (see the module)."""
+    cur = await conn.execute("SELECT current_setting('port')")
+    row = await cur.fetchone()
+    if not conn.autocommit:
+        await conn.rollback()
+    return row is not None and through_pooler(conn.info.port, row[0])
+
+
+def behind_pooler_sync(conn: psycopg.Connection[Any]) -> bool:
+    """:func:`behind_pooler` for a sync connection."""
+    row = conn.execute("SELECT current_setting('port')").fetchone()
+    if not conn.autocommit:
+        conn.rollback()
+    return row is not None and through_pooler(conn.info.port, row[0])
