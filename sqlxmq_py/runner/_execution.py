@@ -76,8 +76,8 @@ async def call_thread(
     job whose thread still runs has not stopped, and its lease must not be handed back.
     """
     loop = asyncio.get_running_loop()
-    call = functools.partial(named.fn, blocking, **kwargs)
-    running = loop.run_in_executor(executor, contextvars.copy_context().run, call)
+    call = functools.partial(contextvars.copy_context().run, named.fn, blocking, **kwargs)
+    running = loop.run_in_executor(executor, _guarded, call)
     timed_out = False
 
     def expire() -> None:
@@ -104,7 +104,20 @@ async def call_thread(
             timer.cancel()
     if timed_out:
         raise JobTimeoutError(f"job {named.name!r} ran longer than its timeout of {timeout}")
-    return result
+    returned, value = result
+    if not returned:
+        raise value  # here, not through an await: see _guarded
+    return value
+
+
+def _guarded(call: Callable[[], Any]) -> tuple[bool, Any]:
+    """Runs ``call`` (in a job thread) and returns (True, its result) or (False, what it
+    raised). Whatever a thread raises reaches the loop as a value: a ``GeneratorExit`` thrown
+    into a coroutine through an ``await`` breaks it under uvloop."""
+    try:
+        return True, call()
+    except BaseException as exc:
+        return False, exc
 
 
 def describe_error(exc: BaseException) -> str:
