@@ -21,6 +21,16 @@ ALTER TABLE mq_jobs
     ADD COLUMN payload_size integer NOT NULL DEFAULT 0,
     ADD CONSTRAINT mq_jobs_payload_size_check CHECK (payload_size >= 0);
 
+-- Names and keys are index keys, and a B-tree entry must fit in a third of a page: a spawn that
+-- passes these bounds fails naming them (the Python API refuses such values before, with a
+-- ConfigurationError). NOT VALID: rows written before are not re-read.
+ALTER TABLE mq_jobs
+    ADD CONSTRAINT mq_jobs_channel_name_length CHECK (octet_length(channel_name) <= 1000)
+        NOT VALID,
+    ADD CONSTRAINT mq_jobs_channel_args_length CHECK (octet_length(channel_args) <= 1000)
+        NOT VALID,
+    ADD CONSTRAINT mq_jobs_job_key_length CHECK (octet_length(job_key) <= 2000) NOT VALID;
+
 -- The bytes of a job's payloads, as leases count them.
 CREATE FUNCTION mq_payload_size(p_json text, p_bytes bytea) RETURNS integer
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$

@@ -7,7 +7,17 @@ from typing import TypeAlias
 
 from .errors import ConfigurationError
 
-__all__ = ["MAX_DURATION", "MAX_RUN_AT", "Duration", "check_int", "check_text", "to_timedelta"]
+__all__ = [
+    "MAX_DURATION",
+    "MAX_KEY_BYTES",
+    "MAX_NAME_BYTES",
+    "MAX_RUN_AT",
+    "Duration",
+    "check_int",
+    "check_name",
+    "check_text",
+    "to_timedelta",
+]
 
 Duration: TypeAlias = "timedelta | float | int"
 """A length of time: a ``timedelta``, or a number of seconds."""
@@ -53,9 +63,31 @@ def check_int(option: str, value: object, *, minimum: int, maximum: int = _PG_IN
     return value
 
 
+MAX_NAME_BYTES = 1000
+"""The longest job name, channel name, channel args or schedule name, in UTF-8 bytes: they are
+index keys, and a B-tree entry must fit in a third of a page."""
+
+MAX_KEY_BYTES = 2000
+"""The longest job key, in UTF-8 bytes (an index key of its own)."""
+
+
+def check_name(option: str, value: object, max_bytes: int = MAX_NAME_BYTES) -> str:
+    """Checks that ``value`` is a str PostgreSQL can store (see :func:`check_text`) and index:
+    at most ``max_bytes`` bytes of UTF-8."""
+    text = check_text(option, value)
+    size = len(text) if text.isascii() else len(text.encode("utf-8"))
+    if size > max_bytes:
+        raise ConfigurationError(
+            f"{option} must be at most {max_bytes} bytes of UTF-8 (it is an index key), got "
+            f"{size} bytes: {text[:40]!r}…; hash a longer value (e.g. hashlib.sha256) and use "
+            "the digest"
+        )
+    return text
+
+
 def check_text(option: str, value: object) -> str:
-    """Checks that ``value`` is a str PostgreSQL can store (any length; valid Unicode, which
-    excludes lone surrogates; no NUL character)."""
+    """Checks that ``value`` is a str PostgreSQL can store (valid Unicode, which excludes lone
+    surrogates; no NUL character)."""
     if not isinstance(value, str):
         raise ConfigurationError(f"{option} must be a str, got {value!r}")
     if "\x00" in value:

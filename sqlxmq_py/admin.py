@@ -16,7 +16,7 @@ from typing import Any, Literal, TypeAlias, get_args, overload
 
 from . import _connections
 from ._connections import AnyConnection, AsyncConnectionLike, Rows, SyncConnectionLike
-from ._validate import check_int, check_text
+from ._validate import check_int, check_name, check_text
 from .errors import ConfigurationError
 from .sql import query
 
@@ -487,7 +487,7 @@ def set_channel_limit(
 ) -> Coroutine[Any, Any, None] | None:
     """Lets at most ``max_running`` jobs of the channel run at once across all runners
     (``None`` removes the limit). Runners pick the change up within a few seconds."""
-    check_text("channel_name", channel_name)
+    check_name("channel_name", channel_name)
     if max_running is None:
         return _connections.run(
             conn, query("delete_channel_limit"), {"channel_name": channel_name}, _nothing
@@ -555,7 +555,7 @@ def throughput(
     if not isinstance(since, datetime) or since.tzinfo is None:
         raise ConfigurationError(f"since must be a timezone-aware datetime, got {since!r}")
     if channel_name is not None:
-        check_text("channel_name", channel_name)
+        check_name("channel_name", channel_name)
     params = {"since": since, "channel_name": channel_name}
     return _connections.run(conn, query("stats"), params, _buckets)
 

@@ -15,7 +15,15 @@ from typing import Any, Literal, Protocol, Self, TypeAlias, overload
 from . import _connections
 from ._connections import AnyConnection, AsyncConnectionLike, SyncConnectionLike
 from ._insert import insert_statement, run_spawn_hooks
-from ._validate import MAX_RUN_AT, Duration, check_int, check_text, to_timedelta
+from ._validate import (
+    MAX_KEY_BYTES,
+    MAX_RUN_AT,
+    Duration,
+    check_int,
+    check_name,
+    check_text,
+    to_timedelta,
+)
 from .errors import ConfigurationError
 from .payload import check_raw_json, encode_bytes, encode_json
 
@@ -68,7 +76,7 @@ class JobBuilder:
         dead_letter: str | _Named | None = None,
     ) -> None:
         """Starts a builder for the job called ``name`` with the given defaults."""
-        self._name = check_text("name", name)
+        self._name = check_name("name", name)
         self._id: uuid.UUID | None = None
         self._channel_args = ""
         self._delay = timedelta(0)
@@ -114,7 +122,7 @@ class JobBuilder:
 
     def set_channel_name(self, channel_name: str) -> Self:
         """Sets the channel (default from ``@job``, else ``""``). Any length and characters."""
-        self._channel_name = check_text("channel_name", channel_name)
+        self._channel_name = check_name("channel_name", channel_name)
         return self
 
     def set_channel_args(self, channel_args: str) -> Self:
@@ -123,7 +131,7 @@ class JobBuilder:
         Jobs with equal (channel name, channel args) form a group: the unit of fairness and of
         ordering. Runners subscribe to channel names; args never filter.
         """
-        self._channel_args = check_text("channel_args", channel_args)
+        self._channel_args = check_name("channel_args", channel_args)
         return self
 
     def set_json(self, value: object) -> Self:
@@ -188,7 +196,7 @@ class JobBuilder:
         spawn inside the window returns the id of the window's job.
         """
         if job_key is not None:
-            check_text("job_key", job_key)
+            check_name("job_key", job_key, MAX_KEY_BYTES)
         if mode not in _KEY_MODES:
             raise ConfigurationError(f"mode must be one of {', '.join(_KEY_MODES)}, got {mode!r}")
         self._job_key = job_key
@@ -245,7 +253,7 @@ class JobBuilder:
         original payload and the error: ``{"job_id", "job_name", "channel_name",
         "channel_args", "attempts", "error", "payload"}``, and the original binary payload."""
         if dead_letter is None or isinstance(dead_letter, str):
-            name = None if dead_letter is None else check_text("dead_letter", dead_letter)
+            name = None if dead_letter is None else check_name("dead_letter", dead_letter)
             self._dead_letter, self._dead_letter_channel = name, None
         elif callable(getattr(dead_letter, "builder", None)):
             template = dead_letter.builder()

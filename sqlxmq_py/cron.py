@@ -20,7 +20,7 @@ from croniter import croniter
 from psycopg import AsyncConnection
 
 from ._insert import insert_statement, run_spawn_hooks
-from ._validate import Duration, check_text, to_timedelta
+from ._validate import Duration, check_name, to_timedelta
 from .builder import JobBuilder
 from .errors import ConfigurationError
 from .payload import encode_json
@@ -90,12 +90,12 @@ class CronSchedule:
         _zone(tz)
         options = job.options
         return cls(
-            name=check_text("name", name if name is not None else job.name),
+            name=check_name("name", name if name is not None else job.name),
             cron=check_cron(cron),
             tz=tz,
             job_name=job.name,
             channel_name=options.channel_name,
-            channel_args=check_text("channel_args", channel_args),
+            channel_args=check_name("channel_args", channel_args),
             payload_json=None if payload is None else encode_json(payload),
             max_attempts=options.retries + 1,
             retry_backoff=options.backoff,

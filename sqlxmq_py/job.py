@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
-from ._validate import Duration, check_int, check_text, to_timedelta
+from ._validate import Duration, check_int, check_name, to_timedelta
 from .builder import DEFAULT_RETRIES, DEFAULT_RETRY_BACKOFF, JobBuilder
 from .cron import check_cron
 from .errors import ConfigurationError
@@ -233,7 +233,7 @@ def job(
         ConfigurationError: an option is invalid, or the function cannot be a job.
     """
     if name is not None:
-        check_text("name", name)
+        check_name("name", name)
         if not name:
             raise ConfigurationError("name must not be empty")
     if not isinstance(ordered, bool):
@@ -245,13 +245,13 @@ def job(
     if isinstance(dead_letter, NamedJob):
         dead_letter_name, dead_letter_channel = dead_letter.name, dead_letter.options.channel_name
     elif dead_letter is None or isinstance(dead_letter, str):
-        dead_letter_name = None if dead_letter is None else check_text("dead_letter", dead_letter)
+        dead_letter_name = None if dead_letter is None else check_name("dead_letter", dead_letter)
         dead_letter_channel = None
     else:
         raise ConfigurationError(f"dead_letter must be a job or a job name, got {dead_letter!r}")
     defaults = JobOptions(
         name=name or "",
-        channel_name=check_text("channel_name", channel_name),
+        channel_name=check_name("channel_name", channel_name),
         retries=check_int("retries", retries, minimum=0, maximum=2**31 - 2),
         backoff=to_timedelta("backoff", backoff),
         ordered=ordered,
@@ -271,6 +271,7 @@ def job(
         job_name = defaults.name or getattr(func, "__name__", "")
         if not job_name:
             raise ConfigurationError(f"cannot name job {func!r}; pass name=")
+        check_name("name", job_name)
         return NamedJob(func, dataclasses.replace(defaults, name=job_name))
 
     if fn is not None:

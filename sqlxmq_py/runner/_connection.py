@@ -76,7 +76,8 @@ class DedicatedConnection:
         self._closing = closing
         self._conn: psycopg.AsyncConnection[tuple[Any, ...]] | None = None
         self._connecting = asyncio.Lock()
-        self._failures = 0
+        self._failing: str | None = None
+        """The kind of failure going on (a log event name), if any."""
 
     async def _connection(self) -> psycopg.AsyncConnection[tuple[Any, ...]]:
         # tasks sharing this connection (the lease loop and maintenance, say) must not each
@@ -92,14 +93,15 @@ class DedicatedConnection:
         return self._closing()
 
     def _before_sleep(self, state: RetryCallState) -> None:
-        # one warning when a failure starts, then debug lines until it ends (info): a read-only
-        # database would otherwise log every retry of every statement
-        self._failures += 1
+        # one warning when a kind of failure starts, then debug lines until it ends (info): a
+        # read-only database would otherwise log every retry of every statement
         exc = state.outcome.exception() if state.outcome else None
-        event = "connection_lost" if self._conn is None else "statement_retried"
         if isinstance(exc, psycopg.Error) and exc.sqlstate == READ_ONLY:
-            event = "database_read_only"
-        log = logger.warning if self._failures == 1 else logger.debug
+            event = "database_read_only"  # its connection was closed on purpose: see run()
+        else:
+            event = "connection_lost" if self._conn is None else "statement_retried"
+        log = logger.warning if event != self._failing else logger.debug
+        self._failing = event
         log(
             event,
             role=self._role,
@@ -109,9 +111,14 @@ class DedicatedConnection:
         )
 
     async def run(
-        self, work: Callable[[psycopg.AsyncConnection[tuple[Any, ...]]], Awaitable[T]]
+        self,
+        work: Callable[[psycopg.AsyncConnection[tuple[Any, ...]]], Awaitable[T]],
+        *,
+        writes: bool = True,
     ) -> T:
-        """Runs ``work`` on the connection; transient failures are retried with backoff."""
+        """Runs ``work`` on the connection; transient failures are retried with backoff. Work
+        that only reads (``writes`` False) succeeding on a read-only database does not end a
+        read-only spell."""
         async for attempt in AsyncRetrying(
             retry=retry_if_exception(is_transient),
             wait=RECONNECT_WAIT,
@@ -130,20 +137,22 @@ class DedicatedConnection:
                     if (conn.broken or conn.closed) and self._conn is conn:
                         self._conn = None
                     raise
-                if self._failures:
+                if self._failing is not None and (writes or self._failing != "database_read_only"):
                     logger.info("connection_restored", role=self._role)
-                    self._failures = 0
+                    self._failing = None
                 return result
         raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
 
-    async def execute(self, query: bytes, params: Mapping[str, object] | None = None) -> Rows:
-        """Runs one statement (its own transaction) and returns its rows."""
+    async def execute(
+        self, query: bytes, params: Mapping[str, object] | None = None, *, writes: bool = True
+    ) -> Rows:
+        """Runs one statement (its own transaction) and returns its rows (see :meth:`run`)."""
 
         async def statement(conn: psycopg.AsyncConnection[tuple[Any, ...]]) -> Rows:
             cur = await conn.execute(query, params)
             return await cur.fetchall() if cur.description is not None else []
 
-        return await self.run(statement)
+        return await self.run(statement, writes=writes)
 
     async def close(self) -> None:
         """Closes the connection (a later ``execute`` would open a new one)."""

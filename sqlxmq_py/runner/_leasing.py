@@ -103,7 +103,7 @@ class Leaser:
 
     async def refresh_limits(self) -> None:
         """Reads the channel limits that concern this runner."""
-        rows = await self._conn.execute(query("channel_limits"))
+        rows = await self._conn.execute(query("channel_limits"), writes=False)
         names = self._channel_names
         self.limits = {c: n for c, n in rows if names is None or c in names}
 

@@ -249,7 +249,7 @@ class Runner:
 
     async def _check_schema(self) -> None:
         try:
-            rows = await self._lease_conn.execute(query("migrations_applied"))
+            rows = await self._lease_conn.execute(query("migrations_applied"), writes=False)
         except psycopg.errors.UndefinedTable as exc:
             raise SchemaError(
                 "the database has no sqlxmq_py schema: run sqlxmq_py.migrate(conn) first"

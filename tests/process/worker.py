@@ -54,11 +54,14 @@ def slow_thread_job(current_job: BlockingCurrentJob) -> None:
     time.sleep(1.0)
 
 
-async def main(dsn: str, low: int, high: int) -> None:
+async def main(dsn: str, low: int, high: int, maintenance_interval: float) -> None:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     registry = JobRegistry([hang_first, effect, slow_thread_job])
     handle = (
-        await registry.runner(dsn).set_concurrency(low, high).set_maintenance_interval(0.1).run()
+        await registry.runner(dsn)
+        .set_concurrency(low, high)
+        .set_maintenance_interval(maintenance_interval)
+        .run()
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -74,6 +77,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("dsn")
     parser.add_argument("--concurrency", type=int, nargs=2, default=(4, 8))
+    parser.add_argument("--maintenance-interval", type=float, default=0.1)
     args = parser.parse_args()
-    asyncio.run(main(args.dsn, *args.concurrency))
+    asyncio.run(main(args.dsn, *args.concurrency, args.maintenance_interval))
     sys.exit(0)

@@ -26,6 +26,8 @@ async def start_runner(
     poll_interval: float = 0.5,
     stop_timeout: float | None = 5.0,
     hooks: list[RunnerHooks] | None = None,
+    max_payload_bytes: int | None = None,
+    cancel_grace: float | None = None,
 ) -> AsyncIterator[JobRunnerHandle]:
     registry = jobs if isinstance(jobs, JobRegistry) else JobRegistry(jobs)
     options = (
@@ -39,6 +41,10 @@ async def start_runner(
     )
     if lease is not None:
         options.set_lease(lease)
+    if max_payload_bytes is not None:
+        options.set_max_payload_bytes(max_payload_bytes)
+    if cancel_grace is not None:
+        options.set_cancel_grace(cancel_grace)
     handle = await options.run()
     try:
         yield handle
