@@ -76,6 +76,10 @@ QueryName = Literal[
     "web_job_chain",
     "web_job_parents",
     "web_job_children",
+    "list_jobs_by_state",
+    "list_jobs_by_channel",
+    "list_jobs_by_name",
+    "list_jobs_by_key",
 ]
 
 _NAME_LINE = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
