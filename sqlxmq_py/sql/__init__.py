@@ -80,6 +80,7 @@ QueryName = Literal[
     "list_jobs_by_channel",
     "list_jobs_by_name",
     "list_jobs_by_key",
+    "queue_counts_estimated",
 ]
 
 _NAME_LINE = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)

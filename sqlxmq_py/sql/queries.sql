@@ -1012,3 +1012,90 @@ LEFT JOIN LATERAL (
     WHERE page.needs_payload AND p.id = page.id
 ) AS p ON true
 ORDER BY page.id DESC
+
+-- name: queue_counts_estimated
+-- Jobs per channel and label, in a time that does not grow with the queue. Every (label,
+-- channel) of mq_jobs_admin_idx is found by a skip scan and counted, index only, up to
+-- %(cap)s + 1 jobs; leased jobs likewise up to %(running_cap)s + 1 from mq_jobs_leased_idx.
+-- A count that reached its cap is estimated instead, from a block sample of about
+-- %(sample_rows)s rows of mq_jobs (TABLESAMPLE SYSTEM, scaled up; taken only when needed);
+-- exact says which. The age of a channel's oldest ready job is read from its ready jobs with
+-- the lowest ids, all of them when they are counted exactly (exact then), the first %(cap)s + 1
+-- otherwise (an estimate: a job spawned later with an earlier run_at is missed).
+-- Columns: channel, label, count, exact, oldest ready age in seconds.
+WITH RECURSIVE pairs(label, channel_name) AS (
+    (SELECT (CASE WHEN j.state = 's' AND j.attempts > 0 THEN 't'::"char" ELSE j.state END),
+        j.channel_name
+     FROM mq_jobs AS j
+     WHERE j.state <> 'l'
+     ORDER BY 1, 2
+     LIMIT 1)
+  UNION ALL
+    SELECT n.label, n.channel_name
+    FROM pairs AS c
+    CROSS JOIN LATERAL (
+        SELECT (CASE WHEN j.state = 's' AND j.attempts > 0 THEN 't'::"char" ELSE j.state END)
+            AS label, j.channel_name
+        FROM mq_jobs AS j
+        WHERE j.state <> 'l'
+          AND ((CASE WHEN j.state = 's' AND j.attempts > 0 THEN 't'::"char" ELSE j.state END),
+               j.channel_name) > (c.label, c.channel_name)
+        ORDER BY 1, 2
+        LIMIT 1
+    ) AS n
+),
+counted AS (
+    SELECT c.label, c.channel_name,
+        (SELECT count(*) FROM (
+            SELECT 1 FROM mq_jobs AS j
+            WHERE (CASE WHEN j.state = 's' AND j.attempts > 0 THEN 't'::"char" ELSE j.state END)
+                  = c.label
+              AND j.state <> 'l' AND j.channel_name = c.channel_name
+            LIMIT %(cap)s::integer + 1) AS x) AS n,
+        (SELECT min(x.attempt_at) FROM (
+            SELECT j.attempt_at FROM mq_jobs AS j
+            WHERE c.label = 'r'
+              AND (CASE WHEN j.state = 's' AND j.attempts > 0 THEN 't'::"char" ELSE j.state END)
+                  = c.label
+              AND j.state <> 'l' AND j.channel_name = c.channel_name
+            ORDER BY j.id
+            LIMIT %(cap)s::integer + 1) AS x) AS oldest,
+        %(cap)s::integer AS cap
+    FROM pairs AS c
+),
+running AS MATERIALIZED (
+    SELECT j.channel_name FROM mq_jobs AS j
+    WHERE j.state = 'l'
+    LIMIT %(running_cap)s::integer + 1
+),
+running_counted AS (
+    SELECT 'l'::"char" AS label, r.channel_name, count(*) AS n, NULL::timestamptz AS oldest,
+        CASE WHEN (SELECT count(*) FROM running) > %(running_cap)s::integer
+            THEN -1 ELSE %(running_cap)s::integer END AS cap
+    FROM running AS r
+    GROUP BY r.channel_name
+),
+size AS (
+    SELECT least(100, 100 * %(sample_rows)s::float8 / greatest(1, CASE
+        WHEN c.reltuples > 0 AND c.relpages > 0
+            THEN c.reltuples / c.relpages
+                 * (pg_relation_size(c.oid) / current_setting('block_size')::float8)
+        ELSE pg_relation_size(c.oid) / current_setting('block_size')::float8 * 60
+    END)) AS percent
+    FROM pg_class AS c
+    WHERE c.oid = 'mq_jobs'::regclass
+),
+sample AS MATERIALIZED (
+    SELECT (CASE WHEN j.state = 's' AND j.attempts > 0 THEN 't'::"char" ELSE j.state END)
+        AS label, j.channel_name, count(*) AS n
+    FROM mq_jobs AS j TABLESAMPLE SYSTEM ((SELECT percent FROM size))
+    GROUP BY 1, 2
+)
+SELECT a.channel_name, a.label::text,
+    CASE WHEN a.n <= a.cap THEN a.n ELSE greatest(a.n, (
+        SELECT round(s.n * 100 / z.percent)::bigint FROM sample AS s, size AS z
+        WHERE s.label = a.label AND s.channel_name = a.channel_name)) END,
+    a.n <= a.cap OR (SELECT percent FROM size) >= 100,
+    extract(epoch FROM now() - a.oldest)::float8
+FROM (SELECT * FROM counted UNION ALL SELECT * FROM running_counted) AS a
+ORDER BY a.channel_name, a.label

@@ -1,5 +1,5 @@
 """Admin reads on big queues: list_jobs pages every job exactly once, newest first, under every
-filter, from an index (EXPLAIN on 50,000 jobs).
+filter, from an index (EXPLAIN on 50,000 jobs); queue_counts(exact=False) labels its estimates.
 
 Timings are never asserted here: ``benchmarks/admin_reads.py`` measures them.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import timedelta
 from typing import Any, get_args
 
@@ -21,11 +21,13 @@ from sqlxmq_py import (
     JobBuilder,
     JobState,
     JobStatus,
+    admin,
     cancel,
     complete,
     fail,
     fetch,
     list_jobs,
+    queue_counts,
     spawn_many,
 )
 from sqlxmq_py.admin import list_statement
@@ -171,6 +173,7 @@ def test_list_jobs_is_never_prepared_on_the_server(
     for _ in range(12):
         list_jobs(conn, channel_name="a", states=["ready"])
         list_jobs(conn, name="x")
+        queue_counts(conn, exact=False)
     prepared = conn.execute("SELECT statement FROM pg_prepared_statements").fetchall()
     assert not [s for (s,) in prepared if "mq_jobs" in s]
 
@@ -282,3 +285,88 @@ def test_list_jobs_plans_walk_indexes_not_tables(big_queue: psycopg.Connection[A
         "mq_history_job_key_idx",
     ):
         assert index in used, index
+
+
+def test_estimated_counts_plan_reads_no_table(big_queue: psycopg.Connection[Any]) -> None:
+    params = {
+        "cap": admin.ESTIMATE_ABOVE,
+        "running_cap": admin.ESTIMATE_RUNNING_ABOVE,
+        "sample_rows": admin.ESTIMATE_SAMPLE_ROWS,
+    }
+    plan = _explain(big_queue, "queue_counts_estimated", params)
+    assert not re.search(r"Seq Scan on mq_jobs\b", plan), plan
+    assert "Index Only Scan using mq_jobs_admin_idx" in plan, plan
+    counts = {(c.channel_name, c.state): c for c in queue_counts(big_queue, exact=False)}
+    exact = {(c.channel_name, c.state): c.count for c in queue_counts(big_queue)}
+    assert set(counts) == set(exact)
+    for key, count in counts.items():
+        if count.exact:
+            assert count.count == exact[key], key
+        else:
+            assert count.count > admin.ESTIMATE_ABOVE, key
+            assert exact[key] > admin.ESTIMATE_ABOVE, key
+            assert 0.5 < count.count / exact[key] < 2, (key, count.count, exact[key])
+    assert counts["rare", "ready"].exact
+    assert not counts["ch3", "ready"].exact
+
+
+# --- estimated counts ---
+
+
+def _by_key(counts: Sequence[admin.QueueCount]) -> dict[tuple[str, str], admin.QueueCount]:
+    return {(c.channel_name, c.state): c for c in counts}
+
+
+def test_estimated_counts_are_exact_and_labelled_so_on_a_small_queue(
+    queue: tuple[psycopg.Connection[Any], list[JobStatus]],
+) -> None:
+    conn, _ = queue
+    estimated = queue_counts(conn, exact=False)
+    assert all(c.exact for c in estimated)
+    assert estimated == queue_counts(conn)
+
+
+def test_counts_above_the_cap_are_estimates(
+    conn: psycopg.Connection[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spawn_many(conn, [JobBuilder("x").set_channel_name("big") for _ in range(400)])
+    spawn_many(conn, [JobBuilder("x").set_channel_name("small") for _ in range(3)])
+    spawn_many(conn, [JobBuilder("x").set_channel_name("run") for _ in range(4)])
+    fetch(conn, ["run"], limit=4, lease=600)
+    conn.commit()
+    conn.execute("ANALYZE mq_jobs")
+    monkeypatch.setattr(admin, "ESTIMATE_ABOVE", 50)
+    monkeypatch.setattr(admin, "ESTIMATE_RUNNING_ABOVE", 2)
+    monkeypatch.setattr(admin, "ESTIMATE_SAMPLE_ROWS", 100)  # a part of the table only
+    counts = _by_key(queue_counts(conn, exact=False))
+    assert set(counts) == {("big", "ready"), ("small", "ready"), ("run", "running")}
+    big = counts["big", "ready"]
+    assert not big.exact
+    assert big.count > 50  # at least what was counted before the cap
+    assert big.oldest_ready_age_s is not None
+    assert counts["small", "ready"] == admin.QueueCount(
+        channel_name="small",
+        state="ready",
+        count=3,
+        oldest_ready_age_s=counts["small", "ready"].oldest_ready_age_s,
+        exact=True,
+    )
+    assert not counts["run", "running"].exact
+    assert counts["run", "running"].count >= 3
+
+
+def test_estimated_counts_merge_the_two_kinds_of_waiting(conn: psycopg.Connection[Any]) -> None:
+    head, _blocked = spawn_many(
+        conn, [JobBuilder("x").set_channel_name("c").set_ordered() for _ in range(2)]
+    )
+    JobBuilder("x").set_channel_name("c").set_after([head]).spawn(conn)
+    JobBuilder("x").set_channel_name("d").set_retries(2).spawn(conn)
+    conn.commit()
+    (item,) = fetch(conn, ["d"], limit=1)
+    assert fail(conn, item, "again", delay=timedelta(hours=1)) == "retrying"
+    conn.commit()
+    counts = _by_key(queue_counts(conn, exact=False))
+    assert counts["c", "waiting"].count == 2  # one blocked behind the head, one continuation
+    assert counts["c", "waiting"].exact
+    assert counts["d", "retrying"].count == 1
+    assert counts == _by_key(queue_counts(conn))
