@@ -14,12 +14,18 @@ CREATE INDEX mq_jobs_admin_idx ON mq_jobs (
     (CASE WHEN state = 's' AND attempts > 0 THEN 't'::"char" ELSE state END), channel_name, id
 ) INCLUDE (state, attempts) WHERE state <> 'l';
 
+-- The other indexes hold the first 512 characters of their text column (the statements check
+-- the whole value), so that no name, channel or key the queue accepts is too long for them
+-- (btree entries are limited to about 2,700 bytes): a kept job's row in mq_history, written
+-- when the job completes, must never be refused.
+
 -- Jobs by name (the name lives in mq_payloads).
-CREATE INDEX mq_payloads_name_idx ON mq_payloads (name, id);
+CREATE INDEX mq_payloads_name_idx ON mq_payloads (left(name, 512), id);
 
 -- Kept jobs by state, by channel (and state), by name and by key. mq_history is written once
 -- per kept job, off the runners' lease path.
 CREATE INDEX mq_history_state_idx ON mq_history (state, id);
-CREATE INDEX mq_history_channel_idx ON mq_history (channel_name, state, id);
-CREATE INDEX mq_history_name_idx ON mq_history (name, id);
-CREATE INDEX mq_history_job_key_idx ON mq_history (job_key, id) WHERE job_key IS NOT NULL;
+CREATE INDEX mq_history_channel_idx ON mq_history (left(channel_name, 512), state, id);
+CREATE INDEX mq_history_name_idx ON mq_history (left(name, 512), id);
+CREATE INDEX mq_history_job_key_idx ON mq_history (left(job_key, 512), id)
+    WHERE job_key IS NOT NULL;

@@ -921,7 +921,8 @@ FROM (
             h.finished_at, h.last_error, h.result::text AS result, false AS cancel_requested,
             false AS needs_payload
         FROM mq_history AS h
-        WHERE h.channel_name = %(channel_name)s::text AND h.state = s.state
+        WHERE left(h.channel_name, 512) = left(%(channel_name)s::text, 512)
+          AND h.channel_name = %(channel_name)s::text AND h.state = s.state
           AND h.id <= %(upto)s::uuid
         ORDER BY h.id DESC
         LIMIT %(limit)s::integer
@@ -938,7 +939,8 @@ ORDER BY page.id DESC
 -- name: list_jobs_by_name
 -- A page of jobs of one name, newest first: a backward walk of mq_payloads_name_idx (each job
 -- found by its primary key, then checked against the other filters) and of
--- mq_history_name_idx. Here %(labels)s may hold 'l' (running).
+-- mq_history_name_idx. Here %(labels)s may hold 'l' (running). Those indexes, like the other
+-- mq_history ones, hold the first 512 characters of the text (left(x, 512), spelt as there).
 SELECT page.id, page.name, page.state, page.attempts, page.max_attempts, page.channel_name,
     page.channel_args, page.priority, page.job_key, page.run_at, page.created_at,
     page.finished_at, page.last_error, page.result, page.cancel_requested
@@ -949,7 +951,8 @@ FROM (
         j.cancel_requested
      FROM mq_payloads AS p
      JOIN mq_jobs AS j ON j.id = p.id
-     WHERE %(hot)s::boolean AND p.name = %(name)s::text AND p.id <= %(upto)s::uuid
+     WHERE %(hot)s::boolean AND left(p.name, 512) = left(%(name)s::text, 512)
+       AND p.name = %(name)s::text AND p.id <= %(upto)s::uuid
        AND (CASE WHEN j.state = 's' AND j.attempts > 0 THEN 't'::"char" ELSE j.state END)
            = ANY(%(labels)s::"char"[])
        AND (%(channel_name)s::text IS NULL OR j.channel_name = %(channel_name)s::text)
@@ -960,7 +963,8 @@ FROM (
         h.priority, h.job_key, NULL::timestamptz, h.created_at, h.finished_at, h.last_error,
         h.result::text, false
      FROM mq_history AS h
-     WHERE %(history)s::boolean AND h.name = %(name)s::text AND h.id <= %(upto)s::uuid
+     WHERE %(history)s::boolean AND left(h.name, 512) = left(%(name)s::text, 512)
+       AND h.name = %(name)s::text AND h.id <= %(upto)s::uuid
        AND h.state = ANY(%(history_states)s::text[])
        AND (%(channel_name)s::text IS NULL OR h.channel_name = %(channel_name)s::text)
      ORDER BY h.id DESC
@@ -998,7 +1002,8 @@ FROM (
         h.priority, h.job_key, NULL::timestamptz, h.created_at, h.finished_at, h.last_error,
         h.result::text, false, false
      FROM mq_history AS h
-     WHERE %(history)s::boolean AND h.job_key = %(job_key)s::text AND h.id <= %(upto)s::uuid
+     WHERE %(history)s::boolean AND left(h.job_key, 512) = left(%(job_key)s::text, 512)
+       AND h.job_key = %(job_key)s::text AND h.id <= %(upto)s::uuid
        AND h.state = ANY(%(history_states)s::text[])
        AND (%(channel_name)s::text IS NULL OR h.channel_name = %(channel_name)s::text)
        AND (%(name)s::text IS NULL OR h.name = %(name)s::text)
