@@ -81,6 +81,7 @@ QueryName = Literal[
     "list_jobs_by_name",
     "list_jobs_by_key",
     "queue_counts_estimated",
+    "web_channel_names",
 ]
 
 _NAME_LINE = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)

@@ -1104,3 +1104,35 @@ SELECT a.channel_name, a.label::text,
     extract(epoch FROM now() - a.oldest)::float8
 FROM (SELECT * FROM counted UNION ALL SELECT * FROM running_counted) AS a
 ORDER BY a.channel_name, a.label
+
+-- name: web_channel_names
+-- The channels that have queued jobs, for the job list's filter: a skip scan of
+-- mq_jobs_admin_idx (one descent per state and channel) and the leased jobs.
+WITH RECURSIVE pairs(label, channel_name) AS (
+    (SELECT (CASE WHEN j.state = 's' AND j.attempts > 0 THEN 't'::"char" ELSE j.state END),
+        j.channel_name
+     FROM mq_jobs AS j
+     WHERE j.state <> 'l'
+     ORDER BY 1, 2
+     LIMIT 1)
+  UNION ALL
+    SELECT n.label, n.channel_name
+    FROM pairs AS c
+    CROSS JOIN LATERAL (
+        SELECT (CASE WHEN j.state = 's' AND j.attempts > 0 THEN 't'::"char" ELSE j.state END)
+            AS label, j.channel_name
+        FROM mq_jobs AS j
+        WHERE j.state <> 'l'
+          AND ((CASE WHEN j.state = 's' AND j.attempts > 0 THEN 't'::"char" ELSE j.state END),
+               j.channel_name) > (c.label, c.channel_name)
+        ORDER BY 1, 2
+        LIMIT 1
+    ) AS n
+)
+SELECT DISTINCT x.channel_name FROM (
+    SELECT p.channel_name FROM pairs AS p
+    UNION ALL
+    SELECT j.channel_name FROM mq_jobs AS j WHERE j.state = 'l'
+) AS x
+ORDER BY x.channel_name
+LIMIT %(limit)s::integer

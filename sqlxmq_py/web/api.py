@@ -771,7 +771,10 @@ async def purge_jobs(ctx: WebContext, request: Request) -> Response:
 
 async def get_counts(ctx: WebContext, request: Request) -> Response:
     pool = await ctx.pools.open()
-    return ApiResponse({"counts": [count_json(c) for c in await queue_counts(pool)]})
+    counts = await queue_counts(pool, exact=False)
+    return ApiResponse(
+        {"counts": [count_json(c) for c in counts], "exact": all(c.exact for c in counts)}
+    )
 
 
 async def get_throughput(ctx: WebContext, request: Request) -> Response:

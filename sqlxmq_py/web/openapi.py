@@ -406,21 +406,30 @@ _SCHEMAS: dict[str, Any] = {
                             "enum": [
                                 "uncommitted",
                                 "scheduled",
+                                "retrying",
                                 "waiting",
                                 "ready",
                                 "running",
                                 "failed",
                             ],
-                            "description": "retrying jobs count as scheduled.",
                         },
                         "count": {"type": "integer", "minimum": 1},
+                        "exact": {
+                            "type": "boolean",
+                            "description": "false: count (and oldest_ready_age_s) are "
+                            "estimates. Up to 1000 jobs of a channel in a state (10,000 running "
+                            "jobs in all) are counted exactly; more are estimated from a sample "
+                            "of the queue, so that counting takes the same time however long "
+                            "the queue is.",
+                        },
                         "oldest_ready_age_s": {
                             "type": ["number", "null"],
                             "description": "For ready jobs: the age of the oldest one.",
                         },
                     }
                 ),
-            }
+            },
+            "exact": {"type": "boolean", "description": "Whether every count is exact."},
         }
     ),
     "Throughput": _object(

@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from .. import admin
 from ..admin import (
     JobStatus,
     blocked_chains,
@@ -107,6 +108,13 @@ def _first_line(text: str | None) -> str:
     return lines[-1] if lines[0].startswith("Traceback") else lines[0]
 
 
+def _approx(value: int) -> str:
+    """An estimated count, to two significant digits: 1,234,567 -> "≈1,200,000"."""
+    digits = len(str(value))
+    rounded = round(value, -(digits - 2)) if digits > 2 else value
+    return f"≈{rounded:,}"
+
+
 def _channel(value: str) -> Markup:
     """A channel name for display: the default channel ``""`` is shown as (default)."""
     if value == "":
@@ -130,6 +138,7 @@ def make_environment() -> jinja2.Environment:
         seconds=_seconds,
         first_line=_first_line,
         channel=_channel,
+        approx=_approx,
     )
     return env
 
@@ -268,22 +277,33 @@ async def overview(ctx: WebContext, request: Request) -> Response:
     minutes = _minutes(request)
     chart_channel = query_text(request, "channel") or None
     pool = await ctx.pools.open()
-    counts = await queue_counts(pool)
+    counts = await queue_counts(pool, exact=False)
     chains = await blocked_chains(pool)
     since = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=minutes - 1)
     buckets = await throughput(pool, since, chart_channel)
 
     channels: dict[str, dict[str, Any]] = {}
     totals: dict[str, int] = dict.fromkeys(COUNT_STATES, 0)
+    exact: dict[str, bool] = dict.fromkeys(COUNT_STATES, True)
     oldest: float | None = None
     for count in counts:
+        state = "scheduled" if count.state == "retrying" else count.state
         row = channels.setdefault(
-            count.channel_name, {"counts": dict.fromkeys(COUNT_STATES, 0), "oldest": None}
+            count.channel_name,
+            {
+                "counts": dict.fromkeys(COUNT_STATES, 0),
+                "exact": dict.fromkeys(COUNT_STATES, True),
+                "oldest": None,
+                "oldest_exact": True,
+            },
         )
-        row["counts"][count.state] = row["counts"].get(count.state, 0) + count.count
-        totals[count.state] = totals.get(count.state, 0) + count.count
+        row["counts"][state] += count.count
+        row["exact"][state] = row["exact"][state] and count.exact
+        totals[state] += count.count
+        exact[state] = exact[state] and count.exact
         if count.oldest_ready_age_s is not None:
             row["oldest"] = count.oldest_ready_age_s
+            row["oldest_exact"] = count.exact
             oldest = max(oldest or 0.0, count.oldest_ready_age_s)
     bins = bin_buckets(buckets, since, minutes)
     finished = {
@@ -300,6 +320,8 @@ async def overview(ctx: WebContext, request: Request) -> Response:
         channels=sorted(channels.items()),
         states=COUNT_STATES,
         totals=totals,
+        exact=exact,
+        all_exact=all(exact.values()),
         queued=sum(totals.values()),
         oldest=oldest,
         chains=chains,
@@ -308,6 +330,7 @@ async def overview(ctx: WebContext, request: Request) -> Response:
         chart_channel=chart_channel,
         per=per,
         finished=finished,
+        estimate_above=admin.ESTIMATE_ABOVE,
         # bar_chart escapes every text it writes
         throughput_svg=Markup(  # noqa: S704
             bar_chart(
@@ -352,7 +375,6 @@ async def jobs_page(ctx: WebContext, request: Request) -> Response:
         else f"{base}/jobs?" + urlencode([*kept, ("before", str(next_before))])
     )
     first_url = f"{base}/jobs" + (f"?{urlencode(kept)}" if kept else "")
-    pool_counts = await queue_counts(pool)
     return render(
         ctx,
         request,
@@ -360,7 +382,7 @@ async def jobs_page(ctx: WebContext, request: Request) -> Response:
         jobs=jobs,
         filters=filters,
         all_states=STATES,
-        known_channels=sorted({c.channel_name for c in pool_counts if c.channel_name}),
+        known_channels=[c for c in await queries.channel_names(pool) if c],
         next_url=next_url,
         first_url=first_url if filters["before"] is not None else None,
     )

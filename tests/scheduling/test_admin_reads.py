@@ -310,6 +310,13 @@ def test_estimated_counts_plan_reads_no_table(big_queue: psycopg.Connection[Any]
     assert not counts["ch3", "ready"].exact
 
 
+def test_the_job_lists_channel_filter_reads_no_table(big_queue: psycopg.Connection[Any]) -> None:
+    plan = _explain(big_queue, "web_channel_names", {"limit": 500})
+    assert not re.search(r"Seq Scan on mq_jobs\b", plan), plan
+    rows = big_queue.execute(query("web_channel_names"), {"limit": 500}).fetchall()
+    assert [name for (name,) in rows] == sorted(["rare", *(f"ch{i}" for i in range(7))])
+
+
 # --- estimated counts ---
 
 
