@@ -922,7 +922,8 @@ FROM (
             false AS needs_payload
         FROM mq_history AS h
         WHERE left(h.channel_name, 512) = left(%(channel_name)s::text, 512)
-          AND h.channel_name = %(channel_name)s::text AND h.state = s.state
+          AND (length(%(channel_name)s::text) < 512 OR h.channel_name = %(channel_name)s::text)
+          AND h.state = s.state
           AND h.id <= %(upto)s::uuid
         ORDER BY h.id DESC
         LIMIT %(limit)s::integer
@@ -940,7 +941,11 @@ ORDER BY page.id DESC
 -- A page of jobs of one name, newest first: a backward walk of mq_payloads_name_idx (each job
 -- found by its primary key, then checked against the other filters) and of
 -- mq_history_name_idx. Here %(labels)s may hold 'l' (running). Those indexes, like the other
--- mq_history ones, hold the first 512 characters of the text (left(x, 512), spelt as there).
+-- mq_history ones, hold the first 512 characters of the text (left(x, 512), spelt as there);
+-- the whole text is compared only when the value has 512 characters or more (written so, the
+-- comparison folds away in a custom plan, and the planner does not count the condition twice,
+-- which made it underestimate the matches). Each job is looked up by its primary key (OFFSET 0
+-- keeps the lookup a lookup): the walk of the name index drives, whatever the estimates.
 SELECT page.id, page.name, page.state, page.attempts, page.max_attempts, page.channel_name,
     page.channel_args, page.priority, page.job_key, page.run_at, page.created_at,
     page.finished_at, page.last_error, page.result, page.cancel_requested
@@ -950,9 +955,10 @@ FROM (
         NULL::timestamptz AS finished_at, p.last_error, NULL::text AS result,
         j.cancel_requested
      FROM mq_payloads AS p
-     JOIN mq_jobs AS j ON j.id = p.id
+     CROSS JOIN LATERAL (SELECT * FROM mq_jobs AS j WHERE j.id = p.id OFFSET 0) AS j
      WHERE %(hot)s::boolean AND left(p.name, 512) = left(%(name)s::text, 512)
-       AND p.name = %(name)s::text AND p.id <= %(upto)s::uuid
+       AND (length(%(name)s::text) < 512 OR p.name = %(name)s::text)
+       AND p.id <= %(upto)s::uuid
        AND (CASE WHEN j.state = 's' AND j.attempts > 0 THEN 't'::"char" ELSE j.state END)
            = ANY(%(labels)s::"char"[])
        AND (%(channel_name)s::text IS NULL OR j.channel_name = %(channel_name)s::text)
@@ -964,7 +970,8 @@ FROM (
         h.result::text, false
      FROM mq_history AS h
      WHERE %(history)s::boolean AND left(h.name, 512) = left(%(name)s::text, 512)
-       AND h.name = %(name)s::text AND h.id <= %(upto)s::uuid
+       AND (length(%(name)s::text) < 512 OR h.name = %(name)s::text)
+       AND h.id <= %(upto)s::uuid
        AND h.state = ANY(%(history_states)s::text[])
        AND (%(channel_name)s::text IS NULL OR h.channel_name = %(channel_name)s::text)
      ORDER BY h.id DESC
@@ -1003,7 +1010,8 @@ FROM (
         h.result::text, false, false
      FROM mq_history AS h
      WHERE %(history)s::boolean AND left(h.job_key, 512) = left(%(job_key)s::text, 512)
-       AND h.job_key = %(job_key)s::text AND h.id <= %(upto)s::uuid
+       AND (length(%(job_key)s::text) < 512 OR h.job_key = %(job_key)s::text)
+       AND h.id <= %(upto)s::uuid
        AND h.state = ANY(%(history_states)s::text[])
        AND (%(channel_name)s::text IS NULL OR h.channel_name = %(channel_name)s::text)
        AND (%(name)s::text IS NULL OR h.name = %(name)s::text)
