@@ -8,14 +8,16 @@
 -- first key is the state as list_jobs reports it: 't' for a scheduled job that already failed
 -- an attempt (retrying), else the state code. The statements in queries.sql spell this
 -- expression exactly as here, or the planner does not match it to the index. state and
--- attempts are included so that counting a state's jobs is an index-only scan (the row's
--- state and attempts only change together with its key, so this costs no HOT update).
+-- attempts are included so that counting a state's jobs is an index-only scan. That costs no
+-- update that could have been HOT: attempts changes only when a job is leased, and state is in
+-- the predicates of the partial indexes of 0001 already.
 CREATE INDEX mq_jobs_admin_idx ON mq_jobs (
     (CASE WHEN state = 's' AND attempts > 0 THEN 't'::"char" ELSE state END), channel_name, id
 ) INCLUDE (state, attempts) WHERE state <> 'l';
 
--- The other indexes hold the first 512 characters of their text column (the statements check
--- the whole value), so that no name, channel or key the queue accepts is too long for them
+-- The other indexes hold the first 512 characters of their text column (the statements also
+-- compare the whole value when it is that long), so that no name, channel or key the queue
+-- accepts is too long for them
 -- (btree entries are limited to about 2,700 bytes): a kept job's row in mq_history, written
 -- when the job completes, must never be refused.
 
