@@ -46,32 +46,49 @@ def is_async(conn: AnyConnection) -> TypeIs[AsyncConnectionLike]:
     )
 
 
-def fetch_sync(conn: SyncConnectionLike, query: bytes, params: Params | None = None) -> Rows:
-    """Runs one statement on a sync connection (or a pool's) and returns its rows."""
+def fetch_sync(
+    conn: SyncConnectionLike,
+    query: bytes,
+    params: Params | None = None,
+    *,
+    prepare: bool | None = None,
+) -> Rows:
+    """Runs one statement on a sync connection (or a pool's) and returns its rows.
+
+    ``prepare=False``: never as a server-side prepared statement (see :func:`run`).
+    """
     if isinstance(conn, ConnectionPool):
         with conn.connection() as pooled:
-            return fetch_sync(pooled, query, params)
+            return fetch_sync(pooled, query, params, prepare=prepare)
     with conn.cursor(row_factory=tuple_row) as cur:
-        cur.execute(query, params)
+        cur.execute(query, params, prepare=prepare)
         return cur.fetchall() if cur.description is not None else []
 
 
 async def fetch_async(
-    conn: AsyncConnectionLike, query: bytes, params: Params | None = None
+    conn: AsyncConnectionLike,
+    query: bytes,
+    params: Params | None = None,
+    *,
+    prepare: bool | None = None,
 ) -> Rows:
     """Runs one statement on an async connection (or a pool's) and returns its rows."""
     if isinstance(conn, AsyncConnectionPool):
         async with conn.connection() as pooled:
-            return await fetch_async(pooled, query, params)
+            return await fetch_async(pooled, query, params, prepare=prepare)
     async with conn.cursor(row_factory=tuple_row) as cur:
-        await cur.execute(query, params)
+        await cur.execute(query, params, prepare=prepare)
         return await cur.fetchall() if cur.description is not None else []
 
 
 async def _run_async(
-    conn: AsyncConnectionLike, query: bytes, params: Params | None, interpret: Callable[[Rows], T]
+    conn: AsyncConnectionLike,
+    query: bytes,
+    params: Params | None,
+    interpret: Callable[[Rows], T],
+    prepare: bool | None,
 ) -> T:
-    return interpret(await fetch_async(conn, query, params))
+    return interpret(await fetch_async(conn, query, params, prepare=prepare))
 
 
 @overload
@@ -80,6 +97,8 @@ def run(
     query: bytes,
     params: Params | None,
     interpret: Callable[[Rows], T],
+    *,
+    prepare: bool | None = None,
 ) -> T: ...
 
 
@@ -89,6 +108,8 @@ def run(
     query: bytes,
     params: Params | None,
     interpret: Callable[[Rows], T],
+    *,
+    prepare: bool | None = None,
 ) -> Coroutine[Any, Any, T]: ...
 
 
@@ -97,11 +118,18 @@ def run(
     query: bytes,
     params: Params | None,
     interpret: Callable[[Rows], T],
+    *,
+    prepare: bool | None = None,
 ) -> T | Coroutine[Any, Any, T]:
     """Runs ``query`` on ``conn`` and hands the rows to the pure ``interpret``.
 
     Returns the result for a sync connection and a coroutine for an async one.
+
+    ``prepare=False`` keeps psycopg from preparing the statement on the server after a few
+    runs: the server then plans it with each call's values (a custom plan) instead of, perhaps,
+    one generic plan for all values. Statements whose best index depends on the values (the
+    admin reads) need that.
     """
     if is_async(conn):
-        return _run_async(conn, query, params, interpret)
-    return interpret(fetch_sync(conn, query, params))
+        return _run_async(conn, query, params, interpret, prepare)
+    return interpret(fetch_sync(conn, query, params, prepare=prepare))

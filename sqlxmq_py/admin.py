@@ -18,9 +18,10 @@ from . import _connections
 from ._connections import AnyConnection, AsyncConnectionLike, Rows, SyncConnectionLike
 from ._validate import check_int, check_name, check_text
 from .errors import ConfigurationError
-from .sql import query
+from .sql import QueryName, query
 
 __all__ = [
+    "ESTIMATE_ABOVE",
     "BlockedChain",
     "JobState",
     "JobStatus",
@@ -58,15 +59,6 @@ JobState: TypeAlias = Literal[
 
 _ROW_STATES = {"r": "ready", "l": "running", "b": "waiting", "w": "waiting", "u": "uncommitted"}
 _ROW_STATES.update({"f": "failed", "completed": "completed", "cancelled": "cancelled"})
-_STATE_CODES: dict[str, tuple[str, ...]] = {
-    "ready": ("r",),
-    "running": ("l",),
-    "waiting": ("b", "w"),
-    "uncommitted": ("u",),
-    "failed": ("f",),
-    "scheduled": ("s",),
-    "retrying": ("s",),
-}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -147,46 +139,79 @@ def job_status(
     return _connections.run(conn, query("status"), {"id": checked}, _first_status)
 
 
-def list_params(
+_ALL_UUIDS_BELOW = uuid.UUID(int=2**128 - 1)
+_LABELS: dict[str, tuple[str, ...]] = {
+    "ready": ("r",),
+    "running": ("l",),
+    "waiting": ("b", "w"),
+    "uncommitted": ("u",),
+    "failed": ("f",),
+    "scheduled": ("s",),
+    "retrying": ("t",),
+}
+"""The labels of mq_jobs_admin_idx (migration 0004) that make up each state: the state code,
+except 't' for scheduled jobs that already failed an attempt (retrying)."""
+_ALL_LABELS = frozenset(code for codes in _LABELS.values() for code in codes)
+_HISTORY_STATES = ("completed", "cancelled")
+
+
+def list_statement(
     states: Sequence[JobState] | None,
     channel_name: str | None,
     name: str | None,
     job_key: str | None,
     limit: int,
     before: uuid.UUID | None,
-) -> dict[str, object]:
-    """The parameters of the ``list_jobs`` statement (pure)."""
+) -> tuple[QueryName, dict[str, object]] | None:
+    """The statement that serves a ``list_jobs`` call from an index, and its parameters (pure);
+    ``None`` when nothing can match.
+
+    The most selective filter set picks the statement: a key (one queued job at most), else a
+    name, else a channel, else states; the other filters are checked on the rows it walks.
+    """
     if isinstance(states, str):
         raise ConfigurationError("states must be a list of states, not one str")
     wanted = None if states is None else list(states)
     if wanted is not None:
-        unknown = [s for s in wanted if s not in _STATE_CODES and s not in _HISTORY_STATES]
+        unknown = [s for s in wanted if s not in _LABELS and s not in _HISTORY_STATES]
         if unknown:
             known = ", ".join(get_args(JobState))
             raise ConfigurationError(f"unknown job states {unknown}; known: {known}")
-    codes = None if wanted is None else sorted({c for s in wanted for c in _STATE_CODES.get(s, ())})
-    history = None if wanted is None else [s for s in wanted if s in _HISTORY_STATES]
     for option, value in (("channel_name", channel_name), ("name", name), ("job_key", job_key)):
         if value is not None:
             check_text(option, value)
     if before is not None and not isinstance(before, uuid.UUID):
         raise ConfigurationError(f"before must be a job id (uuid.UUID), got {before!r}")
-    return {
-        "hot": codes is None or bool(codes),
-        "states": codes,
-        "scheduled": wanted is not None and "scheduled" in wanted,
-        "retrying": wanted is not None and "retrying" in wanted,
-        "history": history is None or bool(history),
+    checked_limit = check_int("limit", limit, minimum=1, maximum=10_000)
+    if before is not None and before.int == 0:
+        return None  # no id is lower
+    labels = set(_ALL_LABELS)
+    history = list(_HISTORY_STATES)
+    if wanted is not None:
+        labels = {code for state in wanted for code in _LABELS.get(state, ())}
+        history = [s for s in _HISTORY_STATES if s in wanted]
+    every_state = labels == _ALL_LABELS and len(history) == len(_HISTORY_STATES)
+    params: dict[str, object] = {
+        # keyset paging: the page holds the jobs with ids up to upto (before, exclusive)
+        "upto": _ALL_UUIDS_BELOW if before is None else uuid.UUID(int=before.int - 1),
+        "limit": checked_limit,
+        "hot": bool(labels),
+        "history": bool(history),
+        "labels": sorted(labels - {"l"}),
+        "running": "l" in labels,
         "history_states": history,
         "channel_name": channel_name,
         "name": name,
         "job_key": job_key,
-        "before": before,
-        "limit": check_int("limit", limit, minimum=1, maximum=10_000),
     }
-
-
-_HISTORY_STATES = ("completed", "cancelled")
+    if job_key is not None or name is not None:
+        params["labels"] = sorted(labels)  # these statements check 'l' like any other label
+        return ("list_jobs_by_key" if job_key is not None else "list_jobs_by_name"), params
+    if channel_name is not None:
+        return "list_jobs_by_channel", params
+    if not every_state:
+        return "list_jobs_by_state", params
+    return "list_jobs", params
 
 
 def _statuses(rows: Rows) -> list[JobStatus]:
@@ -231,10 +256,14 @@ def list_jobs(
 ) -> list[JobStatus] | Coroutine[Any, Any, list[JobStatus]]:
     """Jobs, newest first, queued and kept; filtered by state, channel, name and key.
 
-    Pages: pass the last id of a page as ``before`` to get the next one.
+    Pages: pass the last id of a page as ``before`` to get the next one. Every page is read
+    from an index (migration 0004), so its cost does not grow with the number of jobs.
     """
-    params = list_params(states, channel_name, name, job_key, limit, before)
-    return _connections.run(conn, query("list_jobs"), params, _statuses)
+    statement = list_statement(states, channel_name, name, job_key, limit, before)
+    if statement is None:
+        return _connections.run(conn, b"SELECT 1 WHERE false", None, _statuses)
+    name_of_query, params = statement
+    return _connections.run(conn, query(name_of_query), params, _statuses, prepare=False)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -245,6 +274,29 @@ class QueueCount:
     state: JobState
     count: int
     oldest_ready_age_s: float | None
+    exact: bool = True
+    """False when ``count`` (and ``oldest_ready_age_s``) are estimates: see
+    :func:`queue_counts` with ``exact=False``."""
+
+
+ESTIMATE_ABOVE = 1000
+"""``queue_counts(exact=False)`` counts up to this many jobs per channel and state exactly, and
+estimates larger counts."""
+ESTIMATE_RUNNING_ABOVE = 10_000
+"""... and up to this many running jobs in all."""
+ESTIMATE_SAMPLE_ROWS = 30_000
+"""Rows of ``mq_jobs`` sampled (``TABLESAMPLE SYSTEM``) for the estimates."""
+
+_LABEL_STATES: dict[str, JobState] = {
+    "r": "ready",
+    "l": "running",
+    "s": "scheduled",
+    "t": "retrying",
+    "b": "waiting",
+    "w": "waiting",
+    "u": "uncommitted",
+    "f": "failed",
+}
 
 
 def _counts(rows: Rows) -> list[QueueCount]:
@@ -259,16 +311,56 @@ def _counts(rows: Rows) -> list[QueueCount]:
     ]
 
 
-@overload
-def queue_counts(conn: SyncConnectionLike) -> list[QueueCount]: ...
+def _estimated_counts(rows: Rows) -> list[QueueCount]:
+    merged: dict[tuple[str, JobState], QueueCount] = {}
+    for channel, label, count, exact, age in rows:
+        state = _LABEL_STATES[label]
+        before = merged.get((channel, state))
+        if before is not None:  # blocked ordered jobs and continuations are both waiting
+            count += before.count
+            exact = exact and before.exact
+        merged[channel, state] = QueueCount(
+            channel_name=channel,
+            state=state,
+            count=count,
+            oldest_ready_age_s=age,
+            exact=exact,
+        )
+    return [merged[key] for key in sorted(merged)]
 
 
 @overload
-def queue_counts(conn: AsyncConnectionLike) -> Coroutine[Any, Any, list[QueueCount]]: ...
+def queue_counts(conn: SyncConnectionLike, *, exact: bool = True) -> list[QueueCount]: ...
 
 
-def queue_counts(conn: AnyConnection) -> list[QueueCount] | Coroutine[Any, Any, list[QueueCount]]:
-    """Jobs per channel and state, with the age of each channel's oldest ready job."""
+@overload
+def queue_counts(
+    conn: AsyncConnectionLike, *, exact: bool = True
+) -> Coroutine[Any, Any, list[QueueCount]]: ...
+
+
+def queue_counts(
+    conn: AnyConnection, *, exact: bool = True
+) -> list[QueueCount] | Coroutine[Any, Any, list[QueueCount]]:
+    """Jobs per channel and state, with the age of each channel's oldest ready job.
+
+    ``exact=True`` counts every job: a scan of the whole queue (about 0.1 s per million jobs).
+    ``exact=False`` takes a few milliseconds however long the queue is: each channel's count
+    of a state is exact up to :data:`ESTIMATE_ABOVE` jobs (:data:`ESTIMATE_RUNNING_ABOVE` for
+    running jobs, all channels together), and above that an estimate from a sample of the
+    table, with ``exact=False`` on that count. The oldest ready age of a channel with more
+    ready jobs than that is also an estimate: read from its oldest jobs by id, it misses a job
+    spawned later with an earlier ``run_at``.
+    """
+    if not exact:
+        params = {
+            "cap": ESTIMATE_ABOVE,
+            "running_cap": ESTIMATE_RUNNING_ABOVE,
+            "sample_rows": ESTIMATE_SAMPLE_ROWS,
+        }
+        return _connections.run(
+            conn, query("queue_counts_estimated"), params, _estimated_counts, prepare=False
+        )
     return _connections.run(conn, query("queue_counts"), None, _counts)
 
 

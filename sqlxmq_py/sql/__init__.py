@@ -69,6 +69,12 @@ QueryName = Literal[
     "web_job_children",
     "completion_check",
     "ping",
+    "list_jobs_by_state",
+    "list_jobs_by_channel",
+    "list_jobs_by_name",
+    "list_jobs_by_key",
+    "queue_counts_estimated",
+    "web_channel_names",
 ]
 
 _NAME_LINE = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)

@@ -267,34 +267,42 @@ WHERE id = %(id)s
 RETURNING id
 
 -- name: list_jobs
--- One page of jobs, newest first (keyset paging on the id, which grows with time).
-SELECT * FROM (
-    SELECT j.id, p.name, j.state::text, j.attempts, j.max_attempts, j.channel_name,
-        j.channel_args, j.priority, j.job_key, j.attempt_at, p.created_at,
-        NULL::timestamptz AS finished_at, p.last_error, NULL::text AS result, j.cancel_requested
-    FROM mq_jobs AS j JOIN mq_payloads AS p ON p.id = j.id
-    WHERE %(hot)s
-      AND (%(states)s::text[] IS NULL OR j.state::text = ANY(%(states)s::text[]))
-      AND (j.state <> 's' OR %(states)s::text[] IS NULL
-           OR (%(scheduled)s AND j.attempts = 0) OR (%(retrying)s AND j.attempts > 0))
-      AND (%(channel_name)s::text IS NULL OR j.channel_name = %(channel_name)s)
-      AND (%(name)s::text IS NULL OR p.name = %(name)s)
-      AND (%(job_key)s::text IS NULL OR j.job_key = %(job_key)s)
-      AND (%(before)s::uuid IS NULL OR j.id < %(before)s::uuid)
+-- One page of jobs, newest first, without filters: a walk down both primary keys (keyset paging
+-- on the id, which grows with time; %(upto)s is the last id wanted, the id before the page's
+-- "before" minus one). The payload is read for the page's rows only. The list_jobs_by_*
+-- statements at the end of this file serve the filters, each from an index; all return these
+-- columns. %(hot)s and %(history)s switch a table off (a one-time filter, also in a generic plan).
+SELECT page.id, coalesce(page.name, p.name, 'sqlxmq:missing-payload'), page.state,
+    page.attempts, page.max_attempts, page.channel_name, page.channel_args, page.priority,
+    page.job_key, page.run_at, coalesce(page.created_at, p.created_at, page.run_at),
+    page.finished_at, coalesce(page.last_error, p.last_error), page.result,
+    page.cancel_requested
+FROM (
+    (SELECT j.id, NULL::text AS name, j.state::text AS state, j.attempts, j.max_attempts,
+        j.channel_name, j.channel_args, j.priority, j.job_key, j.attempt_at AS run_at,
+        NULL::timestamptz AS created_at, NULL::timestamptz AS finished_at,
+        NULL::text AS last_error, NULL::text AS result, j.cancel_requested,
+        true AS needs_payload
+     FROM mq_jobs AS j
+     WHERE %(hot)s::boolean AND j.id <= %(upto)s::uuid
+     ORDER BY j.id DESC
+     LIMIT %(limit)s::integer)
     UNION ALL
-    SELECT h.id, h.name, h.state, h.attempts, h.max_attempts, h.channel_name, h.channel_args,
-        h.priority, h.job_key, NULL, h.created_at, h.finished_at, h.last_error, h.result::text,
-        false
-    FROM mq_history AS h
-    WHERE %(history)s
-      AND (%(history_states)s::text[] IS NULL OR h.state = ANY(%(history_states)s::text[]))
-      AND (%(channel_name)s::text IS NULL OR h.channel_name = %(channel_name)s)
-      AND (%(name)s::text IS NULL OR h.name = %(name)s)
-      AND (%(job_key)s::text IS NULL OR h.job_key = %(job_key)s)
-      AND (%(before)s::uuid IS NULL OR h.id < %(before)s::uuid)
-) AS jobs
-ORDER BY id DESC
-LIMIT %(limit)s
+    (SELECT h.id, h.name, h.state, h.attempts, h.max_attempts, h.channel_name, h.channel_args,
+        h.priority, h.job_key, NULL::timestamptz, h.created_at, h.finished_at, h.last_error,
+        h.result::text, false, false
+     FROM mq_history AS h
+     WHERE %(history)s::boolean AND h.id <= %(upto)s::uuid
+     ORDER BY h.id DESC
+     LIMIT %(limit)s::integer)
+    ORDER BY id DESC
+    LIMIT %(limit)s::integer
+) AS page
+LEFT JOIN LATERAL (
+    SELECT p.name, p.created_at, p.last_error FROM mq_payloads AS p
+    WHERE page.needs_payload AND p.id = page.id
+) AS p ON true
+ORDER BY page.id DESC
 
 -- name: queue_counts
 -- Jobs per channel and state, with the age of the oldest ready job.
@@ -516,3 +524,352 @@ END
 -- name: ping
 -- A runner's check that its listener hears notifications.
 SELECT pg_notify(%(channel)s, %(payload)s)
+
+-- Admin reads on big queues (sqlxmq_py.admin.list_jobs, the dashboard's counts). Each
+-- list_jobs_by_* statement serves one kind of filter from an index (chosen in Python by which
+-- filters are set) and returns the columns of list_jobs. In all of them a job's "label" is
+--     (CASE WHEN j.state = 's' AND j.attempts > 0 THEN 't'::"char" ELSE j.state END)
+-- ('t': retrying), spelt exactly as in mq_jobs_admin_idx (0004), which holds every job that
+-- is not leased ordered by (label, channel_name, id); `j.state <> 'l'` is repeated next to it
+-- so that the planner may use that partial index. %(labels)s are the labels wanted from it,
+-- %(running)s whether leased jobs are wanted, %(history_states)s the kept states wanted.
+-- Leased jobs are read all at once (from mq_jobs_leased_idx) and sorted: there are at most as
+-- many as the runners' concurrency, and they are the oldest of the queue, which a backward walk
+-- of the primary key would reach last. These statements are planned with each call's values
+-- (never prepared): the planner picks a walk of the primary key for a common value, the
+-- filter's index for a rare one.
+
+-- name: list_jobs_by_state
+-- A page of jobs in some states, newest first. The index orders one label's jobs by channel
+-- first: the label's channels are found by a skip scan (one index descent each), each channel's
+-- newest jobs by one backward walk, and the page is the newest of these.
+WITH RECURSIVE channels(label, channel_name) AS (
+    SELECT s.label, (
+        SELECT j.channel_name FROM mq_jobs AS j
+        WHERE (CASE WHEN j.state = 's' AND j.attempts > 0 THEN 't'::"char" ELSE j.state END)
+              = s.label
+          AND j.state <> 'l'
+        ORDER BY j.channel_name
+        LIMIT 1)
+    FROM unnest(%(labels)s::"char"[]) AS s(label)
+  UNION ALL
+    SELECT c.label, (
+        SELECT j.channel_name FROM mq_jobs AS j
+        WHERE (CASE WHEN j.state = 's' AND j.attempts > 0 THEN 't'::"char" ELSE j.state END)
+              = c.label
+          AND j.state <> 'l' AND j.channel_name > c.channel_name
+        ORDER BY j.channel_name
+        LIMIT 1)
+    FROM channels AS c
+    WHERE c.channel_name IS NOT NULL
+)
+SELECT page.id, coalesce(page.name, p.name, 'sqlxmq:missing-payload'), page.state,
+    page.attempts, page.max_attempts, page.channel_name, page.channel_args, page.priority,
+    page.job_key, page.run_at, coalesce(page.created_at, p.created_at, page.run_at),
+    page.finished_at, coalesce(page.last_error, p.last_error), page.result,
+    page.cancel_requested
+FROM (
+    (SELECT j.* FROM channels AS c
+     CROSS JOIN LATERAL (
+        SELECT j.id, NULL::text AS name, j.state::text AS state, j.attempts, j.max_attempts,
+            j.channel_name, j.channel_args, j.priority, j.job_key, j.attempt_at AS run_at,
+            NULL::timestamptz AS created_at, NULL::timestamptz AS finished_at,
+            NULL::text AS last_error, NULL::text AS result, j.cancel_requested,
+            true AS needs_payload
+        FROM mq_jobs AS j
+        WHERE (CASE WHEN j.state = 's' AND j.attempts > 0 THEN 't'::"char" ELSE j.state END)
+              = c.label
+          AND j.state <> 'l' AND j.channel_name = c.channel_name AND j.id <= %(upto)s::uuid
+        ORDER BY j.id DESC
+        LIMIT %(limit)s::integer
+     ) AS j
+     WHERE c.channel_name IS NOT NULL)
+    UNION ALL
+    (SELECT j.id, NULL::text, j.state::text, j.attempts, j.max_attempts, j.channel_name,
+        j.channel_args, j.priority, j.job_key, j.attempt_at, NULL::timestamptz,
+        NULL::timestamptz, NULL::text, NULL::text, j.cancel_requested, true
+     FROM mq_jobs AS j
+     WHERE %(running)s::boolean AND j.state = 'l' AND j.id <= %(upto)s::uuid)
+    UNION ALL
+    (SELECT h.* FROM unnest(%(history_states)s::text[]) AS s(state)
+     CROSS JOIN LATERAL (
+        SELECT h.id, h.name, h.state, h.attempts, h.max_attempts, h.channel_name,
+            h.channel_args, h.priority, h.job_key, NULL::timestamptz AS run_at, h.created_at,
+            h.finished_at, h.last_error, h.result::text AS result, false AS cancel_requested,
+            false AS needs_payload
+        FROM mq_history AS h
+        WHERE h.state = s.state AND h.id <= %(upto)s::uuid
+        ORDER BY h.id DESC
+        LIMIT %(limit)s::integer
+     ) AS h)
+    ORDER BY id DESC
+    LIMIT %(limit)s::integer
+) AS page
+LEFT JOIN LATERAL (
+    SELECT p.name, p.created_at, p.last_error FROM mq_payloads AS p
+    WHERE page.needs_payload AND p.id = page.id
+) AS p ON true
+ORDER BY page.id DESC
+
+-- name: list_jobs_by_channel
+-- A page of one channel's jobs (in some states), newest first: one backward walk of the index
+-- per label wanted, then the newest of these.
+SELECT page.id, coalesce(page.name, p.name, 'sqlxmq:missing-payload'), page.state,
+    page.attempts, page.max_attempts, page.channel_name, page.channel_args, page.priority,
+    page.job_key, page.run_at, coalesce(page.created_at, p.created_at, page.run_at),
+    page.finished_at, coalesce(page.last_error, p.last_error), page.result,
+    page.cancel_requested
+FROM (
+    (SELECT j.* FROM unnest(%(labels)s::"char"[]) AS s(label)
+     CROSS JOIN LATERAL (
+        SELECT j.id, NULL::text AS name, j.state::text AS state, j.attempts, j.max_attempts,
+            j.channel_name, j.channel_args, j.priority, j.job_key, j.attempt_at AS run_at,
+            NULL::timestamptz AS created_at, NULL::timestamptz AS finished_at,
+            NULL::text AS last_error, NULL::text AS result, j.cancel_requested,
+            true AS needs_payload
+        FROM mq_jobs AS j
+        WHERE (CASE WHEN j.state = 's' AND j.attempts > 0 THEN 't'::"char" ELSE j.state END)
+              = s.label
+          AND j.state <> 'l' AND j.channel_name = %(channel_name)s::text
+          AND j.id <= %(upto)s::uuid
+        ORDER BY j.id DESC
+        LIMIT %(limit)s::integer
+     ) AS j)
+    UNION ALL
+    (SELECT j.id, NULL::text, j.state::text, j.attempts, j.max_attempts, j.channel_name,
+        j.channel_args, j.priority, j.job_key, j.attempt_at, NULL::timestamptz,
+        NULL::timestamptz, NULL::text, NULL::text, j.cancel_requested, true
+     FROM mq_jobs AS j
+     WHERE %(running)s::boolean AND j.state = 'l' AND j.channel_name = %(channel_name)s::text
+       AND j.id <= %(upto)s::uuid)
+    UNION ALL
+    (SELECT h.* FROM unnest(%(history_states)s::text[]) AS s(state)
+     CROSS JOIN LATERAL (
+        SELECT h.id, h.name, h.state, h.attempts, h.max_attempts, h.channel_name,
+            h.channel_args, h.priority, h.job_key, NULL::timestamptz AS run_at, h.created_at,
+            h.finished_at, h.last_error, h.result::text AS result, false AS cancel_requested,
+            false AS needs_payload
+        FROM mq_history AS h
+        WHERE left(h.channel_name, 512) = left(%(channel_name)s::text, 512)
+          AND (length(%(channel_name)s::text) < 512 OR h.channel_name = %(channel_name)s::text)
+          AND h.state = s.state
+          AND h.id <= %(upto)s::uuid
+        ORDER BY h.id DESC
+        LIMIT %(limit)s::integer
+     ) AS h)
+    ORDER BY id DESC
+    LIMIT %(limit)s::integer
+) AS page
+LEFT JOIN LATERAL (
+    SELECT p.name, p.created_at, p.last_error FROM mq_payloads AS p
+    WHERE page.needs_payload AND p.id = page.id
+) AS p ON true
+ORDER BY page.id DESC
+
+-- name: list_jobs_by_name
+-- A page of jobs of one name, newest first: a backward walk of mq_payloads_name_idx (each job
+-- found by its primary key, then checked against the other filters) and of
+-- mq_history_name_idx. Here %(labels)s may hold 'l' (running). Those indexes, like the other
+-- mq_history ones, hold the first 512 characters of the text (left(x, 512), spelt as there);
+-- the whole text is compared only when the value has 512 characters or more (written so, the
+-- comparison folds away in a custom plan, and the planner does not count the condition twice,
+-- which made it underestimate the matches). Each job is looked up by its primary key (OFFSET 0
+-- keeps the lookup a lookup): the walk of the name index drives, whatever the estimates.
+SELECT page.id, page.name, page.state, page.attempts, page.max_attempts, page.channel_name,
+    page.channel_args, page.priority, page.job_key, page.run_at, page.created_at,
+    page.finished_at, page.last_error, page.result, page.cancel_requested
+FROM (
+    (SELECT j.id, p.name, j.state::text AS state, j.attempts, j.max_attempts, j.channel_name,
+        j.channel_args, j.priority, j.job_key, j.attempt_at AS run_at, p.created_at,
+        NULL::timestamptz AS finished_at, p.last_error, NULL::text AS result,
+        j.cancel_requested
+     FROM mq_payloads AS p
+     CROSS JOIN LATERAL (SELECT * FROM mq_jobs AS j WHERE j.id = p.id OFFSET 0) AS j
+     WHERE %(hot)s::boolean AND left(p.name, 512) = left(%(name)s::text, 512)
+       AND (length(%(name)s::text) < 512 OR p.name = %(name)s::text)
+       AND p.id <= %(upto)s::uuid
+       AND (CASE WHEN j.state = 's' AND j.attempts > 0 THEN 't'::"char" ELSE j.state END)
+           = ANY(%(labels)s::"char"[])
+       AND (%(channel_name)s::text IS NULL OR j.channel_name = %(channel_name)s::text)
+     ORDER BY p.id DESC
+     LIMIT %(limit)s::integer)
+    UNION ALL
+    (SELECT h.id, h.name, h.state, h.attempts, h.max_attempts, h.channel_name, h.channel_args,
+        h.priority, h.job_key, NULL::timestamptz, h.created_at, h.finished_at, h.last_error,
+        h.result::text, false
+     FROM mq_history AS h
+     WHERE %(history)s::boolean AND left(h.name, 512) = left(%(name)s::text, 512)
+       AND (length(%(name)s::text) < 512 OR h.name = %(name)s::text)
+       AND h.id <= %(upto)s::uuid
+       AND h.state = ANY(%(history_states)s::text[])
+       AND (%(channel_name)s::text IS NULL OR h.channel_name = %(channel_name)s::text)
+     ORDER BY h.id DESC
+     LIMIT %(limit)s::integer)
+    ORDER BY id DESC
+    LIMIT %(limit)s::integer
+) AS page
+ORDER BY page.id DESC
+
+-- name: list_jobs_by_key
+-- A page of jobs with one key, newest first: at most one queued job (mq_jobs_job_key_idx) and
+-- the kept ones (mq_history_job_key_idx). Here %(labels)s may hold 'l' (running).
+SELECT page.id, coalesce(page.name, p.name, 'sqlxmq:missing-payload'), page.state,
+    page.attempts, page.max_attempts, page.channel_name, page.channel_args, page.priority,
+    page.job_key, page.run_at, coalesce(page.created_at, p.created_at, page.run_at),
+    page.finished_at, coalesce(page.last_error, p.last_error), page.result,
+    page.cancel_requested
+FROM (
+    (SELECT j.id, NULL::text AS name, j.state::text AS state, j.attempts, j.max_attempts,
+        j.channel_name, j.channel_args, j.priority, j.job_key, j.attempt_at AS run_at,
+        NULL::timestamptz AS created_at, NULL::timestamptz AS finished_at,
+        NULL::text AS last_error, NULL::text AS result, j.cancel_requested,
+        true AS needs_payload
+     FROM mq_jobs AS j
+     WHERE %(hot)s::boolean AND j.job_key = %(job_key)s::text AND j.id <= %(upto)s::uuid
+       AND (CASE WHEN j.state = 's' AND j.attempts > 0 THEN 't'::"char" ELSE j.state END)
+           = ANY(%(labels)s::"char"[])
+       AND (%(channel_name)s::text IS NULL OR j.channel_name = %(channel_name)s::text)
+       AND (%(name)s::text IS NULL OR EXISTS (
+           SELECT 1 FROM mq_payloads AS n WHERE n.id = j.id AND n.name = %(name)s::text))
+     ORDER BY j.id DESC
+     LIMIT %(limit)s::integer)
+    UNION ALL
+    (SELECT h.id, h.name, h.state, h.attempts, h.max_attempts, h.channel_name, h.channel_args,
+        h.priority, h.job_key, NULL::timestamptz, h.created_at, h.finished_at, h.last_error,
+        h.result::text, false, false
+     FROM mq_history AS h
+     WHERE %(history)s::boolean AND left(h.job_key, 512) = left(%(job_key)s::text, 512)
+       AND (length(%(job_key)s::text) < 512 OR h.job_key = %(job_key)s::text)
+       AND h.id <= %(upto)s::uuid
+       AND h.state = ANY(%(history_states)s::text[])
+       AND (%(channel_name)s::text IS NULL OR h.channel_name = %(channel_name)s::text)
+       AND (%(name)s::text IS NULL OR h.name = %(name)s::text)
+     ORDER BY h.id DESC
+     LIMIT %(limit)s::integer)
+    ORDER BY id DESC
+    LIMIT %(limit)s::integer
+) AS page
+LEFT JOIN LATERAL (
+    SELECT p.name, p.created_at, p.last_error FROM mq_payloads AS p
+    WHERE page.needs_payload AND p.id = page.id
+) AS p ON true
+ORDER BY page.id DESC
+
+-- name: queue_counts_estimated
+-- Jobs per channel and label, in a time that does not grow with the queue. Every (label,
+-- channel) of mq_jobs_admin_idx is found by a skip scan and counted, index only, up to
+-- %(cap)s + 1 jobs; leased jobs likewise up to %(running_cap)s + 1 from mq_jobs_leased_idx.
+-- A count that reached its cap is estimated instead, from a block sample of about
+-- %(sample_rows)s rows of mq_jobs (TABLESAMPLE SYSTEM, scaled up; taken only when needed);
+-- exact says which. The age of a channel's oldest ready job is read from its ready jobs with
+-- the lowest ids, all of them when they are counted exactly (exact then), the first %(cap)s + 1
+-- otherwise (an estimate: a job spawned later with an earlier run_at is missed).
+-- Columns: channel, label, count, exact, oldest ready age in seconds.
+WITH RECURSIVE pairs(label, channel_name) AS (
+    (SELECT (CASE WHEN j.state = 's' AND j.attempts > 0 THEN 't'::"char" ELSE j.state END),
+        j.channel_name
+     FROM mq_jobs AS j
+     WHERE j.state <> 'l'
+     ORDER BY 1, 2
+     LIMIT 1)
+  UNION ALL
+    SELECT n.label, n.channel_name
+    FROM pairs AS c
+    CROSS JOIN LATERAL (
+        SELECT (CASE WHEN j.state = 's' AND j.attempts > 0 THEN 't'::"char" ELSE j.state END)
+            AS label, j.channel_name
+        FROM mq_jobs AS j
+        WHERE j.state <> 'l'
+          AND ((CASE WHEN j.state = 's' AND j.attempts > 0 THEN 't'::"char" ELSE j.state END),
+               j.channel_name) > (c.label, c.channel_name)
+        ORDER BY 1, 2
+        LIMIT 1
+    ) AS n
+),
+counted AS (
+    SELECT c.label, c.channel_name,
+        (SELECT count(*) FROM (
+            SELECT 1 FROM mq_jobs AS j
+            WHERE (CASE WHEN j.state = 's' AND j.attempts > 0 THEN 't'::"char" ELSE j.state END)
+                  = c.label
+              AND j.state <> 'l' AND j.channel_name = c.channel_name
+            LIMIT %(cap)s::integer + 1) AS x) AS n,
+        (SELECT min(x.attempt_at) FROM (
+            SELECT j.attempt_at FROM mq_jobs AS j
+            WHERE c.label = 'r'
+              AND (CASE WHEN j.state = 's' AND j.attempts > 0 THEN 't'::"char" ELSE j.state END)
+                  = c.label
+              AND j.state <> 'l' AND j.channel_name = c.channel_name
+            ORDER BY j.id
+            LIMIT %(cap)s::integer + 1) AS x) AS oldest,
+        %(cap)s::integer AS cap
+    FROM pairs AS c
+),
+running AS MATERIALIZED (
+    SELECT j.channel_name FROM mq_jobs AS j
+    WHERE j.state = 'l'
+    LIMIT %(running_cap)s::integer + 1
+),
+running_counted AS (
+    SELECT 'l'::"char" AS label, r.channel_name, count(*) AS n, NULL::timestamptz AS oldest,
+        CASE WHEN (SELECT count(*) FROM running) > %(running_cap)s::integer
+            THEN -1 ELSE %(running_cap)s::integer END AS cap
+    FROM running AS r
+    GROUP BY r.channel_name
+),
+size AS (
+    SELECT least(100, 100 * %(sample_rows)s::float8 / greatest(1, CASE
+        WHEN c.reltuples > 0 AND c.relpages > 0
+            THEN c.reltuples / c.relpages
+                 * (pg_relation_size(c.oid) / current_setting('block_size')::float8)
+        ELSE pg_relation_size(c.oid) / current_setting('block_size')::float8 * 60
+    END)) AS percent
+    FROM pg_class AS c
+    WHERE c.oid = 'mq_jobs'::regclass
+),
+sample AS MATERIALIZED (
+    SELECT (CASE WHEN j.state = 's' AND j.attempts > 0 THEN 't'::"char" ELSE j.state END)
+        AS label, j.channel_name, count(*) AS n
+    FROM mq_jobs AS j TABLESAMPLE SYSTEM ((SELECT percent FROM size))
+    GROUP BY 1, 2
+)
+SELECT a.channel_name, a.label::text,
+    CASE WHEN a.n <= a.cap THEN a.n ELSE greatest(a.n, (
+        SELECT round(s.n * 100 / z.percent)::bigint FROM sample AS s, size AS z
+        WHERE s.label = a.label AND s.channel_name = a.channel_name)) END,
+    a.n <= a.cap OR (SELECT percent FROM size) >= 100,
+    extract(epoch FROM now() - a.oldest)::float8
+FROM (SELECT * FROM counted UNION ALL SELECT * FROM running_counted) AS a
+ORDER BY a.channel_name, a.label
+
+-- name: web_channel_names
+-- The channels that have queued jobs, for the job list's filter: a skip scan of
+-- mq_jobs_admin_idx (one descent per state and channel) and the leased jobs.
+WITH RECURSIVE pairs(label, channel_name) AS (
+    (SELECT (CASE WHEN j.state = 's' AND j.attempts > 0 THEN 't'::"char" ELSE j.state END),
+        j.channel_name
+     FROM mq_jobs AS j
+     WHERE j.state <> 'l'
+     ORDER BY 1, 2
+     LIMIT 1)
+  UNION ALL
+    SELECT n.label, n.channel_name
+    FROM pairs AS c
+    CROSS JOIN LATERAL (
+        SELECT (CASE WHEN j.state = 's' AND j.attempts > 0 THEN 't'::"char" ELSE j.state END)
+            AS label, j.channel_name
+        FROM mq_jobs AS j
+        WHERE j.state <> 'l'
+          AND ((CASE WHEN j.state = 's' AND j.attempts > 0 THEN 't'::"char" ELSE j.state END),
+               j.channel_name) > (c.label, c.channel_name)
+        ORDER BY 1, 2
+        LIMIT 1
+    ) AS n
+)
+SELECT DISTINCT x.channel_name FROM (
+    SELECT p.channel_name FROM pairs AS p
+    UNION ALL
+    SELECT j.channel_name FROM mq_jobs AS j WHERE j.state = 'l'
+) AS x
+ORDER BY x.channel_name
+LIMIT %(limit)s::integer

@@ -1,6 +1,7 @@
 """The HTTP JSON API under ``/api``, for producers and tools in any language.
 
-Reads are open; every state change needs ``Authorization: Bearer <token>``. Errors are JSON
+Reads are open and change nothing; every state change, and waiting for a job's result (which
+registers interest in the job), needs ``Authorization: Bearer <token>``. Errors are JSON
 objects ``{"error": code, "detail": message, "field": name or null}``; ``openapi.py`` describes
 every endpoint.
 """
@@ -71,7 +72,7 @@ from .openapi import (
 )
 from .security import bearer_matches
 
-__all__ = ["ApiError", "api_routes", "page_jobs"]
+__all__ = ["ApiError", "api_routes", "page_jobs", "query_text"]
 
 STATES: tuple[str, ...] = get_args(JobState)
 KEY_MODES: tuple[str, ...] = get_args(JobKeyMode)
@@ -81,8 +82,19 @@ _RFC3339 = re.compile(
     r"^(\d{4})-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$", re.ASCII
 )
 _INT = re.compile(r"^[+-]?\d{1,12}$", re.ASCII)
-_NUMBER = re.compile(r"^[+-]?(\d{1,12}(\.\d*)?|\.\d+)([eE][+-]?\d{1,3})?$", re.ASCII)
+_LENGTH = re.compile(r"[0-9]{1,19}", re.ASCII)
 _PRIORITY_BOUND = 2**31 - 1
+_INDEXED_FIELDS = (
+    ("job_key", ("job_key",)),
+    ("throttle", ("job_key",)),
+    ("ordered", ("channel_name", "channel_args")),
+    ("ready", ("channel_name", "channel_args")),
+    ("scheduled", ("channel_name",)),
+    ("admin", ("channel_name",)),
+    ("name", ("name",)),
+)
+"""(part of an index's name, the spawn fields it holds), to name the field whose text was too
+long for an index entry."""
 
 
 class ApiError(Exception):
@@ -156,6 +168,10 @@ def _endpoint(ctx: WebContext, handler: Handler) -> Callable[[Request], Awaitabl
             return await handler(ctx, request)
         except ApiError as exc:
             return exc.response()
+        except (ConfigurationError, PayloadError) as exc:
+            # every input is checked before it reaches the library, which checks again: should
+            # one slip through, it is still the client's input, not a server error
+            return bad(None, str(exc)).response()
         except (psycopg.Error, PoolTimeout) as exc:
             mapped = database_error(exc)
             if mapped is None:
@@ -193,8 +209,13 @@ def _reject_constant(name: str) -> Any:
 async def json_body(request: Request, *, required: bool) -> dict[str, Any] | None:
     """The request's JSON object (``None`` for an empty optional body)."""
     length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
-        raise ApiError(413, "payload_too_large", f"the body is larger than {MAX_BODY_BYTES} bytes")
+    if length is not None:
+        if not _LENGTH.fullmatch(length.strip()):
+            raise bad("content-length", "the Content-Length header must be a number of bytes")
+        if int(length) > MAX_BODY_BYTES:
+            raise ApiError(
+                413, "payload_too_large", f"the body is larger than {MAX_BODY_BYTES} bytes"
+            )
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
@@ -274,6 +295,18 @@ def _check_seconds(field: str, value: float, minimum: float) -> timedelta:
             field, f"{field} must be between {minimum} and {MAX_SECONDS} seconds, got {value}"
         )
     return timedelta(seconds=value)
+
+
+def _number(body: Mapping[str, Any], field: str, minimum: float, maximum: float) -> float:
+    """A number field within bounds (``minimum`` when absent)."""
+    value = body.get(field)
+    if value is None:
+        return minimum
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise bad(field, f"{field} must be a number, got {json.dumps(value)[:80]}")
+    if not math.isfinite(value) or not minimum <= value <= maximum:
+        raise bad(field, f"{field} must be between {minimum:g} and {maximum:g}, got {value}")
+    return float(value)
 
 
 def _duration(body: Mapping[str, Any], field: str, *, positive: bool = False) -> timedelta | None:
@@ -426,7 +459,9 @@ def build_spawn(body: Mapping[str, Any]) -> JobBuilder:
     return builder
 
 
-def _query(request: Request, name: str) -> str | None:
+def query_text(request: Request, name: str) -> str | None:
+    """A query parameter's text (the last if repeated), or ``None``; 400 naming it if it holds
+    a NUL or a lone surrogate."""
     values = request.query_params.getlist(name)
     if not values:
         return None
@@ -434,23 +469,12 @@ def _query(request: Request, name: str) -> str | None:
 
 
 def _query_int(request: Request, name: str, default: int, minimum: int, maximum: int) -> int:
-    text = _query(request, name)
+    text = query_text(request, name)
     if text is None:
         return default
     if not _INT.fullmatch(text) or not minimum <= int(text) <= maximum:
         raise bad(name, f"{name} must be an integer from {minimum} to {maximum}, got {text[:40]!r}")
     return int(text)
-
-
-def _query_seconds(request: Request, name: str, maximum: float) -> float:
-    text = _query(request, name)
-    if text is None:
-        return 0.0
-    if not _NUMBER.fullmatch(text) or not 0 <= float(text) <= maximum:
-        raise bad(
-            name, f"{name} must be a number of seconds from 0 to {maximum}, got {text[:40]!r}"
-        )
-    return float(text)
 
 
 def list_filters(request: Request) -> dict[str, Any]:
@@ -460,12 +484,12 @@ def list_filters(request: Request) -> dict[str, Any]:
     for state in states:
         if state not in STATES:
             raise bad("state", f"unknown state {state[:40]!r}; the states are: {', '.join(STATES)}")
-    before = _query(request, "before")
+    before = query_text(request, "before")
     return {
         "states": states or None,
-        "channel_name": _query(request, "channel_name"),
-        "name": _query(request, "name"),
-        "job_key": _query(request, "job_key"),
+        "channel_name": query_text(request, "channel_name"),
+        "name": query_text(request, "name"),
+        "job_key": query_text(request, "job_key"),
         "limit": _query_int(request, "limit", 50, 1, MAX_LIST_LIMIT),
         "before": None if before is None else parse_uuid("before", before),
     }
@@ -514,6 +538,12 @@ async def spawn_job(ctx: WebContext, request: Request) -> Response:
         job_id = await builder.spawn(pool)
     except psycopg.errors.UniqueViolation as exc:
         raise ApiError(409, "conflict", "a job with this id already exists", field="id") from exc
+    except psycopg.errors.ProgramLimitExceeded as exc:
+        # a text too long for an index entry (about 2,700 bytes): which one, the index says
+        message = str(exc.diag.message_primary or exc)
+        fields = next((f for index, f in _INDEXED_FIELDS if index in message), ())
+        field = max(fields, key=lambda f: len(str(body.get(f) or "")), default=None)
+        raise bad(field, f"{field or 'a value'} is too long for the queue: {message}") from exc
     except (psycopg.errors.DataError, psycopg.errors.IntegrityError) as exc:
         # not expected: every option is checked above within the schema's bounds
         raise bad(None, f"the database refused the job's options: {exc}") from exc
@@ -607,9 +637,46 @@ async def _wait(ctx: WebContext, job_id: uuid.UUID, timeout: float) -> Any:
             waiters.release()
 
 
+def _result(status: JobStatus) -> Response:
+    """A job's outcome as it is now: its result, 202 while it is unfinished, 409 if it failed or
+    was cancelled."""
+    if status.state == "completed":
+        body = {"id": str(status.id), "state": "completed", "result": status.result}
+        return ApiResponse(body)
+    if status.state in _FINISHED:
+        ended = "failed" if status.state == "failed" else "was cancelled"
+        raise ApiError(
+            409,
+            "job_failed" if status.state == "failed" else "job_cancelled",
+            f"job {status.id} ({status.name!r}) {ended}: {status.last_error}",
+            extra={"job": status_json(status)},
+        )
+    return ApiResponse({"id": str(status.id), "state": status.state}, status_code=202)
+
+
 async def get_job_result(ctx: WebContext, request: Request) -> Response:
+    """The job's outcome now. A read: nothing about the job changes (to wait for it, and have
+    it kept until someone reads the result, POST to the same path with the token)."""
     job_id = _path_id(request)
-    timeout = _query_seconds(request, "timeout", MAX_RESULT_TIMEOUT_S)
+    if "timeout" in request.query_params:
+        raise bad(
+            "timeout",
+            "GET /jobs/{id}/result does not wait: waiting registers interest in the job (it is "
+            "then kept an hour after it ends, and its end is notified), which needs the token: "
+            'POST /jobs/{id}/result with the body {"timeout": seconds}',
+        )
+    pool = await ctx.pools.open()
+    return _result(await _status_or_404(pool, job_id))
+
+
+async def wait_for_job_result(ctx: WebContext, request: Request) -> Response:
+    """Waits up to ``timeout`` seconds for the job to end (registering interest in it, so that
+    it is kept with its result for an hour after it ends), then answers as GET does."""
+    require_token(ctx, request)
+    job_id = _path_id(request)
+    body = await json_body(request, required=False) or {}
+    _check_only(body, frozenset({"timeout"}))
+    timeout = _number(body, "timeout", 0.0, MAX_RESULT_TIMEOUT_S)
     pool = await ctx.pools.open()
     for wait in (timeout, 0.0):
         try:
@@ -704,12 +771,15 @@ async def purge_jobs(ctx: WebContext, request: Request) -> Response:
 
 async def get_counts(ctx: WebContext, request: Request) -> Response:
     pool = await ctx.pools.open()
-    return ApiResponse({"counts": [count_json(c) for c in await queue_counts(pool)]})
+    counts = await queue_counts(pool, exact=False)
+    return ApiResponse(
+        {"counts": [count_json(c) for c in counts], "exact": all(c.exact for c in counts)}
+    )
 
 
 async def get_throughput(ctx: WebContext, request: Request) -> Response:
     minutes = _query_int(request, "minutes", 60, 1, MAX_THROUGHPUT_MINUTES)
-    channel_name = _query(request, "channel_name")
+    channel_name = query_text(request, "channel_name")
     since = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=minutes - 1)
     pool = await ctx.pools.open()
     buckets = await throughput(pool, since, channel_name)
@@ -738,7 +808,7 @@ def api_routes(ctx: WebContext) -> list[Route]:
         route("/jobs", GET=get_jobs, POST=spawn_job),
         route("/jobs/{id}", GET=get_job),
         route("/jobs/{id}/details", GET=get_job_details),
-        route("/jobs/{id}/result", GET=get_job_result),
+        route("/jobs/{id}/result", GET=get_job_result, POST=wait_for_job_result),
         route("/jobs/{id}/cancel", POST=cancel_job),
         route("/jobs/{id}/retry", POST=retry_job),
         route("/cancel", POST=cancel_many),

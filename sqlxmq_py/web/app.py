@@ -126,7 +126,7 @@ def create_app(conninfo: str, *, token: str | None = None, title: str = "sqlxmq"
         return html_error(ctx, request, exc.status_code, str(exc.detail), headers=exc.headers)
 
     async def server_error(request: Request, exc: Exception) -> Response:
-        _log.error("dashboard_error", path=request.url.path, error=repr(exc))
+        _log.error("dashboard_error", path=request.scope.get("path"), error=repr(exc))
         if _is_api(request):
             error = ApiError(500, "internal_error", "internal error; see the server's log")
             return error.response()

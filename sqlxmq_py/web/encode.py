@@ -56,6 +56,7 @@ def count_json(count: QueueCount) -> dict[str, Any]:
         "channel_name": count.channel_name,
         "state": count.state,
         "count": count.count,
+        "exact": count.exact,
         "oldest_ready_age_s": count.oldest_ready_age_s,
     }
 

@@ -327,6 +327,18 @@ _SCHEMAS: dict[str, Any] = {
             },
         }
     ),
+    "WaitRequest": _object(
+        {
+            "timeout": {
+                "type": ["number", "null"],
+                "minimum": 0,
+                "maximum": MAX_RESULT_TIMEOUT_S,
+                "description": "Seconds to wait for the job to end (default 0: do not wait, "
+                "only register).",
+            }
+        },
+        required=[],
+    ),
     "CancelRequest": _object(
         {"reason": _text("Recorded as the job's last error (default 'cancelled').", nullable=True)},
         required=[],
@@ -394,21 +406,30 @@ _SCHEMAS: dict[str, Any] = {
                             "enum": [
                                 "uncommitted",
                                 "scheduled",
+                                "retrying",
                                 "waiting",
                                 "ready",
                                 "running",
                                 "failed",
                             ],
-                            "description": "retrying jobs count as scheduled.",
                         },
                         "count": {"type": "integer", "minimum": 1},
+                        "exact": {
+                            "type": "boolean",
+                            "description": "false: count (and oldest_ready_age_s) are "
+                            "estimates. Up to 1000 jobs of a channel in a state (10,000 running "
+                            "jobs in all) are counted exactly; more are estimated from a sample "
+                            "of the queue, so that counting takes the same time however long "
+                            "the queue is.",
+                        },
                         "oldest_ready_age_s": {
                             "type": ["number", "null"],
                             "description": "For ready jobs: the age of the oldest one.",
                         },
                     }
                 ),
-            }
+            },
+            "exact": {"type": "boolean", "description": "Whether every count is exact."},
         }
     ),
     "Throughput": _object(
@@ -505,10 +526,27 @@ def _query(name: str, schema: dict[str, Any], description: str, **extra: Any) ->
     }
 
 
+def _result_responses() -> dict[str, Any]:
+    return {
+        "200": _json("JobResult", "The job completed: its result."),
+        "202": _json("JobPending", "Not finished (within the timeout): ask again."),
+        "409": _json(
+            "Error",
+            "The job failed for good (error job_failed) or was cancelled (job_cancelled); job "
+            "holds its status.",
+        ),
+        **_errors(400, 404, 503),
+    }
+
+
 _LINKS = {
     "GetJob": {"operationId": "getJob", "parameters": {"id": "$response.body#/id"}},
     "GetJobDetails": {"operationId": "getJobDetails", "parameters": {"id": "$response.body#/id"}},
     "GetJobResult": {"operationId": "getJobResult", "parameters": {"id": "$response.body#/id"}},
+    "WaitForJobResult": {
+        "operationId": "waitForJobResult",
+        "parameters": {"id": "$response.body#/id"},
+    },
     "CancelJob": {"operationId": "cancelJob", "parameters": {"id": "$response.body#/id"}},
     "RetryJob": {"operationId": "retryJob", "parameters": {"id": "$response.body#/id"}},
 }
@@ -582,28 +620,24 @@ _PATHS: dict[str, Any] = {
     "/jobs/{id}/result": {
         "get": {
             "operationId": "getJobResult",
+            "summary": "A job's result, as it is now",
+            "description": "A read: it changes nothing, and it does not wait. A job's result is "
+            "kept only if the job asked for it (retain_for) or someone waited for it (POST): "
+            "a completed job that was not kept answers 404.",
+            "parameters": [_JOB_ID],
+            "responses": _result_responses(),
+        },
+        "post": {
+            "operationId": "waitForJobResult",
             "summary": "Wait for a job's result",
-            "description": "Waits up to timeout seconds (woken by a notification, no polling) "
-            "and keeps the job with its result for at least an hour after it finishes.",
-            "parameters": [
-                _JOB_ID,
-                _query(
-                    "timeout",
-                    {"type": "number", "minimum": 0, "maximum": MAX_RESULT_TIMEOUT_S, "default": 0},
-                    "Seconds to wait for the job to finish.",
-                ),
-            ],
-            "responses": {
-                "200": _json("JobResult", "The job completed: its result."),
-                "202": _json("JobPending", "Not finished within the timeout: ask again."),
-                "409": _json(
-                    "Error",
-                    "The job failed for good (error job_failed) or was cancelled "
-                    "(job_cancelled); job holds its status.",
-                ),
-                **_errors(400, 404, 503),
-            },
-        }
+            "description": "Registers interest in the job (it is then kept with its result for "
+            "at least an hour after it ends, and its end is notified), waits up to timeout "
+            "seconds (woken by a notification, no polling), and answers as GET does.",
+            "security": _AUTH,
+            "parameters": [_JOB_ID],
+            "requestBody": _body("WaitRequest", required=False),
+            "responses": {**_result_responses(), **_errors(*_WRITE_ERRORS, 404)},
+        },
     },
     "/jobs/{id}/cancel": {
         "post": {

@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from .. import admin
 from ..admin import (
     JobStatus,
     blocked_chains,
@@ -30,8 +31,17 @@ from ..admin import (
     retry,
     throughput,
 )
+from ..errors import ConfigurationError, PayloadError
 from . import queries
-from .api import STATES, ApiError, database_error, list_filters, page_jobs, parse_uuid
+from .api import (
+    STATES,
+    ApiError,
+    database_error,
+    list_filters,
+    page_jobs,
+    parse_uuid,
+    query_text,
+)
 from .charts import bar_chart, bin_buckets
 from .context import WebContext, base_path
 from .security import SESSION_COOKIE, SESSION_LIFETIME_S, cross_origin_reason, safe_next
@@ -98,6 +108,13 @@ def _first_line(text: str | None) -> str:
     return lines[-1] if lines[0].startswith("Traceback") else lines[0]
 
 
+def _approx(value: int) -> str:
+    """An estimated count, to two significant digits: 1,234,567 -> "≈1,200,000"."""
+    digits = len(str(value))
+    rounded = round(value, -(digits - 2)) if digits > 2 else value
+    return f"≈{rounded:,}"
+
+
 def _channel(value: str) -> Markup:
     """A channel name for display: the default channel ``""`` is shown as (default)."""
     if value == "":
@@ -115,7 +132,13 @@ def make_environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters.update(
-        ago=_ago, age=_age, ts=_ts, seconds=_seconds, first_line=_first_line, channel=_channel
+        ago=_ago,
+        age=_age,
+        ts=_ts,
+        seconds=_seconds,
+        first_line=_first_line,
+        channel=_channel,
+        approx=_approx,
     )
     return env
 
@@ -145,6 +168,19 @@ def _base(request: Request) -> str:
     return base_path(request.scope)
 
 
+def _here(request: Request) -> str:
+    """The request's path and query, from the ASGI scope (``request.url`` decodes the raw query
+    as strict UTF-8, which a client's bytes need not be)."""
+    path = str(request.scope.get("path", ""))
+    raw_query = request.scope.get("query_string", b"")
+    query = raw_query.decode("utf-8", "replace") if isinstance(raw_query, bytes) else ""
+    return path + (f"?{query}" if query else "")
+
+
+def _is_https(request: Request) -> bool:
+    return request.scope.get("scheme") == "https"
+
+
 def render(
     ctx: WebContext,
     request: Request,
@@ -157,6 +193,7 @@ def render(
     """A page, with what every page shows: title, login state, flash message."""
     session = _Session(ctx, request)
     flash = request.cookies.get(FLASH_COOKIE)
+    stale_session = SESSION_COOKIE in request.cookies and not session.logged_in
     base = _base(request)
     html = _ENV.get_template(template).render(
         base=base,
@@ -165,13 +202,15 @@ def render(
         logged_in=session.logged_in,
         csrf=session.csrf,
         flash=unquote(flash)[:500] if flash else None,
-        here=request.url.path + (f"?{request.url.query}" if request.url.query else ""),
+        here=_here(request),
         **values,
     )
     response = HTMLResponse(html, status_code=status, headers=dict(headers or {}))
     response.headers["cache-control"] = "no-store"
     if flash:
         response.delete_cookie(FLASH_COOKIE, path=base + "/")
+    if stale_session:  # forged, garbled, expired or from an old token: start afresh
+        response.delete_cookie(SESSION_COOKIE, path=base + "/", httponly=True, samesite="strict")
     return response
 
 
@@ -204,6 +243,9 @@ def _page(ctx: WebContext, handler: PageHandler) -> Callable[[Request], Awaitabl
             return await handler(ctx, request)
         except ApiError as exc:
             return html_error(ctx, request, exc.status, exc.detail)
+        except (ConfigurationError, PayloadError) as exc:
+            # input the pages did not check and the library refused: still the client's
+            return html_error(ctx, request, 400, str(exc))
         except Exception as exc:
             mapped = database_error(exc)
             if mapped is None:
@@ -216,29 +258,52 @@ def _page(ctx: WebContext, handler: PageHandler) -> Callable[[Request], Awaitabl
 # --- pages ----------------------------------------------------------------------------------
 
 
+def _minutes(request: Request) -> int:
+    text = query_text(request, "minutes")
+    if text is None:
+        return 60
+    if text not in {str(r) for r in CHART_RANGES}:
+        ranges = ", ".join(str(r) for r in CHART_RANGES)
+        raise ApiError(
+            400,
+            "bad_request",
+            f"minutes must be one of {ranges}, got {text[:40]!r}",
+            field="minutes",
+        )
+    return int(text)
+
+
 async def overview(ctx: WebContext, request: Request) -> Response:
-    minutes_text = request.query_params.get("minutes", "60")
-    minutes = int(minutes_text) if minutes_text.isdigit() else 60
-    if minutes not in CHART_RANGES:
-        minutes = 60
-    chart_channel = request.query_params.get("channel") or None
+    minutes = _minutes(request)
+    chart_channel = query_text(request, "channel") or None
     pool = await ctx.pools.open()
-    counts = await queue_counts(pool)
+    counts = await queue_counts(pool, exact=False)
     chains = await blocked_chains(pool)
     since = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=minutes - 1)
     buckets = await throughput(pool, since, chart_channel)
 
     channels: dict[str, dict[str, Any]] = {}
     totals: dict[str, int] = dict.fromkeys(COUNT_STATES, 0)
+    exact: dict[str, bool] = dict.fromkeys(COUNT_STATES, True)
     oldest: float | None = None
     for count in counts:
+        state = "scheduled" if count.state == "retrying" else count.state
         row = channels.setdefault(
-            count.channel_name, {"counts": dict.fromkeys(COUNT_STATES, 0), "oldest": None}
+            count.channel_name,
+            {
+                "counts": dict.fromkeys(COUNT_STATES, 0),
+                "exact": dict.fromkeys(COUNT_STATES, True),
+                "oldest": None,
+                "oldest_exact": True,
+            },
         )
-        row["counts"][count.state] = row["counts"].get(count.state, 0) + count.count
-        totals[count.state] = totals.get(count.state, 0) + count.count
+        row["counts"][state] += count.count
+        row["exact"][state] = row["exact"][state] and count.exact
+        totals[state] += count.count
+        exact[state] = exact[state] and count.exact
         if count.oldest_ready_age_s is not None:
             row["oldest"] = count.oldest_ready_age_s
+            row["oldest_exact"] = count.exact
             oldest = max(oldest or 0.0, count.oldest_ready_age_s)
     bins = bin_buckets(buckets, since, minutes)
     finished = {
@@ -255,6 +320,8 @@ async def overview(ctx: WebContext, request: Request) -> Response:
         channels=sorted(channels.items()),
         states=COUNT_STATES,
         totals=totals,
+        exact=exact,
+        all_exact=all(exact.values()),
         queued=sum(totals.values()),
         oldest=oldest,
         chains=chains,
@@ -263,6 +330,7 @@ async def overview(ctx: WebContext, request: Request) -> Response:
         chart_channel=chart_channel,
         per=per,
         finished=finished,
+        estimate_above=admin.ESTIMATE_ABOVE,
         # bar_chart escapes every text it writes
         throughput_svg=Markup(  # noqa: S704
             bar_chart(
@@ -307,7 +375,6 @@ async def jobs_page(ctx: WebContext, request: Request) -> Response:
         else f"{base}/jobs?" + urlencode([*kept, ("before", str(next_before))])
     )
     first_url = f"{base}/jobs" + (f"?{urlencode(kept)}" if kept else "")
-    pool_counts = await queue_counts(pool)
     return render(
         ctx,
         request,
@@ -315,7 +382,7 @@ async def jobs_page(ctx: WebContext, request: Request) -> Response:
         jobs=jobs,
         filters=filters,
         all_states=STATES,
-        known_channels=sorted({c.channel_name for c in pool_counts if c.channel_name}),
+        known_channels=[c for c in await queries.channel_names(pool) if c],
         next_url=next_url,
         first_url=first_url if filters["before"] is not None else None,
     )
@@ -395,8 +462,11 @@ async def read_form(request: Request) -> _Form:
         if len(body) > MAX_FORM_BYTES:
             raise ApiError(413, "payload_too_large", "the form is too large")
     try:
-        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=5000)
-    except (UnicodeDecodeError, ValueError) as exc:
+        # bytes that are not UTF-8 become U+FFFD, as percent-escapes that are not do in
+        # parse_qsl: each field's own check then refuses the value by name
+        text = body.decode("utf-8", "replace")
+        pairs = parse_qsl(text, keep_blank_values=True, max_num_fields=5000)
+    except ValueError as exc:
         raise ApiError(400, "bad_request", f"the form could not be read: {exc}") from exc
     return _Form(pairs)
 
@@ -439,7 +509,7 @@ def _done(request: Request, form: _Form, message: str) -> Response:
         path=base + "/",
         httponly=True,
         samesite="strict",
-        secure=request.url.scheme == "https",
+        secure=_is_https(request),
     )
     return response
 
@@ -545,7 +615,7 @@ async def login(ctx: WebContext, request: Request) -> Response:
         path=base + "/",
         httponly=True,
         samesite="strict",
-        secure=request.url.scheme == "https",
+        secure=_is_https(request),
     )
     return response
 

@@ -1,5 +1,6 @@
 """The few facts about a job that the dashboard shows and the admin API does not return: its
-payload and headers, its place in an ordered chain, and its pending continuation links.
+payload and headers, its place in an ordered chain, and its pending continuation links; and the
+channels that have jobs, for the job list's filter.
 
 The statements are the ``web_*`` entries of ``sqlxmq_py/sql/queries.sql``, with bound parameters
 only.
@@ -18,19 +19,39 @@ from psycopg_pool import AsyncConnectionPool
 
 from ..sql import QueryName, query
 
-__all__ = ["ChainPosition", "JobDetails", "job_chain", "job_details", "job_links"]
+__all__ = [
+    "ChainPosition",
+    "JobDetails",
+    "channel_names",
+    "job_chain",
+    "job_details",
+    "job_links",
+]
 
 RELATIVES_LIMIT = 100
 """At most this many parents and children are listed on a job page."""
+CHANNELS_LIMIT = 500
+"""At most this many channels are offered by the job list's filter."""
 
 
 async def _fetch(
-    pool: AsyncConnectionPool[Any], name: QueryName, params: dict[str, object]
+    pool: AsyncConnectionPool[Any],
+    name: QueryName,
+    params: dict[str, object],
+    *,
+    prepare: bool | None = None,
 ) -> list[tuple[Any, ...]]:
     async with pool.connection() as conn, conn.cursor(row_factory=tuple_row) as cur:
-        await cur.execute(query(name), params)
+        await cur.execute(query(name), params, prepare=prepare)
         rows: list[tuple[Any, ...]] = await cur.fetchall()
         return rows
+
+
+async def channel_names(pool: AsyncConnectionPool[Any]) -> list[str]:
+    """The channels that have queued jobs (by name, at most ``CHANNELS_LIMIT``), read from an
+    index in a time that does not grow with the number of jobs."""
+    rows = await _fetch(pool, "web_channel_names", {"limit": CHANNELS_LIMIT}, prepare=False)
+    return [row[0] for row in rows]
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import time
 from urllib.parse import urlsplit
@@ -28,9 +29,13 @@ __all__ = [
 SESSION_COOKIE = "sqlxmq_session"
 SESSION_LIFETIME_S = 8 * 3600
 """A dashboard login lasts eight hours."""
+_SESSION_FORMAT = re.compile(r"v1\.([0-9]{1,12})\.([0-9a-f]{32})\.([0-9a-f]{64})", re.ASCII)
+"""A session cookie as ``Sessions.new`` makes it; anything else is no session."""
 
 
 def _token_matches(expected: str, given: str) -> bool:
+    """Constant-time comparison of any two texts (as UTF-8 bytes: ``hmac.compare_digest``
+    refuses non-ASCII ``str``; a lone surrogate is replaced, and then does not match)."""
     return hmac.compare_digest(expected.encode("utf-8"), given.encode("utf-8", "replace"))
 
 
@@ -63,14 +68,13 @@ class Sessions:
         return f"v1.{expires}.{nonce}.{self._sign('session', expires, nonce)}"
 
     def nonce(self, cookie: str | None, now: float | None = None) -> str | None:
-        """The nonce of a valid, unexpired session cookie, else ``None``."""
-        if not cookie:
+        """The nonce of a valid, unexpired session cookie, else ``None`` (for any text: a
+        cookie that is not one this class made is no session, never an error)."""
+        match = _SESSION_FORMAT.fullmatch(cookie) if isinstance(cookie, str) else None
+        if match is None:
             return None
-        parts = cookie.split(".")
-        if len(parts) != 4 or parts[0] != "v1" or not parts[1].isdigit():
-            return None
-        _, expires, nonce, signature = parts
-        if not hmac.compare_digest(signature, self._sign("session", expires, nonce)):
+        expires, nonce, signature = match.groups()
+        if not _token_matches(self._sign("session", expires, nonce), signature):
             return None
         if int(expires) < (time.time() if now is None else now):
             return None
@@ -81,8 +85,8 @@ class Sessions:
         return self._sign("csrf", nonce)
 
     def csrf_matches(self, nonce: str, given: str | None) -> bool:
-        """Whether a form's CSRF field is the session's token."""
-        return bool(given) and hmac.compare_digest(self.csrf(nonce), str(given))
+        """Whether a form's CSRF field is the session's token (any text may be given)."""
+        return isinstance(given, str) and bool(given) and _token_matches(self.csrf(nonce), given)
 
 
 def cross_origin_reason(request: HTTPConnection) -> str | None:
@@ -94,12 +98,16 @@ def cross_origin_reason(request: HTTPConnection) -> str | None:
     """
     fetch_site = request.headers.get("sec-fetch-site")
     if fetch_site is not None and fetch_site not in ("same-origin", "none"):
-        return f"the request came from another site (Sec-Fetch-Site: {fetch_site})"
+        return f"the request came from another site (Sec-Fetch-Site: {fetch_site[:200]})"
     origin = request.headers.get("origin")
     if origin is not None:
         host = request.headers.get("host", "")
-        if origin == "null" or urlsplit(origin).netloc.lower() != host.lower():
-            return f"the request came from another origin ({origin})"
+        try:
+            netloc = urlsplit(origin).netloc
+        except ValueError:  # e.g. "http://[": not a URL, so not this origin
+            netloc = None
+        if origin == "null" or netloc is None or netloc.lower() != host.lower():
+            return f"the request came from another origin ({origin[:200]})"
     return None
 
 
@@ -111,7 +119,10 @@ def safe_next(base: str, value: str | None) -> str:
     home = base + "/"
     if not value or not value.startswith(home) or value.startswith("//") or "\\" in value:
         return home
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return home
     if parts.scheme or parts.netloc:
         return home
     return value

@@ -231,6 +231,7 @@ async def test_state_changes_need_the_bearer_token(
         ("/api/cancel", {"ids": [failed]}),
         ("/api/retry", {"ids": [failed]}),
         ("/api/purge", {"failed_older_than_s": 0}),
+        (f"/api/jobs/{failed}/result", {"timeout": 0}),
     ]
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
         for path, body in attempts:
@@ -289,6 +290,82 @@ async def test_unknown_and_malformed_ids(client: httpx.AsyncClient) -> None:
     assert "POST" in wrong_method.headers["allow"]
 
 
+def _rows(db: psycopg.Connection[Any], job_id: str) -> tuple[Any, ...]:
+    """Everything the queue holds about a job (to see that a read changed nothing)."""
+    jobs = db.execute("SELECT to_jsonb(j)::text FROM mq_jobs AS j WHERE id = %s", (job_id,))
+    payloads = db.execute("SELECT to_jsonb(p)::text FROM mq_payloads AS p WHERE id = %s", (job_id,))
+    history = db.execute("SELECT to_jsonb(h)::text FROM mq_history AS h WHERE id = %s", (job_id,))
+    return (jobs.fetchall(), payloads.fetchall(), history.fetchall())
+
+
+async def test_reading_a_result_changes_nothing_and_waiting_needs_the_token(
+    client: httpx.AsyncClient, db: psycopg.Connection[Any], dsn: str
+) -> None:
+    job_id = await spawn(client, name="double", channel_name="web", payload={"n": 1})
+    before = _rows(db, job_id)
+    assert '"notify_done": false' in before[1][0][0]
+    assert '"retain_for": null' in before[1][0][0]
+    for _ in range(3):
+        read = await client.get(f"/api/jobs/{job_id}/result")
+        assert read.status_code == 202
+        assert read.json() == {"id": job_id, "state": "ready"}
+    assert (await client.head(f"/api/jobs/{job_id}/result")).status_code == 202
+    # the old way to wait is refused, and says how to wait now
+    old_wait = await client.get(f"/api/jobs/{job_id}/result", params={"timeout": 1})
+    assert old_wait.status_code == 400
+    assert old_wait.json()["field"] == "timeout"
+    assert "POST" in old_wait.json()["detail"]
+    # waiting without the token (or with a wrong one) is refused before anything is written
+    for headers in ({}, {"Authorization": "Bearer wrong"}):
+        refused = await client.post(
+            f"/api/jobs/{job_id}/result", json={"timeout": 1}, headers=headers
+        )
+        assert refused.status_code == 401
+        assert refused.json()["error"] == "unauthorized"
+    read_only = create_app(dsn)
+    async with (
+        read_only.router.lifespan_context(read_only),
+        httpx.AsyncClient(transport=httpx.ASGITransport(read_only), base_url="http://t") as anon,
+    ):
+        assert (await anon.get(f"/api/jobs/{job_id}/result")).status_code == 202
+        forbidden = await anon.post(f"/api/jobs/{job_id}/result", headers=AUTH)
+        assert forbidden.status_code == 403
+    assert _rows(db, job_id) == before
+
+    # with the token, waiting registers interest: kept an hour, its end notified
+    waited = await client.post(f"/api/jobs/{job_id}/result", json={"timeout": 0}, headers=AUTH)
+    assert waited.status_code == 202
+    registered = db.execute(
+        "SELECT notify_done, retain_for FROM mq_payloads WHERE id = %s", (job_id,)
+    ).fetchone()
+    assert registered == (True, timedelta(hours=1))
+    for body, field in (
+        ({"timeout": -1}, "timeout"),
+        ({"timeout": 61}, "timeout"),
+        ({"t": 1}, "t"),
+    ):
+        bad = await client.post(f"/api/jobs/{job_id}/result", json=body, headers=AUTH)
+        assert bad.status_code == 400
+        assert bad.json()["field"] == field
+
+
+async def test_reading_the_result_of_a_kept_job(
+    client: httpx.AsyncClient, db: psycopg.Connection[Any], runner: Runner
+) -> None:
+    job_id = await spawn(
+        client, name="double", channel_name="web", payload={"n": 4}, retain_for=600
+    )
+    async with runner([double, explode]):
+        await wait_until(lambda: db.execute("SELECT count(*) FROM mq_history").fetchone() == (1,))
+    before = _rows(db, job_id)
+    read = await client.get(f"/api/jobs/{job_id}/result")
+    assert read.status_code == 200
+    assert read.json() == {"id": job_id, "state": "completed", "result": {"doubled": 8}}
+    assert _rows(db, job_id) == before
+    missing = await client.get(f"/api/jobs/{NO_JOB}/result")
+    assert missing.status_code == 404
+
+
 async def test_result_waits_for_completion_without_polling(
     client: httpx.AsyncClient, runner: Runner
 ) -> None:
@@ -296,7 +373,9 @@ async def test_result_waits_for_completion_without_polling(
     pending = await client.get(f"/api/jobs/{job_id}/result")
     assert pending.status_code == 202
     assert pending.json() == {"id": job_id, "state": "ready"}
-    waiting = asyncio.create_task(client.get(f"/api/jobs/{job_id}/result", params={"timeout": 20}))
+    waiting = asyncio.create_task(
+        client.post(f"/api/jobs/{job_id}/result", json={"timeout": 20}, headers=AUTH)
+    )
     await asyncio.sleep(0.2)
     assert not waiting.done()
     async with runner([double, explode]):
@@ -315,7 +394,7 @@ async def test_result_of_failed_and_cancelled_jobs_is_409(
 ) -> None:
     bad = await spawn(client, name="explode", channel_name="web", retries=0)
     async with runner([double, explode]):
-        response = await client.get(f"/api/jobs/{bad}/result", params={"timeout": 15})
+        response = await client.post(f"/api/jobs/{bad}/result", json={"timeout": 15}, headers=AUTH)
     assert response.status_code == 409
     body = response.json()
     assert body["error"] == "job_failed"
@@ -332,6 +411,14 @@ async def test_result_of_failed_and_cancelled_jobs_is_409(
     assert response.status_code == 409
     assert response.json()["error"] == "job_cancelled"
     assert response.json()["job"]["last_error"] == "no need"
+    waited = await client.post(f"/api/jobs/{later}/result", headers=AUTH)
+    assert waited.status_code == 409
+    assert waited.json()["error"] == "job_cancelled"
+    # a failed job kept in the queue answers 409 to a plain read too
+    failed = await client.get(f"/api/jobs/{bad}/result")
+    assert failed.status_code == 409
+    assert failed.json()["error"] == "job_failed"
+    assert failed.json()["job"]["state"] == "failed"
 
 
 async def test_cancel_waiting_running_and_finished_jobs(
@@ -595,7 +682,7 @@ async def test_mounted_without_lifespan_opens_its_pool_on_first_request(dsn: str
     host = Starlette(routes=[Mount("/q", app=dashboard)])
     try:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(host), base_url="http://h") as c:
-            assert (await c.get("/q/api/counts")).json() == {"counts": []}
+            assert (await c.get("/q/api/counts")).json() == {"counts": [], "exact": True}
     finally:
         await dashboard.state.sqlxmq.pools.close()
 
@@ -656,7 +743,9 @@ async def test_a_wait_cancelled_midway_leaves_the_app_healthy(
 ) -> None:
     job_id = await spawn(client, name="slow", delay=600)
     waits = [
-        asyncio.create_task(client.get(f"/api/jobs/{job_id}/result", params={"timeout": 30}))
+        asyncio.create_task(
+            client.post(f"/api/jobs/{job_id}/result", json={"timeout": 30}, headers=AUTH)
+        )
         for _ in range(6)  # more than the waiting turns
     ]
     await asyncio.sleep(0.5)
@@ -668,7 +757,7 @@ async def test_a_wait_cancelled_midway_leaves_the_app_healthy(
     assert not pool.waiters.locked()
     for _ in range(12):  # more requests than the pool has connections
         assert (await client.get(f"/api/jobs/{job_id}")).json()["state"] == "scheduled"
-    pending = await client.get(f"/api/jobs/{job_id}/result", params={"timeout": 0.1})
+    pending = await client.post(f"/api/jobs/{job_id}/result", json={"timeout": 0.1}, headers=AUTH)
     assert pending.status_code == 202
     # Under anyio's level cancellation (as in servers and test clients built on it) psycopg's
     # clean-up is interrupted and closes the connection; the wait must still end as cancelled,

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from starlette.applications import Starlette
 
-from sqlxmq_py import JobBuilder, complete, fetch, spawn_many
+from sqlxmq_py import JobBuilder, admin, complete, fail, fetch, spawn_many
 from sqlxmq_py.web import create_app
 
 from .conftest import ERROR_TEXT, TOKEN, failed_job
@@ -68,6 +68,50 @@ async def test_overview_shows_queue_depth_per_channel(
     assert "No finished attempts in this period" in html
 
 
+async def test_overview_labels_estimated_counts(
+    client: httpx.AsyncClient, db: psycopg.Connection[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spawn_many(db, [JobBuilder("resize").set_channel_name("big") for _ in range(400)])
+    spawn_many(db, [JobBuilder("send").set_channel_name("small") for _ in range(3)])
+    JobBuilder("flaky").set_channel_name("flaky").set_retries(2).spawn(db)
+    (leased,) = fetch(db, ["flaky"], limit=1, lease=60)
+    assert fail(db, leased, "again", delay=3600) == "retrying"
+    exact = (await client.get("/")).text
+    assert "≈" not in exact
+    assert 'id="estimates-hint"' not in exact
+    assert 'id="stat-queued">404<' in exact
+    rows = dict(re.findall(r'<tr data-channel="([^"]*)">(.*?)</tr>', exact, flags=re.S))
+    assert re.search(r'class="count count-scheduled">1<', rows["flaky"])  # retrying counts here
+
+    db.execute("ANALYZE mq_jobs")
+    monkeypatch.setattr(admin, "ESTIMATE_ABOVE", 50)
+    monkeypatch.setattr(admin, "ESTIMATE_SAMPLE_ROWS", 100)
+    html = (await client.get("/")).text
+    rows = dict(re.findall(r'<tr data-channel="([^"]*)">(.*?)</tr>', html, flags=re.S))
+    assert re.search(
+        r'class="count count-ready"><span class="estimate" title="[^"]*">≈', rows["big"]
+    )
+    assert re.search(r'class="count count-ready">3<', rows["small"])  # small counts stay exact
+    assert re.search(r'id="stat-queued"><span class="estimate"[^>]*>≈', html)
+    assert 'id="estimates-hint"' in html
+    assert "up to 50 jobs of a channel in a state are counted exactly" in html
+    assert re.search(r'id="stat-oldest"><span class="estimate"[^>]*>≥', html)
+
+    counts = (await client.get("/api/counts")).json()
+    assert counts["exact"] is False
+    by_key = {(c["channel_name"], c["state"]): c for c in counts["counts"]}
+    assert by_key["big", "ready"]["exact"] is False
+    assert by_key["big", "ready"]["count"] > 50
+    assert by_key["small", "ready"] == {
+        "channel_name": "small",
+        "state": "ready",
+        "count": 3,
+        "exact": True,
+        "oldest_ready_age_s": by_key["small", "ready"]["oldest_ready_age_s"],
+    }
+    assert by_key["flaky", "retrying"]["count"] == 1
+
+
 async def test_overview_charts_draw_the_runners_counts(
     client: httpx.AsyncClient, db: psycopg.Connection[Any]
 ) -> None:
@@ -120,6 +164,14 @@ async def test_job_list_filters_and_pages(
     bad = await client.get("/jobs", params={"state": "asleep"})
     assert bad.status_code == 400
     assert "unknown state" in bad.text
+    # the channel filter offers the channels that have jobs (the default one has no name)
+    datalist = re.search(r'<datalist id="known-channels">(.*?)</datalist>', first.text)
+    assert datalist
+    assert re.findall(r'<option value="([^"]*)">', datalist.group(1)) == [
+        "broken",
+        "emails",
+        "images",
+    ]
 
 
 async def test_job_page_shows_everything_about_a_job(
