@@ -647,7 +647,7 @@ def throughput(
     if not isinstance(since, datetime) or since.tzinfo is None:
         raise ConfigurationError(f"since must be a timezone-aware datetime, got {since!r}")
     if channel_name is not None:
-        check_name("channel_name", channel_name)
+        check_text("channel_name", channel_name)
     params = {"since": since, "channel_name": channel_name}
     return _connections.run(conn, query("stats"), params, _buckets)
 
