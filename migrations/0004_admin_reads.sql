@@ -11,9 +11,15 @@
 -- attempts are included so that counting a state's jobs is an index-only scan. That costs no
 -- update that could have been HOT: attempts changes only when a job is leased, and state is in
 -- the predicates of the partial indexes of 0001 already.
+--
+-- These indexes hold columns the runner looks rows up by (id, channel_name), so each is partial
+-- with a predicate the runner's statements never state (`attempts >= 0`, `name IS NOT NULL`:
+-- always true, by the table's constraints): a planner misled by bad statistics (a table that
+-- autovacuum recorded as empty) can then never walk one of them whole where the runner means a
+-- probe of the primary key. The admin statements state the predicate.
 CREATE INDEX mq_jobs_admin_idx ON mq_jobs (
     (CASE WHEN state = 's' AND attempts > 0 THEN 't'::"char" ELSE state END), channel_name, id
-) INCLUDE (state, attempts) WHERE state <> 'l';
+) INCLUDE (state, attempts) WHERE state <> 'l' AND attempts >= 0;
 
 -- The other indexes hold the first 512 characters of their text column (the statements also
 -- compare the whole value when it is that long), so that no name, channel or key the queue
@@ -22,7 +28,7 @@ CREATE INDEX mq_jobs_admin_idx ON mq_jobs (
 -- when the job completes, must never be refused.
 
 -- Jobs by name (the name lives in mq_payloads).
-CREATE INDEX mq_payloads_name_idx ON mq_payloads (left(name, 512), id);
+CREATE INDEX mq_payloads_name_idx ON mq_payloads (left(name, 512), id) WHERE name IS NOT NULL;
 
 -- Kept jobs by state, by channel (and state), by name and by key. mq_history is written once
 -- per kept job, off the runners' lease path.

@@ -20,10 +20,15 @@ __all__ = ["function_plan", "plan_nodes"]
 
 
 def function_plan(
-    db: psycopg.Connection[Any], function: str, params: Mapping[str, object], query: int = 0
+    db: psycopg.Connection[Any],
+    function: str,
+    params: Mapping[str, object],
+    query: int = 0,
+    variables: Mapping[str, object] | None = None,
 ) -> str:
     """The JSON plan of the ``query``-th ``RETURN QUERY`` statement of ``function``, run with
-    ``params`` (named as the function's arguments without their ``p_`` prefix)."""
+    ``params`` (named as the function's arguments without their ``p_`` prefix) and the
+    function's local ``variables`` (by name) as literals."""
     row = db.execute(
         "SELECT p.prosrc, p.proconfig, p.proargnames,"
         " ARRAY(SELECT format_type(t, NULL) FROM unnest(p.proargtypes) AS t)"
@@ -37,20 +42,24 @@ def function_plan(
     arguments = list(names[: len(types)])
     for position, name in enumerate(arguments, 1):
         body = re.sub(rf"\b{name}\b", f"${position}", body)
+    for name, value in (variables or {}).items():
+        body = re.sub(rf"\b{name}\b", sql.Literal(value).as_string(db), body)
     values = [params[name.removeprefix("p_")] for name in arguments]
     with db.transaction(force_rollback=True):
         for setting in config or ():
             key, _, value = setting.partition("=")
             db.execute("SELECT set_config(%s, %s, true)", (key, value))
+        typed = sql.SQL(" ({})").format(sql.SQL(", ").join(sql.SQL(t) for t in types))
         db.execute(
-            sql.SQL("PREPARE sqlxmq_plan ({}) AS {}").format(
-                sql.SQL(", ").join(sql.SQL(t) for t in types), sql.SQL(body)
+            sql.SQL("PREPARE sqlxmq_plan{} AS {}").format(
+                typed if types else sql.SQL(""), sql.SQL(body)
             )
         )
+        given = sql.SQL(" ({})").format(sql.SQL(", ").join(sql.Literal(v) for v in values))
         try:
             plan = db.execute(
-                sql.SQL("EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE sqlxmq_plan ({})").format(
-                    sql.SQL(", ").join(sql.Literal(v) for v in values)
+                sql.SQL("EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE sqlxmq_plan{}").format(
+                    given if values else sql.SQL("")
                 )
             ).fetchone()
         finally:

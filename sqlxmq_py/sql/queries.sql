@@ -530,7 +530,7 @@ SELECT pg_notify(%(channel)s, %(payload)s)
 -- filters are set) and returns the columns of list_jobs. In all of them a job's "label" is
 --     (CASE WHEN j.state = 's' AND j.attempts > 0 THEN 't'::"char" ELSE j.state END)
 -- ('t': retrying), spelt exactly as in mq_jobs_admin_idx (0004), which holds every job that
--- is not leased ordered by (label, channel_name, id); `j.state <> 'l'` is repeated next to it
+-- is not leased ordered by (label, channel_name, id); `j.state <> 'l' AND j.attempts >= 0` is repeated next to it
 -- so that the planner may use that partial index. %(labels)s are the labels wanted from it,
 -- %(running)s whether leased jobs are wanted, %(history_states)s the kept states wanted.
 -- Leased jobs are read all at once (from mq_jobs_leased_idx) and sorted: there are at most as
@@ -548,7 +548,7 @@ WITH RECURSIVE channels(label, channel_name) AS (
         SELECT j.channel_name FROM mq_jobs AS j
         WHERE (CASE WHEN j.state = 's' AND j.attempts > 0 THEN 't'::"char" ELSE j.state END)
               = s.label
-          AND j.state <> 'l'
+          AND j.state <> 'l' AND j.attempts >= 0
         ORDER BY j.channel_name
         LIMIT 1)
     FROM unnest(%(labels)s::"char"[]) AS s(label)
@@ -557,7 +557,7 @@ WITH RECURSIVE channels(label, channel_name) AS (
         SELECT j.channel_name FROM mq_jobs AS j
         WHERE (CASE WHEN j.state = 's' AND j.attempts > 0 THEN 't'::"char" ELSE j.state END)
               = c.label
-          AND j.state <> 'l' AND j.channel_name > c.channel_name
+          AND j.state <> 'l' AND j.attempts >= 0 AND j.channel_name > c.channel_name
         ORDER BY j.channel_name
         LIMIT 1)
     FROM channels AS c
@@ -579,7 +579,7 @@ FROM (
         FROM mq_jobs AS j
         WHERE (CASE WHEN j.state = 's' AND j.attempts > 0 THEN 't'::"char" ELSE j.state END)
               = c.label
-          AND j.state <> 'l' AND j.channel_name = c.channel_name AND j.id <= %(upto)s::uuid
+          AND j.state <> 'l' AND j.attempts >= 0 AND j.channel_name = c.channel_name AND j.id <= %(upto)s::uuid
         ORDER BY j.id DESC
         LIMIT %(limit)s::integer
      ) AS j
@@ -630,7 +630,7 @@ FROM (
         FROM mq_jobs AS j
         WHERE (CASE WHEN j.state = 's' AND j.attempts > 0 THEN 't'::"char" ELSE j.state END)
               = s.label
-          AND j.state <> 'l' AND j.channel_name = %(channel_name)s::text
+          AND j.state <> 'l' AND j.attempts >= 0 AND j.channel_name = %(channel_name)s::text
           AND j.id <= %(upto)s::uuid
         ORDER BY j.id DESC
         LIMIT %(limit)s::integer
@@ -686,6 +686,7 @@ FROM (
      FROM mq_payloads AS p
      CROSS JOIN LATERAL (SELECT * FROM mq_jobs AS j WHERE j.id = p.id OFFSET 0) AS j
      WHERE %(hot)s::boolean AND left(p.name, 512) = left(%(name)s::text, 512)
+       AND p.name IS NOT NULL
        AND (length(%(name)s::text) < 512 OR p.name = %(name)s::text)
        AND p.id <= %(upto)s::uuid
        AND (CASE WHEN j.state = 's' AND j.attempts > 0 THEN 't'::"char" ELSE j.state END)
@@ -769,7 +770,7 @@ WITH RECURSIVE pairs(label, channel_name) AS (
     (SELECT (CASE WHEN j.state = 's' AND j.attempts > 0 THEN 't'::"char" ELSE j.state END),
         j.channel_name
      FROM mq_jobs AS j
-     WHERE j.state <> 'l'
+     WHERE j.state <> 'l' AND j.attempts >= 0
      ORDER BY 1, 2
      LIMIT 1)
   UNION ALL
@@ -779,7 +780,7 @@ WITH RECURSIVE pairs(label, channel_name) AS (
         SELECT (CASE WHEN j.state = 's' AND j.attempts > 0 THEN 't'::"char" ELSE j.state END)
             AS label, j.channel_name
         FROM mq_jobs AS j
-        WHERE j.state <> 'l'
+        WHERE j.state <> 'l' AND j.attempts >= 0
           AND ((CASE WHEN j.state = 's' AND j.attempts > 0 THEN 't'::"char" ELSE j.state END),
                j.channel_name) > (c.label, c.channel_name)
         ORDER BY 1, 2
@@ -792,14 +793,14 @@ counted AS (
             SELECT 1 FROM mq_jobs AS j
             WHERE (CASE WHEN j.state = 's' AND j.attempts > 0 THEN 't'::"char" ELSE j.state END)
                   = c.label
-              AND j.state <> 'l' AND j.channel_name = c.channel_name
+              AND j.state <> 'l' AND j.attempts >= 0 AND j.channel_name = c.channel_name
             LIMIT %(cap)s::integer + 1) AS x) AS n,
         (SELECT min(x.attempt_at) FROM (
             SELECT j.attempt_at FROM mq_jobs AS j
             WHERE c.label = 'r'
               AND (CASE WHEN j.state = 's' AND j.attempts > 0 THEN 't'::"char" ELSE j.state END)
                   = c.label
-              AND j.state <> 'l' AND j.channel_name = c.channel_name
+              AND j.state <> 'l' AND j.attempts >= 0 AND j.channel_name = c.channel_name
             ORDER BY j.id
             LIMIT %(cap)s::integer + 1) AS x) AS oldest,
         %(cap)s::integer AS cap
@@ -849,7 +850,7 @@ WITH RECURSIVE pairs(label, channel_name) AS (
     (SELECT (CASE WHEN j.state = 's' AND j.attempts > 0 THEN 't'::"char" ELSE j.state END),
         j.channel_name
      FROM mq_jobs AS j
-     WHERE j.state <> 'l'
+     WHERE j.state <> 'l' AND j.attempts >= 0
      ORDER BY 1, 2
      LIMIT 1)
   UNION ALL
@@ -859,7 +860,7 @@ WITH RECURSIVE pairs(label, channel_name) AS (
         SELECT (CASE WHEN j.state = 's' AND j.attempts > 0 THEN 't'::"char" ELSE j.state END)
             AS label, j.channel_name
         FROM mq_jobs AS j
-        WHERE j.state <> 'l'
+        WHERE j.state <> 'l' AND j.attempts >= 0
           AND ((CASE WHEN j.state = 's' AND j.attempts > 0 THEN 't'::"char" ELSE j.state END),
                j.channel_name) > (c.label, c.channel_name)
         ORDER BY 1, 2
