@@ -93,15 +93,16 @@ class DedicatedConnection:
         return self._closing()
 
     def _before_sleep(self, state: RetryCallState) -> None:
-        # one warning when a kind of failure starts, then debug lines until it ends (info): a
-        # read-only database would otherwise log every retry of every statement
+        # one warning when a spell of failures starts, then debug lines until it ends (info):
+        # a read-only database would otherwise log every retry of every statement
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, psycopg.Error) and exc.sqlstate == READ_ONLY:
             event = "database_read_only"  # its connection was closed on purpose: see run()
         else:
             event = "connection_lost" if self._conn is None else "statement_retried"
-        log = logger.warning if event != self._failing else logger.debug
-        self._failing = event
+        log = logger.warning if self._failing is None else logger.debug
+        if self._failing != "database_read_only":  # a read-only spell ends with a write only
+            self._failing = event
         log(
             event,
             role=self._role,

@@ -60,29 +60,30 @@ async def test_a_read_only_database_makes_the_runner_back_off_and_log_once(
                     if e["event"] == "database_read_only" and e.get("role") == "lease"
                 ]
 
+            def warnings() -> list[tuple[str, str | None]]:
+                return [
+                    (e["event"], e.get("role"))
+                    for e in logs
+                    if e["log_level"] in ("warning", "error") and e["event"] != "runner_started"
+                ]
+
             # the lease keeps failing: wait until its retries have backed off past a second
             await wait_until(lambda: any(wait >= 1.0 for wait in lease_retries()), timeout=30)
             # exponential backoff, never a busy loop: a wait past a second within a few retries
             # (the lease loop's, and its idle announcements', on the same connection)
-            retries = lease_retries()
-            assert len(retries) < 20, retries
-            # one warning per part of the runner when the failure starts; the rest is debug
-            warnings = [
-                (e["event"], e.get("role"))
-                for e in logs
-                if e["log_level"] in ("warning", "error")
-                and e["event"] in ("database_read_only", "poll_failed", "maintenance_failed")
-            ]
-            assert len(warnings) == len(set(warnings)), warnings
-            assert ("database_read_only", "lease") in warnings
+            assert len(lease_retries()) < 20, lease_retries()
+            seen = warnings()
+            assert ("database_read_only", "lease") in seen or ("connection_lost", "lease") in seen
+            # however long it lasts: more retries, with longer waits, and not one more warning
+            await wait_until(lambda: any(wait >= 3.0 for wait in lease_retries()), timeout=60)
+            assert warnings() == seen
 
             set_read_only(db, False)
             job_id = after_failover.builder().spawn(conn)
             conn.commit()
             await wait_for_state(db, [job_id], "gone", timeout=30)
     restored = [e.get("role") for e in logs if e["event"] == "connection_restored"]
-    assert "lease" in restored
-    assert len(restored) == len(set(restored))  # once per part, when it recovers
+    assert "lease" in restored  # said once writes work again
 
 
 async def test_a_read_only_database_loses_no_job_that_was_running(
