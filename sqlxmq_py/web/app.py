@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import structlog
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -18,6 +17,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .._logging import Logger
 from .api import ApiError, api_routes
 from .context import BASE_KEY, PoolHolder, WebContext, base_path
 from .pages import html_error, page_routes
@@ -25,7 +25,7 @@ from .security import Sessions
 
 __all__ = ["create_app", "serve"]
 
-_log = structlog.get_logger("sqlxmq_py.web")
+_log = Logger("sqlxmq_py.web")
 
 SECURITY_HEADERS = [
     (
