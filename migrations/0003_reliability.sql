@@ -55,8 +55,15 @@ BEGIN
 END;
 $$;
 
+-- The next head is locked without waiting: a transaction holding its row is either deleting it
+-- without the head lock (clear, purge, a DELETE by hand), and its own trigger, waiting for
+-- the head lock, looks at the chain once this one commits; or changing it (a reschedule, a
+-- key replacement), and the maintenance repair makes it runnable. Waiting instead would hold
+-- up a runner's completions behind an application's transaction, or deadlock.
 CREATE OR REPLACE FUNCTION mq_jobs_unblock_next() RETURNS trigger
 LANGUAGE plpgsql AS $$
+DECLARE
+    v_head uuid;
 BEGIN
     IF current_setting('mq.replacing', true) = 'on' THEN
         RETURN NULL;  -- the job is written again under its id in this transaction
@@ -64,17 +71,19 @@ BEGIN
     PERFORM pg_advisory_xact_lock(
         1836146534, mq_chain_lock_key(OLD.channel_name, OLD.channel_args)
     );
+    SELECT h.id INTO v_head FROM mq_jobs AS h
+    WHERE h.channel_name = OLD.channel_name
+      AND h.channel_args = OLD.channel_args
+      AND h.ord_seq IS NOT NULL
+    ORDER BY h.ord_seq
+    LIMIT 1;
     UPDATE mq_jobs AS j
     SET state = mq_runnable_state(j.id, j.channel_name, j.channel_args, j.ord_seq, j.attempt_at)
     WHERE j.id = (
-            SELECT h.id FROM mq_jobs AS h
-            WHERE h.channel_name = OLD.channel_name
-              AND h.channel_args = OLD.channel_args
-              AND h.ord_seq IS NOT NULL
-            ORDER BY h.ord_seq
-            LIMIT 1
-        )
-      AND j.state = 'b';
+            SELECT l.id FROM mq_jobs AS l
+            WHERE l.id = v_head AND l.state = 'b'
+            FOR UPDATE SKIP LOCKED
+        );
     IF FOUND THEN
         PERFORM mq_wake(ARRAY[OLD.channel_name], 's');
     END IF;
@@ -1007,12 +1016,16 @@ AS $$
             ORDER BY j.channel_name, j.channel_args, j.ord_seq
             LIMIT 1
         ) AS n
+    ), unlocked AS (
+        SELECT j.id FROM mq_jobs AS j
+        WHERE j.id = ANY(ARRAY(SELECT h.id FROM heads AS h WHERE h.state = 'b'))
+          AND j.state = 'b'
+        FOR UPDATE SKIP LOCKED
     ), promoted AS (
         UPDATE mq_jobs AS j
         SET state = mq_runnable_state(j.id, j.channel_name, j.channel_args, j.ord_seq,
                                       j.attempt_at)
-        WHERE j.id = ANY(ARRAY(SELECT h.id FROM heads AS h WHERE h.state = 'b'))
-          AND j.state = 'b'
+        WHERE j.id = ANY(ARRAY(SELECT u.id FROM unlocked AS u))
         RETURNING j.channel_name
     ), woken AS (
         SELECT mq_wake(ARRAY(SELECT p.channel_name FROM promoted AS p), 's')
