@@ -10,7 +10,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Coroutine, Iterable
 from datetime import datetime, timedelta
-from typing import Any, Literal, Protocol, Self, TypeAlias, overload
+from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, Self, TypeAlias, overload
+
+from typing_extensions import TypeVar
 
 from . import _connections
 from ._connections import AnyConnection, AsyncConnectionLike, SyncConnectionLike
@@ -26,6 +28,12 @@ from ._validate import (
 )
 from .errors import ConfigurationError
 from .payload import check_raw_json, encode_bytes, encode_json
+
+if TYPE_CHECKING:
+    from .codec import Codec
+
+T = TypeVar("T", default=Any)
+"""The payload type a job declares (``Any``: plain JSON)."""
 
 __all__ = [
     "DEFAULT_RETRIES",
@@ -51,15 +59,16 @@ class _Named(Protocol):
     @property
     def name(self) -> str: ...
 
-    def builder(self) -> JobBuilder: ...
+    def builder(self) -> JobBuilder[Any]: ...
 
 
-class JobBuilder:
+class JobBuilder(Generic[T]):
     """The options of one job to spawn. Get one from ``NamedJob.builder()``.
 
     Defaults come from the ``@job`` decorator; every setter validates its value at once and
     raises :class:`~sqlxmq_py.ConfigurationError` (or :class:`~sqlxmq_py.PayloadError` for
-    payloads) naming what was wrong.
+    payloads) naming what was wrong. ``T`` is the payload type the job declares (``Any``: plain
+    JSON): :meth:`set_json` accepts only that type.
     """
 
     def __init__(
@@ -90,6 +99,7 @@ class JobBuilder:
         self._after: tuple[uuid.UUID, ...] = ()
         self._run_after_failed_parents = False
         self._headers: dict[str, str] | None = None  # made on the first set_header
+        self._codec: Codec | None = None  # a typed job's payload codec (NamedJob.builder)
         self.set_channel_name(channel_name)
         self.set_retries(retries)
         self.set_retry_backoff(retry_backoff)
@@ -104,7 +114,7 @@ class JobBuilder:
         """The registered name of the job this builder spawns."""
         return self._name
 
-    def copy(self) -> JobBuilder:
+    def copy(self) -> JobBuilder[T]:
         """A new builder with the same options (but not the id set with :meth:`set_id`)."""
         new = object.__new__(JobBuilder)
         new.__dict__.update(self.__dict__)  # one C-level copy: NamedJob.builder() is hot
@@ -134,9 +144,16 @@ class JobBuilder:
         self._channel_args = check_name("channel_args", channel_args)
         return self
 
-    def set_json(self, value: object) -> Self:
-        """Sets the JSON payload to ``value`` encoded as JSON (no NaN or Infinity)."""
-        self._payload_json = encode_json(value)
+    def set_json(self, value: T) -> Self:
+        """Sets the payload to ``value`` encoded as JSON: for a typed job, a value of its
+        declared type, encoded by that type's rules (dataclasses, datetimes, UUIDs, decimals);
+        else any JSON value (no NaN or Infinity).
+
+        Raises:
+            PayloadError: the value cannot be encoded (or is not of the declared type).
+        """
+        codec = self._codec
+        self._payload_json = encode_json(value) if codec is None else codec.encode(value)
         return self
 
     def set_raw_json(self, raw_json: str) -> Self:

@@ -14,10 +14,11 @@ import uuid
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Generic, Protocol, cast
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
+from typing_extensions import TypeVar
 
 from ._connections import Rows, fetch_async, fetch_sync
 from ._validate import Duration, to_timedelta
@@ -26,7 +27,20 @@ from .errors import LeaseLostError
 from .payload import decode_json, encode_result
 from .sql import query
 
-__all__ = ["BlockingCurrentJob", "CurrentJob", "JobHost", "JobInfo", "LeasedJob"]
+if TYPE_CHECKING:
+    from .codec import Codec
+
+T = TypeVar("T", default=Any)
+"""A job's declared payload type (``Any``: plain JSON)."""
+
+__all__ = [
+    "BlockingCurrentJob",
+    "CurrentJob",
+    "JobHost",
+    "JobInfo",
+    "LeasedJob",
+    "encode_job_result",
+]
 
 
 @dataclass(slots=True, kw_only=True)
@@ -48,6 +62,10 @@ class LeasedJob:
     retain_for: timedelta | None = None
     headers: str | None = None
     payload_size: int = 0
+    codec: Codec | None = None
+    """The job's payload codec, when it declares a payload type."""
+    result_codec: Codec | None = None
+    """The job's result codec, when it declares a result type."""
     completing: bool = False
     """A completion of this attempt is queued or written (by the runner or ``complete()``)."""
     completing_in_tx: bool = False
@@ -56,6 +74,19 @@ class LeasedJob:
     completed: bool = False
     lease_lost: bool = False
     cancelled: bool = False
+
+
+def encode_job_result(job: LeasedJob, result: object) -> str | None:
+    """A job's result as JSON text: by its declared result type's rules when it has one.
+
+    Raises:
+        PayloadError: the result cannot be encoded.
+    """
+    if result is None:
+        return None
+    if job.result_codec is not None:
+        return job.result_codec.encode(result)
+    return encode_result(result)
 
 
 class JobHost(Protocol):
@@ -172,6 +203,12 @@ class JobInfo:
         """The JSON payload as stored, or ``None``."""
         return self._job.payload_json
 
+    def _payload(self) -> Any:
+        codec = self._job.codec
+        if codec is None:
+            return self.json()
+        return codec.decode(self._job.payload_json, what=f"payload of job {self._job.name!r}")
+
     def raw_bytes(self) -> bytes | None:
         """The binary payload, or ``None``."""
         return self._job.payload_bytes
@@ -180,7 +217,7 @@ class JobInfo:
         return {
             "ids": [self._job.id],
             "tokens": [self._job.token],
-            "results": [None if result is None else encode_result(result)],
+            "results": [encode_job_result(self._job, result)],
             "default_retain": self._host.default_retain,
             "wait": True,
         }
@@ -206,10 +243,21 @@ class JobInfo:
         return f"<{type(self).__name__} {self._job.name!r} {self._job.id} attempt {self.attempt}>"
 
 
-class CurrentJob(JobInfo):
-    """The running job, for ``async def`` jobs."""
+class CurrentJob(JobInfo, Generic[T]):
+    """The running job, for ``async def`` jobs. ``CurrentJob[Email]`` declares the job's
+    payload type (see :mod:`sqlxmq_py.codec`); a bare ``CurrentJob`` keeps plain JSON."""
 
     __slots__ = ()
+
+    @property
+    def payload(self) -> T:
+        """The payload, decoded and validated as the job's declared type (plain decoded JSON,
+        or ``None``, for an untyped job).
+
+        Raises:
+            PayloadError: the stored payload does not validate (the message names the field).
+        """
+        return cast(T, self._payload())
 
     @property
     def pool(self) -> AsyncConnectionPool[Any]:
@@ -269,10 +317,17 @@ class CurrentJob(JobInfo):
         self._check(rows, "keep alive")
 
 
-class BlockingCurrentJob(JobInfo):
-    """The running job, for plain ``def`` jobs running in worker threads."""
+class BlockingCurrentJob(JobInfo, Generic[T]):
+    """The running job, for plain ``def`` jobs running in worker threads;
+    ``BlockingCurrentJob[Email]`` declares the payload type, as for :class:`CurrentJob`."""
 
     __slots__ = ()
+
+    @property
+    def payload(self) -> T:
+        """The payload, decoded and validated as the job's declared type; see
+        :attr:`CurrentJob.payload`."""
+        return cast(T, self._payload())
 
     def _on_loop(self, coro: Coroutine[Any, Any, Any]) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self._host.loop).result()

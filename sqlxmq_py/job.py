@@ -17,20 +17,30 @@ import dataclasses
 import functools
 import inspect
 import typing
-from collections.abc import Callable
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Generic, ParamSpec, TypeVar, overload
+from typing import Any, Concatenate, Generic, ParamSpec, Protocol, cast, overload
 
+from typing_extensions import TypeVar
+
+from ._connections import AnyConnection, AsyncConnectionLike, SyncConnectionLike
 from ._validate import Duration, check_int, check_name, to_timedelta
 from .builder import DEFAULT_RETRIES, DEFAULT_RETRY_BACKOFF, JobBuilder
+from .codec import Codec, codec_for
 from .cron import check_cron
+from .current_job import BlockingCurrentJob, CurrentJob
 from .errors import ConfigurationError
+from .payload import encode_result
 
-__all__ = ["JobOptions", "NamedJob", "job"]
+__all__ = ["JobDecorator", "JobOptions", "NamedJob", "declared_types", "job"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T", default=Any)
+"""A job's declared payload type (``Any``: plain JSON)."""
+X = TypeVar("X")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,9 +62,11 @@ class JobOptions:
     cron: str | None = None
 
 
-class NamedJob(Generic[P, R]):
+class NamedJob(Generic[P, R, T]):
     """A job function with its name and default options. Create one with ``@job``.
 
+    The type parameters: the function's parameters and return type, and the payload type it
+    declares with its first parameter (``CurrentJob[Email]``; ``Any`` when it declares none).
     Calling it calls the function directly, which is handy in tests.
     """
 
@@ -65,6 +77,7 @@ class NamedJob(Generic[P, R]):
         self._is_async = inspect.iscoroutinefunction(fn)
         self._context_params = _context_parameters(fn, options.name)
         self._context_types: dict[str, type[Any] | str] | None = None
+        self._codecs: tuple[Codec | None, Codec | None] | None = None
         self._template = self._new_builder()
         functools.update_wrapper(self, fn)
 
@@ -88,13 +101,106 @@ class NamedJob(Generic[P, R]):
         """Whether the function is ``async def`` (runs on the loop) or plain (runs in a thread)."""
         return self._is_async
 
-    def builder(self) -> JobBuilder:
-        """A new :class:`JobBuilder` for this job, preset with its defaults."""
-        return self._template.copy()
+    def builder(self) -> JobBuilder[T]:
+        """A new :class:`JobBuilder` for this job, preset with its defaults (and, for a typed
+        job, encoding its payload with the declared type's rules)."""
+        builder = self._template.copy()
+        if builder._codec is None and self.payload_codec is not None:
+            self._template._codec = builder._codec = self.payload_codec
+        return cast("JobBuilder[T]", builder)
 
-    def _new_builder(self) -> JobBuilder:
+    @property
+    def payload_codec(self) -> Codec | None:
+        """The codec of the payload type the job declares (None: plain JSON)."""
+        return self._resolve_codecs()[0]
+
+    @property
+    def result_codec(self) -> Codec | None:
+        """The codec of the result type the job declares (its return annotation; None for
+        ``None`` or ``Any``: plain JSON)."""
+        return self._resolve_codecs()[1]
+
+    def _resolve_codecs(self) -> tuple[Codec | None, Codec | None]:
+        """Read from the annotations on first use, so they may name classes defined after the
+        decorator ran.
+
+        Raises:
+            ConfigurationError: a declared type cannot be encoded and decoded.
+        """
+        if self._codecs is None:
+            payload, result = declared_types(self._fn)
+            try:
+                self._codecs = (codec_for(payload), codec_for(result))
+            except TypeError as exc:
+                raise ConfigurationError(
+                    f"job {self.name!r}: its payload or result type cannot be encoded as JSON: "
+                    f"{exc}"
+                ) from exc
+        return self._codecs
+
+    @overload
+    def wait_for_result(
+        self: NamedJob[..., Coroutine[Any, Any, X], Any],
+        conn: SyncConnectionLike,
+        job_id: uuid.UUID,
+        timeout: float | None = None,
+    ) -> X: ...
+
+    @overload
+    def wait_for_result(
+        self: NamedJob[..., Coroutine[Any, Any, X], Any],
+        conn: AsyncConnectionLike,
+        job_id: uuid.UUID,
+        timeout: float | None = None,
+    ) -> Coroutine[Any, Any, X]: ...
+
+    @overload
+    def wait_for_result(
+        self: NamedJob[..., X, Any],
+        conn: SyncConnectionLike,
+        job_id: uuid.UUID,
+        timeout: float | None = None,
+    ) -> X: ...
+
+    @overload
+    def wait_for_result(
+        self: NamedJob[..., X, Any],
+        conn: AsyncConnectionLike,
+        job_id: uuid.UUID,
+        timeout: float | None = None,
+    ) -> Coroutine[Any, Any, X]: ...
+
+    def wait_for_result(
+        self, conn: AnyConnection, job_id: uuid.UUID, timeout: float | None = None
+    ) -> Any:
+        """:func:`sqlxmq_py.wait_for_result` for one of this job's runs, with the result decoded
+        (and validated) as the job's declared return type.
+
+        Raises:
+            PayloadError: the stored result does not validate as the declared type.
+            JobFailedError, JobCancelledError, JobNotFoundError, TimeoutError: as
+                :func:`sqlxmq_py.wait_for_result`.
+        """
+        from .results import wait_for_result
+
+        waited = wait_for_result(conn, job_id, timeout)
+        if inspect.isawaitable(waited):
+            return self._decode_later(waited, job_id)
+        return self._decode_result(waited, job_id)
+
+    async def _decode_later(self, waited: Awaitable[Any], job_id: uuid.UUID) -> Any:
+        return self._decode_result(await waited, job_id)
+
+    def _decode_result(self, value: Any, job_id: uuid.UUID) -> Any:
+        codec = self.result_codec
+        if codec is None or value is None:
+            return value
+        # the result came back as plain JSON: validate it as the declared type
+        return codec.decode(encode_result(value), what=f"result of job {job_id} ({self.name!r})")
+
+    def _new_builder(self) -> JobBuilder[Any]:
         o = self._options
-        builder = JobBuilder(
+        builder: JobBuilder[Any] = JobBuilder(
             o.name,
             channel_name=o.channel_name,
             retries=o.retries,
@@ -141,6 +247,33 @@ class NamedJob(Generic[P, R]):
         return f"<NamedJob {self.name!r}>"
 
 
+def declared_types(fn: Callable[..., Any]) -> tuple[object, object]:
+    """The payload type a job function declares (``CurrentJob[Email]`` as its first
+    parameter's annotation: ``Email``) and its result type (its return annotation); ``Any``
+    for what it does not declare.
+
+    Raises:
+        ConfigurationError: a declared payload type cannot be resolved.
+    """
+    params = list(inspect.signature(fn).parameters.values())
+    first = params[0].annotation if params else inspect.Parameter.empty
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception as exc:  # NameError for a class the function's module cannot see
+        if isinstance(first, str) and "[" in first:
+            raise ConfigurationError(
+                f"cannot resolve the payload type of {fn.__qualname__!r} ({first!r}): {exc}; "
+                "define the type at module level (not inside a function, nor under "
+                "TYPE_CHECKING)"
+            ) from exc
+        return Any, Any
+    payload: object = Any
+    annotation = hints.get(params[0].name) if params else None
+    if typing.get_origin(annotation) in (CurrentJob, BlockingCurrentJob):
+        (payload,) = typing.get_args(annotation)
+    return payload, hints.get("return", Any)
+
+
 def _context_parameters(fn: Callable[..., Any], name: str) -> tuple[str, ...]:
     try:
         params = list(inspect.signature(fn).parameters.values())
@@ -169,8 +302,30 @@ def _context_parameters(fn: Callable[..., Any], name: str) -> tuple[str, ...]:
     return tuple(context)
 
 
+class JobDecorator(Protocol):
+    """What ``@job(...)`` with options returns: the decorator of a job function."""
+
+    @overload
+    def __call__(
+        self, fn: Callable[Concatenate[CurrentJob[T], P], R], /
+    ) -> NamedJob[Concatenate[CurrentJob[T], P], R, T]: ...
+
+    @overload
+    def __call__(
+        self, fn: Callable[Concatenate[BlockingCurrentJob[T], P], R], /
+    ) -> NamedJob[Concatenate[BlockingCurrentJob[T], P], R, T]: ...
+
+
 @overload
-def job(fn: Callable[P, R], /) -> NamedJob[P, R]: ...
+def job(
+    fn: Callable[Concatenate[CurrentJob[T], P], R], /
+) -> NamedJob[Concatenate[CurrentJob[T], P], R, T]: ...
+
+
+@overload
+def job(
+    fn: Callable[Concatenate[BlockingCurrentJob[T], P], R], /
+) -> NamedJob[Concatenate[BlockingCurrentJob[T], P], R, T]: ...
 
 
 @overload
@@ -188,7 +343,7 @@ def job(
     retain_for: Duration | None = None,
     dead_letter: NamedJob[..., Any] | str | None = None,
     cron: str | None = None,
-) -> Callable[[Callable[P, R]], NamedJob[P, R]]: ...
+) -> JobDecorator: ...
 
 
 def job(
@@ -207,7 +362,7 @@ def job(
     retain_for: Duration | None = None,
     dead_letter: NamedJob[..., Any] | str | None = None,
     cron: str | None = None,
-) -> NamedJob[P, R] | Callable[[Callable[P, R]], NamedJob[P, R]]:
+) -> Any:
     """Declares a job. Use bare (``@job``) or with options (``@job(channel_name="foo")``).
 
     Args:
@@ -265,7 +420,7 @@ def job(
         cron=None if cron is None else check_cron(cron),
     )
 
-    def decorate(func: Callable[P, R]) -> NamedJob[P, R]:
+    def decorate(func: Callable[..., Any]) -> NamedJob[..., Any, Any]:
         if not callable(func):
             raise ConfigurationError(f"@job decorates a function, got {func!r}")
         job_name = defaults.name or getattr(func, "__name__", "")

@@ -152,11 +152,28 @@ class JobRegistry:
             if value is None:
                 label = wanted if isinstance(wanted, str) else wanted.__qualname__
                 raise ConfigurationError(
-                    f"job {named.name!r} needs a context value of type {label} "
-                    f"for parameter {param!r}: call registry.set_context(...) with one"
+                    f"job {named.name!r}: parameter {param!r} ({label}) is neither the running "
+                    f"job nor a context value (registry.set_context(...) has none of type "
+                    f"{label}). A job's data is its payload: declare its type on the first "
+                    "parameter, e.g. `async def send(current_job: CurrentJob[Email])` with "
+                    "Email a dataclass, and spawn it with "
+                    "`send.builder().set_json(Email(...))`; extra parameters are for shared "
+                    "objects given to set_context (an HTTP client, settings)"
                 )
             kwargs[param] = value
         return kwargs
+
+    def check(self) -> None:
+        """Checks that every job can run: its context parameters have values and its declared
+        payload and result types can be encoded. The runner calls this before it starts, so a
+        job that could never run is refused then, not by failing its attempts.
+
+        Raises:
+            ConfigurationError: naming the job and what is wrong.
+        """
+        for named in self._jobs.values():
+            self.context_for(named)
+            named.payload_codec  # noqa: B018 - resolves the declared types, raising if unusable
 
     def _find_context(self, wanted: type[Any] | str) -> object | None:
         if isinstance(wanted, str):

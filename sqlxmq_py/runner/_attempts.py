@@ -19,10 +19,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..backoff import retry_delay
-from ..current_job import BlockingCurrentJob, CurrentJob, JobHost, LeasedJob
+from ..current_job import BlockingCurrentJob, CurrentJob, JobHost, LeasedJob, encode_job_result
 from ..errors import JobCancelledError, JobTimeoutError, PayloadError, UnknownJobError
 from ..hooks import JobOutcome, RunnerHooks
-from ..payload import encode_result
 from ..sql import query
 from ._batcher import Batcher, Outcome
 from ._execution import call_async, call_thread, describe_error, error_summary, job_keys
@@ -147,7 +146,10 @@ class Attempts:
             headers=headers,
             payload_size=size,
         )
-        a = Attempt(job, self._registry.get(name), self._loop.time())
+        named = self._registry.get(name)
+        if named is not None:
+            job.codec, job.result_codec = named.payload_codec, named.result_codec
+        a = Attempt(job, named, self._loop.time())
         self._by_token[token] = a
         self.held_bytes += size
         self.running += 1
@@ -361,10 +363,8 @@ class Attempts:
     def _encode_result(self, job: LeasedJob, result: Any) -> str | None:
         """The result as JSON. Whether it is kept is decided when the job completes (someone
         may start waiting for it while it runs), so every result is sent."""
-        if result is None:
-            return None
         try:
-            return encode_result(result)
+            return encode_job_result(job, result)
         except PayloadError as exc:
             self._log.warning("job_result_not_stored", error=error_summary(exc), **job_keys(job))
             return None
@@ -430,8 +430,8 @@ class Attempts:
         a = self._by_token.get(job.token)
         if a is None or a.settled or job.completing or job.completed:
             return False
+        encoded = encode_job_result(job, result)  # a PayloadError here leaves it completable
         job.completing = True
-        encoded = None if result is None else encode_result(result)
         done = await self._batcher.complete(job, encoded) == "completed"
         if done:
             job.completed = True

@@ -126,6 +126,7 @@ class Runner:
             SchemaError: the database has no (or an outdated) sqlxmq_py schema.
         """
         config = self._config
+        self._registry.check()
         conninfo, kwargs = await self._connect_args()
         # one direct attempt first: a wrong password or database fails now, saying why (once
         # running, the runner keeps retrying instead: credentials may be fixed under it)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Coroutine
-from typing import Any, assert_type
+from dataclasses import dataclass
+from typing import Any, TypedDict, assert_type
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
@@ -67,3 +68,47 @@ async def async_side(aconn: psycopg.AsyncConnection[Any], apool: AsyncConnection
     options = JobRegistry([bare, threaded]).runner(apool).set_concurrency(1, 2)
     assert_type(options, JobRunnerOptions)
     assert_type(await options.run(), JobRunnerHandle)
+
+
+# --- typed payloads and results (issue 10.1) ---
+
+
+@dataclass
+class Email:
+    to: str
+    subject: str
+
+
+class Tags(TypedDict):
+    label: str
+    weight: int
+
+
+@job
+async def send(current_job: CurrentJob[Email]) -> dict[str, int]:
+    assert_type(current_job.payload, Email)  # no cast needed
+    return {"sent": 1}
+
+
+@job(retries=1)
+def tag(current_job: BlockingCurrentJob[Tags]) -> None:
+    assert_type(current_job.payload, Tags)
+
+
+def typed_spawn(conn: psycopg.Connection[Any]) -> None:
+    assert_type(send.builder(), JobBuilder[Email])
+    send.builder().set_json(Email(to="a@example.com", subject="hi")).spawn(conn)
+    send.builder().set_json({"to": "a@example.com", "subject": "hi"})  # type: ignore[arg-type]
+    send.builder().set_json(Email(to="a@example.com"))  # type: ignore[call-arg]
+    tag.builder().set_json({"label": "x", "weight": 1})
+    tag.builder().set_json({"label": "x", "weihgt": 1})  # type: ignore[typeddict-item]
+    tag.builder().set_json({"label": "x"})  # type: ignore[typeddict-item]
+    assert_type(send.wait_for_result(conn, uuid.uuid4()), dict[str, int])
+    assert_type(tag.wait_for_result(conn, uuid.uuid4()), None)
+    # an untyped job keeps plain JSON
+    assert_type(bare.builder(), JobBuilder[Any])
+    bare.builder().set_json([1, "two", {"three": 3.0}])
+
+
+async def typed_results(apool: AsyncConnectionPool[Any]) -> None:
+    assert_type(await send.wait_for_result(apool, uuid.uuid4(), 10), dict[str, int])
