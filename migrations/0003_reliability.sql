@@ -31,6 +31,15 @@ ALTER TABLE mq_jobs
         NOT VALID,
     ADD CONSTRAINT mq_jobs_job_key_length CHECK (octet_length(job_key) <= 2000) NOT VALID;
 
+-- A new state: 'n' parked. A runner that leases a job whose name it does not know (a rolling
+-- deploy where producers spawn a new job before the runners that know it start; several
+-- services sharing a database) does not spend the job's attempts: it parks the job, which then
+-- waits, untouched, until a runner that knows its name unparks it (mq_unpark).
+ALTER TABLE mq_jobs DROP CONSTRAINT mq_jobs_state_check;
+ALTER TABLE mq_jobs
+    ADD CONSTRAINT mq_jobs_state_check CHECK (state IN ('r', 's', 'l', 'b', 'u', 'f', 'w', 'n'));
+CREATE INDEX mq_jobs_parked_idx ON mq_jobs (id) WHERE state = 'n';
+
 -- The bytes of a job's payloads, as leases count them.
 CREATE FUNCTION mq_payload_size(p_json text, p_bytes bytea) RETURNS integer
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
@@ -1179,5 +1188,80 @@ BEGIN
     DELETE FROM mq_throttle AS t WHERE t.until <= now();
     DELETE FROM mq_stats AS s WHERE s.bucket < now() - interval '7 days';
     DELETE FROM mq_listeners AS l WHERE l.heartbeat_at < now() - interval '5 minutes';
+END;
+$$;
+
+-- Parks leased jobs whose name the leasing runner does not know (see the state 'n' above):
+-- the attempt is not counted, and p_reasons[i] is recorded as the job's last error, saying
+-- what it waits for. A job someone asked to cancel is cancelled instead. Returns each job with
+-- 'parked' or 'cancelled'; a job not returned has lost its lease.
+CREATE FUNCTION mq_park(p_ids uuid[], p_tokens uuid[], p_reasons text[])
+RETURNS TABLE (id uuid, outcome text)
+LANGUAGE plpgsql
+SET enable_seqscan = off
+SET enable_bitmapscan = off
+SET jit = off
+SET plan_cache_mode = force_generic_plan
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_cancel uuid[];
+    v_tokens uuid[];
+BEGIN
+    SELECT coalesce(array_agg(j.id), '{}'), coalesce(array_agg(j.lease_token), '{}')
+    INTO v_cancel, v_tokens
+    FROM mq_jobs AS j
+    JOIN unnest(p_ids, p_tokens) AS t(id, token) ON t.id = j.id
+    WHERE j.id = ANY(p_ids) AND j.lease_token = t.token AND j.cancel_requested;
+    RETURN QUERY
+    WITH parked AS (
+        UPDATE mq_jobs AS j
+        SET state = 'n', attempts = greatest(j.attempts - 1, 0), lease_token = NULL,
+            attempt_at = now()
+        FROM unnest(p_ids, p_tokens) AS t(id, token)
+        WHERE j.id = ANY(p_ids) AND j.id = t.id AND j.lease_token = t.token
+          AND NOT (j.id = ANY(v_cancel))
+        RETURNING j.id
+    ), noted AS (
+        UPDATE mq_payloads AS p SET last_error = r.reason
+        FROM unnest(p_ids, p_reasons) AS r(id, reason)
+        WHERE p.id = ANY(ARRAY(SELECT k.id FROM parked AS k)) AND p.id = r.id
+    )
+    SELECT k.id, 'parked'::text FROM parked AS k;
+    RETURN QUERY
+    SELECT c, 'cancelled'::text
+    FROM mq_cancel_now(
+        v_cancel, 'cancelled while waiting for a runner that knows its name', v_tokens
+    ) AS c;
+END;
+$$;
+
+-- Makes parked jobs of these names (the names a runner knows) runnable again and wakes the
+-- runners of their channels; returns how many. Visits the parked jobs only.
+CREATE FUNCTION mq_unpark(p_names text[]) RETURNS integer
+LANGUAGE plpgsql
+SET enable_seqscan = off
+SET enable_bitmapscan = off
+SET jit = off
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+    v_channels text[];
+BEGIN
+    WITH known AS (
+        SELECT j.id FROM mq_jobs AS j
+        WHERE j.state = 'n'
+          AND (SELECT p.name FROM mq_payloads AS p WHERE p.id = j.id) = ANY(p_names)
+        FOR UPDATE SKIP LOCKED
+    ), unparked AS (
+        UPDATE mq_jobs AS j
+        SET state = mq_runnable_state(j.id, j.channel_name, j.channel_args, j.ord_seq, now()),
+            attempt_at = now()
+        WHERE j.id = ANY(ARRAY(SELECT k.id FROM known AS k)) AND j.state = 'n'
+        RETURNING j.channel_name
+    )
+    SELECT coalesce(array_agg(u.channel_name), '{}') INTO v_channels FROM unparked AS u;
+    PERFORM mq_wake(v_channels);
+    RETURN cardinality(v_channels);
 END;
 $$;

@@ -12,13 +12,14 @@ import uuid
 from collections.abc import Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal, TypeAlias, get_args, overload
+from typing import Any, get_args, overload
 
 from . import _connections
 from ._connections import AnyConnection, AsyncConnectionLike, Rows, SyncConnectionLike
 from ._validate import check_int, check_name, check_text
 from .errors import ConfigurationError
 from .sql import QueryName, query
+from .states import CODES, LABELS, JobState, state_of
 
 __all__ = [
     "ESTIMATE_ABOVE",
@@ -43,22 +44,6 @@ __all__ = [
     "set_channel_limit",
     "throughput",
 ]
-
-JobState: TypeAlias = Literal[
-    "uncommitted",
-    "scheduled",
-    "waiting",
-    "ready",
-    "running",
-    "retrying",
-    "failed",
-    "completed",
-    "cancelled",
-]
-"""Where a job is: see the README's list of states."""
-
-_ROW_STATES = {"r": "ready", "l": "running", "b": "waiting", "w": "waiting", "u": "uncommitted"}
-_ROW_STATES.update({"f": "failed", "completed": "completed", "cancelled": "cancelled"})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -87,11 +72,11 @@ class JobStatus:
 def _status(row: tuple[Any, ...]) -> JobStatus:
     (job_id, name, code, attempts, max_attempts, cname, cargs, priority, key, run_at, created,
      finished, error, result, cancel_requested) = row  # fmt: skip
-    state = _ROW_STATES.get(code) or ("retrying" if attempts > 0 else "scheduled")
+    state = state_of(code, attempts)
     return JobStatus(
         id=job_id,
         name=name,
-        state=state,  # type: ignore[arg-type]
+        state=state,
         attempts=attempts,
         max_attempts=max_attempts,
         channel_name=cname,
@@ -140,15 +125,7 @@ def job_status(
 
 
 _ALL_UUIDS_BELOW = uuid.UUID(int=2**128 - 1)
-_LABELS: dict[str, tuple[str, ...]] = {
-    "ready": ("r",),
-    "running": ("l",),
-    "waiting": ("b", "w"),
-    "uncommitted": ("u",),
-    "failed": ("f",),
-    "scheduled": ("s",),
-    "retrying": ("t",),
-}
+_LABELS = {state: codes for state, codes in CODES.items() if codes}
 """The labels of mq_jobs_admin_idx (migration 0004) that make up each state: the state code,
 except 't' for scheduled jobs that already failed an attempt (retrying)."""
 _ALL_LABELS = frozenset(code for codes in _LABELS.values() for code in codes)
@@ -287,16 +264,7 @@ ESTIMATE_RUNNING_ABOVE = 10_000
 ESTIMATE_SAMPLE_ROWS = 30_000
 """Rows of ``mq_jobs`` sampled (``TABLESAMPLE SYSTEM``) for the estimates."""
 
-_LABEL_STATES: dict[str, JobState] = {
-    "r": "ready",
-    "l": "running",
-    "s": "scheduled",
-    "t": "retrying",
-    "b": "waiting",
-    "w": "waiting",
-    "u": "uncommitted",
-    "f": "failed",
-}
+_LABEL_STATES = LABELS
 
 
 def _counts(rows: Rows) -> list[QueueCount]:

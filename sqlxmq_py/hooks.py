@@ -19,11 +19,19 @@ if TYPE_CHECKING:
 __all__ = ["JobOutcome", "RunnerHooks", "add_spawn_hook", "remove_spawn_hook", "spawn_hooks"]
 
 JobOutcome: TypeAlias = Literal[
-    "completed", "retrying", "failed", "cancelled", "lease_lost", "released", "abandoned"
+    "completed",
+    "retrying",
+    "failed",
+    "cancelled",
+    "lease_lost",
+    "released",
+    "abandoned",
+    "parked",
 ]
 """How an attempt ended: completed; failed with a retry to come; failed for good; cancelled;
 its lease went elsewhere; handed back at shutdown; returned without completing
-(``auto_complete=False``)."""
+(``auto_complete=False``) or ignored its cancellation; parked (the runner does not know its
+name: it waits for one that does, its attempt not counted)."""
 
 
 class RunnerHooks:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ..backoff import retry_delay
 from ..current_job import BlockingCurrentJob, CurrentJob, JobHost, LeasedJob, encode_job_result
-from ..errors import JobCancelledError, JobTimeoutError, PayloadError, UnknownJobError
+from ..errors import JobCancelledError, JobTimeoutError, PayloadError
 from ..hooks import JobOutcome, RunnerHooks
 from ..sql import query
 from ._batcher import Batcher, Outcome
@@ -37,7 +37,10 @@ __all__ = ["MISSING_PAYLOAD", "Attempt", "Attempts"]
 MISSING_PAYLOAD = "sqlxmq:missing-payload"
 """The name the lease gives a job whose mq_payloads row is missing."""
 
-_Ended = tuple[Literal["returned", "raised", "interrupted"], Any]
+_Ended = tuple[Literal["returned", "raised", "interrupted", "unknown"], Any]
+
+_WARN_UNKNOWN_EVERY = 600.0
+"""Seconds between two warnings about one unknown job name."""
 
 _FAILED_OUTCOMES: dict[str | None, JobOutcome] = {
     "r": "retrying",
@@ -107,6 +110,7 @@ class Attempts:
         self._loop = asyncio.get_running_loop()
         self._by_token: dict[uuid.UUID, Attempt] = {}
         self._threads: ThreadPoolExecutor | None = None
+        self._warned: dict[str, float] = {}  # unknown job name -> when it was last warned of
         self.held_bytes = 0
         """Payload bytes of the attempts held."""
         self.running = 0
@@ -188,6 +192,8 @@ class Attempts:
     async def _call(self, a: Attempt, info: CurrentJob) -> _Ended:
         """Runs the job function; returns how it ended. Never raises."""
         job = a.job
+        if a.named is None and job.name != MISSING_PAYLOAD:
+            return ("unknown", None)
         try:
             named = self._resolve(a)
             kwargs = self._registry.context_for(named)
@@ -238,18 +244,15 @@ class Attempts:
                 f"job {job.id} has no row in mq_payloads (written by hand without one?): "
                 "it cannot run"
             )
-        if a.named is None:
-            known = sorted(self._registry.names)
-            shown = ", ".join(map(repr, known[:20])) + (", …" if len(known) > 20 else "")
-            raise UnknownJobError(
-                f"no job named {job.name!r} is registered with this runner "
-                f"({len(known)} registered: {shown})"
-            )
+        assert a.named is not None  # unknown names are parked before this
         return a.named
 
     async def _settle(self, a: Attempt, info: CurrentJob, ended: _Ended) -> None:
         job = a.job
         kind, value = ended
+        if kind == "unknown":
+            await self._park(a)
+            return
         if kind == "interrupted":
             released = await self._batcher.release(job)
             if released == "released":
@@ -289,6 +292,33 @@ class Attempts:
             await self._returned_normally(a, value)
         else:
             await self._failed(a, info, value)
+
+    async def _park(self, a: Attempt) -> None:
+        """A job whose name this runner does not know waits for one that does; its attempt is
+        not counted."""
+        job = a.job
+        known = sorted(self._registry.names)
+        shown = ", ".join(map(repr, known[:10])) + (", …" if len(known) > 10 else "")
+        reason = (
+            f"waiting for a runner that knows the job name {job.name!r} (a runner that runs "
+            f"{len(known)} other jobs leased it: {shown})"
+        )
+        now = self._loop.time()
+        if now - self._warned.get(job.name, -_WARN_UNKNOWN_EVERY) >= _WARN_UNKNOWN_EVERY:
+            self._warned[job.name] = now
+            self._log.warning(
+                "job_name_unknown",
+                detail="parked until a runner that knows this name starts (no attempt used)",
+                **job_keys(job),
+            )
+        outcome = await self._batcher.park(job, reason)
+        if outcome == "parked":
+            self._finish(a, "parked")
+        elif outcome == "cancelled":
+            self._log.warning("job_cancelled", error="cancelled while parked", **job_keys(job))
+            self._finish(a, "cancelled")
+        else:
+            self._lost(a, "park")
 
     async def _returned_normally(self, a: Attempt, result: Any) -> None:
         job = a.job

@@ -33,10 +33,11 @@ MAX_BATCH = 1000
 _BUSY_RETRY_FIRST = 0.02
 _BUSY_RETRY_MAX = 1.0
 
-Kind = Literal["complete", "fail", "release"]
+Kind = Literal["complete", "fail", "release", "park"]
 Outcome = str | None
 """What the database says: 'completed'; 'r', 's', 'f' or 'c' for a failure (ready again,
-scheduled, failed for good, cancelled); 'released' or 'cancelled' for a hand-back; None when
+scheduled, failed for good, cancelled); 'released' or 'cancelled' for a hand-back; 'parked'
+or 'cancelled' for a job whose name the runner does not know; None when
 the lease was gone (or the outcome could not be written at all)."""
 
 
@@ -59,7 +60,12 @@ class Batcher:
         own."""
         self._conn = conn
         self._default_retain = default_retain
-        self._queues: dict[Kind, list[_Item]] = {"complete": [], "fail": [], "release": []}
+        self._queues: dict[Kind, list[_Item]] = {
+            "complete": [],
+            "fail": [],
+            "release": [],
+            "park": [],
+        }
         self._pending = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -77,6 +83,11 @@ class Batcher:
     def release(self, job: LeasedJob) -> asyncio.Future[Outcome]:
         """Queues a hand-back of the lease (no attempt used up)."""
         return self._add(_Item("release", job, self._loop.create_future()))
+
+    def park(self, job: LeasedJob, reason: str) -> asyncio.Future[Outcome]:
+        """Queues the parking of a job whose name the runner does not know (no attempt used
+        up; ``reason`` is recorded as its last error)."""
+        return self._add(_Item("park", job, self._loop.create_future(), error=reason))
 
     def _add(self, item: _Item) -> asyncio.Future[Outcome]:
         self._queues[item.kind].append(item)
@@ -154,6 +165,8 @@ class Batcher:
             params.update(
                 delays=[i.delay for i in items], errors=[i.error for i in items], wait=False
             )
+        elif kind == "park":
+            params.update(errors=[i.error for i in items])
 
         rows = await self._conn.execute(query(kind), params)
         return {row[0]: row[1] for row in rows}

@@ -507,6 +507,10 @@ class Runner:
             try:
                 await self._leaser.refresh_limits()
                 await maintain(self._upkeep_conn, self._log)
+                # parked jobs of the names this runner knows may run now
+                await self._upkeep_conn.execute(
+                    query("unpark"), {"names": sorted(self._registry.names)}
+                )
                 await self._stats.flush(self._done_conn)
                 if self._loop.time() >= next_heartbeat and self._leaser.idle is not None:
                     await self._leaser.set_idle(self._leaser.idle)

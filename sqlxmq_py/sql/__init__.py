@@ -35,6 +35,8 @@ QueryName = Literal[
     "fail",
     "renew",
     "release",
+    "park",
+    "unpark",
     "keep_alive",
     "checkpoint",
     "maintain",

@@ -196,6 +196,15 @@ SELECT lease_token, report FROM mq_renew(
 -- (mq_release).
 SELECT id, outcome FROM mq_release(%(ids)b::uuid[], %(tokens)b::uuid[])
 
+-- name: park
+-- Parks leased jobs whose name this runner does not know (mq_park): (id, 'parked' |
+-- 'cancelled'); a job not returned has lost its lease.
+SELECT id, outcome FROM mq_park(%(ids)b::uuid[], %(tokens)b::uuid[], %(errors)s::text[])
+
+-- name: unpark
+-- Makes parked jobs of the names this runner knows runnable (mq_unpark); how many.
+SELECT mq_unpark(%(names)s::text[])
+
 -- name: keep_alive
 UPDATE mq_jobs
 SET attempt_at = greatest(attempt_at, now() + %(duration)s::interval)

@@ -639,7 +639,7 @@ async def test_nasty_names_channels_and_args_run_or_fail_as_recorded(
     # one runner subscribed to every nasty channel by name, one to all channels
     async with start_runner(dsn, registry, channel_names=NASTY), start_runner(dsn, registry):
         await wait_until(lambda: not any(exists(db, i) for i in spawned), timeout=20)
-        await wait_until(lambda: count_jobs(db, "state = 'f'") == len(unknown), timeout=20)
+        await wait_until(lambda: count_jobs(db, "state = 'n'") == len(unknown), timeout=20)
         late = jobs[0].builder().set_channel_name(NASTY[5]).spawn(db)
         await wait_until(lambda: not exists(db, late))  # the runners still run jobs
     assert sorted(ran[: len(NASTY)]) == sorted(
@@ -648,6 +648,6 @@ async def test_nasty_names_channels_and_args_run_or_fail_as_recorded(
     for name, job_id in zip(NASTY, unknown, strict=True):
         row = job_row(db, job_id)
         assert row is not None
-        assert row["state"] == "f"
-        expected = f"UnknownJobError: no job named {'unknown ' + name!r}"
-        assert row["last_error"].startswith(expected[:500])  # long errors are truncated
+        assert (row["state"], row["attempts"]) == ("n", 0)  # parked, no attempt spent
+        expected = f"waiting for a runner that knows the job name {'unknown ' + name!r}"
+        assert row["last_error"].startswith(expected)

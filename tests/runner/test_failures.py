@@ -108,25 +108,6 @@ async def test_sync_error_handler(
     assert handled == ["KeyError"]
 
 
-async def test_unknown_job_name_is_recorded_as_failed(
-    conn: psycopg.Connection[Any], db: psycopg.Connection[Any], runner: Runner
-) -> None:
-    @job
-    async def known(current_job: CurrentJob) -> None:
-        pass
-
-    row = db.execute("SELECT mq_spawn('no_such_job', '{}', retries => 0)").fetchone()
-    assert row is not None
-    known_id = known.builder().spawn(conn)
-    conn.commit()
-    async with runner([known]):
-        await wait_until(lambda: (job_row(db, row[0]) or {}).get("state") == "f")
-        await wait_until(lambda: not exists(db, known_id))
-    failed = job_row(db, row[0])
-    assert failed is not None
-    assert failed["last_error"].startswith("UnknownJobError: no job named 'no_such_job'")
-
-
 async def test_undecodable_payload_is_recorded_as_failed(
     db: psycopg.Connection[Any], runner: Runner
 ) -> None:
@@ -143,31 +124,6 @@ async def test_undecodable_payload_is_recorded_as_failed(
     failed = job_row(db, row[0])
     assert failed is not None
     assert failed["last_error"].startswith("PayloadError: payload of job 'decodes'")
-
-
-async def test_missing_context_fails_the_job_not_the_runner(
-    conn: psycopg.Connection[Any], db: psycopg.Connection[Any], runner: Runner
-) -> None:
-    class Mailer:
-        pass
-
-    @job(retries=0)
-    async def needs_mailer(current_job: CurrentJob, mailer: Mailer) -> None:
-        pass
-
-    @job
-    async def fine(current_job: CurrentJob) -> None:
-        pass
-
-    bad = needs_mailer.builder().spawn(conn)
-    good = fine.builder().spawn(conn)
-    conn.commit()
-    async with runner([needs_mailer, fine]):
-        await wait_until(lambda: (job_row(db, bad) or {}).get("state") == "f")
-        await wait_until(lambda: not exists(db, good))
-    row = job_row(db, bad)
-    assert row is not None
-    assert "needs a context value of type Mailer" in row["last_error"]
 
 
 async def test_job_that_cancels_itself_is_a_failed_attempt(

@@ -1,0 +1,93 @@
+"""Jobs whose name a runner does not know are not burned (issue 10.3): a rolling deploy whose
+producers spawn a new job before the runners that know it start, or several services sharing
+one database. The runner parks such a job (state "waiting", its attempt not counted, the
+reason as its last error); a runner that knows the name makes it runnable again."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+import structlog
+
+from sqlxmq_py import CurrentJob, JobRegistry, job, job_status, spawn_many
+from sqlxmq_py.hooks import RunnerHooks
+
+from ..helpers import count_jobs, wait_until
+from .conftest import Runner
+
+GHOSTS = 1_000
+runs: list[Any] = []
+
+
+@job(name="ghost", retries=0)
+async def ghost(current_job: CurrentJob) -> None:
+    runs.append(current_job.id)
+
+
+@job
+async def other(current_job: CurrentJob) -> None:
+    pass
+
+
+class Polls(RunnerHooks):
+    def __init__(self) -> None:
+        self.count = 0
+
+    def polled(self, leased: int, wanted: int) -> None:
+        self.count += 1
+
+
+async def test_a_thousand_jobs_no_runner_knows_wait_untouched_then_run_once(
+    conn: psycopg.Connection[Any], db: psycopg.Connection[Any], runner: Runner
+) -> None:
+    runs.clear()
+    ids = spawn_many(conn, [ghost.builder().set_json({"n": i}) for i in range(GHOSTS)])
+    conn.commit()
+    polls = Polls()
+    with structlog.testing.capture_logs() as logs:
+        # a runner that does not know "ghost", polling every 10 ms: many lifetimes of a lease
+        async with runner(JobRegistry([other]), poll_interval=0.01, hooks=[polls]):
+            await wait_until(lambda: count_jobs(db, "state = 'n'") == GHOSTS, timeout=30)
+            start = polls.count
+            await wait_until(lambda: polls.count >= start + 300, timeout=60)
+            assert count_jobs(db, "state = 'n' AND attempts = 0") == GHOSTS  # untouched
+    warned = [e for e in logs if e["event"] == "job_name_unknown"]
+    assert len(warned) == 1  # once per name, not once per job or per poll
+    status = job_status(db, ids[0])
+    assert status is not None
+    assert status.state == "waiting"
+    assert "waiting for a runner that knows the job name 'ghost'" in (status.last_error or "")
+    assert status.attempts == 0
+    # a runner that knows the name runs every one of them, once
+    async with runner(JobRegistry([ghost])):
+        await wait_until(lambda: len(runs) >= GHOSTS, timeout=60)
+    assert sorted(runs) == sorted(ids)
+
+
+async def test_two_services_share_a_database_without_spending_each_others_attempts(
+    conn: psycopg.Connection[Any], db: psycopg.Connection[Any], runner: Runner
+) -> None:
+    """A runner of another service leases "ghost" jobs too, and parks them; the runner that
+    knows them unparks and runs them, and no job ever spends more than one attempt."""
+    runs.clear()
+    ids = spawn_many(conn, [ghost.builder() for _ in range(200)])
+    conn.commit()
+    async with (
+        runner(JobRegistry([other]), poll_interval=0.01),
+        runner(JobRegistry([ghost]), poll_interval=0.05),
+    ):
+        await wait_until(lambda: len(runs) >= len(ids), timeout=60)
+    assert sorted(runs) == sorted(ids)  # each exactly once, none failed (retries=0)
+
+
+async def test_a_parked_job_can_be_cancelled(
+    conn: psycopg.Connection[Any], db: psycopg.Connection[Any], runner: Runner
+) -> None:
+    from sqlxmq_py import cancel
+
+    job_id = ghost.builder().spawn(conn)
+    conn.commit()
+    async with runner(JobRegistry([other])):
+        await wait_until(lambda: count_jobs(db, "state = 'n'") == 1)
+    assert cancel(db, [job_id]) == {job_id: "cancelled"}
