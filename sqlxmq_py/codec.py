@@ -32,6 +32,7 @@ from typing import Any, cast
 import msgspec
 
 from .errors import PayloadError
+from .payload import encode_result
 
 __all__ = ["Codec", "codec_for", "describe_type"]
 
@@ -85,6 +86,15 @@ class Codec:
             if self._adapter is not None:
                 return str(self._adapter.dump_json(value).decode())
             return _ENCODER.encode(value).decode()
+        except UnicodeEncodeError:
+            # text that is not valid Unicode (a lone surrogate): plain JSON keeps it as an
+            # escape, which PostgreSQL's json type stores and a decoder reads back exactly
+            plain = (
+                self._adapter.dump_python(value, mode="json")
+                if self._adapter is not None
+                else msgspec.to_builtins(value)
+            )
+            return encode_result(plain)
         except Exception as exc:  # each library raises its own errors
             raise PayloadError(
                 f"cannot encode {type(value).__qualname__} as a {self.type_name}: {exc}"

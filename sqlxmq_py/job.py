@@ -16,11 +16,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import sys
 import typing
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, Concatenate, Generic, ParamSpec, Protocol, cast, overload
 
 from typing_extensions import TypeVar
@@ -34,7 +36,14 @@ from .current_job import BlockingCurrentJob, CurrentJob
 from .errors import ConfigurationError
 from .payload import encode_result
 
-__all__ = ["JobDecorator", "JobOptions", "NamedJob", "declared_types", "job"]
+__all__ = [
+    "JobDecorator",
+    "JobOptions",
+    "NamedJob",
+    "declared_types",
+    "default_name",
+    "job",
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -48,6 +57,7 @@ class JobOptions:
     """The defaults a job was declared with; ``NamedJob.builder()`` starts from them."""
 
     name: str
+    aliases: tuple[str, ...] = ()
     channel_name: str = ""
     retries: int = DEFAULT_RETRIES
     backoff: timedelta = DEFAULT_RETRY_BACKOFF
@@ -247,6 +257,26 @@ class NamedJob(Generic[P, R, T]):
         return f"<NamedJob {self.name!r}>"
 
 
+def default_name(fn: Callable[..., Any]) -> str:
+    """The name of a job declared without ``name=``: its function's module and qualified name
+    (``myapp.emails.send``), so that two jobs called ``send`` in two modules never run each
+    other's payloads. A function of the ``__main__`` module is named after the module it was
+    started as (``python -m myapp.tasks``) or its file (``python tasks.py``: ``tasks``), as a
+    worker importing that module would name it."""
+    module = getattr(fn, "__module__", None) or ""
+    if module == "__main__":
+        main = sys.modules.get("__main__")
+        spec = getattr(main, "__spec__", None)
+        spec_name = getattr(spec, "name", None)
+        path = getattr(main, "__file__", None)
+        if isinstance(spec_name, str) and spec_name:
+            module = spec_name.removesuffix(".__main__")
+        elif isinstance(path, str):
+            module = Path(path).stem
+    qualname = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", "")
+    return f"{module}.{qualname}" if module and qualname else str(qualname)
+
+
 def declared_types(fn: Callable[..., Any]) -> tuple[object, object]:
     """The payload type a job function declares (``CurrentJob[Email]`` as its first
     parameter's annotation: ``Email``) and its result type (its return annotation); ``Any``
@@ -332,6 +362,7 @@ def job(
 def job(
     *,
     name: str | None = None,
+    aliases: Sequence[str] = (),
     channel_name: str = "",
     retries: int = DEFAULT_RETRIES,
     backoff: Duration = DEFAULT_RETRY_BACKOFF,
@@ -351,6 +382,7 @@ def job(
     /,
     *,
     name: str | None = None,
+    aliases: Sequence[str] = (),
     channel_name: str = "",
     retries: int = DEFAULT_RETRIES,
     backoff: Duration = DEFAULT_RETRY_BACKOFF,
@@ -366,7 +398,10 @@ def job(
     """Declares a job. Use bare (``@job``) or with options (``@job(channel_name="foo")``).
 
     Args:
-        name: the name jobs are spawned and registered under (default: the function's name).
+        name: the name jobs are spawned and registered under (default: the function's module
+            and qualified name, ``myapp.emails.send``: see :func:`default_name`).
+        aliases: more names the job runs under (never spawned under): a job renamed keeps its
+            old name here until no job of that name is queued.
         channel_name: default channel (default ``""``).
         retries: retries after a failed first attempt (default 4).
         backoff: wait before the first retry, doubled for each further one (default 1 s).
@@ -404,8 +439,11 @@ def job(
         dead_letter_channel = None
     else:
         raise ConfigurationError(f"dead_letter must be a job or a job name, got {dead_letter!r}")
+    if isinstance(aliases, str):
+        raise ConfigurationError("aliases must be a list of names, not one str")
     defaults = JobOptions(
         name=name or "",
+        aliases=tuple(check_name("aliases", alias) for alias in aliases),
         channel_name=check_name("channel_name", channel_name),
         retries=check_int("retries", retries, minimum=0, maximum=2**31 - 2),
         backoff=to_timedelta("backoff", backoff),
@@ -423,7 +461,7 @@ def job(
     def decorate(func: Callable[..., Any]) -> NamedJob[..., Any, Any]:
         if not callable(func):
             raise ConfigurationError(f"@job decorates a function, got {func!r}")
-        job_name = defaults.name or getattr(func, "__name__", "")
+        job_name = defaults.name or default_name(func)
         if not job_name:
             raise ConfigurationError(f"cannot name job {func!r}; pass name=")
         check_name("name", job_name)

@@ -33,16 +33,19 @@ class JobRegistry:
     def __init__(self, jobs: Iterable[NamedJob[..., Any]]) -> None:
         """Registers ``jobs`` (``@job``-decorated functions)."""
         self._jobs: dict[str, NamedJob[..., Any]] = {}
+        self._by_name: dict[str, NamedJob[..., Any]] = {}  # names and aliases
         for named in jobs:
             if not isinstance(named, NamedJob):
                 raise ConfigurationError(
                     f"JobRegistry takes @job-decorated functions, got {named!r}"
                 )
-            if named.name in self._jobs:
-                raise DuplicateJobError(
-                    f"two jobs are named {named.name!r}: {self._jobs[named.name].fn!r} and "
-                    f"{named.fn!r}; give one of them @job(name=...)"
-                )
+            for name in (named.name, *named.options.aliases):
+                if name in self._by_name:
+                    raise DuplicateJobError(
+                        f"two jobs are named {name!r}: {self._by_name[name].fn!r} and "
+                        f"{named.fn!r}; give one of them @job(name=...)"
+                    )
+                self._by_name[name] = named
             self._jobs[named.name] = named
         self._error_handler: ErrorHandler | None = None
         self._context: dict[type[Any], object] = {}
@@ -54,12 +57,12 @@ class JobRegistry:
 
     @property
     def names(self) -> frozenset[str]:
-        """The names of the registered jobs."""
-        return frozenset(self._jobs)
+        """The names the registered jobs run under (their aliases included)."""
+        return frozenset(self._by_name)
 
     def get(self, name: str) -> NamedJob[..., Any] | None:
-        """The job registered under ``name``, if any."""
-        return self._jobs.get(name)
+        """The job registered under ``name`` (or with it as an alias), if any."""
+        return self._by_name.get(name)
 
     @property
     def error_handler(self) -> ErrorHandler | None:
