@@ -16,6 +16,8 @@ from psycopg.rows import tuple_row
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from typing_extensions import TypeIs
 
+from .errors import SchemaError
+
 __all__ = [
     "AnyConnection",
     "AsyncConnectionLike",
@@ -46,6 +48,19 @@ def is_async(conn: AnyConnection) -> TypeIs[AsyncConnectionLike]:
     )
 
 
+def schema_missing(exc: psycopg.Error) -> SchemaError | None:
+    """The friendly error for a statement that failed because the sqlxmq_py schema is missing
+    (or older than this version), else None."""
+    if isinstance(exc, psycopg.errors.UndefinedTable | psycopg.errors.UndefinedFunction) and (
+        "mq_" in str(exc)
+    ):
+        return SchemaError(
+            "the database has no (or an outdated) sqlxmq_py schema: run "
+            "sqlxmq_py.migrate(conn) (or `sqlxmq migrate`) first"
+        )
+    return None
+
+
 def fetch_sync(
     conn: SyncConnectionLike,
     query: bytes,
@@ -56,12 +71,21 @@ def fetch_sync(
     """Runs one statement on a sync connection (or a pool's) and returns its rows.
 
     ``prepare=False``: never as a server-side prepared statement (see :func:`run`).
+
+    Raises:
+        SchemaError: the database has no sqlxmq_py schema (the transaction is aborted).
     """
     if isinstance(conn, ConnectionPool):
         with conn.connection() as pooled:
             return fetch_sync(pooled, query, params, prepare=prepare)
     with conn.cursor(row_factory=tuple_row) as cur:
-        cur.execute(query, params, prepare=prepare)
+        try:
+            cur.execute(query, params, prepare=prepare)
+        except psycopg.Error as exc:
+            friendly = schema_missing(exc)
+            if friendly is not None:
+                raise friendly from exc
+            raise
         return cur.fetchall() if cur.description is not None else []
 
 
@@ -77,7 +101,13 @@ async def fetch_async(
         async with conn.connection() as pooled:
             return await fetch_async(pooled, query, params, prepare=prepare)
     async with conn.cursor(row_factory=tuple_row) as cur:
-        await cur.execute(query, params, prepare=prepare)
+        try:
+            await cur.execute(query, params, prepare=prepare)
+        except psycopg.Error as exc:
+            friendly = schema_missing(exc)
+            if friendly is not None:
+                raise friendly from exc
+            raise
         return await cur.fetchall() if cur.description is not None else []
 
 

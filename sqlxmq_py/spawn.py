@@ -11,10 +11,18 @@ from collections.abc import Coroutine, Iterable, Sequence
 from contextlib import nullcontext
 from typing import Any, overload
 
+import psycopg
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from . import _connections
-from ._connections import AnyConnection, AsyncConnectionLike, Rows, SyncConnectionLike, is_async
+from ._connections import (
+    AnyConnection,
+    AsyncConnectionLike,
+    Rows,
+    SyncConnectionLike,
+    is_async,
+    schema_missing,
+)
 from ._insert import (
     COPY_JOB_TYPES,
     COPY_PAYLOAD_TYPES,
@@ -74,6 +82,16 @@ def _copy_sync(conn: SyncConnectionLike, rows: CopyRows) -> list[uuid.UUID]:
     if isinstance(conn, ConnectionPool):
         with conn.connection() as pooled:
             return _copy_sync(pooled, rows)
+    try:
+        return _copy_into_sync(conn, rows)
+    except psycopg.Error as exc:
+        friendly = schema_missing(exc)
+        if friendly is not None:
+            raise friendly from exc
+        raise
+
+
+def _copy_into_sync(conn: psycopg.Connection[Any], rows: CopyRows) -> list[uuid.UUID]:
     # an autocommit connection gets a transaction of its own, so that the three statements
     # land together; otherwise they join the caller's, which is not committed here
     with conn.transaction() if conn.autocommit else nullcontext(), conn.cursor() as cur:
@@ -93,6 +111,16 @@ async def _copy_async(conn: AsyncConnectionLike, rows: CopyRows) -> list[uuid.UU
     if isinstance(conn, AsyncConnectionPool):
         async with conn.connection() as pooled:
             return await _copy_async(pooled, rows)
+    try:
+        return await _copy_into_async(conn, rows)
+    except psycopg.Error as exc:
+        friendly = schema_missing(exc)
+        if friendly is not None:
+            raise friendly from exc
+        raise
+
+
+async def _copy_into_async(conn: psycopg.AsyncConnection[Any], rows: CopyRows) -> list[uuid.UUID]:
     async with (
         conn.transaction() if conn.autocommit else nullcontext(),
         conn.cursor() as cur,

@@ -223,13 +223,15 @@ class Attempts:
                     )
         except asyncio.CancelledError as exc:
             task = asyncio.current_task()
-            if task is not None:
-                task.uncancel()
-            if a.interrupted:
-                return ("interrupted", None)
-            if a.cancelling:
+            if a.interrupted or a.cancelling:  # cancelled by this runner: settle it
+                if task is not None:
+                    task.uncancel()
+                if a.interrupted:
+                    return ("interrupted", None)
                 return ("raised", JobCancelledError(f"job {job.id} was cancelled while running"))
-            return ("raised", exc)  # the job cancelled itself
+            if task is not None and task.cancelling():
+                raise  # cancelled from outside (the event loop is closing): its lease expires
+            return ("raised", exc)  # the job raised CancelledError itself
         except BaseException as exc:  # SystemExit and KeyboardInterrupt too: a job's failure
             return ("raised", exc)
         finally:
