@@ -40,6 +40,48 @@ ALTER TABLE mq_jobs
     ADD CONSTRAINT mq_jobs_state_check CHECK (state IN ('r', 's', 'l', 'b', 'u', 'f', 'w', 'n'));
 CREATE INDEX mq_jobs_parked_idx ON mq_jobs (id) WHERE state = 'n';
 
+-- Every attempt's error, not only the last (up to the last 25, each cut to 4,000 characters;
+-- last_error keeps the whole last one): on the job, and on its kept history.
+ALTER TABLE mq_payloads ADD COLUMN errors jsonb;
+ALTER TABLE mq_history ADD COLUMN errors jsonb;
+
+-- p_errors with one more attempt's error appended, keeping the last 25.
+CREATE FUNCTION mq_add_error(p_errors jsonb, p_attempt integer, p_error text) RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    SELECT jsonb_agg(x.e ORDER BY x.n)
+    FROM (
+        SELECT a.e, a.n
+        FROM jsonb_array_elements(
+            coalesce(p_errors, '[]'::jsonb) || jsonb_build_array(jsonb_build_object(
+                'attempt', p_attempt, 'at', now(), 'error', left(p_error, 4000)
+            ))
+        ) WITH ORDINALITY AS a(e, n)
+        ORDER BY a.n DESC
+        LIMIT 25
+    ) AS x
+$$;
+
+-- See version 2; the attempts' errors are kept too.
+CREATE OR REPLACE FUNCTION mq_keep(
+    p_ids uuid[], p_state text, p_error text, p_default_retain interval,
+    p_error_ids uuid[] DEFAULT NULL, p_errors text[] DEFAULT NULL
+) RETURNS void
+LANGUAGE sql AS $$
+    INSERT INTO mq_history (
+        id, name, channel_name, channel_args, state, attempts, max_attempts, priority, job_key,
+        payload_json, payload_bytes, result, last_error, headers, created_at, expires_at, errors
+    )
+    SELECT j.id, p.name, j.channel_name, j.channel_args, p_state, j.attempts, j.max_attempts,
+        j.priority, j.job_key, p.payload_json, p.payload_bytes, NULL,
+        coalesce(e.error, p_error, p.last_error), p.headers, p.created_at,
+        now() + coalesce(p.retain_for, p_default_retain), p.errors
+    FROM mq_jobs AS j
+    JOIN mq_payloads AS p ON p.id = j.id
+    LEFT JOIN unnest(p_error_ids, p_errors) AS e(id, error) ON e.id = j.id
+    WHERE j.id = ANY(p_ids) AND coalesce(p.retain_for, p_default_retain) > interval '0'
+    ON CONFLICT (id) DO NOTHING
+$$;
+
 -- The bytes of a job's payloads, as leases count them.
 CREATE FUNCTION mq_payload_size(p_json text, p_bytes bytea) RETURNS integer
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
@@ -741,16 +783,16 @@ BEGIN
         DELETE FROM mq_payloads AS p
         WHERE p.id = ANY(v_ids)
         RETURNING p.id, p.name, p.payload_json, p.payload_bytes, p.headers, p.created_at,
-            p.retain_for, p.notify_done
+            p.retain_for, p.notify_done, p.errors
     ), kept AS (
         INSERT INTO mq_history (
             id, name, channel_name, channel_args, state, attempts, max_attempts, priority,
-            job_key, payload_json, payload_bytes, result, headers, created_at, expires_at
+            job_key, payload_json, payload_bytes, result, headers, created_at, expires_at, errors
         )
         SELECT r.id, r.name, d.channel_name, d.channel_args, 'completed', d.attempts,
             d.max_attempts, d.priority, d.job_key, r.payload_json, r.payload_bytes,
             t.result::json, r.headers, r.created_at,
-            now() + coalesce(r.retain_for, p_default_retain)
+            now() + coalesce(r.retain_for, p_default_retain), r.errors
         FROM payloads AS r
         JOIN done AS d ON d.id = r.id
         JOIN t ON t.id = r.id
@@ -839,12 +881,17 @@ BEGIN
             lease_token = NULL
         FROM t
         WHERE j.id = ANY(v_ids) AND NOT (j.id = ANY(v_cancel)) AND t.id = j.id
-        RETURNING j.id, j.state, j.channel_name, t.error
+        RETURNING j.id, j.state, j.channel_name, j.attempts, t.error
     ), errors AS (
         -- an upsert: a job written without its payload row still gets its error recorded
-        INSERT INTO mq_payloads AS p (id, name, retry_backoff, last_error)
-        SELECT f.id, 'sqlxmq:missing-payload', interval '1 second', f.error FROM failed AS f
-        ON CONFLICT (id) DO UPDATE SET last_error = excluded.last_error
+        INSERT INTO mq_payloads AS p (id, name, retry_backoff, last_error, errors)
+        SELECT f.id, 'sqlxmq:missing-payload', interval '1 second', f.error,
+            mq_add_error(NULL, f.attempts, f.error)
+        FROM failed AS f
+        ON CONFLICT (id) DO UPDATE
+        SET last_error = excluded.last_error,
+            errors = mq_add_error(p.errors, (excluded.errors -> 0 ->> 'attempt')::integer,
+                                  excluded.last_error)
     ), limited AS (
         SELECT mq_wake(ARRAY(
             SELECT DISTINCT f.channel_name FROM failed AS f
@@ -1084,11 +1131,15 @@ BEGIN
         WHERE j.id = ANY(ARRAY(SELECT e.id FROM expired AS e))
         RETURNING j.id, j.state, j.attempts, j.channel_name
     ), errors AS (
-        INSERT INTO mq_payloads AS p (id, name, retry_backoff, last_error)
+        INSERT INTO mq_payloads AS p (id, name, retry_backoff, last_error, errors)
         SELECT u.id, 'sqlxmq:missing-payload', interval '1 second',
-            'lease expired during attempt ' || u.attempts
+            'lease expired during attempt ' || u.attempts,
+            mq_add_error(NULL, u.attempts, 'lease expired during attempt ' || u.attempts)
         FROM updated AS u
-        ON CONFLICT (id) DO UPDATE SET last_error = excluded.last_error
+        ON CONFLICT (id) DO UPDATE
+        SET last_error = excluded.last_error,
+            errors = mq_add_error(p.errors, (excluded.errors -> 0 ->> 'attempt')::integer,
+                                  excluded.last_error)
         RETURNING p.id, p.name
     ), woken AS (
         SELECT mq_wake(ARRAY(SELECT u.channel_name FROM updated AS u WHERE u.state = 'r'))

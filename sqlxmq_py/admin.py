@@ -23,6 +23,7 @@ from .states import CODES, LABELS, JobState, state_of
 
 __all__ = [
     "ESTIMATE_ABOVE",
+    "AttemptError",
     "BlockedChain",
     "JobState",
     "JobStatus",
@@ -30,6 +31,7 @@ __all__ = [
     "QueueCount",
     "Schedule",
     "StatsBucket",
+    "attempt_errors",
     "blocked_chains",
     "cancel",
     "channel_limits",
@@ -67,6 +69,49 @@ class JobStatus:
     result: Any
     """The job's return value, when it completed and was kept (``retain_for``)."""
     cancel_requested: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class AttemptError:
+    """How one failed attempt of a job ended."""
+
+    attempt: int
+    at: datetime
+    error: str
+    """The error's text (its first 4,000 characters; ``JobStatus.last_error`` has all of the
+    last one)."""
+
+
+def _attempt_errors(rows: Rows) -> list[AttemptError]:
+    if not rows or rows[0][0] is None:
+        return []
+    return [
+        AttemptError(
+            attempt=int(e["attempt"]),
+            at=datetime.fromisoformat(e["at"]),
+            error=str(e["error"]),
+        )
+        for e in json.loads(rows[0][0])
+    ]
+
+
+@overload
+def attempt_errors(conn: SyncConnectionLike, job_id: uuid.UUID) -> list[AttemptError]: ...
+
+
+@overload
+def attempt_errors(
+    conn: AsyncConnectionLike, job_id: uuid.UUID
+) -> Coroutine[Any, Any, list[AttemptError]]: ...
+
+
+def attempt_errors(
+    conn: AnyConnection, job_id: uuid.UUID
+) -> list[AttemptError] | Coroutine[Any, Any, list[AttemptError]]:
+    """The errors of a job's failed attempts, oldest first (the last 25 attempts), queued or
+    kept; empty for a job that never failed or is gone."""
+    (checked,) = _ids([job_id])
+    return _connections.run(conn, query("attempt_errors"), {"id": checked}, _attempt_errors)
 
 
 def _status(row: tuple[Any, ...]) -> JobStatus:

@@ -201,7 +201,7 @@ def describe_error(exc: BaseException, conninfo: str | None) -> tuple[str, int]:
     code = EXIT_ERROR
     if isinstance(exc, CliError):
         message, code = exc.message, exc.code
-    elif isinstance(exc, psycopg.errors.UndefinedTable):
+    elif isinstance(exc, SchemaError | psycopg.errors.UndefinedTable):
         message = "the database has no sqlxmq_py schema: run `sqlxmq migrate` first"
     elif isinstance(exc, psycopg.errors.UndefinedFunction | psycopg.errors.UndefinedColumn):
         message = "the database schema is older than this sqlxmq_py: run `sqlxmq migrate`"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any, get_args
@@ -10,6 +11,7 @@ from typing import Any, get_args
 from ..admin import (
     JobState,
     JobStatus,
+    attempt_errors,
     blocked_chains,
     channel_limits,
     job_status,
@@ -233,6 +235,7 @@ def run_show(ctx: Context, args: argparse.Namespace) -> int:
     """Prints one job."""
     with ctx.connect() as conn:
         status = job_status(conn, args.job_id)
+        errors = attempt_errors(conn, args.job_id) if status is not None else []
     if status is None:
         raise CliError(
             f"no job {args.job_id}: it is not queued nor kept in the history (it may have "
@@ -240,7 +243,7 @@ def run_show(ctx: Context, args: argparse.Namespace) -> int:
             EXIT_ERROR,
         )
     if ctx.json:
-        print_json(status)
+        print_json({**dataclasses.asdict(status), "attempt_errors": errors})
         return EXIT_OK
     run_label = "lease ends" if status.state == "running" else "run at"
     fields: list[tuple[str, object]] = [
@@ -262,6 +265,11 @@ def run_show(ctx: Context, args: argparse.Namespace) -> int:
         print(f"{label:<{width}}  {value}")
     result = "-" if status.result is None else json.dumps(status.result, indent=2)
     print(f"{'result':<{width}}  {_indent(result, width + 2).lstrip()}")
+    earlier = [e for e in errors if e.error.rstrip() != (status.last_error or "").rstrip()[:4000]]
+    if earlier:
+        print("earlier attempts:")
+        for e in earlier:
+            print(f"  attempt {e.attempt} ({human_time(e.at)}): {first_line(e.error, 100)}")
     if status.last_error:
         print("last error:")
         print(_indent(status.last_error.rstrip(), 2))

@@ -45,6 +45,7 @@ QueryName = Literal[
     "listener_upsert",
     "listener_delete",
     "status",
+    "attempt_errors",
     "wait_register",
     "list_jobs",
     "queue_counts",

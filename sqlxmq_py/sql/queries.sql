@@ -267,6 +267,13 @@ SELECT h.id, h.name, h.state, h.attempts, h.max_attempts, h.channel_name, h.chan
 FROM mq_history AS h
 WHERE h.id = %(id)s
 
+-- name: attempt_errors
+-- The errors of a job's attempts (the last 25), as JSON text: queued or kept.
+SELECT p.errors::text FROM mq_payloads AS p WHERE p.id = %(id)s
+UNION ALL
+SELECT h.errors::text FROM mq_history AS h WHERE h.id = %(id)s
+LIMIT 1
+
 -- name: wait_register
 -- A caller waits for this job: notify it when the job finishes, and keep its result a while.
 UPDATE mq_payloads

@@ -29,6 +29,7 @@ from starlette.routing import Route
 from ..admin import (
     JobState,
     JobStatus,
+    attempt_errors,
     blocked_chains,
     cancel,
     job_status,
@@ -45,6 +46,7 @@ from ..errors import (
     JobFailedError,
     JobNotFoundError,
     PayloadError,
+    SchemaError,
 )
 from ..results import wait_for_result
 from . import queries
@@ -148,7 +150,8 @@ def field_errors(field: str) -> Iterator[None]:
 
 def database_error(exc: Exception) -> ApiError | None:
     """A 503 for a database that is down or has no schema; ``None`` for other errors."""
-    if isinstance(exc, psycopg.errors.UndefinedTable | psycopg.errors.UndefinedFunction):
+    missing = SchemaError | psycopg.errors.UndefinedTable | psycopg.errors.UndefinedFunction
+    if isinstance(exc, missing):
         return ApiError(
             503,
             "unavailable",
@@ -589,7 +592,8 @@ async def get_job_details(ctx: WebContext, request: Request) -> Response:
     details = await queries.job_details(pool, job_id)
     chain = await queries.job_chain(pool, job_id)
     parents, children = await queries.job_links(pool, job_id)
-    return ApiResponse(details_json(status, details, chain, parents, children))
+    errors = await attempt_errors(pool, job_id)
+    return ApiResponse(details_json(status, details, chain, parents, children, errors))
 
 
 def _cancellation(exc: BaseException) -> BaseException | None:

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from ..admin import BlockedChain, JobStatus, PurgeResult, QueueCount, StatsBucket
+from ..admin import AttemptError, BlockedChain, JobStatus, PurgeResult, QueueCount, StatsBucket
 from .queries import ChainPosition, JobDetails
 
 __all__ = [
@@ -98,6 +98,7 @@ def details_json(
     chain: ChainPosition | None,
     parents: list[uuid.UUID],
     children: list[uuid.UUID],
+    errors: list[AttemptError],
 ) -> dict[str, Any]:
     """A ``JobDetails`` object."""
     return {
@@ -121,4 +122,7 @@ def details_json(
         "lease_s": None if details is None else _seconds(details.lease),
         "retain_for_s": None if details is None else _seconds(details.retain_for),
         "dead_letter": None if details is None else details.dead_letter,
+        "attempt_errors": [
+            {"attempt": e.attempt, "at": e.at.isoformat(), "error": e.error} for e in errors
+        ],
     }

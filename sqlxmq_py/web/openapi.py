@@ -310,6 +310,18 @@ _SCHEMAS: dict[str, Any] = {
             "lease_s": {"type": ["number", "null"]},
             "retain_for_s": {"type": ["number", "null"]},
             "dead_letter": {"type": ["string", "null"]},
+            "attempt_errors": {
+                "type": "array",
+                "items": _object(
+                    {
+                        "attempt": {"type": "integer", "minimum": 0},
+                        "at": {"type": "string", "format": "date-time"},
+                        "error": {"type": "string"},
+                    }
+                ),
+                "description": "The errors of the job's failed attempts, oldest first (the "
+                "last 25; each cut to 4,000 characters).",
+            },
         }
     ),
     "JobResult": _object(

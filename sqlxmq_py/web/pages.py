@@ -23,6 +23,7 @@ from starlette.routing import Route
 from .. import admin
 from ..admin import (
     JobStatus,
+    attempt_errors,
     blocked_chains,
     cancel,
     job_status,
@@ -431,6 +432,11 @@ async def job_page(ctx: WebContext, request: Request) -> Response:
         children=await _statuses(pool, children),
         finished=status.state in FINISHED,
         error_summary=_first_line(status.last_error),
+        earlier_errors=[
+            (e.attempt, e.at, _first_line(e.error))
+            for e in await attempt_errors(pool, job_id)
+            if e.error.rstrip() != (status.last_error or "").rstrip()[:4000]
+        ],
     )
 
 
