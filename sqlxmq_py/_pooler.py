@@ -29,9 +29,16 @@ def through_pooler(client_port: object, server_port: object) -> bool:
         return False
 
 
+_PORT = "SELECT current_setting('port')"
+
+
 async def behind_pooler(conn: psycopg.AsyncConnection[Any]) -> bool:
-    """Whether ``conn`` reaches PostgreSQL through a pooler or proxy (see the module)."""
-    cur = await conn.execute("SELECT current_setting('port')")
+    """Whether ``conn`` reaches PostgreSQL through a pooler or proxy (see the module).
+
+    The check itself is never prepared, whatever the connection's ``prepare_threshold``: it may
+    run again and again on one connection of an application's pool, and behind a transaction
+    pooler a prepared statement is only on the server session that prepared it."""
+    cur = await conn.execute(_PORT, prepare=False)
     row = await cur.fetchone()
     if not conn.autocommit:
         await conn.rollback()
@@ -40,7 +47,7 @@ async def behind_pooler(conn: psycopg.AsyncConnection[Any]) -> bool:
 
 def behind_pooler_sync(conn: psycopg.Connection[Any]) -> bool:
     """:func:`behind_pooler` for a sync connection."""
-    row = conn.execute("SELECT current_setting('port')").fetchone()
+    row = conn.execute(_PORT, prepare=False).fetchone()
     if not conn.autocommit:
         conn.rollback()
     return row is not None and through_pooler(conn.info.port, row[0])
