@@ -255,6 +255,7 @@ async def running(
     listen_dsn: str | None = None,
     concurrency: tuple[int, int] = (4, 8),
     poll_interval: float = 0.5,
+    stop_timeout: float = 10,
 ) -> AsyncIterator[JobRunnerHandle]:
     """A runner for ``jobs`` on ``dsn`` (maintenance every 0.1 s), stopped after the block."""
     options = (
@@ -270,4 +271,4 @@ async def running(
     try:
         yield handle
     finally:
-        await handle.stop(timeout=10)
+        await handle.stop(timeout=stop_timeout)
