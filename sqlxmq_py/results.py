@@ -125,7 +125,8 @@ def _wait_sync(conn: psycopg.Connection[Any], job_id: uuid.UUID, timeout: float 
                     break
     finally:
         conn.prepare_threshold = threshold
-        if listening and not conn.closed:  # a wait interrupted mid-statement may have closed it
+        # a wait interrupted mid-statement may have closed the connection
+        if listening and not conn.closed:
             conn.execute(query("unlisten_done"))
 
 
@@ -157,9 +158,8 @@ async def _wait_async(
                     break
     finally:
         conn.prepare_threshold = threshold
-        if (
-            listening and not conn.closed
-        ):  # a cancelled wait may have closed it: keep the cancellation
+        # a cancelled wait may have closed the connection: keep the cancellation
+        if listening and not conn.closed:
             await conn.execute(query("unlisten_done"))
 
 

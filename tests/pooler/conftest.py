@@ -69,6 +69,7 @@ class PgBouncer:
     """A running PgBouncer: ``dsn`` is the test database through it."""
 
     process: subprocess.Popen[bytes]
+    host: str
     port: int
     directory: Path
     dsn: str
@@ -79,7 +80,7 @@ class PgBouncer:
         """``direct_dsn`` (a database of the same server) reached through this PgBouncer."""
         params = conninfo_to_dict(direct_dsn)
         return make_conninfo(
-            host="127.0.0.1",
+            host=self.host,
             port=str(self.port),
             dbname=str(params["dbname"]),
             user=str(params.get("user") or "postgres"),
@@ -98,7 +99,9 @@ class PgBouncer:
                 self.process.wait()
 
 
-def _ini(target: dict[str, Any], port: int, directory: Path, pool_mode: str, size: int) -> str:
+def _ini(
+    target: dict[str, Any], listen: str, port: int, directory: Path, pool_mode: str, size: int
+) -> str:
     host = str(target.get("host") or "/var/run/postgresql")
     server = f"host={host} port={target.get('port') or 5432}"
     return "\n".join(
@@ -106,7 +109,7 @@ def _ini(target: dict[str, Any], port: int, directory: Path, pool_mode: str, siz
             "[databases]",
             f"* = {server}",
             "[pgbouncer]",
-            "listen_addr = 127.0.0.1",
+            f"listen_addr = {listen}",
             f"listen_port = {port}",
             "unix_socket_dir =",
             "auth_type = trust",
@@ -122,28 +125,33 @@ def _ini(target: dict[str, Any], port: int, directory: Path, pool_mode: str, siz
     )
 
 
-def _accepting(port: int) -> bool:
+def _accepting(host: str, port: int) -> bool:
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
+        with socket.create_connection((host, port), timeout=1):
             return True
     except OSError:
         return False
 
 
 def start_pgbouncer(
-    dsn: str, users: list[str], *, pool_mode: str = "transaction", pool_size: int = 2
+    dsn: str,
+    users: list[str],
+    *,
+    pool_mode: str = "transaction",
+    pool_size: int = 2,
+    listen: tuple[str, int] | None = None,
 ) -> PgBouncer:
     """Starts a PgBouncer in front of ``dsn``'s server and waits until it accepts
-    connections."""
+    connections: on 127.0.0.1 and a free port, or on ``listen`` (address, port)."""
     binary = pgbouncer_binary()
     target = conninfo_to_dict(dsn)
     directory = Path(tempfile.mkdtemp(prefix="sqlxmq-pgbouncer-"))
     directory.chmod(0o755)  # readable by the user PgBouncer drops to
     (directory / "users.txt").write_text("".join(f'"{u}" ""\n' for u in dict.fromkeys(users)))
     for attempt in range(3):  # the free port may be taken by someone else before we bind it
-        port = free_port()
+        host, port = listen or ("127.0.0.1", free_port())
         ini = directory / "pgbouncer.ini"
-        ini.write_text(_ini(target, port, directory, pool_mode, pool_size))
+        ini.write_text(_ini(target, host, port, directory, pool_mode, pool_size))
         for f in directory.iterdir():
             f.chmod(0o644)
         with (directory / "pgbouncer.log").open("wb") as log:
@@ -153,10 +161,10 @@ def start_pgbouncer(
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        bouncer = PgBouncer(process, port, directory, "", pool_mode, pool_size)
+        bouncer = PgBouncer(process, host, port, directory, "", pool_mode, pool_size)
         bouncer.dsn = bouncer.through(dsn)
         deadline = time.monotonic() + _START_TIMEOUT
-        while process.poll() is None and not _accepting(port):
+        while process.poll() is None and not _accepting(host, port):
             if time.monotonic() > deadline:
                 bouncer.stop()
                 pytest.fail(f"pgbouncer did not accept connections:\n{bouncer.log()}")
@@ -164,7 +172,7 @@ def start_pgbouncer(
         if process.poll() is None:
             return bouncer
         process.wait()
-        if "Address already in use" not in bouncer.log() or attempt == 2:
+        if "Address already in use" not in bouncer.log() or listen or attempt == 2:
             pytest.fail(f"pgbouncer exited with {process.returncode}:\n{bouncer.log()}")
     raise AssertionError("unreachable")  # pragma: no cover
 
