@@ -164,7 +164,11 @@ def start_pgbouncer(
         bouncer = PgBouncer(process, host, port, directory, "", pool_mode, pool_size)
         bouncer.dsn = bouncer.through(dsn)
         deadline = time.monotonic() + _START_TIMEOUT
-        while process.poll() is None and not _accepting(host, port):
+        # "process up" is logged once it listens: a connection accepted before that may be
+        # another program's, on a port taken since free_port() looked
+        while process.poll() is None and not (
+            "process up" in bouncer.log() and _accepting(host, port)
+        ):
             if time.monotonic() > deadline:
                 bouncer.stop()
                 pytest.fail(f"pgbouncer did not accept connections:\n{bouncer.log()}")
