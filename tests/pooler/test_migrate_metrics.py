@@ -21,9 +21,12 @@ ALL = [m.name for m in load_migrations()]
 
 
 def advisory_locks(direct_dsn: str) -> list[tuple[Any, ...]]:
+    """The advisory locks held or awaited in the database (not the server's: other test
+    databases migrate concurrently)."""
     with psycopg.connect(direct_dsn, autocommit=True) as db:
         return db.execute(
-            "SELECT pid, objid, granted FROM pg_locks WHERE locktype = 'advisory'"
+            "SELECT pid, objid, granted FROM pg_locks WHERE locktype = 'advisory' "
+            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
         ).fetchall()
 
 
