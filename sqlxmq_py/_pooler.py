@@ -7,9 +7,19 @@ statement holds its name. So sqlxmq_py's own connections and pools prepare nothi
 find a pooler between them and PostgreSQL. (The runner's statements are functions whose plans
 PostgreSQL caches per server session, so little is lost.)
 
-The check: the port the client connected to against the port the server listens on. A pooler
-listens on its own port (PgBouncer's default is 6432); so does a port mapping (Docker's
-``-p 5433:5432``), which this takes for a pooler too: that only costs the prepared statements.
+The check, either of:
+
+- the backend pid the client was given at connection (``conn.info.backend_pid``) is not the
+  pid of the server session it talks to (``pg_backend_pid()``): a pooler hands its clients
+  keys of its own (PgBouncer a random number), since it cannot give a server session's;
+- the port the client connected to differs from the port the server listens on. A pooler
+  listens on its own port (PgBouncer's default is 6432); so does a port mapping (Docker's
+  ``-p 5433:5432``), which this takes for a pooler too: that only costs the prepared
+  statements.
+
+The pid catches a pooler on the server's port number (a PgBouncer on port 5432 of another
+host); the port catches one that passes the server's pid on. Neither tells a pooler's session
+mode from its transaction mode.
 """
 
 from __future__ import annotations
@@ -21,26 +31,41 @@ import psycopg
 __all__ = ["behind_pooler", "behind_pooler_sync", "through_pooler"]
 
 
-def through_pooler(client_port: object, server_port: object) -> bool:
-    """Whether the port a client connected to differs from the port the server listens on."""
+def through_pooler(
+    client_port: object,
+    server_port: object,
+    client_pid: object = None,
+    server_pid: object = None,
+) -> bool:
+    """Whether the port a client connected to differs from the port the server listens on, or
+    the backend pid the client was given differs from its server session's (None: unknown)."""
+    if client_pid is not None and server_pid is not None and client_pid != server_pid:
+        return True
     try:
         return int(str(client_port)) != int(str(server_port))
     except ValueError:
         return False
 
 
+_CHECK = "SELECT current_setting('port'), pg_backend_pid()"
+
+
 async def behind_pooler(conn: psycopg.AsyncConnection[Any]) -> bool:
-    """Whether ``conn`` reaches PostgreSQL through a pooler or proxy (see the module)."""
-    cur = await conn.execute("SELECT current_setting('port')")
+    """Whether ``conn`` reaches PostgreSQL through a pooler or proxy (see the module).
+
+    The check itself is never prepared, whatever the connection's ``prepare_threshold``: it may
+    run again and again on one connection of an application's pool, and behind a transaction
+    pooler a prepared statement is only on the server session that prepared it."""
+    cur = await conn.execute(_CHECK, prepare=False)
     row = await cur.fetchone()
     if not conn.autocommit:
         await conn.rollback()
-    return row is not None and through_pooler(conn.info.port, row[0])
+    return row is not None and through_pooler(conn.info.port, row[0], conn.info.backend_pid, row[1])
 
 
 def behind_pooler_sync(conn: psycopg.Connection[Any]) -> bool:
     """:func:`behind_pooler` for a sync connection."""
-    row = conn.execute("SELECT current_setting('port')").fetchone()
+    row = conn.execute(_CHECK, prepare=False).fetchone()
     if not conn.autocommit:
         conn.rollback()
-    return row is not None and through_pooler(conn.info.port, row[0])
+    return row is not None and through_pooler(conn.info.port, row[0], conn.info.backend_pid, row[1])
