@@ -24,11 +24,19 @@ mode from its transaction mode.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 
-__all__ = ["behind_pooler", "behind_pooler_sync", "through_pooler"]
+__all__ = [
+    "PoolerCheck",
+    "behind_pooler",
+    "behind_pooler_sync",
+    "check_pooler",
+    "prepare_unless_pooled",
+    "through_pooler",
+]
 
 
 def through_pooler(
@@ -50,17 +58,44 @@ def through_pooler(
 _CHECK = "SELECT current_setting('port'), pg_backend_pid()"
 
 
+@dataclass(frozen=True)
+class PoolerCheck:
+    """What :func:`check_pooler` found between a connection and PostgreSQL."""
+
+    by_pid: bool
+    """The client was handed a backend pid that is not its server session's: a pooler for sure
+    (a port mapping passes the pid on)."""
+    by_port: bool
+    """The client connected to another port than the server's: a pooler or a port mapping."""
+
+    @property
+    def found(self) -> bool:
+        """Either sign: the connection may go through a pooler."""
+        return self.by_pid or self.by_port
+
+
+async def check_pooler(conn: psycopg.AsyncConnection[Any]) -> PoolerCheck:
+    """Both signs of a pooler between ``conn`` and PostgreSQL (see the module); never prepared,
+    and rolls back what it began on a connection that is not in autocommit."""
+    cur = await conn.execute(_CHECK, prepare=False)
+    row = await cur.fetchone()
+    if not conn.autocommit:
+        await conn.rollback()
+    if row is None:
+        return PoolerCheck(by_pid=False, by_port=False)
+    return PoolerCheck(
+        by_pid=through_pooler(None, None, conn.info.backend_pid, row[1]),
+        by_port=through_pooler(conn.info.port, row[0]),
+    )
+
+
 async def behind_pooler(conn: psycopg.AsyncConnection[Any]) -> bool:
     """Whether ``conn`` reaches PostgreSQL through a pooler or proxy (see the module).
 
     The check itself is never prepared, whatever the connection's ``prepare_threshold``: it may
     run again and again on one connection of an application's pool, and behind a transaction
     pooler a prepared statement is only on the server session that prepared it."""
-    cur = await conn.execute(_CHECK, prepare=False)
-    row = await cur.fetchone()
-    if not conn.autocommit:
-        await conn.rollback()
-    return row is not None and through_pooler(conn.info.port, row[0], conn.info.backend_pid, row[1])
+    return (await check_pooler(conn)).found
 
 
 def behind_pooler_sync(conn: psycopg.Connection[Any]) -> bool:
@@ -69,3 +104,11 @@ def behind_pooler_sync(conn: psycopg.Connection[Any]) -> bool:
     if not conn.autocommit:
         conn.rollback()
     return row is not None and through_pooler(conn.info.port, row[0], conn.info.backend_pid, row[1])
+
+
+async def prepare_unless_pooled(conn: psycopg.AsyncConnection[Any]) -> None:
+    """A pool's ``configure`` callback: a new connection that goes through a pooler prepares
+    nothing (``prepare_threshold`` None). Used by the pools sqlxmq_py opens itself (the
+    dashboard's, the FastAPI lifespan's)."""
+    if await behind_pooler(conn):
+        conn.prepare_threshold = None

@@ -29,6 +29,7 @@ except ImportError as exc:  # pragma: no cover - exercised with the module hidde
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from .._pooler import prepare_unless_pooled
 from ..embedded import resolve_dsn
 from ..registry import JobRegistry
 from ..runner import JobRunnerHandle, JobRunnerOptions
@@ -83,7 +84,12 @@ def sqlxmq_lifespan(
     @asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[dict[str, Any]]:
         pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
-            resolve_dsn(dsn), min_size=min_size, max_size=max_size, open=False, name="sqlxmq-app"
+            resolve_dsn(dsn),
+            min_size=min_size,
+            max_size=max_size,
+            open=False,
+            name="sqlxmq-app",
+            configure=prepare_unless_pooled,  # behind PgBouncer, prepare nothing
         )
         await pool.open(wait=True)
         try:

@@ -39,6 +39,11 @@ READ_ONLY = "25006"
 database is read-only; a new connection may reach the new primary."""
 
 
+PROTOCOL_VIOLATION = "08P01"
+"""SQLSTATE protocol_violation: what the client sent broke the protocol (or a pooler's rules,
+as PgBouncer's for prepared statements it cannot track): retrying sends the same."""
+
+
 def is_transient(exc: BaseException) -> bool:
     """Whether a failed statement may succeed on retry: the connection broke or was refused,
     the server is shutting down or starting, out of connections, read-only (a failover), the
@@ -53,7 +58,9 @@ def is_transient(exc: BaseException) -> bool:
         return False
     return (
         state is None  # raised by the client: refused, closed, broken
-        or state.startswith(("08", "53", "40"))  # connection, resources, rolled back
+        # connection (but a protocol violation: the same bytes would violate it again),
+        # resources, rolled back
+        or (state.startswith(("08", "53", "40")) and state != PROTOCOL_VIOLATION)
         or state in ("57P01", "57P02", "57P03", "57014")  # shutdowns, starting, timed out
     )
 

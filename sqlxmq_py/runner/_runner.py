@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -26,7 +26,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from .._connections import Rows
 from .._logging import logger, redact_conninfo
-from .._pooler import behind_pooler
+from .._pooler import check_pooler
 from ..cron import upsert_schedules
 from ..embedded import resolve_dsn
 from ..errors import ConfigurationError, LeaseLostError, SchemaError
@@ -132,9 +132,13 @@ class Runner:
         # running, the runner keeps retrying instead: credentials may be fixed under it)
         probe = await psycopg.AsyncConnection.connect(conninfo, **connect_kwargs(kwargs))
         try:
-            pooled = await behind_pooler(probe)
+            found = await check_pooler(probe)
         finally:
             await probe.close()
+        pooled = found.found
+        # a LISTEN through a transaction pooler lands on a server session it then never leaves,
+        # and hears nothing: behind a pooler for sure, listen only where told to
+        listen = not found.by_pid or config.listen_dsn is not None
         prepared = config.prepared_statements
         if prepared is None:
             prepared = not pooled
@@ -195,19 +199,29 @@ class Runner:
                 self._renewed if config.hooks else None,
             )
             self._keeper.start()
-        listen_conninfo = conninfo if config.listen_dsn is None else config.listen_dsn
-        self._ping_channel = f"mq_ping_{self._id.hex}"
-        self._listener = Listener(
-            listen_conninfo,
-            kwargs,
-            self._channel_names,
-            self._on_notify,
-            self._on_listening,
-            self._ping_channel,
-        )
+        tasks: list[tuple[str, Coroutine[Any, Any, None]]] = []
+        if listen:
+            listen_conninfo = conninfo if config.listen_dsn is None else config.listen_dsn
+            self._ping_channel = f"mq_ping_{self._id.hex}"
+            self._listener = Listener(
+                listen_conninfo,
+                kwargs,
+                self._channel_names,
+                self._on_notify,
+                self._on_listening,
+                self._ping_channel,
+            )
+            tasks += [("listener", self._listener.run()), ("listen-check", self._listen_check())]
+        else:
+            self._pacer.set_deaf(True)
+            self._log.warning(
+                "listener_deaf",
+                detail="behind a pooler, this runner does not LISTEN (a LISTEN through a "
+                "transaction pooler stays on a server session and hears nothing): it polls "
+                "instead; set_listen_dsn() can name a direct connection for LISTEN",
+            )
         for name, coro in (
-            ("listener", self._listener.run()),
-            ("listen-check", self._listen_check_loop()),
+            *tasks,
             ("batcher", self._batcher.run()),
             ("maintenance", self._maintenance_loop()),
             ("promoter", self._promote_loop()),
@@ -222,6 +236,7 @@ class Runner:
             max_concurrency=config.max_concurrency,
             prepared_statements=prepared,
             behind_pooler=pooled,
+            listening=listen,
         )
 
     async def _connect_args(self) -> tuple[str, dict[str, Any]]:
@@ -462,7 +477,7 @@ class Runner:
 
     # --- the listener's health ---
 
-    async def _listen_check_loop(self) -> None:
+    async def _listen_check(self) -> None:
         """Checks now and then that notifications arrive; a deaf listener (a transaction
         pooler between the runner and PostgreSQL, say) makes the runner poll adaptively and
         stop announcing itself idle, so that nobody sends it notifications into the void."""

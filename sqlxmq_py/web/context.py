@@ -9,6 +9,7 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
+from .._pooler import prepare_unless_pooled
 from .security import Sessions
 
 __all__ = ["BASE_KEY", "RESULT_WAITERS", "PoolHolder", "WebContext", "base_path"]
@@ -58,6 +59,7 @@ class PoolHolder:
                     timeout=self.timeout,
                     open=False,
                     name="sqlxmq-web",
+                    configure=prepare_unless_pooled,
                     check=AsyncConnectionPool.check_connection,
                 )
                 await pool.open(wait=False)

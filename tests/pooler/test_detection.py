@@ -11,7 +11,10 @@ import psycopg
 import pytest
 
 from sqlxmq_py import CurrentJob, job
-from sqlxmq_py._pooler import behind_pooler, behind_pooler_sync, through_pooler
+from sqlxmq_py._pooler import behind_pooler, behind_pooler_sync, check_pooler, through_pooler
+from sqlxmq_py.integrations.fastapi import sqlxmq_lifespan
+from sqlxmq_py.runner._connection import is_transient
+from sqlxmq_py.web.context import PoolHolder
 
 from .conftest import PgBouncer, StartPgBouncer, captured_logs, events, running
 
@@ -67,3 +70,62 @@ async def test_a_pooler_on_the_servers_port_number_is_found(
         await asyncio.wait_for(ran.wait(), 10)
     (started,) = events(logs, "runner_started")
     assert (started["behind_pooler"], started["prepared_statements"]) == (True, False)
+
+
+@pytest.mark.parametrize(
+    ("sqlstate", "transient"),
+    [
+        ("08006", True),  # connection failure: a new connection may work
+        ("08001", True),  # could not connect
+        ("57P01", True),  # admin shutdown
+        ("40001", True),  # serialization failure
+        ("25006", True),  # read-only: a failover
+        # protocol violation: what the client sent (or a pooler's rules, PgBouncer's on
+        # prepared statements) would break the protocol again on every retry
+        ("08P01", False),
+        ("42601", False),  # syntax error
+        ("28P01", False),  # bad password
+    ],
+)
+def test_which_failures_the_runner_retries(sqlstate: str, transient: bool) -> None:
+    assert is_transient(psycopg.errors.lookup(sqlstate)("from the test")) is transient
+
+
+async def test_check_pooler_tells_a_pooler_for_sure_from_a_port_mapping(
+    pgbouncer: StartPgBouncer, dsn: str
+) -> None:
+    """PgBouncer hands its clients a backend pid of its own: a pooler for sure (the runner then
+    does not LISTEN through it); a direct connection shows neither sign."""
+    bouncer = pgbouncer()
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as direct:
+        found = await check_pooler(direct)
+        assert (found.by_pid, found.by_port, found.found) == (False, False, False)
+    async with await psycopg.AsyncConnection.connect(bouncer.dsn, prepare_threshold=None) as pooled:
+        found = await check_pooler(pooled)
+        assert (found.by_pid, found.by_port, found.found) == (True, True, True)
+        assert not pooled.info.transaction_status  # left idle
+
+
+async def test_the_pools_sqlxmq_opens_prepare_nothing_behind_a_pooler(
+    pgbouncer: StartPgBouncer, dsn: str
+) -> None:
+    """The dashboard's pool and the FastAPI lifespan's: a connection through PgBouncer never
+    prepares (psycopg would after 5 runs of one statement), a direct one still does."""
+    bouncer = pgbouncer()
+    for target, threshold in ((bouncer.dsn, None), (dsn, 5)):
+        holder = PoolHolder(target)
+        pool = await holder.open()
+        try:
+            async with pool.connection() as conn:
+                for _ in range(10):
+                    await conn.execute("SELECT 1")
+                assert conn.prepare_threshold == threshold
+        finally:
+            await holder.close()
+        async with (
+            sqlxmq_lifespan(dsn=target)(None) as state,
+            state["sqlxmq_pool"].connection() as conn,
+        ):
+            for _ in range(10):
+                await conn.execute("SELECT 1")
+            assert conn.prepare_threshold == threshold

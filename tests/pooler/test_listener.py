@@ -1,5 +1,6 @@
-"""The runner's listener behind PgBouncer in transaction mode: found deaf, and the runner polls
-instead; with ``set_listen_dsn`` (a direct connection) it hears."""
+"""The runner's listener behind PgBouncer: a runner that finds a pooler for sure (by the backend
+pid it was handed) does not LISTEN through it (in transaction mode that LISTEN would stay on a
+server session and hear nothing) and polls instead; with ``set_listen_dsn`` it hears."""
 
 from __future__ import annotations
 
@@ -56,6 +57,7 @@ async def test_a_deaf_listener_is_detected_and_jobs_still_start(
     (started_event,) = events(logs, "runner_started")
     assert started_event["behind_pooler"] is True
     assert started_event["prepared_statements"] is False
+    assert started_event["listening"] is False
     assert len(events(logs, "listener_deaf")) == 1
 
 
@@ -82,22 +84,22 @@ async def test_a_direct_listen_dsn_hears(
                 )
     (started_event,) = events(logs, "runner_started")
     assert started_event["behind_pooler"] is True
+    assert started_event["listening"] is True
     assert events(logs, "listener_deaf") == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sqlxmq_py/runner/_listener.py Listener._subscribe (called from _runner.py start()): "
-    "behind a transaction pooler its LISTENs land on pooled server sessions and stay there after "
-    "the runner stops (nothing can UNLISTEN that session); see the report",
-)
 async def test_a_runner_behind_a_transaction_pooler_leaves_no_listen_on_its_sessions(
     pgbouncer: StartPgBouncer,
 ) -> None:
+    """Nothing can UNLISTEN a server session the runner no longer holds: the runner must not
+    LISTEN through the pooler at all."""
     bouncer = pgbouncer(pool_size=2)
     started = {0: asyncio.Event()}
     signal = make_job(started)
-    async with captured_logs() as (_, signals), running(bouncer.dsn, [signal]):
-        await asyncio.wait_for(signals.event("listener_deaf").wait(), 15)
+    with psycopg.connect(bouncer.dsn, autocommit=True, prepare_threshold=None) as producer:
+        async with captured_logs() as (_, signals), running(bouncer.dsn, [signal]):
+            await asyncio.wait_for(signals.event("listener_deaf").wait(), 15)
+            signal.builder().set_json(0).spawn(producer)
+            await asyncio.wait_for(started[0].wait(), 15)
     listening = [channel for _, channels in server_sessions(bouncer) for channel in channels]
     assert listening == []

@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import subprocess
+import sys
 import threading
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -21,6 +25,7 @@ from structlog.typing import EventDict
 from sqlxmq_py import BlockingCurrentJob, CurrentJob, JobBuilder, NamedJob, job
 
 from ..helpers import count_jobs, wait_until
+from ..test_readme import BLOCKS as README_BLOCKS
 from .conftest import PgBouncer, StartPgBouncer, captured_logs, events, running
 
 STATEMENT_FAILURES = ("poll_failed", "batch_write_failed", "outcome_not_recorded")
@@ -220,8 +225,9 @@ async def test_the_runner_through_a_session_pooler_runs_its_jobs(
     pgbouncer: StartPgBouncer, db: psycopg.Connection[Any]
 ) -> None:
     """Session mode: a server session per client connection (so enough of them for the runner's
-    connections and the producers'). The port check cannot tell it from transaction mode, so
-    prepared statements are off there too; the jobs run."""
+    connections and the producers'). The checks cannot tell it from transaction mode, so
+    prepared statements and LISTEN are off there too (set_listen_dsn turns LISTEN back on);
+    the jobs run."""
     bouncer = pgbouncer(pool_mode="session", pool_size=40)
     produced, logs = await run_workload(bouncer, db, [False, False])
     assert starts(db) == expected_starts(produced)
@@ -265,3 +271,24 @@ async def test_forcing_prepared_statements_through_a_transaction_pooler_fails(
     failures = prepared_statement_errors(logs)
     assert failures, f"no statement failed in {i + 1} jobs"
     print(f"after {i + 1} jobs:", Counter((e["event"], str(e["error"])[:60]) for e in failures))
+
+
+def test_the_readme_example_behind_pgbouncer_runs_through_a_real_one(
+    pgbouncer: StartPgBouncer, dsn: str, tmp_path: Path
+) -> None:
+    """The README's *Behind PgBouncer* example, with ``$PGBOUNCER_DSN`` naming a PgBouncer in
+    transaction mode (tests/test_readme.py runs it without one)."""
+    (block,) = [b for b in README_BLOCKS if "PGBOUNCER_DSN" in b]
+    bouncer = pgbouncer(pool_size=2)
+    script = tmp_path / "behind_pgbouncer.py"
+    script.write_text(block)
+    result = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "SQLXMQ_DSN": dsn, "PGBOUNCER_DSN": bouncer.dsn},
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "welcome, Ada" in result.stdout
