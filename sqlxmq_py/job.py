@@ -46,7 +46,7 @@ __all__ = [
 ]
 
 P = ParamSpec("P")
-R = TypeVar("R")
+R = TypeVar("R", covariant=True)
 T = TypeVar("T", default=Any)
 """A job's declared payload type (``Any``: plain JSON)."""
 X = TypeVar("X")
