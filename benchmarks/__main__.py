@@ -30,8 +30,11 @@ from ._support import (
     machine_info,
 )
 
-SCENARIOS = ("spawn", "bulk", "drain", "latency", "drain2", "memory", "peers")
+SCENARIOS = ("spawn", "bulk", "drain", "logging", "latency", "drain2", "memory", "peers")
 """Names for ``--only``, in the order they run."""
+
+DRAIN_SCENARIOS = ("drain", "logging", "drain2", "memory", "peers")
+"""The scenarios benchmarks/drain.py measures."""
 
 ENV_DSN = "SQLXMQ_BENCH_DSN"
 
@@ -123,7 +126,7 @@ def _main(argv: list[str] | None) -> int:
     steps: list[tuple[set[str], Callable[[], list[Row]]]] = [
         ({"spawn"}, lambda: spawn.run_single(settings)),
         ({"bulk"}, lambda: spawn.run_bulk(settings)),
-        ({"drain", "drain2", "memory", "peers"}, lambda: drain.run(settings, set(selected))),
+        (set(DRAIN_SCENARIOS), lambda: drain.run(settings, set(selected))),
         ({"latency"}, lambda: latency.run(settings)),
     ]
     rows: list[Row] = []

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from ._report import AtLeast, AtMost, Row
+from ._report import AtLeast, AtLeastRatio, AtMost, Row
 from ._support import (
     WORKER_LOOP,
     RssSampler,
@@ -287,12 +287,49 @@ def _peers(state: _Drains) -> Row:
     )
 
 
+LOGGING_MODES = ("unconfigured", "warning", "off")
+"""Row 3L: how the runner's logging is set up (see benchmarks/worker.py)."""
+
+
+def _logging(state: _Drains) -> Row:
+    """What logging costs a runner at the seed's default setting: nothing configured (the
+    library's events go to the standard module, whose root logger drops them), the standard
+    module and structlog at WARNING, and logging disabled altogether."""
+    settings = state.settings
+    jobs = settings.pick(20_000, 10_000)
+    settings.log(f"drain {jobs:,} jobs, 1 runner at set_concurrency(10, 20), by logging setup")
+    candidates = {
+        mode: ("sqlxmq", {"concurrency": (10, 20), "loop": WORKER_LOOP, "logging": mode})
+        for mode in LOGGING_MODES
+    }
+    runs = _drains(settings, jobs, candidates)
+    off = runs["off"].rate
+    shares = ", ".join(
+        f"{mode}: {r.rate:,.0f} jobs/s ({r.rate / off:.1%} of off)" for mode, r in runs.items()
+    )
+    return Row(
+        number="3L",
+        scenario=f"drain {jobs:,} no-op jobs, (10, 20), logging unconfigured vs off",
+        unit="jobs/s",
+        sqlxmq=runs["unconfigured"].rate,
+        baseline=off,
+        target=AtLeastRatio(0.95),
+        notes=[
+            f"baseline column: the same runner with logging.disable(); {shares}. Per-job "
+            "events are DEBUG: a disabled level is checked, never formatted."
+        ],
+        details={mode: r.as_json() for mode, r in runs.items()},
+    )
+
+
 def run(settings: Settings, selected: set[str]) -> list[Row]:
-    """The drain rows among ``selected`` (drain, drain2, memory, peers)."""
+    """The drain rows among ``selected`` (drain, logging, drain2, memory, peers)."""
     state = _Drains(settings, best_sqlxmq={"concurrency": SQLXMQ_CONCURRENCY[0]})
     rows = []
     if "drain" in selected:
         rows.append(_one_process(state))
+    if "logging" in selected:
+        rows.append(_logging(state))
     if "drain2" in selected:
         rows.append(_two_processes(state))
     if "memory" in selected:

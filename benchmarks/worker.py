@@ -8,7 +8,8 @@ The benchmark drives it through stdin and stdout, one JSON object per line on st
   ``{"event": "stopped", "starts": {seq: time}}``, the wall-clock start time of every latency
   probe it ran.
 
-Logging is kept at WARNING: at INFO, sqlxmq_py (structlog) logs a line per job.
+Logging is kept at WARNING unless the options say otherwise (``"logging"``: ``warning``,
+``unconfigured`` or ``off``; see :func:`_configure_logging`).
 """
 
 from __future__ import annotations
@@ -63,6 +64,22 @@ def _runner(loop: str) -> Callable[[Coroutine[Any, Any, None]], None]:
     return asyncio.run
 
 
+def _configure_logging(mode: str) -> None:
+    """``warning``: the standard module and structlog at WARNING (every system's default here);
+    ``unconfigured``: nothing configured, as in an application that never sets logging up;
+    ``off``: ``logging.disable()``, the floor for what logging can cost."""
+    if mode == "warning":
+        logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+        structlog.configure(
+            wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+            logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        )
+    elif mode == "off":
+        logging.disable(logging.CRITICAL)
+    elif mode != "unconfigured":
+        raise SystemExit(f"unknown logging mode {mode!r}: warning, unconfigured or off")
+
+
 def main() -> None:
     """Parses the command line and serves the benchmark until told to stop."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -70,12 +87,8 @@ def main() -> None:
     parser.add_argument("--dsn", required=True)
     parser.add_argument("--options", default="{}", help="worker options, as a JSON object")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    structlog.configure(
-        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-    )
     options = json.loads(args.options)
+    _configure_logging(options.pop("logging", "warning"))
     _runner(options.pop("loop", "asyncio"))(_serve(args.system, args.dsn, options))
 
 
