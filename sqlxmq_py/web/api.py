@@ -175,7 +175,7 @@ def _endpoint(ctx: WebContext, handler: Handler) -> Callable[[Request], Awaitabl
             # every input is checked before it reaches the library, which checks again: should
             # one slip through, it is still the client's input, not a server error
             return bad(None, str(exc)).response()
-        except (psycopg.Error, PoolTimeout) as exc:
+        except (psycopg.Error, PoolTimeout, SchemaError) as exc:
             mapped = database_error(exc)
             if mapped is None:
                 raise

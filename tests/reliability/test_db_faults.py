@@ -178,18 +178,27 @@ async def test_jobs_after_a_restart_get_live_connections_from_the_runners_pool(
 # --- (b) connections terminated one kind at a time ---
 
 _ROLE_QUERIES: dict[str, tuple[str, ...]] = {
-    "lease": ("lease", "lease_limited", "listener_upsert", "migrations_applied", "channel_limits"),
+    "lease": (
+        "lease",
+        "lease_limited",
+        "promote",
+        "listener_upsert",
+        "listener_delete",
+        "migrations_applied",
+        "channel_limits",
+    ),
     "complete": (
         "complete",
         "fail",
         "keep_alive",
         "checkpoint",
         "release",
+        "park",
         "stats_add",
         "completion_check",
     ),
     "renewal": ("renew",),
-    "maintenance": ("maintain", "promote", "ping", "schedules", "schedule_advance"),
+    "maintenance": ("maintain", "unpark", "ping", "schedules", "schedule_advance"),
 }
 
 
