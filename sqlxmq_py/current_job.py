@@ -68,6 +68,9 @@ class LeasedJob:
     """The job's result codec, when it declares a result type."""
     completing: bool = False
     """A completion of this attempt is queued or written (by the runner or ``complete()``)."""
+    settling: bool = False
+    """An outcome of this attempt (failed, parked, handed back) is queued or written: a renewal
+    that finds the lease gone meanwhile says nothing, the write's own answer decides."""
     completing_in_tx: bool = False
     """``complete(conn)`` deleted the job inside the job's own transaction; whether that
     transaction commits is only known once the job returns."""

@@ -256,6 +256,7 @@ class Attempts:
             await self._park(a)
             return
         if kind == "interrupted":
+            job.settling = True
             released = await self._batcher.release(job)
             if released == "released":
                 self._log.warning("job_released", **job_keys(job))
@@ -313,6 +314,7 @@ class Attempts:
                 detail="parked until a runner that knows this name starts (no attempt used)",
                 **job_keys(job),
             )
+        job.settling = True
         outcome = await self._batcher.park(job, reason)
         if outcome == "parked":
             self._finish(a, "parked")
@@ -342,6 +344,7 @@ class Attempts:
     async def _failed(self, a: Attempt, info: CurrentJob, exc: BaseException) -> None:
         job = a.job
         error = describe_error(exc)
+        job.settling = True
         state = await self._batcher.fail(job, error, retry_delay(job.attempt, job.retry_backoff))
         outcome = _FAILED_OUTCOMES.get(state, "retrying")
         self._log_failure(job, outcome, exc, error)
@@ -545,8 +548,10 @@ class Attempts:
         """The renewal found this lease gone."""
         a = self._by_token.get(token)
         job = a.job if a is not None else None
-        if a is None or job is None or a.settled or job.completing or job.completed:
+        if a is None or job is None or a.settled or job.completed:
             return
+        if job.completing or job.settling:
+            return  # the outcome's write, under way, says whether the lease was still held
         if job.completing_in_tx:
             return  # its own transaction deleted the row: settled when the job returns
         job.lease_lost = True

@@ -5,6 +5,7 @@ reason as its last error); a runner that knows the name makes it runnable again.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import psycopg
@@ -91,3 +92,42 @@ async def test_a_parked_job_can_be_cancelled(
     async with runner(JobRegistry([other])):
         await wait_until(lambda: count_jobs(db, "state = 'n'") == 1)
     assert cancel(db, [job_id]) == {job_id: "cancelled"}
+
+
+
+async def test_a_renewal_racing_the_park_says_nothing(
+    dsn: str, conn: psycopg.Connection[Any], db: psycopg.Connection[Any], runner: Runner
+) -> None:
+    """The lease keeper renews from its own thread, with the leases it read a moment before: a
+    renewal sent just after the runner's own park of a job committed finds the lease gone.
+    That is no lost lease (no ``lease_lost`` warning): the park's own answer decides. The test
+    holds the job's payload row, so that the park (which updates the job, then notes the reason
+    on the payload) waits, and delivers the keeper's report of that renewal meanwhile."""
+    (job_id,) = spawn_many(conn, [ghost.builder()])
+    conn.commit()
+    with psycopg.connect(dsn) as holder:
+        holder.execute("SELECT 1 FROM mq_payloads WHERE id = %s FOR UPDATE", (job_id,))
+        with structlog.testing.capture_logs() as logs:
+            async with runner(JobRegistry([other])) as handle:
+                await wait_until(lambda: park_waits(db))
+                row = db.execute("SELECT lease_token FROM mq_jobs WHERE id = %s", (job_id,))
+                (token,) = row.fetchone() or (None,)
+                reported = asyncio.Event()
+                handle._runner._leases_reported([token], [])  # as the keeper's thread does
+                asyncio.get_running_loop().call_soon(reported.set)  # after the report's turn
+                await reported.wait()
+                holder.commit()
+                await wait_until(lambda: count_jobs(db, "state = 'n'") == 1)
+    assert [e for e in logs if e["event"] == "lease_lost"] == []
+    status = job_status(db, job_id)
+    assert status is not None
+    assert (status.state, status.attempts) == ("waiting", 0)
+
+
+def park_waits(db: psycopg.Connection[Any]) -> bool:
+    """Whether the runner's park waits for a row lock in the test database."""
+    row = db.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND wait_event_type = 'Lock' AND query LIKE '%%mq_park%%'"
+    ).fetchone()
+    return row == (1,)
