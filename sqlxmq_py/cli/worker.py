@@ -16,6 +16,7 @@ from typing import Any
 
 import structlog
 
+from .._aio import within
 from .._logging import redact_conninfo
 from ..current_job import JobInfo
 from ..hooks import JobOutcome, RunnerHooks
@@ -351,7 +352,7 @@ async def _wait_and_stop(
         detail="cancelling running jobs and handing their leases back",
     )
     try:
-        await asyncio.wait_for(_cancel_and_finish(handle, stopping), FORCED_STOP_GRACE)
+        await within(_cancel_and_finish(handle, stopping), FORCED_STOP_GRACE)
     except TimeoutError:
         _log.error("worker_stop_timed_out", timeout_s=FORCED_STOP_GRACE, exit_code=code)
         _exit_now(code)

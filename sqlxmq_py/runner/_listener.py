@@ -23,6 +23,7 @@ import psycopg
 from psycopg import sql
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
+from .._aio import within
 from .._logging import logger
 from ._connection import RECONNECT_WAIT, connect_kwargs, is_transient
 
@@ -79,7 +80,7 @@ class Listener:
         self._pings[payload] = arrived
         try:
             await send(payload)
-            await asyncio.wait_for(arrived, timeout)
+            await within(arrived, timeout)
         except TimeoutError:
             return False
         finally:

@@ -24,6 +24,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool
 
+from .._aio import wait_event, within
 from .._connections import Rows
 from .._logging import logger, redact_conninfo
 from .._pooler import check_pooler
@@ -284,11 +285,7 @@ class Runner:
 
     async def wait_jobs_finish(self, timeout: float | None = None) -> bool:
         """Waits until no job function is running; False if ``timeout`` passed first."""
-        try:
-            await asyncio.wait_for(self._attempts.all_done.wait(), timeout)
-        except TimeoutError:
-            return False
-        return True
+        return await wait_event(self._attempts.all_done, timeout)
 
     async def stop(self, timeout: float | None = 30.0) -> None:
         """Stops leasing and lets running jobs finish for up to ``timeout`` seconds. Then async
@@ -315,7 +312,7 @@ class Runner:
             await self.cancel_running()
         await self._attempts.all_settled.wait()
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._batcher.drained(), 10.0)
+            await within(self._batcher.drained(), 10.0)
         with contextlib.suppress(Exception):
             await self._stats.flush(self._done_conn)
         if self._keeper is not None:
@@ -363,8 +360,7 @@ class Runner:
             if plan.want:
                 await self._poll(plan.want, plan.max_bytes)
                 continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), plan.wait)
+            await wait_event(self._wake, plan.wait)
 
     async def _poll(self, want: int, max_bytes: int) -> None:
         try:
@@ -456,8 +452,7 @@ class Runner:
                     promoted is not None and promoted >= PROMOTE_BATCH, wait, interval
                 )
             if delay > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._promote_now.wait(), delay)
+                await wait_event(self._promote_now, delay)
 
     # --- lease keeping (called from the keeper's thread) ---
 
@@ -503,8 +498,7 @@ class Runner:
                     )
                 else:
                     self._log.info("listener_hears")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._listening.wait(), _LISTEN_CHECK_EVERY)
+            await wait_event(self._listening, _LISTEN_CHECK_EVERY)
             self._listening.set()
 
     async def _send_ping(self, payload: str) -> None:

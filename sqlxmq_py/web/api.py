@@ -26,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from .._aio import within
 from ..admin import (
     JobState,
     JobStatus,
@@ -622,7 +623,7 @@ async def _wait(ctx: WebContext, job_id: uuid.UUID, timeout: float) -> Any:
         acquired = True
     elif timeout > 0:
         try:
-            await asyncio.wait_for(waiters.acquire(), timeout)
+            await within(waiters.acquire(), timeout)
             acquired = True
         except TimeoutError:
             pass

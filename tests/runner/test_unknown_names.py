@@ -94,7 +94,6 @@ async def test_a_parked_job_can_be_cancelled(
     assert cancel(db, [job_id]) == {job_id: "cancelled"}
 
 
-
 async def test_a_renewal_racing_the_park_says_nothing(
     dsn: str, conn: psycopg.Connection[Any], db: psycopg.Connection[Any], runner: Runner
 ) -> None:
