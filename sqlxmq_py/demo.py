@@ -36,21 +36,22 @@ _failed_attempts: Counter[str] = Counter()
 _ledger: list[int] = []
 
 
-@job(channel_name="demo-emails")
+# explicit short names (not the default sqlxmq_py.demo.<function>) keep the report readable
+@job(name="send_welcome_email", channel_name="demo-emails")
 async def send_welcome_email(current_job: CurrentJob) -> None:
     """An I/O-bound async job: waits a little, as if talking to a mail server."""
     await asyncio.sleep(random.uniform(0.002, 0.02))  # noqa: S311
     _completed[current_job.name] += 1
 
 
-@job(channel_name="demo-images")
+@job(name="resize_image", channel_name="demo-images")
 def resize_image(current_job: BlockingCurrentJob) -> None:
     """A plain function: runs in a worker thread."""
     time.sleep(random.uniform(0.002, 0.01))  # noqa: S311
     _completed[current_job.name] += 1
 
 
-@job(channel_name="demo-billing", retries=3, backoff=0.2)
+@job(name="charge_card", channel_name="demo-billing", retries=3, backoff=0.2)
 async def charge_card(current_job: CurrentJob) -> None:
     """Fails its first attempt now and then; the retry (after backoff) succeeds."""
     if current_job.attempt == 1 and current_job.json()["order"] % 3 == 0:
@@ -58,14 +59,14 @@ async def charge_card(current_job: CurrentJob) -> None:
     _completed[current_job.name] += 1
 
 
-@job(channel_name="demo-ledger", ordered=True)
+@job(name="ledger_entry", channel_name="demo-ledger", ordered=True)
 async def ledger_entry(current_job: CurrentJob) -> None:
     """Ordered: entries of one ledger run one at a time, in the order they were spawned."""
     _ledger.append(current_job.json())
     _completed[current_job.name] += 1
 
 
-@job(channel_name="demo-exports", retries=1, backoff=0.2)
+@job(name="flaky_export", channel_name="demo-exports", retries=1, backoff=0.2)
 async def flaky_export(current_job: CurrentJob) -> None:
     """Always fails: after its last attempt it is kept as failed, with its error."""
     raise RuntimeError("export bucket is read-only")

@@ -27,7 +27,10 @@ async def plain(current_job: CurrentJob) -> None:
 
 
 def test_bare_decorator_names_job_after_function() -> None:
-    assert plain.name == "plain"
+    # the function's module and qualified name: two `plain` jobs in two modules differ
+    assert plain.name == "tests.test_builder.plain"
+    assert plain.name == f"{plain.fn.__module__}.{plain.fn.__qualname__}"
+    assert plain.options.aliases == ()
     assert plain.is_async
     assert plain.options.retries == 4
     assert plain.options.backoff == timedelta(seconds=1)
@@ -90,13 +93,60 @@ def test_context_parameters_need_annotations() -> None:
             pass
 
 
+def test_functions_of_the_same_name_in_different_scopes_do_not_collide() -> None:
+    @job
+    async def plain(current_job: CurrentJob) -> None:
+        pass
+
+    outer = globals()["plain"]
+    assert plain.fn.__name__ == outer.fn.__name__ == "plain"
+    assert plain.name != outer.name
+    assert plain.name.endswith(".<locals>.plain")
+    registry = JobRegistry([outer, plain])
+    assert registry.get(outer.name) is outer
+    assert registry.get(plain.name) is plain
+
+
 def test_registry_rejects_duplicate_names() -> None:
-    @job(name="plain")
+    @job(name="twin")
+    async def one(current_job: CurrentJob) -> None:
+        pass
+
+    @job(name="twin")
     async def other(current_job: CurrentJob) -> None:
         pass
 
-    with pytest.raises(DuplicateJobError, match="plain"):
-        JobRegistry([plain, other])
+    with pytest.raises(DuplicateJobError, match="twin"):
+        JobRegistry([one, other])
+
+
+def test_registry_rejects_a_name_equal_to_another_jobs_alias() -> None:
+    @job(name="new_name", aliases=["old_name"])
+    async def renamed(current_job: CurrentJob) -> None:
+        pass
+
+    @job(name="old_name")
+    async def other(current_job: CurrentJob) -> None:
+        pass
+
+    with pytest.raises(DuplicateJobError, match="old_name"):
+        JobRegistry([renamed, other])
+    with pytest.raises(DuplicateJobError, match="old_name"):
+        JobRegistry([other, renamed])
+
+
+def test_registry_finds_a_job_by_its_aliases() -> None:
+    @job(aliases=["old_name", "older_name"])
+    async def renamed(current_job: CurrentJob) -> None:
+        pass
+
+    registry = JobRegistry([renamed])
+    assert renamed.options.aliases == ("old_name", "older_name")
+    assert registry.get(renamed.name) is renamed
+    assert registry.get("old_name") is renamed
+    assert registry.get("older_name") is renamed
+    assert registry.get("renamed") is None  # the short name is no alias
+    assert registry.names == {renamed.name, "old_name", "older_name"}
 
 
 def test_registry_rejects_non_jobs() -> None:

@@ -51,7 +51,7 @@ def test_every_builder_option_lands_in_the_row(
     conn.commit()
     row = job_row(db, job_id)
     assert row is not None
-    assert row["name"] == "greet"
+    assert row["name"] == greet.name
     assert row["channel_name"] == "emails"
     assert row["channel_args"] == "user-42"
     assert row["payload_json"] == '{"to":"a@example.com","n":[1,2.5,null,true]}'

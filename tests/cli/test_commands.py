@@ -43,7 +43,7 @@ COMMANDS = [
 ]
 
 
-@job(channel_name="mail")
+@job(name="send_mail", channel_name="mail")  # a short name, for `jobs --name send_mail`
 async def send_mail(current_job: CurrentJob) -> None: ...
 
 

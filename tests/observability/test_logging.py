@@ -98,7 +98,7 @@ async def test_a_handler_on_the_sqlxmq_logger_gets_records_with_their_keys(
         library.setLevel(logging.NOTSET)
     completed = [r for r in records if r.getMessage().startswith("job_completed")]
     assert completed[0].levelno == logging.DEBUG
-    assert completed[0].sqlxmq["job_name"] == "quick"  # type: ignore[attr-defined]
+    assert completed[0].sqlxmq["job_name"] == quick.name  # type: ignore[attr-defined]
     assert "runner_id" in completed[0].sqlxmq  # type: ignore[attr-defined]
 
 

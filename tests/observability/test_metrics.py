@@ -64,7 +64,7 @@ async def test_hooks_count_every_outcome_per_job_and_channel(
         ],
     )
     conn.commit()
-    labels = {"job_name": "work", "channel": "metered"}
+    labels = {"job_name": work.name, "channel": "metered"}
     async with runner([work], hooks=[hooks]):
         await wait_until(lambda: state(db, ids[4]) == "running")
         assert cancel(db, [ids[4]]) == {ids[4]: "requested"}

@@ -452,7 +452,9 @@ async def test_undecodable_payloads_written_by_sql_fail_with_payload_error(
 
     payloads = ["[" + "1" * 5000 + "]", '{"n": -' + "7" * 4400 + "}"]
     ids = [
-        db.execute("SELECT mq_spawn('decodes', %s::json, retries => 0)", (p,)).fetchone()[0]  # type: ignore[index]
+        db.execute(  # type: ignore[index]
+            "SELECT mq_spawn(%s, %s::json, retries => 0)", (decodes.name, p)
+        ).fetchone()[0]
         for p in payloads
     ]
     async with start_runner(dsn, [decodes]):
@@ -460,7 +462,7 @@ async def test_undecodable_payloads_written_by_sql_fail_with_payload_error(
     for job_id in ids:
         row = job_row(db, job_id)
         assert row is not None
-        assert row["last_error"].startswith("PayloadError: payload of job 'decodes'")
+        assert row["last_error"].startswith(f"PayloadError: payload of job {decodes.name!r}")
 
 
 async def test_a_job_row_without_its_payload_row_fails_visibly(

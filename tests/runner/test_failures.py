@@ -85,7 +85,7 @@ async def test_error_handler_sees_every_failure_and_may_raise(
             fine_id = fine.builder().spawn(conn)
             conn.commit()
             await wait_until(lambda: not exists(db, fine_id))
-    assert handled == [("failing", 1, "bad"), ("failing", 2, "bad")]
+    assert handled == [(failing.name, 1, "bad"), (failing.name, 2, "bad")]
     assert sum(e["event"] == "error_handler_failed" for e in logs) == 2
 
 
@@ -117,13 +117,13 @@ async def test_undecodable_payload_is_recorded_as_failed(
 
     # valid for PostgreSQL's json type, nested deeper than Python's decoder accepts
     deep = "[" * 5_000 + "]" * 5_000
-    row = db.execute("SELECT mq_spawn('decodes', %s::json, retries => 0)", (deep,)).fetchone()
+    row = db.execute("SELECT mq_spawn(%s, %s::json, retries => 0)", (decodes.name, deep)).fetchone()
     assert row is not None
     async with runner([decodes]):
         await wait_until(lambda: (job_row(db, row[0]) or {}).get("state") == "f")
     failed = job_row(db, row[0])
     assert failed is not None
-    assert failed["last_error"].startswith("PayloadError: payload of job 'decodes'")
+    assert failed["last_error"].startswith(f"PayloadError: payload of job {decodes.name!r}")
 
 
 async def test_job_that_cancels_itself_is_a_failed_attempt(

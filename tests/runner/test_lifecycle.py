@@ -170,7 +170,7 @@ async def test_one_log_line_per_finished_job_with_duration(
     finished = [e for e in logs if e["event"] == "job_completed"]
     assert len(finished) == 1
     assert finished[0]["job_id"] == str(job_id)
-    assert finished[0]["job_name"] == "logged"
+    assert finished[0]["job_name"] == logged.name
     assert finished[0]["duration_s"] >= 0.05
     assert finished[0]["log_level"] == "debug"  # per-job lines are debug (DESIGN section 6)
 

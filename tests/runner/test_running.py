@@ -136,7 +136,7 @@ async def test_current_job_exposes_its_data(conn: psycopg.Connection[Any], runne
     async with runner([info]):
         await asyncio.wait_for(done.wait(), 10)
     assert got["id"] == job_id
-    assert got["name"] == "info"
+    assert got["name"] == info.name
     assert got["attempt"] == 1
     assert got["max_attempts"] == 7
     assert (got["channel_name"], got["channel_args"]) == ("chan", "args")

@@ -94,7 +94,7 @@ def test_list_jobs_filters(conn: psycopg.Connection[Any], db: psycopg.Connection
     other = task.builder().set_channel_name("mail").spawn(conn)
     conn.commit()
     assert [s.id for s in list_jobs(db, channel_name="mail")] == [other, keyed, mail]
-    assert [s.id for s in list_jobs(db, name="send")] == [keyed, mail]
+    assert [s.id for s in list_jobs(db, name=send.name)] == [keyed, mail]
     assert [s.id for s in list_jobs(db, job_key="welcome:1")] == [keyed]
     assert [s.id for s in list_jobs(db, states=["scheduled"])] == [later]
     assert [s.id for s in list_jobs(db, states=["ready", "scheduled"], limit=2)] == [
@@ -539,7 +539,7 @@ def test_blocked_chains_lists_failed_heads_and_retry_unblocks(
             channel_name="ord",
             channel_args="tenant-1",
             head_id=ids[0],
-            head_name="step",
+            head_name=step.name,
             error="head broke",
             waiting=2,
         )

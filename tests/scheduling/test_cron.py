@@ -150,17 +150,17 @@ async def test_job_cron_spawns_ticks_keyed_by_schedule_and_tick(
         ran.set()
 
     registry = JobRegistry([every_second])
-    assert [s.name for s in registry.schedules] == ["every_second"]
+    assert [s.name for s in registry.schedules] == [every_second.name]  # the job's name
     async with runner(registry):
         await asyncio.wait_for(ran.wait(), 10)
     key, payload, started = seen[0]
     assert key is not None
-    tick = _tick_of(key, "every_second")
+    tick = _tick_of(key, every_second.name)
     assert tick.microsecond == 0
     assert tick <= started < tick + timedelta(seconds=5)
     assert payload is None
     row = db.execute("SELECT cron, timezone, job_name FROM mq_schedules").fetchall()
-    assert row == [("* * * * * *", "UTC", "every_second")]
+    assert row == [("* * * * * *", "UTC", every_second.name)]
 
 
 async def test_add_cron_passes_payload_and_channel_args(runner: Runner) -> None:
@@ -199,7 +199,7 @@ async def test_missed_ticks_within_backfill_are_spawned_once_each(
     done = asyncio.Event()
     executed: list[str] = []
 
-    @job
+    @job(name="minutely")  # the name the schedule row below is written with
     async def minutely(current_job: CurrentJob) -> None:
         assert current_job.job_key is not None
         executed.append(current_job.job_key)
@@ -228,7 +228,7 @@ async def test_missed_ticks_without_backfill_are_skipped(
     ran = asyncio.Event()
     executed: list[str] = []
 
-    @job
+    @job(name="minutely")  # the name the schedule row below is written with
     async def minutely(current_job: CurrentJob) -> None:
         assert current_job.job_key is not None
         executed.append(current_job.job_key)
@@ -294,8 +294,9 @@ async def test_a_failing_scheduled_job_goes_to_the_dead_letter_of_its_job(
     failed = db.execute("SELECT id FROM mq_jobs WHERE state = 'f' ORDER BY id LIMIT 1").fetchone()
     assert failed is not None
     dead_letters = db.execute(
-        "SELECT payload_json->>'job_id' FROM mq_payloads WHERE name = 'on_dead' "
-        "UNION ALL SELECT payload_json->>'job_id' FROM mq_history WHERE name = 'on_dead'"
+        "SELECT payload_json->>'job_id' FROM mq_payloads WHERE name = %(name)s "
+        "UNION ALL SELECT payload_json->>'job_id' FROM mq_history WHERE name = %(name)s",
+        {"name": on_dead.name},
     ).fetchall()
     assert (str(failed[0]),) in dead_letters
 
@@ -315,11 +316,11 @@ def test_schedules_can_be_listed_and_deleted(dsn: str, db: psycopg.Connection[An
     asyncio.run(record())
     (schedule,) = list_schedules(db)
     assert (schedule.name, schedule.cron, schedule.timezone) == (
-        "nightly",
+        nightly.name,
         "0 3 * * *",
         "Europe/Paris",
     )
-    assert schedule.job_name == "nightly"
-    assert delete_schedule(db, "nightly") is True
-    assert delete_schedule(db, "nightly") is False
+    assert schedule.job_name == nightly.name
+    assert delete_schedule(db, nightly.name) is True
+    assert delete_schedule(db, nightly.name) is False
     assert list_schedules(db) == []

@@ -58,7 +58,7 @@ async def test_a_job_failing_for_good_spawns_its_dead_letter(
     assert error.startswith("RuntimeError: boom on attempt 2")
     assert payload == {
         "job_id": str(job_id),
-        "job_name": "fragile",
+        "job_name": fragile.name,
         "channel_name": "work",
         "channel_args": "tenant-7",
         "attempts": 2,
@@ -91,9 +91,10 @@ def test_no_dead_letter_while_attempts_remain(
     conn.commit()
     row = db.execute(
         "SELECT p.name, p.payload_json->>'error', j.channel_name FROM mq_jobs j "
-        "JOIN mq_payloads p USING (id) WHERE p.name = 'graveyard'"
+        "JOIN mq_payloads p USING (id) WHERE p.name = %s",
+        (graveyard.name,),
     ).fetchall()
-    assert row == [("graveyard", "twice", "")]
+    assert row == [(graveyard.name, "twice", "")]
 
 
 def test_set_dead_letter_by_name_or_job(
@@ -118,7 +119,7 @@ def test_set_dead_letter_by_name_or_job(
         "SELECT p.name, j.channel_name, p.payload_json->>'payload' FROM mq_jobs j "
         "JOIN mq_payloads p USING (id) WHERE j.state <> 'f' ORDER BY p.name"
     ).fetchall()
-    assert rows == [("by_name", "", "a"), ("graveyard", "dead", "b")]
+    assert rows == [("by_name", "", "a"), (graveyard.name, "dead", "b")]
 
 
 def test_dead_letter_must_be_a_job_or_a_name() -> None:

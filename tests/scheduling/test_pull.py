@@ -50,7 +50,7 @@ def test_fetch_leases_and_complete_deletes(
     (item,) = fetch(conn, ["pull"], limit=5, lease=timedelta(minutes=5))
     conn.commit()
     assert isinstance(item, FetchedJob)
-    assert (item.id, item.name, item.attempt, item.max_attempts) == (job_id, "pulled", 1, 5)
+    assert (item.id, item.name, item.attempt, item.max_attempts) == (job_id, pulled.name, 1, 5)
     assert (item.channel_name, item.channel_args, item.job_key) == ("pull", "a", "pull:1")
     assert (item.json(), item.raw_bytes()) == ({"n": 1}, b"\x01")
     assert json.loads(item.raw_json() or "") == {"n": 1}

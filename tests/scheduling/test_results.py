@@ -96,7 +96,7 @@ def test_job_status_in_every_state(
 
     r = _status(db, ready)
     assert (r.name, r.channel_name, r.priority, r.attempts, r.max_attempts) == (
-        "plain",
+        plain.name,
         "ready",
         4,
         0,

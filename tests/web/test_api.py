@@ -353,7 +353,7 @@ async def test_reading_the_result_of_a_kept_job(
     client: httpx.AsyncClient, db: psycopg.Connection[Any], runner: Runner
 ) -> None:
     job_id = await spawn(
-        client, name="double", channel_name="web", payload={"n": 4}, retain_for=600
+        client, name=double.name, channel_name="web", payload={"n": 4}, retain_for=600
     )
     async with runner([double, explode]):
         await wait_until(lambda: db.execute("SELECT count(*) FROM mq_history").fetchone() == (1,))
@@ -369,7 +369,7 @@ async def test_reading_the_result_of_a_kept_job(
 async def test_result_waits_for_completion_without_polling(
     client: httpx.AsyncClient, runner: Runner
 ) -> None:
-    job_id = await spawn(client, name="double", channel_name="web", payload={"n": 21})
+    job_id = await spawn(client, name=double.name, channel_name="web", payload={"n": 21})
     pending = await client.get(f"/api/jobs/{job_id}/result")
     assert pending.status_code == 202
     assert pending.json() == {"id": job_id, "state": "ready"}
@@ -392,7 +392,7 @@ async def test_result_waits_for_completion_without_polling(
 async def test_result_of_failed_and_cancelled_jobs_is_409(
     client: httpx.AsyncClient, runner: Runner
 ) -> None:
-    bad = await spawn(client, name="explode", channel_name="web", retries=0)
+    bad = await spawn(client, name=explode.name, channel_name="web", retries=0)
     async with runner([double, explode]):
         response = await client.post(f"/api/jobs/{bad}/result", json={"timeout": 15}, headers=AUTH)
     assert response.status_code == 409
@@ -402,7 +402,7 @@ async def test_result_of_failed_and_cancelled_jobs_is_409(
     assert body["job"]["state"] == "failed"
     assert "RuntimeError: kaboom from the job" in body["job"]["last_error"]
 
-    later = await spawn(client, name="double", channel_name="web", delay=3600)
+    later = await spawn(client, name=double.name, channel_name="web", delay=3600)
     cancelled = await client.post(
         f"/api/jobs/{later}/cancel", json={"reason": "no need"}, headers=AUTH
     )
