@@ -340,6 +340,7 @@ async def _work(args: argparse.Namespace, registry: JobRegistry, conninfo: str) 
         if burst is not None and await until_drained(
             handle, burst, conninfo, args.channel, sorted(registry.names), first_signal
         ):
+            first_signal.cancel()
             return await stop_burst(handle, burst, args.shutdown_timeout)
         return await _wait_and_stop(handle, signals, first_signal, args.shutdown_timeout)
     finally:

@@ -144,7 +144,7 @@ class _Filters:
 
     def shown(self) -> str:
         parts = [
-            f"{name}={value!r}"
+            f"{'state' if name == 'states' else name}={value!r}"
             for name, value in vars(self).items()
             if value is not UNSET and (value is not None or name == "job_key")
         ]

@@ -59,7 +59,7 @@ SetupDatabase = Callable[[psycopg.Connection[Any]], None]
 transaction committed after it."""
 
 try:
-    import pytest_asyncio
+    import pytest_asyncio as _pytest_asyncio
 except ImportError:  # the async fixtures then say what they need
     _HAS_ASYNCIO = False
 else:
@@ -71,7 +71,7 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 def _async_fixture(fn: _F) -> _F:
     """An async fixture, through pytest-asyncio when it is installed (in its strict mode too)."""
     if _HAS_ASYNCIO:
-        return cast(_F, pytest_asyncio.fixture(fn))
+        return cast(_F, _pytest_asyncio.fixture(fn))
     return cast(_F, pytest.fixture(fn))
 
 
