@@ -49,6 +49,11 @@ class Database:
     """Where the drain's statements run, and what jobs get as ``current_job.pool``."""
 
     def __init__(self, target: object) -> None:
+        """Statements go to ``target``: an async or sync connection, or a pool.
+
+        Raises:
+            ConfigurationError: ``target`` is none of those.
+        """
         self._target = target
         self._pool: AsyncConnectionPool[Any] | None = None
         if isinstance(target, psycopg.AsyncConnection):
@@ -62,6 +67,7 @@ class Database:
             )
 
     async def execute(self, statement: bytes, params: Mapping[str, object] | None = None) -> Rows:
+        """Runs one statement (on a pool: in a transaction of its own) and returns its rows."""
         target = self._target
         if isinstance(target, psycopg.Connection | ConnectionPool):
             return fetch_sync(target, statement, params)  # blocks the loop: one job at a time
@@ -69,6 +75,11 @@ class Database:
 
     @property
     def pool(self) -> AsyncConnectionPool[Any]:
+        """What jobs get as ``current_job.pool``.
+
+        Raises:
+            ConfigurationError: on a sync connection (run_pending): there is none to lend.
+        """
         if self._pool is None:
             raise ConfigurationError(
                 "current_job.pool is not available under run_pending(), which runs on a sync "
@@ -82,10 +93,12 @@ class Capture:
     """What the function of the attempt being run returned or raised."""
 
     def __init__(self) -> None:
+        """Nothing captured yet."""
         self.returned: Any = None
         self.raised: BaseException | None = None
 
     def reset(self) -> None:
+        """Forgets the last attempt."""
         self.returned, self.raised = None, None
 
 
@@ -94,6 +107,7 @@ class CapturingJob:
     exception captured (everything else is the job's own)."""
 
     def __init__(self, named: NamedJob[..., Any], capture: Capture) -> None:
+        """Wraps ``named``; its calls are told to ``capture``."""
         self.named = named
         self.name = named.name
         self.options = named.options
@@ -125,12 +139,14 @@ class CapturingRegistry:
     handler, with each call captured."""
 
     def __init__(self, registry: JobRegistry, capture: Capture) -> None:
+        """Wraps ``registry``; its jobs' calls are told to ``capture``."""
         self._registry = registry
         self._capture = capture
         self._jobs: dict[str, CapturingJob] = {}
         self.names = registry.names
 
     def get(self, name: str) -> CapturingJob | None:
+        """The job registered under ``name`` (or an alias), captured; None if unknown."""
         named = self._registry.get(name)
         if named is None:
             return None
@@ -139,10 +155,12 @@ class CapturingRegistry:
         return self._jobs[name]
 
     def context_for(self, named: CapturingJob) -> dict[str, object]:
+        """The job's context values, from the registry (raises ConfigurationError)."""
         return self._registry.context_for(named.named)
 
     @property
     def error_handler(self) -> Any:
+        """Captures the error, then calls the registry's handler, if any."""
         return self._on_error
 
     async def _on_error(self, info: JobInfo, error: BaseException) -> None:
@@ -159,6 +177,7 @@ class Writer:
     statement, and remembering what it wrote."""
 
     def __init__(self, db: Database, default_retain: timedelta) -> None:
+        """Writes on ``db``; completed jobs are kept ``default_retain`` unless they say."""
         self._db = db
         self._default_retain = default_retain
         self.results: dict[uuid.UUID, str | None] = {}
@@ -167,18 +186,22 @@ class Writer:
         self.failure: BaseException | None = None
 
     def complete(self, job: LeasedJob, result: str | None = None) -> asyncio.Future[Outcome]:
+        """Completes the job now (``mq_complete``); the future holds 'completed' or None."""
         self.results[job.token] = result
         extra = {"results": [result], "default_retain": self._default_retain, "wait": True}
         return self._write("complete", job, extra)
 
     def fail(self, job: LeasedJob, error: str, delay: timedelta) -> asyncio.Future[Outcome]:
+        """Records the failed attempt now (``mq_fail``); the future holds its new state."""
         self.errors[job.token], self.delays[job.token] = error, delay
         return self._write("fail", job, {"delays": [delay], "errors": [error], "wait": True})
 
     def release(self, job: LeasedJob) -> asyncio.Future[Outcome]:
+        """Hands the lease back now (``mq_release``)."""
         return self._write("release", job, {})
 
     def park(self, job: LeasedJob, reason: str) -> asyncio.Future[Outcome]:
+        """Parks the job now (``mq_park``), ``reason`` recorded as its last error."""
         self.errors[job.token] = reason
         return self._write("park", job, {"errors": [reason]})
 
@@ -206,6 +229,7 @@ class Host:
     """What a job needs from the runner that leased it (``JobHost``), for the drain."""
 
     def __init__(self, db: Database, registry: JobRegistry) -> None:
+        """A host on ``db`` for ``registry``'s jobs; ``attempts`` is set once they exist."""
         self._db = db
         self._registry = registry
         self._loop = asyncio.get_running_loop()
@@ -213,17 +237,25 @@ class Host:
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
+        """The drain's event loop."""
         return self._loop
 
     @property
     def pool(self) -> AsyncConnectionPool[Any]:
+        """The pool jobs are lent (see :attr:`Database.pool`)."""
         return self._db.pool
 
     @property
     def default_retain(self) -> timedelta:
+        """How long completed jobs are kept unless they say (the registry's)."""
         return self._registry.retain_for
 
     async def complete_job(self, job: LeasedJob, result: object = None) -> None:
+        """``current_job.complete()`` without a connection.
+
+        Raises:
+            LeaseLostError: the job was already completed or failed.
+        """
         assert self.attempts is not None
         if not await self.attempts.complete(job, result):
             raise LeaseLostError(
@@ -232,6 +264,7 @@ class Host:
             )
 
     async def execute(self, statement: bytes, params: Mapping[str, object]) -> Rows:
+        """Runs a job's own statement (checkpoint, keep-alive, completion check)."""
         return await self._db.execute(statement, params)
 
 
@@ -239,9 +272,11 @@ class Outcomes(RunnerHooks):
     """The outcome of the attempt being run, as the attempt code settled it."""
 
     def __init__(self) -> None:
+        """Nothing settled yet."""
         self.last: JobOutcome | None = None
 
     def job_finished(self, job: JobInfo, outcome: JobOutcome, duration_s: float | None) -> None:
+        """Remembers the outcome."""
         self.last = outcome
 
 

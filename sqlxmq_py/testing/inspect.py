@@ -25,6 +25,7 @@ from ..errors import ConfigurationError, PayloadError
 from ..job import NamedJob
 from ..payload import decode_json
 from ..states import JOB_STATES, JobState, state_of
+from ._messages import OTHERS, failure
 
 __all__ = ["SpawnFilters", "SpawnedJob", "assert_spawned", "refute_spawned", "spawned"]
 
@@ -45,14 +46,6 @@ FROM mq_history AS h
 WHERE %(history)s::boolean AND h.name = ANY(%(names)s::text[])
 ORDER BY 1
 """
-
-_OTHERS = b"""
-SELECT p.name, count(*) FROM mq_payloads AS p JOIN mq_jobs AS j ON j.id = p.id
-GROUP BY p.name ORDER BY count(*) DESC, p.name LIMIT 10
-"""
-
-_SHOWN = 20
-"""Jobs listed in an assertion's message."""
 
 
 class _Unset(enum.Enum):
@@ -236,42 +229,6 @@ def _listed(rows: Rows, codec: Codec | None, filters: _Filters) -> list[SpawnedJ
     return [j for j in jobs if filters.match(j)]
 
 
-def _describe(job: SpawnedJob[Any]) -> str:
-    try:
-        payload = repr(job.payload)
-    except PayloadError as exc:
-        payload = f"{job.payload_json} (invalid: {exc})"
-    if len(payload) > 200:
-        payload = payload[:200] + "…"
-    return (
-        f"  - {job.id} {job.state} channel_name={job.channel_name!r} "
-        f"channel_args={job.channel_args!r} job_key={job.job_key!r} priority={job.priority} "
-        f"run_at={job.run_at.isoformat() if job.run_at else None} payload={payload}"
-    )
-
-
-def _message(
-    name: str, expected: str, filters: _Filters, found: list[SpawnedJob[Any]], all_of_name: Rows,
-    codec: Codec | None, others: Rows,
-) -> str:  # fmt: skip
-    lines = [f"expected {expected} job {name!r} matching {filters.shown()}; found {len(found)}"]
-    if found:
-        lines.append("matching:")
-        lines += [_describe(j) for j in found[:_SHOWN]]
-    every = [_decode(row, codec) for row in all_of_name]
-    if every:
-        lines.append(f"jobs {name!r} spawned ({len(every)}):")
-        lines += [_describe(j) for j in every[:_SHOWN]]
-        if len(every) > _SHOWN:
-            lines.append(f"  … and {len(every) - _SHOWN} more")
-    else:
-        lines.append(f"no job {name!r} is queued")
-        if others:
-            shown = ", ".join(f"{n!r} ({c})" for n, c in others)
-            lines.append(f"queued jobs by name: {shown}")
-    return "\n".join(lines)
-
-
 def _params(names: list[str], filters: _Filters) -> dict[str, object]:
     kept = filters.states is not None and bool({"completed", "cancelled"} & set(filters.states))
     return {"names": names, "history": kept}
@@ -285,10 +242,9 @@ async def _check_async(
     found = _listed(rows, codec, filters)
     if len(found) == (1 if one else 0):
         return found[0] if one else None
-    others = await _connections.fetch_async(conn, _OTHERS)
-    every = await _connections.fetch_async(conn, _SPAWNED, {"names": names, "history": False})
-    expected = "exactly one" if one else "no"
-    raise AssertionError(_message(name, expected, filters, found, every, codec, others))
+    others = await _connections.fetch_async(conn, OTHERS) if not rows else []
+    every = [_decode(row, codec) for row in rows]
+    raise AssertionError(failure(name, one, filters.shown(), found, every, others))
 
 
 def _check_sync(
@@ -299,10 +255,9 @@ def _check_sync(
     found = _listed(rows, codec, filters)
     if len(found) == (1 if one else 0):
         return found[0] if one else None
-    others = _connections.fetch_sync(conn, _OTHERS)
-    every = _connections.fetch_sync(conn, _SPAWNED, {"names": names, "history": False})
-    expected = "exactly one" if one else "no"
-    raise AssertionError(_message(name, expected, filters, found, every, codec, others))
+    others = _connections.fetch_sync(conn, OTHERS) if not rows else []
+    every = [_decode(row, codec) for row in rows]
+    raise AssertionError(failure(name, one, filters.shown(), found, every, others))
 
 
 @overload

@@ -79,10 +79,16 @@ class Recorder:
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop ``perform`` runs on."""
         return self._loop
 
     @property
     def pool(self) -> AsyncConnectionPool[Any]:
+        """The pool given to ``perform`` (a connection is lent in a savepoint).
+
+        Raises:
+            ConfigurationError: ``perform`` was given none.
+        """
         pool = self._pool
         if isinstance(pool, psycopg.AsyncConnection):
             pool = self._pool = TransactionPool(pool)
@@ -96,9 +102,16 @@ class Recorder:
 
     @property
     def default_retain(self) -> timedelta:
+        """Nothing is kept: there is no queue."""
         return timedelta(0)
 
     def complete(self, job: LeasedJob, result: object, in_transaction: bool) -> None:
+        """Records a completion.
+
+        Raises:
+            LeaseLostError: the job completed already (as a runner refuses a second one).
+            PayloadError: ``result`` cannot be encoded (as in a runner).
+        """
         if self.completion is not None:
             raise LeaseLostError(f"job {job.id} ({job.name!r}) was already completed")
         encode_job_result(job, result)  # a result that cannot be encoded raises, as in a runner
@@ -106,9 +119,11 @@ class Recorder:
         job.completed = True
 
     async def complete_job(self, job: LeasedJob, result: object = None) -> None:
+        """``JobHost.complete_job``: records the completion."""
         self.complete(job, result, False)
 
     def checkpoint(self, checkpoint: Checkpoint, in_transaction: bool) -> None:
+        """Records a checkpoint."""
         p = checkpoint.params(uuid.UUID(int=0), uuid.UUID(int=0))
         self.checkpoints.append(
             RecordedCheckpoint(
@@ -122,6 +137,11 @@ class Recorder:
         )
 
     async def execute(self, query: bytes, params: Mapping[str, object]) -> Any:
+        """``JobHost.execute``: never called (the recording job classes record instead).
+
+        Raises:
+            AssertionError: always.
+        """
         raise AssertionError("perform() runs no statement")  # the job classes below record
 
 
