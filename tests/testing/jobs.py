@@ -125,3 +125,25 @@ class Greeting:
 async def greet(current_job: CurrentJob, greeting: Greeting) -> str:
     """Takes a context value."""
     return f"{greeting.text}, {current_job.json()['name']}"
+
+
+@job(channel_name="kit", retries=0)
+async def duplicate(current_job: CurrentJob) -> None:
+    """Writes a row twice under a unique key: its second statement fails."""
+    async with current_job.pool.connection() as conn:
+        await conn.execute(
+            "INSERT INTO kit_effects (job_id, note) VALUES (%s, 'dup')", (current_job.id,)
+        )
+        await conn.execute(
+            "CREATE UNIQUE INDEX IF NOT EXISTS kit_effects_once ON kit_effects (note)"
+        )
+        await conn.execute(
+            "INSERT INTO kit_effects (job_id, note) VALUES (%s, 'dup')", (current_job.id,)
+        )
+
+
+@job(channel_name="kit", ordered=True)
+async def step(current_job: CurrentJob) -> int:
+    """One step of an ordered chain."""
+    await note(current_job, f"step {current_job.json()}")
+    return int(current_job.json())

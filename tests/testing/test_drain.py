@@ -26,6 +26,7 @@ from .jobs import (
     Greeting,
     Sent,
     boom,
+    duplicate,
     exactly_once,
     greet,
     lazy,
@@ -33,6 +34,7 @@ from .jobs import (
     respawn,
     send,
     slow,
+    step,
     threaded,
 )
 
@@ -292,3 +294,39 @@ async def test_on_a_pool_it_works_on_committed_data_like_a_runner(
 async def test_drain_refuses_a_sync_connection(sqlxmq_conn: psycopg.Connection[Any]) -> None:
     with pytest.raises(ConfigurationError, match="run_pending"):
         await drain(sqlxmq_conn, REGISTRY)  # type: ignore[arg-type]
+
+
+async def test_a_job_whose_sql_fails_leaves_the_tests_transaction_usable(
+    sqlxmq_aconn: psycopg.AsyncConnection[Any],
+) -> None:
+    job_id = await duplicate.builder().spawn(sqlxmq_aconn)
+    (ran,) = await drain(sqlxmq_aconn, JobRegistry([duplicate]))
+    assert ran.outcome == "failed"
+    assert (ran.error or "").startswith("UniqueViolation")
+    # its savepoint was rolled back, its failure recorded, and the transaction goes on
+    assert await effects(sqlxmq_aconn) == []
+    failed = await assert_spawned(sqlxmq_aconn, duplicate, state="failed")
+    assert failed.id == job_id
+
+
+async def test_an_ordered_chain_runs_in_spawn_order(
+    sqlxmq_aconn: psycopg.AsyncConnection[Any],
+) -> None:
+    for n in (3, 1, 2):
+        await step.builder().set_json(n).spawn(sqlxmq_aconn)
+    ran = await drain(sqlxmq_aconn, JobRegistry([step]))
+    assert [r.result for r in ran] == [3, 1, 2]
+
+
+async def test_on_an_autocommit_connection_each_job_commits_its_own_transaction(
+    sqlxmq_dsn: str,
+) -> None:
+    async with await psycopg.AsyncConnection.connect(sqlxmq_dsn, autocommit=True) as conn:
+        await send.builder().set_json(Email("ada@example.com")).spawn(conn)
+        (ran,) = await drain(conn, REGISTRY)
+    assert ran.outcome == "completed"
+    with psycopg.connect(sqlxmq_dsn, autocommit=True) as outside:
+        assert outside.execute("SELECT note FROM kit_effects").fetchall() == [
+            ("sent to ada@example.com",)
+        ]
+        assert outside.execute("SELECT count(*) FROM mq_jobs").fetchone() == (0,)
