@@ -185,7 +185,8 @@ def sqlxmq_conn(sqlxmq_dsn: str) -> Iterator[psycopg.Connection[Any]]:
         try:
             yield conn
         finally:
-            conn.rollback()
+            if not conn.closed:  # the test may have closed it
+                conn.rollback()
 
 
 @_async_fixture
@@ -205,7 +206,8 @@ async def sqlxmq_aconn(sqlxmq_dsn: str) -> AsyncIterator[psycopg.AsyncConnection
         try:
             yield conn
         finally:
-            await conn.rollback()
+            if not conn.closed:  # the test may have closed it
+                await conn.rollback()
 
 
 @_async_fixture

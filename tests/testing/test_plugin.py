@@ -158,6 +158,9 @@ def test_installing_the_package_registers_the_plugin(
     dist.mkdir(parents=True)
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: sqlxmq-kit-probe\nVersion: 0.0\n")
     (dist / "entry_points.txt").write_text(f"[pytest11]\n{declared}\n")
+    # its files, as an installed wheel lists them: pytest then rewrites the package's asserts,
+    # which must import cleanly (-W error: no "already imported" warning)
+    (dist / "RECORD").write_text("sqlxmq_py/__init__.py,,\nsqlxmq_py/testing/plugin.py,,\n")
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(dist.parent), str(repo_root)]))
     monkeypatch.setenv("SQLXMQ_TEST_DSN", server_dsn)
 
