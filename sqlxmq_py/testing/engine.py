@@ -85,8 +85,10 @@ class Ran:
     """The error recorded on the job (type, message, traceback), or the reason it was parked."""
     result: Any
     """A completed attempt's result, encoded and decoded with the job's declared result type
-    (a ``Sent``, not a dict): what it passed to ``complete(result=...)``, else what it
-    returned. ``None`` when it has none, or its result cannot be encoded (a runner drops it)."""
+    (a ``Sent``, not a dict): what it passed to ``complete(result=...)`` without a connection,
+    else what it returned (``complete(conn, result=...)`` stores its ``result`` in the job's
+    own transaction, out of the drain's sight). ``None`` when it has none, or when it cannot be
+    encoded (a runner drops it)."""
     retry_in: timedelta | None
     """For a retried attempt: the backoff the runner scheduled it after."""
     exception: BaseException | None
