@@ -22,6 +22,7 @@ from ..current_job import JobInfo
 from ..hooks import JobOutcome, RunnerHooks
 from ..registry import JobRegistry
 from ..runner import JobRunnerHandle
+from ..testing._burst import BurstCounts, stop_burst, until_drained
 from ._common import (
     EXIT_OK,
     EXIT_USAGE,
@@ -47,15 +48,29 @@ shutdown:
   their leases handed back without using up an attempt. A second signal does that
   at once.
 
+burst (--burst):
+  The worker stops by itself once no job of its channels is due (ready, made
+  ready by its time, or parked under a name the registry knows) and none is
+  running, in this worker or another. Jobs scheduled for later (delayed jobs,
+  retries waiting for their backoff) are left for another run. The exit code
+  says whether every attempt the worker ran completed its job: 0 if so (or if
+  there was nothing to run); 1 if any did not: it raised or timed out (retried
+  or failed for good), was cancelled, lost its lease, returned without
+  completing (auto_complete=False), or named a job the registry does not know
+  (parked, left for a worker that knows it).
+
 exit codes:
-  0    stopped after a signal (running jobs finished or were handed back)
-  1    error: the runner could not start (database unreachable, schema missing, ...)
+  0    stopped after a signal (running jobs finished or were handed back);
+       --burst: the queue is drained and every attempt completed
+  1    error: the runner could not start (database unreachable, schema missing, ...);
+       --burst: the queue is drained and some attempt did not complete
   2    usage error: bad option, or the registry cannot be imported
   130  stopped at once by a second signal, SIGINT last (128 + 2)
   143  stopped at once by a second signal, SIGTERM last (128 + 15)
 
-example:
+examples:
   sqlxmq worker myapp.jobs:registry --concurrency 8 16 --channel emails --metrics-port 9464
+  sqlxmq worker myapp.jobs:registry --burst   # in CI: run what is due, exit 1 if any failed
 """
 
 
@@ -136,6 +151,12 @@ def register(commands: Commands) -> None:
         default="auto",
         help="event loop (default auto: uvloop when installed, pip install "
         "'sqlxmq_py[uvloop]'; it lowers spawn-to-start latency; else asyncio's)",
+    )
+    parser.add_argument(
+        "--burst",
+        action="store_true",
+        help="stop once no job of the worker's channels is due and none is running; exit 0 if "
+        "every attempt completed its job, 1 if any did not (see burst below)",
     )
     parser.add_argument(
         "--log-level",
@@ -282,6 +303,9 @@ async def _work(args: argparse.Namespace, registry: JobRegistry, conninfo: str) 
     server: Any = None
     try:
         hooks: list[RunnerHooks] = []
+        burst = BurstCounts() if args.burst else None
+        if burst is not None:
+            hooks.append(burst)
         if args.log_level == "info" and not args.debug:
             hooks.append(_JobLines())
         metrics_url = None
@@ -312,7 +336,13 @@ async def _work(args: argparse.Namespace, registry: JobRegistry, conninfo: str) 
             metrics_url=metrics_url,
             loop=type(loop).__module__.partition(".")[0],  # "asyncio" or "uvloop"
             pid=os.getpid(),
+            burst=args.burst,
         )
+        if burst is not None and await until_drained(
+            handle, burst, conninfo, args.channel, sorted(registry.names), first_signal
+        ):
+            first_signal.cancel()
+            return await stop_burst(handle, burst, args.shutdown_timeout)
         return await _wait_and_stop(handle, signals, first_signal, args.shutdown_timeout)
     finally:
         restore_signals()
