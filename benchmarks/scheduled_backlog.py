@@ -31,16 +31,20 @@ import structlog
 from psycopg import sql
 
 from ._support import DEFAULT_SERVER_DSN, describe_machine, fresh_database, machine_info, settle
-from .systems.sqlxmq_system import SYSTEM, probe
+from .systems.sqlxmq_system import SYSTEM, noop, probe
 
 __all__ = ["main"]
 
 ROOT = Path(__file__).resolve().parent.parent
 
+NOOP: str = getattr(noop, "name", "noop")
+"""The name the worker knows the no-op job by (qualified since names became module paths;
+plain ``noop`` in versions before that)."""
+
 FILL_SQL = """
 WITH ids AS (
     INSERT INTO mq_payloads (id, name, retry_backoff)
-    SELECT mq_uuid7(), 'noop', interval '1 second' FROM generate_series(1, %(n)s)
+    SELECT mq_uuid7(), %(name)s, interval '1 second' FROM generate_series(1, %(n)s)
     RETURNING id
 )
 INSERT INTO mq_jobs (id, channel_name, channel_args, state, attempt_at, max_attempts)
@@ -83,7 +87,7 @@ def _tell(proc: subprocess.Popen[str], command: str) -> dict[str, Any]:
 
 def _remaining(conn: psycopg.Connection[Any]) -> int:
     """Scheduled jobs not yet completed (the probes are not counted)."""
-    row = conn.execute("SELECT count(*) FROM mq_payloads WHERE name = 'noop'").fetchone()
+    row = conn.execute("SELECT count(*) FROM mq_payloads WHERE name = %s", (NOOP,)).fetchone()
     return int(row[0]) if row else 0
 
 
@@ -96,7 +100,7 @@ def measure(server: str, jobs: int, spread: float, lead: float) -> dict[str, Any
             conn.execute(sql.SQL("ALTER DATABASE {} SET track_functions = 'pl'").format(name))
         with psycopg.connect(dsn, autocommit=True) as conn:
             filled = time.monotonic()
-            conn.execute(FILL_SQL, {"n": jobs, "lead": lead, "spread": spread})
+            conn.execute(FILL_SQL, {"name": NOOP, "n": jobs, "lead": lead, "spread": spread})
         settle(dsn)
         worker = _worker(dsn)
         _tell(worker, "go")

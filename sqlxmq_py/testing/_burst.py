@@ -20,9 +20,6 @@ _log: Any = structlog.get_logger("sqlxmq_py.cli")
 _BURST_CHECK_EVERY = 0.25
 """--burst: seconds between two looks at the queue when no attempt ends meanwhile."""
 
-_REDELIVER_EVERY = 0.2
-"""Seconds between two looks for a swallowed cancellation while the worker stops."""
-
 _BURST_PENDING = b"""
 SELECT EXISTS (
     SELECT 1 FROM mq_jobs AS j
@@ -80,28 +77,10 @@ async def until_drained(
     return False
 
 
-_LOOPING_TASKS = frozenset({"sqlxmq-promoter", "sqlxmq-listen-check", "sqlxmq-lease-loop"})
-"""The runner's background loops that end only by cancellation (see :func:`stop_burst`)."""
-
-
 async def stop_burst(handle: JobRunnerHandle, burst: BurstCounts, timeout: float) -> int:
     """--burst: stops the drained worker; returns its exit code, 0 if every attempt completed
-    its job, else 1.
-
-    A burst worker often stops moments after it started, as its listener comes up and sets the
-    promoter's wake-up event. On Python 3.11, ``asyncio.wait_for`` swallows a cancellation
-    that arrives just as the awaitable it wraps completes, and the runner's promoter loop
-    (``while True`` around ``wait_for``) then never ends, so ``stop()`` would wait forever.
-    While ``stop()`` runs, a cancellation the runner asked of one of its loops and that was
-    swallowed (the task still counts it, and runs) is delivered again.
-    """
-    stopping = asyncio.ensure_future(handle.stop(timeout=timeout))
-    while not stopping.done():
-        await asyncio.wait({stopping}, timeout=_REDELIVER_EVERY)
-        for task in asyncio.all_tasks():
-            if task.get_name() in _LOOPING_TASKS and task.cancelling() and not task.done():
-                task.cancel()
-    stopping.result()
+    its job, else 1."""
+    await handle.stop(timeout=timeout)
     code = 0 if not burst.not_completed else 1
     _log.info(
         "worker_burst_done",
