@@ -3,7 +3,7 @@
 Fills a fresh database with ``--jobs`` no-op jobs scheduled uniformly over ``--spread``
 seconds (starting ``--lead`` seconds after the fill), starts one runner process at the
 library's default settings, and while the backlog comes due spawns an immediate latency probe
-every 10 ms. It reports the rate at which the scheduled jobs completed, the probes'
+every 10 ms, in a channel of its own. It reports the rate at which the scheduled jobs completed, the probes'
 spawn-to-start latency (p50, p99, max), and, with ``track_functions`` on, the database time
 spent in each of the runner's functions (``pg_stat_user_functions``): promotion apart from
 leasing should cost in proportion to what comes due.
@@ -36,6 +36,11 @@ from .systems.sqlxmq_system import SYSTEM, noop, probe
 __all__ = ["main"]
 
 ROOT = Path(__file__).resolve().parent.parent
+
+PROBE_CHANNEL = "probes"
+"""The probes' channel: a group of their own, so that the runner's fairness gives them a turn
+however deep the backlog's group is, and their latency shows what leasing costs while the
+backlog comes due, not how long the backlog's queue is."""
 
 NOOP: str = getattr(noop, "name", "noop")
 """The name the worker knows the no-op job by (qualified since names became module paths;
@@ -117,7 +122,7 @@ def measure(server: str, jobs: int, spread: float, lead: float) -> dict[str, Any
                     if _remaining(watch) == 0 and now > due_from + spread:
                         done_at = now
                         break
-                probe.builder().set_json({"seq": seq}).spawn(producer)
+                probe.builder().set_channel_name(PROBE_CHANNEL).set_json({"seq": seq}).spawn(producer)
                 producer.commit()
                 if due_from <= now <= due_from + spread:
                     spawned[seq] = time.time()
