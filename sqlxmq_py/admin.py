@@ -12,14 +12,14 @@ import uuid
 from collections.abc import Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, get_args, overload
+from typing import Any, overload
 
 from . import _connections
 from ._connections import AnyConnection, AsyncConnectionLike, Rows, SyncConnectionLike
 from ._validate import check_int, check_name, check_text
 from .errors import ConfigurationError
 from .sql import QueryName, query
-from .states import CODES, LABELS, JobState, state_of
+from .states import JOB_STATES, LABELS, JobState, StateName, state_of, to_state
 
 __all__ = [
     "ESTIMATE_ABOVE",
@@ -170,15 +170,13 @@ def job_status(
 
 
 _ALL_UUIDS_BELOW = uuid.UUID(int=2**128 - 1)
-_LABELS = {state: codes for state, codes in CODES.items() if codes}
-"""The labels of mq_jobs_admin_idx (migration 0004) that make up each state: the state code,
-except 't' for scheduled jobs that already failed an attempt (retrying)."""
-_ALL_LABELS = frozenset(code for codes in _LABELS.values() for code in codes)
-_HISTORY_STATES = ("completed", "cancelled")
+_ALL_LABELS = frozenset(LABELS)
+_HISTORY_STATES = tuple(state for state in JOB_STATES if state.kept)
+_RUNNING = JobState.RUNNING.codes
 
 
 def list_statement(
-    states: Sequence[JobState] | None,
+    states: Sequence[JobState | StateName] | None,
     channel_name: str | None,
     name: str | None,
     job_key: str | None,
@@ -193,12 +191,11 @@ def list_statement(
     """
     if isinstance(states, str):
         raise ConfigurationError("states must be a list of states, not one str")
-    wanted = None if states is None else list(states)
-    if wanted is not None:
-        unknown = [s for s in wanted if s not in _LABELS and s not in _HISTORY_STATES]
-        if unknown:
-            known = ", ".join(get_args(JobState))
-            raise ConfigurationError(f"unknown job states {unknown}; known: {known}")
+    wanted = None if states is None else [to_state(s) for s in states]
+    if wanted is not None and None in wanted:
+        unknown = [s for s, w in zip(states or (), wanted, strict=True) if w is None]
+        known = ", ".join(JOB_STATES)
+        raise ConfigurationError(f"unknown job states {unknown}; known: {known}")
     for option, value in (("channel_name", channel_name), ("name", name), ("job_key", job_key)):
         if value is not None:
             check_text(option, value)
@@ -210,7 +207,7 @@ def list_statement(
     labels = set(_ALL_LABELS)
     history = list(_HISTORY_STATES)
     if wanted is not None:
-        labels = {code for state in wanted for code in _LABELS.get(state, ())}
+        labels = {code for state in wanted if state is not None for code in state.codes}
         history = [s for s in _HISTORY_STATES if s in wanted]
     every_state = labels == _ALL_LABELS and len(history) == len(_HISTORY_STATES)
     params: dict[str, object] = {
@@ -219,9 +216,9 @@ def list_statement(
         "limit": checked_limit,
         "hot": bool(labels),
         "history": bool(history),
-        "labels": sorted(labels - {"l"}),
-        "running": "l" in labels,
-        "history_states": history,
+        "labels": sorted(labels.difference(_RUNNING)),
+        "running": not labels.isdisjoint(_RUNNING),
+        "history_states": [state.value for state in history],
         "channel_name": channel_name,
         "name": name,
         "job_key": job_key,
@@ -244,7 +241,7 @@ def _statuses(rows: Rows) -> list[JobStatus]:
 def list_jobs(
     conn: SyncConnectionLike,
     *,
-    states: Sequence[JobState] | None = None,
+    states: Sequence[JobState | StateName] | None = None,
     channel_name: str | None = None,
     name: str | None = None,
     job_key: str | None = None,
@@ -257,7 +254,7 @@ def list_jobs(
 def list_jobs(
     conn: AsyncConnectionLike,
     *,
-    states: Sequence[JobState] | None = None,
+    states: Sequence[JobState | StateName] | None = None,
     channel_name: str | None = None,
     name: str | None = None,
     job_key: str | None = None,
@@ -269,7 +266,7 @@ def list_jobs(
 def list_jobs(
     conn: AnyConnection,
     *,
-    states: Sequence[JobState] | None = None,
+    states: Sequence[JobState | StateName] | None = None,
     channel_name: str | None = None,
     name: str | None = None,
     job_key: str | None = None,
@@ -309,14 +306,11 @@ ESTIMATE_RUNNING_ABOVE = 10_000
 ESTIMATE_SAMPLE_ROWS = 30_000
 """Rows of ``mq_jobs`` sampled (``TABLESAMPLE SYSTEM``) for the estimates."""
 
-_LABEL_STATES = LABELS
-
-
 def _counts(rows: Rows) -> list[QueueCount]:
     return [
         QueueCount(
             channel_name=channel,
-            state=label,
+            state=JobState(label),
             count=count,
             oldest_ready_age_s=age,
         )
@@ -327,7 +321,7 @@ def _counts(rows: Rows) -> list[QueueCount]:
 def _estimated_counts(rows: Rows) -> list[QueueCount]:
     merged: dict[tuple[str, JobState], QueueCount] = {}
     for channel, label, count, exact, age in rows:
-        state = _LABEL_STATES[label]
+        state = LABELS[label]
         before = merged.get((channel, state))
         if before is not None:  # blocked ordered jobs and continuations are both waiting
             count += before.count

@@ -6,10 +6,9 @@ import argparse
 import dataclasses
 import json
 from datetime import UTC, datetime, timedelta
-from typing import Any, get_args
+from typing import Any
 
 from ..admin import (
-    JobState,
     JobStatus,
     attempt_errors,
     blocked_chains,
@@ -19,6 +18,7 @@ from ..admin import (
     queue_counts,
     throughput,
 )
+from ..states import JobState
 from ._common import (
     EXIT_ERROR,
     EXIT_OK,
@@ -34,7 +34,7 @@ from ._output import first_line, human_age, human_time, print_json, render_table
 
 __all__ = ["register"]
 
-STATES: tuple[str, ...] = get_args(JobState)
+STATES: tuple[JobState, ...] = tuple(JobState)
 _STATE_ORDER = {state: i for i, state in enumerate(STATES)}
 RECENT = timedelta(minutes=5)
 
@@ -110,7 +110,7 @@ def run_status(ctx: Context, args: argparse.Namespace) -> int:
         chains = blocked_chains(conn)
         limits = channel_limits(conn)
         recent = throughput(conn, since)
-    merged: dict[tuple[str, str], list[Any]] = {}
+    merged: dict[tuple[str, JobState], list[Any]] = {}
     for c in counts:  # "waiting" covers two row states: add them up
         entry = merged.setdefault((c.channel_name, c.state), [0, None])
         entry[0] += c.count

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Generic, TypedDict, cast, overload
+from typing import Any, Generic, TypeAlias, TypedDict, cast, overload
 
 from typing_extensions import TypeVar, Unpack
 
@@ -24,7 +24,7 @@ from ..codec import Codec
 from ..errors import ConfigurationError, PayloadError
 from ..job import NamedJob
 from ..payload import decode_json
-from ..states import JOB_STATES, JobState, state_of
+from ..states import JOB_STATES, JobState, StateName, state_of, to_state
 from ._messages import OTHERS, failure
 
 __all__ = ["SpawnFilters", "SpawnedJob", "assert_spawned", "refute_spawned", "spawned"]
@@ -97,6 +97,10 @@ class SpawnedJob(Generic[T]):
         return cast(T, self.codec.decode(self.payload_json, what=what))
 
 
+StateArg: TypeAlias = JobState | StateName | Sequence[JobState | StateName]
+"""One state or several, as :class:`~sqlxmq_py.states.JobState` members or their names."""
+
+
 class SpawnFilters(TypedDict, Generic[T], total=False):
     """The filters of :func:`spawned`, :func:`assert_spawned` and :func:`refute_spawned`; a job
     matches when it matches every one given."""
@@ -107,7 +111,7 @@ class SpawnFilters(TypedDict, Generic[T], total=False):
     """Its channel arguments."""
     job_key: str | None
     """Its key (``set_job_key``)."""
-    state: JobState | Sequence[JobState]
+    state: StateArg
     """One state or several (``sqlxmq_py.states``: ``ready``, ``scheduled``, ``retrying``,
     ...). Without it: every queued state; ``completed`` and ``cancelled`` find kept jobs
     (``retain_for``)."""
@@ -138,7 +142,7 @@ class _Filters:
     def shown(self) -> str:
         parts = [
             f"{'state' if name == 'states' else name}={value!r}"
-            for name, value in vars(self).items()
+            for name, value in {**vars(self), "states": _names_of(self.states)}.items()
             if value is not UNSET and (value is not None or name == "job_key")
         ]
         return ", ".join(parts) or "no filters"
@@ -176,14 +180,21 @@ class _Filters:
         return all(checks) and (self.where is None or self.where(job))
 
 
-def _states(state: JobState | Sequence[JobState] | None) -> tuple[JobState, ...] | None:
+def _names_of(states: tuple[JobState, ...] | None) -> tuple[str, ...] | None:
+    return None if states is None else tuple(state.value for state in states)
+
+
+def _states(state: StateArg | None) -> tuple[JobState, ...] | None:
     if state is None:
         return None
-    wanted = (state,) if isinstance(state, str) else tuple(state)
-    for one in wanted:
-        if one not in JOB_STATES:
+    given: tuple[object, ...] = (state,) if isinstance(state, str) else tuple(state)
+    wanted = []
+    for one in given:
+        found = to_state(one)
+        if found is None:
             raise ConfigurationError(f"state must be one of {', '.join(JOB_STATES)}; got {one!r}")
-    return wanted
+        wanted.append(found)
+    return tuple(wanted)
 
 
 def _names(job: NamedJob[..., Any, Any] | str) -> tuple[list[str], Codec | None, str]:
@@ -208,7 +219,7 @@ def _decode(row: tuple[Any, ...], codec: Codec | None) -> SpawnedJob[Any]:
         channel_args=cargs,
         job_key=key,
         priority=priority,
-        run_at=None if state in ("running", "failed") else attempt_at,
+        run_at=None if state in (JobState.RUNNING, JobState.FAILED) else attempt_at,
         payload_json=payload_json,
         payload_bytes=payload_bytes,
         last_error=last_error,
@@ -230,7 +241,7 @@ def _listed(rows: Rows, codec: Codec | None, filters: _Filters) -> list[SpawnedJ
 
 
 def _params(names: list[str], filters: _Filters) -> dict[str, object]:
-    kept = filters.states is not None and bool({"completed", "cancelled"} & set(filters.states))
+    kept = filters.states is not None and any(state.kept for state in filters.states)
     return {"names": names, "history": kept}
 
 

@@ -10,7 +10,7 @@ import re
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import timedelta
-from typing import Any, get_args
+from typing import Any
 
 import psycopg
 import pytest
@@ -33,7 +33,7 @@ from sqlxmq_py import (
 from sqlxmq_py.admin import list_statement
 from sqlxmq_py.sql import query
 
-STATES: tuple[JobState, ...] = get_args(JobState)
+STATES: tuple[JobState, ...] = tuple(JobState)
 CHANNELS = ("a", "b", "")
 NAMES = ("x", "y")
 

@@ -18,11 +18,13 @@ from sqlxmq_py import (
     JobRegistry,
     JobRunnerHandle,
     JobRunnerOptions,
+    JobState,
     JobStatus,
     NamedJob,
     exists,
     job,
     job_status,
+    list_jobs,
     spawn_many,
 )
 
@@ -112,3 +114,15 @@ def typed_spawn(conn: psycopg.Connection[Any]) -> None:
 
 async def typed_results(apool: AsyncConnectionPool[Any]) -> None:
     assert_type(await send.wait_for_result(apool, uuid.uuid4(), 10), dict[str, int])
+
+
+def job_states(conn: psycopg.Connection[Any]) -> None:
+    """A job's state is a ``JobState`` member, equal to its name; lists take either."""
+    status = job_status(conn, uuid.uuid4())
+    if status is not None:
+        assert_type(status.state, JobState)
+        assert_type(status.state.codes, tuple[str, ...])
+        finished: bool = status.state == "completed" or status.state is JobState.CANCELLED
+        del finished
+    list_jobs(conn, states=[JobState.READY, "scheduled"])
+    list_jobs(conn, states=["done"])  # type: ignore[list-item]  # not a state
