@@ -201,4 +201,4 @@ def insert_params(builders: Sequence[JobBuilder]) -> dict[str, object]:
 def spawned_ids(rows: Rows) -> list[uuid.UUID]:
     """The ids the ``insert`` statement returned, in job order (an existing job's id where a
     job key or throttle window made it stand for the new one)."""
-    return [job_id for _, job_id in rows]
+    return [job_id for _position, job_id in rows]

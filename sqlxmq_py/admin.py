@@ -12,11 +12,12 @@ import uuid
 from collections.abc import Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, overload
+from typing import Any, NamedTuple, overload
 
 from . import _connections
 from ._connections import AnyConnection, AsyncConnectionLike, Rows, SyncConnectionLike
 from ._validate import check_int, check_name, check_text
+from .cron import ScheduleRow
 from .errors import ConfigurationError
 from .sql import QueryName, query
 from .states import JOB_STATES, LABELS, JobState, StateName, state_of, to_state
@@ -114,26 +115,46 @@ def attempt_errors(
     return _connections.run(conn, query("attempt_errors"), {"id": checked}, _attempt_errors)
 
 
+class StatusRow(NamedTuple):
+    """A row of ``status`` and of the ``list_jobs*`` statements (their columns, in order)."""
+
+    id: uuid.UUID
+    name: str
+    code: str
+    """``mq_jobs.state``, or a kept job's state as ``mq_history`` stores it."""
+    attempts: int
+    max_attempts: int
+    channel_name: str
+    channel_args: str
+    priority: int
+    job_key: str | None
+    run_at: datetime | None
+    created_at: datetime
+    finished_at: datetime | None
+    last_error: str | None
+    result: str | None
+    """The kept result as JSON text."""
+    cancel_requested: bool
+
+
 def _status(row: tuple[Any, ...]) -> JobStatus:
-    (job_id, name, code, attempts, max_attempts, cname, cargs, priority, key, run_at, created,
-     finished, error, result, cancel_requested) = row  # fmt: skip
-    state = state_of(code, attempts)
+    r = StatusRow._make(row)
     return JobStatus(
-        id=job_id,
-        name=name,
-        state=state,
-        attempts=attempts,
-        max_attempts=max_attempts,
-        channel_name=cname,
-        channel_args=cargs,
-        priority=priority,
-        job_key=key,
-        run_at=run_at,
-        created_at=created,
-        finished_at=finished,
-        last_error=error,
-        result=None if result is None else json.loads(result),
-        cancel_requested=cancel_requested,
+        id=r.id,
+        name=r.name,
+        state=state_of(r.code, r.attempts),
+        attempts=r.attempts,
+        max_attempts=r.max_attempts,
+        channel_name=r.channel_name,
+        channel_args=r.channel_args,
+        priority=r.priority,
+        job_key=r.job_key,
+        run_at=r.run_at,
+        created_at=r.created_at,
+        finished_at=r.finished_at,
+        last_error=r.last_error,
+        result=None if r.result is None else json.loads(r.result),
+        cancel_requested=r.cancel_requested,
     )
 
 
@@ -306,31 +327,52 @@ ESTIMATE_RUNNING_ABOVE = 10_000
 ESTIMATE_SAMPLE_ROWS = 30_000
 """Rows of ``mq_jobs`` sampled (``TABLESAMPLE SYSTEM``) for the estimates."""
 
+
+class _CountRow(NamedTuple):
+    """A row of ``queue_counts``: the state by name."""
+
+    channel_name: str
+    state: str
+    jobs: int
+    oldest_ready_age_s: float | None
+
+
+class _EstimatedCountRow(NamedTuple):
+    """A row of ``queue_counts_estimated``: the state as an admin index label."""
+
+    channel_name: str
+    label: str
+    jobs: int
+    exact: bool
+    oldest_ready_age_s: float | None
+
+
 def _counts(rows: Rows) -> list[QueueCount]:
     return [
         QueueCount(
-            channel_name=channel,
-            state=JobState(label),
-            count=count,
-            oldest_ready_age_s=age,
+            channel_name=r.channel_name,
+            state=JobState(r.state),
+            count=r.jobs,
+            oldest_ready_age_s=r.oldest_ready_age_s,
         )
-        for channel, label, count, age in rows
+        for r in map(_CountRow._make, rows)
     ]
 
 
 def _estimated_counts(rows: Rows) -> list[QueueCount]:
     merged: dict[tuple[str, JobState], QueueCount] = {}
-    for channel, label, count, exact, age in rows:
-        state = LABELS[label]
-        before = merged.get((channel, state))
+    for r in map(_EstimatedCountRow._make, rows):
+        state = LABELS[r.label]
+        count, exact = r.jobs, r.exact
+        before = merged.get((r.channel_name, state))
         if before is not None:  # blocked ordered jobs and continuations are both waiting
             count += before.count
             exact = exact and before.exact
-        merged[channel, state] = QueueCount(
-            channel_name=channel,
+        merged[r.channel_name, state] = QueueCount(
+            channel_name=r.channel_name,
             state=state,
             count=count,
-            oldest_ready_age_s=age,
+            oldest_ready_age_s=r.oldest_ready_age_s,
             exact=exact,
         )
     return [merged[key] for key in sorted(merged)]
@@ -482,13 +524,19 @@ class BlockedChain:
     """Jobs queued behind the head."""
 
 
+class _ChainRow(NamedTuple):
+    """A row of ``blocked_chains``: a ``BlockedChain``'s fields, in order."""
+
+    channel_name: str
+    channel_args: str
+    head_id: uuid.UUID
+    head_name: str
+    error: str | None
+    waiting: int
+
+
 def _chains(rows: Rows) -> list[BlockedChain]:
-    return [
-        BlockedChain(
-            channel_name=cn, channel_args=ca, head_id=head, head_name=name, error=err, waiting=n
-        )
-        for cn, ca, head, name, err, n in rows
-    ]
+    return [BlockedChain(**_ChainRow._make(row)._asdict()) for row in rows]
 
 
 @overload
@@ -564,9 +612,16 @@ def purge(
     return _connections.run(conn, query("purge"), params, _purged)
 
 
+class _PurgedRow(NamedTuple):
+    """The row of ``purge``: rows removed from each table."""
+
+    failed: int
+    history: int
+
+
 def _purged(rows: Rows) -> PurgeResult:
-    failed, history = rows[0]
-    return PurgeResult(failed=failed, history=history)
+    r = _PurgedRow._make(rows[0])
+    return PurgeResult(failed=r.failed, history=r.history)
 
 
 @overload
@@ -629,8 +684,17 @@ class StatsBucket:
     failed: int
 
 
+class _BucketRow(NamedTuple):
+    """A row of ``stats``: a ``StatsBucket``'s fields, in order."""
+
+    minute: datetime
+    completed: int
+    retried: int
+    failed: int
+
+
 def _buckets(rows: Rows) -> list[StatsBucket]:
-    return [StatsBucket(minute=m, completed=c, retried=r, failed=f) for m, c, r, f in rows]
+    return [StatsBucket(**_BucketRow._make(row)._asdict()) for row in rows]
 
 
 @overload
@@ -674,9 +738,14 @@ class Schedule:
 def _schedules(rows: Rows) -> list[Schedule]:
     return [
         Schedule(
-            name=r[0], cron=r[1], timezone=r[2], job_name=r[3], channel_name=r[4], last_tick=r[16]
+            name=r.name,
+            cron=r.cron,
+            timezone=r.timezone,
+            job_name=r.job_name,
+            channel_name=r.channel_name,
+            last_tick=r.last_tick,
         )
-        for r in rows
+        for r in map(ScheduleRow._make, rows)
     ]
 
 

@@ -265,16 +265,26 @@ class JobBuilder(Generic[T]):
         self._retain_for = None if retain_for is None else to_timedelta("retain_for", retain_for)
         return self
 
-    def set_dead_letter(self, dead_letter: str | _Named | None) -> Self:
+    def set_dead_letter(
+        self, dead_letter: str | _Named | None, *, channel_name: str | None = None
+    ) -> Self:
         """When the job fails for good, spawns this job (a ``NamedJob`` or a job name) with the
         original payload and the error: ``{"job_id", "job_name", "channel_name",
-        "channel_args", "attempts", "error", "payload"}``, and the original binary payload."""
+        "channel_args", "attempts", "error", "payload"}``, and the original binary payload.
+
+        ``channel_name`` is the channel it is spawned on: by default a ``NamedJob``'s own, and
+        for a job name the default channel ``""``."""
+        if channel_name is not None:
+            check_name("channel_name", channel_name)
         if dead_letter is None or isinstance(dead_letter, str):
             name = None if dead_letter is None else check_name("dead_letter", dead_letter)
-            self._dead_letter, self._dead_letter_channel = name, None
+            self._dead_letter, self._dead_letter_channel = name, channel_name
         elif callable(getattr(dead_letter, "builder", None)):
             template = dead_letter.builder()
-            self._dead_letter, self._dead_letter_channel = template.name, template._channel_name
+            self._dead_letter = template.name
+            self._dead_letter_channel = (
+                template._channel_name if channel_name is None else channel_name
+            )
         else:
             raise ConfigurationError(
                 f"dead_letter must be a job or a job name, got {dead_letter!r}"

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
@@ -130,6 +130,29 @@ class CronSchedule:
         }
 
 
+class ScheduleRow(NamedTuple):
+    """A row of the ``schedules`` statement: a recorded schedule, and the database's now."""
+
+    name: str
+    cron: str
+    timezone: str
+    job_name: str
+    channel_name: str
+    channel_args: str
+    payload_json: str | None
+    max_attempts: int
+    retry_backoff: timedelta
+    priority: int
+    lease: timedelta | None
+    retain_for: timedelta | None
+    dead_letter: str | None
+    dead_letter_channel: str | None
+    ordered: bool
+    backfill: timedelta
+    last_tick: datetime
+    now: datetime
+
+
 def due_ticks(
     cron: str, tz: str, last_tick: datetime, now: datetime, backfill: timedelta
 ) -> tuple[list[datetime], datetime]:
@@ -156,24 +179,25 @@ def tick_key(schedule_name: str, tick: datetime) -> str:
     return f"cron:{schedule_name}:{tick.isoformat()}"
 
 
-def _tick_builder(row: tuple[Any, ...], tick: datetime) -> JobBuilder:
+def _tick_builder(row: ScheduleRow, tick: datetime) -> JobBuilder:
     """The job of one tick, with the options the schedule recorded from its job."""
-    (name, _, _, job_name, channel, args, payload, attempts, backoff, priority, lease, retain,
-     dead_letter, dead_letter_channel, ordered) = row[:15]  # fmt: skip
-    builder = JobBuilder(
-        job_name,
-        channel_name=channel,
-        retries=attempts - 1,
-        retry_backoff=backoff,
-        priority=priority,
-        ordered=ordered,
-        lease=lease,
-        retain_for=retain,
-    ).set_channel_args(args)
-    builder._dead_letter, builder._dead_letter_channel = dead_letter, dead_letter_channel
-    if payload is not None:
-        builder.set_raw_json(payload)
-    return builder.set_job_key(tick_key(name, tick), "unsafe_dedupe")
+    builder = (
+        JobBuilder(
+            row.job_name,
+            channel_name=row.channel_name,
+            retries=row.max_attempts - 1,
+            retry_backoff=row.retry_backoff,
+            priority=row.priority,
+            ordered=row.ordered,
+            lease=row.lease,
+            retain_for=row.retain_for,
+        )
+        .set_channel_args(row.channel_args)
+        .set_dead_letter(row.dead_letter, channel_name=row.dead_letter_channel)
+    )
+    if row.payload_json is not None:
+        builder.set_raw_json(row.payload_json)
+    return builder.set_job_key(tick_key(row.name, tick), "unsafe_dedupe")
 
 
 async def upsert_schedules(conn: AsyncConnection[Any], schedules: Sequence[CronSchedule]) -> None:
@@ -190,10 +214,9 @@ async def run_due_schedules(conn: AsyncConnection[Any]) -> list[tuple[str, datet
     """
     spawned: list[tuple[str, datetime]] = []
     cur = await conn.execute(query("schedules"))
-    for row in await cur.fetchall():
-        name, cron, tz = row[0], row[1], row[2]
-        backfill, last_tick, now = row[15], row[16], row[17]
-        ticks, new_last = due_ticks(cron, tz, last_tick, now, backfill)
+    for row in map(ScheduleRow._make, await cur.fetchall()):
+        name, last_tick = row.name, row.last_tick
+        ticks, new_last = due_ticks(row.cron, row.timezone, last_tick, row.now, row.backfill)
         if new_last == last_tick:
             continue
         async with conn.transaction():

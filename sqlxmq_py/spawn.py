@@ -40,11 +40,13 @@ __all__ = ["clear", "clear_all", "commit", "exists", "spawn_many"]
 
 
 def _count(rows: Rows) -> int:
-    return int(rows[0][0])
+    ((count,),) = rows
+    return int(count)
 
 
 def _first_bool(rows: Rows) -> bool:
-    return bool(rows[0][0])
+    ((found,),) = rows
+    return bool(found)
 
 
 @overload

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Generic, TypeAlias, TypedDict, cast, overload
+from typing import Any, Generic, NamedTuple, TypeAlias, TypedDict, cast, overload
 
 from typing_extensions import TypeVar, Unpack
 
@@ -205,25 +205,43 @@ def _names(job: NamedJob[..., Any, Any] | str) -> tuple[list[str], Codec | None,
     raise ConfigurationError(f"expected a job (@job) or a job name, got {job!r}")
 
 
+class _SpawnedRow(NamedTuple):
+    """A row of ``_SPAWNED``: a queued or kept job and its payload."""
+
+    id: uuid.UUID
+    name: str
+    code: str
+    attempts: int
+    max_attempts: int
+    channel_name: str
+    channel_args: str
+    priority: int
+    job_key: str | None
+    attempt_at: datetime | None
+    payload_json: str | None
+    payload_bytes: bytes | None
+    last_error: str | None
+    created_at: datetime
+
+
 def _decode(row: tuple[Any, ...], codec: Codec | None) -> SpawnedJob[Any]:
-    (job_id, name, code, attempts, max_attempts, cname, cargs, priority, key, attempt_at,
-     payload_json, payload_bytes, last_error, created_at) = row  # fmt: skip
-    state = state_of(code, attempts)
+    r = _SpawnedRow._make(row)
+    state = state_of(r.code, r.attempts)
     return SpawnedJob(
-        id=job_id,
-        name=name,
+        id=r.id,
+        name=r.name,
         state=state,
-        attempts=attempts,
-        max_attempts=max_attempts,
-        channel_name=cname,
-        channel_args=cargs,
-        job_key=key,
-        priority=priority,
-        run_at=None if state in (JobState.RUNNING, JobState.FAILED) else attempt_at,
-        payload_json=payload_json,
-        payload_bytes=payload_bytes,
-        last_error=last_error,
-        created_at=created_at,
+        attempts=r.attempts,
+        max_attempts=r.max_attempts,
+        channel_name=r.channel_name,
+        channel_args=r.channel_args,
+        job_key=r.job_key,
+        priority=r.priority,
+        run_at=None if state in (JobState.RUNNING, JobState.FAILED) else r.attempt_at,
+        payload_json=r.payload_json,
+        payload_bytes=r.payload_bytes,
+        last_error=r.last_error,
+        created_at=r.created_at,
         codec=codec,
     )
 
