@@ -12,17 +12,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, NamedTuple
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
-from croniter import croniter
 from psycopg import AsyncConnection
 
-from ._insert import insert_statement, run_spawn_hooks
+from ._crontab import ON_TIME_GRACE, check_cron, check_zone, due_ticks, tick_key
+from ._insert import insert_statement
 from ._validate import Duration, check_name, to_timedelta
-from .builder import JobBuilder
-from .errors import ConfigurationError
+from .admin._schedules import ScheduleRow
+from .builder import SPAWN_HOOKS, JobBuilder
 from .payload import encode_json
 from .sql import query
 
@@ -30,27 +29,6 @@ if TYPE_CHECKING:
     from .job import NamedJob
 
 __all__ = ["ON_TIME_GRACE", "CronSchedule", "check_cron", "due_ticks", "run_due_schedules"]
-
-ON_TIME_GRACE = timedelta(minutes=1)
-"""A tick this late is still spawned without backfill (runner restarts, maintenance lag)."""
-
-
-def check_cron(expr: object) -> str:
-    """Checks a crontab expression (five fields, or six with seconds); returns it."""
-    if not isinstance(expr, str) or not croniter.is_valid(expr):
-        raise ConfigurationError(
-            f"cron must be a crontab expression like '*/5 * * * *', got {expr!r}"
-        )
-    return expr
-
-
-def _zone(tz: object) -> ZoneInfo:
-    if not isinstance(tz, str):
-        raise ConfigurationError(f"tz must be an IANA time zone name, got {tz!r}")
-    try:
-        return ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ConfigurationError(f"tz must be an IANA time zone name, got {tz!r}") from exc
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -87,7 +65,7 @@ class CronSchedule:
         channel_args: str = "",
     ) -> CronSchedule:
         """A schedule spawning ``job`` with its decorator's defaults; options validated."""
-        _zone(tz)
+        check_zone(tz)
         options = job.options
         return cls(
             name=check_name("name", name if name is not None else job.name),
@@ -128,55 +106,6 @@ class CronSchedule:
             "ordered": self.ordered,
             "backfill": self.backfill,
         }
-
-
-class ScheduleRow(NamedTuple):
-    """A row of the ``schedules`` statement: a recorded schedule, and the database's now."""
-
-    name: str
-    cron: str
-    timezone: str
-    job_name: str
-    channel_name: str
-    channel_args: str
-    payload_json: str | None
-    max_attempts: int
-    retry_backoff: timedelta
-    priority: int
-    lease: timedelta | None
-    retain_for: timedelta | None
-    dead_letter: str | None
-    dead_letter_channel: str | None
-    ordered: bool
-    backfill: timedelta
-    last_tick: datetime
-    now: datetime
-
-
-def due_ticks(
-    cron: str, tz: str, last_tick: datetime, now: datetime, backfill: timedelta
-) -> tuple[list[datetime], datetime]:
-    """The ticks to spawn now, and the new ``last_tick``.
-
-    Every tick after ``last_tick`` up to ``now`` is due; those older than the backfill window
-    (at least :data:`ON_TIME_GRACE`) are skipped rather than spawned late.
-    """
-    window = max(backfill, ON_TIME_GRACE)
-    zone = _zone(tz)
-    start = max(last_tick, now - window - timedelta(seconds=1))
-    ticks: list[datetime] = []
-    it = croniter(cron, start.astimezone(zone))
-    while (tick := it.get_next(datetime)) <= now:
-        ticks.append(tick)
-    if not ticks:
-        return [], last_tick
-    utc = [t.astimezone(UTC) for t in ticks]
-    return [t for t in utc if t >= now - window and t > last_tick], utc[-1]
-
-
-def tick_key(schedule_name: str, tick: datetime) -> str:
-    """The job key of a tick's job: ``cron:<schedule>:<tick in ISO 8601>``."""
-    return f"cron:{schedule_name}:{tick.isoformat()}"
 
 
 def _tick_builder(row: ScheduleRow, tick: datetime) -> JobBuilder:
@@ -228,8 +157,8 @@ async def run_due_schedules(conn: AsyncConnection[Any]) -> list[tuple[str, datet
                 continue  # another runner moved it on: its spawn stands
             if ticks:
                 builders = [_tick_builder(row, tick) for tick in ticks]
-                run_spawn_hooks(builders)
-                statement, params, _ = insert_statement(builders)
+                SPAWN_HOOKS.run(builders)
+                statement, params, _ = insert_statement([b.to_write() for b in builders])
                 await conn.execute(statement, params)
         spawned.extend((name, tick) for tick in ticks)
     return spawned

@@ -23,16 +23,9 @@ from ._connections import (
     is_async,
     schema_missing,
 )
-from ._insert import (
-    COPY_JOB_TYPES,
-    COPY_PAYLOAD_TYPES,
-    CopyRows,
-    copy_rows,
-    insert_statement,
-    run_spawn_hooks,
-)
+from ._insert import COPY_JOB_TYPES, COPY_PAYLOAD_TYPES, CopyRows, copy_rows, insert_statement
 from ._validate import check_text
-from .builder import JobBuilder
+from .builder import SPAWN_HOOKS, JobBuilder
 from .errors import ConfigurationError
 from .sql import query
 
@@ -72,11 +65,12 @@ def spawn_many(
         raise ConfigurationError("spawn_many takes JobBuilder objects, from NamedJob.builder()")
     if not batch:
         return _connections.run(conn, b"SELECT 1", None, lambda _rows: [])
-    run_spawn_hooks(batch)
-    rows = copy_rows(batch)
+    SPAWN_HOOKS.run(batch)
+    jobs = [b.to_write() for b in batch]
+    rows = copy_rows(jobs)
     if rows is not None:
         return _copy_async(conn, rows) if is_async(conn) else _copy_sync(conn, rows)
-    statement, params, interpret = insert_statement(batch)
+    statement, params, interpret = insert_statement(jobs)
     return _connections.run(conn, statement, params, interpret)
 
 
