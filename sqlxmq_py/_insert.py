@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from operator import attrgetter
 
 from ._connections import Rows
-from ._ids import assign_ids
+from ._ids import assign_ids, new_job_ids
 from .job_to_write import JobToWrite, initial_state, is_plain
 from .sql import query
 from .states import JobState
@@ -22,8 +22,10 @@ __all__ = [
     "COPY_PAYLOAD_TYPES",
     "CopyRows",
     "copy_rows",
+    "copy_rows_like",
     "insert_params",
     "insert_statement",
+    "jobs_like",
     "spawned_ids",
 ]
 
@@ -121,6 +123,35 @@ def copy_rows(jobs: Sequence[JobToWrite]) -> CopyRows | None:
         for job_id, j in zip(ids, jobs, strict=True)
     ]
     return CopyRows(ids, payloads, rows, sorted({j.channel_name for j in jobs}))
+
+
+def jobs_like(template: JobToWrite, payloads_json: Sequence[str | None]) -> list[JobToWrite]:
+    """One job per JSON payload, each with ``template``'s other options (and a new id)."""
+    fields = {**vars(template), "id": None}
+    return [JobToWrite._of({**fields, "payload_json": p}) for p in payloads_json]
+
+
+def copy_rows_like(template: JobToWrite, payloads_json: Sequence[str | None]) -> CopyRows | None:
+    """The COPY rows of one job per JSON payload, each with ``template``'s other options,
+    built straight from the template (no value per job); ``None`` when ``COPY`` does not fit
+    (as for :func:`copy_rows`, or the template has its own id)."""
+    if len(payloads_json) < COPY_MIN_JOBS or template.id is not None or not _may_copy(template):
+        return None
+    t = template
+    ids = new_job_ids(len(payloads_json))
+    headers = _JSONB_VERSION + json.dumps(t.headers).encode() if t.headers else None
+    payloads: list[tuple[object, ...]] = [
+        (job_id, t.name, p, t.payload_bytes, t.retry_backoff, t.retain_for, t.dead_letter,
+         t.dead_letter_channel, headers)
+        for job_id, p in zip(ids, payloads_json, strict=True)
+    ]  # fmt: skip
+    bytes_size = payload_size(None, t.payload_bytes)
+    rows: list[tuple[object, ...]] = [
+        (job_id, t.channel_name, t.channel_args, _READY, t.priority, t.max_attempts, t.lease,
+         bytes_size + payload_size(p, None))
+        for job_id, p in zip(ids, payloads_json, strict=True)
+    ]  # fmt: skip
+    return CopyRows(ids, payloads, rows, [t.channel_name])
 
 
 def payload_size(payload_json: str | None, payload_bytes: bytes | None) -> int:
