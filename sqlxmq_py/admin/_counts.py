@@ -52,16 +52,8 @@ ESTIMATE_SAMPLE_ROWS = 30_000
 
 
 class _CountRow(NamedTuple):
-    """A row of ``queue_counts``: the state by name."""
-
-    channel_name: str
-    state: str
-    jobs: int
-    oldest_ready_age_s: float | None
-
-
-class _EstimatedCountRow(NamedTuple):
-    """A row of ``queue_counts_estimated``: the state as an admin index label."""
+    """A row of ``queue_counts`` and ``queue_counts_estimated``: jobs of a channel under one
+    admin index label (a state code, ``t`` for retrying)."""
 
     channel_name: str
     label: str
@@ -71,31 +63,22 @@ class _EstimatedCountRow(NamedTuple):
 
 
 def _counts(rows: Rows) -> list[QueueCount]:
-    return [
-        QueueCount(
-            channel_name=r.channel_name,
-            state=JobState(r.state),
-            count=r.jobs,
-            oldest_ready_age_s=r.oldest_ready_age_s,
-        )
-        for r in map(_CountRow._make, rows)
-    ]
-
-
-def _estimated_counts(rows: Rows) -> list[QueueCount]:
+    """The rows by state: the labels that make up one state (blocked ordered jobs,
+    continuations and parked jobs are all waiting) added up, as ``states.LABELS`` says."""
     merged: dict[tuple[str, JobState], QueueCount] = {}
-    for r in map(_EstimatedCountRow._make, rows):
+    for r in map(_CountRow._make, rows):
         state = LABELS[r.label]
-        count, exact = r.jobs, r.exact
+        count, exact, age = r.jobs, r.exact, r.oldest_ready_age_s
         before = merged.get((r.channel_name, state))
-        if before is not None:  # blocked ordered jobs and continuations are both waiting
+        if before is not None:
             count += before.count
             exact = exact and before.exact
+            age = before.oldest_ready_age_s if age is None else age
         merged[r.channel_name, state] = QueueCount(
             channel_name=r.channel_name,
             state=state,
             count=count,
-            oldest_ready_age_s=r.oldest_ready_age_s,
+            oldest_ready_age_s=age,
             exact=exact,
         )
     return [merged[key] for key in sorted(merged)]
@@ -131,7 +114,7 @@ def queue_counts(
             "sample_rows": ESTIMATE_SAMPLE_ROWS,
         }
         return _connections.run(
-            conn, query("queue_counts_estimated"), params, _estimated_counts, prepare=False
+            conn, query("queue_counts_estimated"), params, _counts, prepare=False
         )
     return _connections.run(conn, query("queue_counts"), None, _counts)
 

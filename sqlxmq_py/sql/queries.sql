@@ -321,24 +321,16 @@ LEFT JOIN LATERAL (
 ORDER BY page.id DESC
 
 -- name: queue_counts
--- Jobs per channel and state, with the age of the oldest ready job.
-SELECT c.channel_name, c.label, count(*),
-    extract(epoch FROM now() - min(c.attempt_at) FILTER (WHERE c.label = 'ready'))::float8
-FROM (
-    SELECT j.channel_name, j.attempt_at,
-        CASE j.state
-            WHEN 'r' THEN 'ready'
-            WHEN 'l' THEN 'running'
-            WHEN 'b' THEN 'waiting'
-            WHEN 'w' THEN 'waiting'
-            WHEN 'u' THEN 'uncommitted'
-            WHEN 'f' THEN 'failed'
-            ELSE CASE WHEN j.attempts > 0 THEN 'retrying' ELSE 'scheduled' END
-        END AS label
-    FROM mq_jobs AS j
-) AS c
-GROUP BY c.channel_name, c.label
-ORDER BY c.channel_name, c.label
+-- Jobs per channel and admin index label (the state code, 't' for a scheduled job that already
+-- failed an attempt: retrying), with the age of the oldest ready job; sqlxmq_py.states maps the
+-- labels to states. Every count is exact (the columns of queue_counts_estimated).
+SELECT j.channel_name,
+    (CASE WHEN j.state = 's' AND j.attempts > 0 THEN 't'::"char" ELSE j.state END)::text,
+    count(*), true,
+    extract(epoch FROM now() - min(j.attempt_at) FILTER (WHERE j.state = 'r'))::float8
+FROM mq_jobs AS j
+GROUP BY 1, 2
+ORDER BY 1, 2
 
 -- name: cancel
 SELECT id, outcome FROM mq_cancel(%(ids)s::uuid[], %(reason)s)
