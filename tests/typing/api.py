@@ -27,6 +27,8 @@ from sqlxmq_py import (
     list_jobs,
     spawn_many,
 )
+from sqlxmq_py.job_to_write import JobToWrite
+from sqlxmq_py.spawn import spawn_payloads
 
 
 @job
@@ -126,3 +128,13 @@ def job_states(conn: psycopg.Connection[Any]) -> None:
         del finished
     list_jobs(conn, states=[JobState.READY, "scheduled"])
     list_jobs(conn, states=["done"])  # type: ignore[list-item]  # not a state
+
+
+async def bulk_payloads(conn: psycopg.Connection[Any], aconn: psycopg.AsyncConnection[Any]) -> None:
+    """``spawn_payloads`` takes payloads of the job's declared type and returns the ids."""
+    emails = [Email(to="a@example.com", subject="hi")]
+    assert_type(spawn_payloads(conn, send, emails), list[uuid.UUID])
+    assert_type(await spawn_payloads(aconn, send, emails, channel_args="g"), list[uuid.UUID])
+    spawn_payloads(conn, bare, [1, "two", None])  # an untyped job takes any JSON
+    spawn_payloads(conn, send, [{"to": "a@example.com"}])  # type: ignore[misc]  # not Emails
+    assert_type(send.builder().to_write(), JobToWrite)
