@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import starmap
 from typing import TYPE_CHECKING, Any
 
 from psycopg import AsyncConnection
@@ -143,7 +144,7 @@ async def run_due_schedules(conn: AsyncConnection[Any]) -> list[tuple[str, datet
     """
     spawned: list[tuple[str, datetime]] = []
     cur = await conn.execute(query("schedules"))
-    for row in map(ScheduleRow._make, await cur.fetchall()):
+    for row in starmap(ScheduleRow, await cur.fetchall()):
         name, last_tick = row.name, row.last_tick
         ticks, new_last = due_ticks(row.cron, row.timezone, last_tick, row.now, row.backfill)
         if new_last == last_tick:

@@ -17,6 +17,7 @@ import os
 import sys
 import uuid
 from collections.abc import Sequence
+from itertools import starmap
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -55,7 +56,7 @@ def render_schema(rows: Sequence[tuple[Any, ...]]) -> str:
     """The text of the schema file for rows of ``schema_objects`` (pure)."""
     parts = [HEADER]
     kind = None
-    for row in map(_ObjectRow._make, rows):
+    for row in starmap(_ObjectRow, rows):
         if row.kind != kind:
             kind = row.kind
             parts.append(f"\n-- {_KINDS[kind]}\n")

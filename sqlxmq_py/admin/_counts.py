@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import starmap
 from typing import Any, NamedTuple, overload
 
 from .. import _connections
@@ -66,7 +67,7 @@ def _counts(rows: Rows) -> list[QueueCount]:
     """The rows by state: the labels that make up one state (blocked ordered jobs,
     continuations and parked jobs are all waiting) added up, as ``states.LABELS`` says."""
     merged: dict[tuple[str, JobState], QueueCount] = {}
-    for r in map(_CountRow._make, rows):
+    for r in starmap(_CountRow, rows):
         state = LABELS[r.label]
         count, exact, age = r.jobs, r.exact, r.oldest_ready_age_s
         before = merged.get((r.channel_name, state))
@@ -144,7 +145,7 @@ class _ChainRow(NamedTuple):
 
 
 def _chains(rows: Rows) -> list[BlockedChain]:
-    return [BlockedChain(**_ChainRow._make(row)._asdict()) for row in rows]
+    return [BlockedChain(**_ChainRow(*row)._asdict()) for row in rows]
 
 
 @overload
@@ -183,7 +184,7 @@ class _BucketRow(NamedTuple):
 
 
 def _buckets(rows: Rows) -> list[StatsBucket]:
-    return [StatsBucket(**_BucketRow._make(row)._asdict()) for row in rows]
+    return [StatsBucket(**_BucketRow(*row)._asdict()) for row in rows]
 
 
 @overload

@@ -81,7 +81,7 @@ class _PurgedRow(NamedTuple):
 
 
 def _purged(rows: Rows) -> PurgeResult:
-    r = _PurgedRow._make(rows[0])
+    r = _PurgedRow(*rows[0])
     return PurgeResult(failed=r.failed, history=r.history)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import starmap
 from typing import Any, NamedTuple, overload
 
 from .. import _connections
@@ -60,7 +61,7 @@ def _schedules(rows: Rows) -> list[Schedule]:
             channel_name=r.channel_name,
             last_tick=r.last_tick,
         )
-        for r in map(ScheduleRow._make, rows)
+        for r in starmap(ScheduleRow, rows)
     ]
 
 

@@ -107,7 +107,7 @@ class StatusRow(NamedTuple):
 
 
 def _status(row: tuple[Any, ...]) -> JobStatus:
-    r = StatusRow._make(row)
+    r = StatusRow(*row)
     return JobStatus(
         id=r.id,
         name=r.name,

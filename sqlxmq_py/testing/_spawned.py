@@ -97,7 +97,7 @@ class _SpawnedRow(NamedTuple):
 
 def decode_row(row: tuple[Any, ...], codec: Codec | None) -> SpawnedJob[Any]:
     """A row of :data:`SPAWNED` as a job (its payload decoded with ``codec`` when read)."""
-    r = _SpawnedRow._make(row)
+    r = _SpawnedRow(*row)
     state = state_of(r.code, r.attempts)
     return SpawnedJob(
         id=r.id,
