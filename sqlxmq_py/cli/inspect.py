@@ -140,7 +140,8 @@ def run_status(ctx: Context, args: argparse.Namespace) -> int:
     print()
     if rows:
         table = [
-            (ch, st, n, human_age(age) if st == "ready" else "") for (ch, st), (n, age) in rows
+            (ch, st, n, human_age(age) if st == JobState.READY else "")
+            for (ch, st), (n, age) in rows
         ]
         print(render_table(["channel", "state", "jobs", "oldest ready"], table, numeric=[2]))
         total = sum(n for _, (n, _) in rows)
@@ -245,7 +246,7 @@ def run_show(ctx: Context, args: argparse.Namespace) -> int:
     if ctx.json:
         print_json({**dataclasses.asdict(status), "attempt_errors": errors})
         return EXIT_OK
-    run_label = "lease ends" if status.state == "running" else "run at"
+    run_label = "lease ends" if status.state == JobState.RUNNING else "run at"
     fields: list[tuple[str, object]] = [
         ("id", status.id),
         ("name", status.name),
