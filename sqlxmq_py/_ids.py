@@ -49,10 +49,11 @@ def new_job_ids(count: int) -> list[uuid.UUID]:
 
 
 class _HasId(Protocol):
-    _id: uuid.UUID | None
+    @property
+    def id(self) -> uuid.UUID | None: ...
 
 
-def assign_ids(builders: Sequence[_HasId]) -> list[uuid.UUID]:
-    """The ids of a batch: each builder's own (``set_id``), else a new one, in batch order."""
-    fresh = iter(new_job_ids(sum(1 for b in builders if b._id is None)))
-    return [b._id or next(fresh) for b in builders]
+def assign_ids(jobs: Sequence[_HasId]) -> list[uuid.UUID]:
+    """The ids of a batch: each job's own (``set_id``), else a new one, in batch order."""
+    fresh = iter(new_job_ids(sum(1 for j in jobs if j.id is None)))
+    return [j.id or next(fresh) for j in jobs]

@@ -1,5 +1,6 @@
-"""How builders become rows: the INSERT statement (and its parameters) or the COPY rows that
-spawn a batch of jobs. Pure: the I/O is in ``spawn.py`` and ``JobBuilder.spawn``."""
+"""How jobs to write become rows: the INSERT statement (and its parameters) or the COPY rows
+that spawn a batch of jobs. Pure: the I/O is in ``spawn.py`` and ``JobBuilder.spawn``; every
+function takes :class:`~sqlxmq_py.job_to_write.JobToWrite` values, never builders."""
 
 from __future__ import annotations
 
@@ -8,15 +9,12 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from operator import attrgetter
-from typing import TYPE_CHECKING
 
 from ._connections import Rows
-from ._ids import assign_ids
-from .hooks import spawn_hooks
+from ._ids import assign_ids, new_job_ids
+from .job_to_write import JobToWrite, initial_state, is_plain
 from .sql import query
-
-if TYPE_CHECKING:
-    from .builder import JobBuilder
+from .states import JobState
 
 __all__ = [
     "COPY_JOB_TYPES",
@@ -24,43 +22,31 @@ __all__ = [
     "COPY_PAYLOAD_TYPES",
     "CopyRows",
     "copy_rows",
+    "copy_rows_like",
     "insert_params",
     "insert_statement",
-    "run_spawn_hooks",
+    "jobs_like",
     "spawned_ids",
 ]
 
 
-def _is_plain(builder: JobBuilder) -> bool:
-    """No key, no dependencies, not ordered: one plain statement inserts it."""
-    return builder._job_key is None and not builder._after and not builder._ordered
-
-
-def run_spawn_hooks(builders: Sequence[JobBuilder]) -> None:
-    """Lets the spawn hooks (tracing, say) see and amend each builder before it is written.
-    Every way of spawning calls it once, before it builds its rows."""
-    for hook in spawn_hooks():
-        for builder in builders:
-            hook(builder)
-
-
 def insert_statement(
-    builders: Sequence[JobBuilder],
+    jobs: Sequence[JobToWrite],
 ) -> tuple[bytes, dict[str, object], Callable[[Rows], list[uuid.UUID]]]:
-    """The statement that spawns ``builders``, its parameters, and how to read the ids (the
-    caller has run the spawn hooks).
+    """The statement that spawns ``jobs``, its parameters, and how to read the ids (the
+    caller has run the spawn hooks on their builders).
 
     Plain jobs (no key, dependencies or ordering: the common case) take one plain SQL statement,
     with scalar parameters for a single job; the others go through ``mq_insert``.
     """
-    if not all(_is_plain(b) for b in builders):
-        return query("insert"), insert_params(builders), spawned_ids
-    ids = assign_ids(builders)
-    if len(builders) == 1:
-        (b,) = builders
-        one = {"id": ids[0], **{column: get(b) for column, _, get in _FIELDS}}
+    if not all(map(is_plain, jobs)):
+        return query("insert"), insert_params(jobs), spawned_ids
+    ids = assign_ids(jobs)
+    if len(jobs) == 1:
+        (job,) = jobs
+        one = {"id": ids[0], **{column: get(job) for column, _, get in _FIELDS}}
         return query("insert_one"), one, lambda _rows: ids
-    return query("insert_plain"), _columns(builders, ids), lambda _rows: ids
+    return query("insert_plain"), _columns(jobs, ids), lambda _rows: ids
 
 
 COPY_MIN_JOBS = 1000
@@ -94,50 +80,78 @@ COPY_JOB_TYPES = ["uuid", "text", "text", "bytea", "int4", "int4", "interval", "
 """Binary dumpers for ``copy_jobs``' columns; the one-byte ``"char"`` state goes as bytes."""
 
 
-def _may_copy(builder: JobBuilder) -> bool:
-    return (
-        _is_plain(builder)
-        and not builder._delay
-        and builder._run_at is None
-        and builder._commit_interval is None
-    )
+_READY = JobState.READY.codes[0].encode()
+"""The code COPY writes: every job it takes starts ready (``initial_state``)."""
 
 
-def copy_rows(builders: Sequence[JobBuilder]) -> CopyRows | None:
+def _may_copy(job: JobToWrite) -> bool:
+    return initial_state(job) is JobState.READY
+
+
+def copy_rows(jobs: Sequence[JobToWrite]) -> CopyRows | None:
     """The batch as COPY rows, or None when ``COPY`` does not fit it: fewer than
     :data:`COPY_MIN_JOBS` jobs, or some job is keyed, ordered, has parents, is delayed or
     two-phase (those need the SQL that an ``INSERT`` runs)."""
-    if len(builders) < COPY_MIN_JOBS or not all(_may_copy(b) for b in builders):
+    if len(jobs) < COPY_MIN_JOBS or not all(map(_may_copy, jobs)):
         return None
-    ids = assign_ids(builders)
+    ids = assign_ids(jobs)
     payloads: list[tuple[object, ...]] = [
         (
             job_id,
-            b._name,
-            b._payload_json,
-            b._payload_bytes,
-            b._retry_backoff,
-            b._retain_for,
-            b._dead_letter,
-            b._dead_letter_channel,
-            _JSONB_VERSION + json.dumps(b._headers).encode() if b._headers else None,
+            j.name,
+            j.payload_json,
+            j.payload_bytes,
+            j.retry_backoff,
+            j.retain_for,
+            j.dead_letter,
+            j.dead_letter_channel,
+            _JSONB_VERSION + json.dumps(j.headers).encode() if j.headers else None,
         )
-        for job_id, b in zip(ids, builders, strict=True)
+        for job_id, j in zip(ids, jobs, strict=True)
     ]
-    jobs: list[tuple[object, ...]] = [
+    rows: list[tuple[object, ...]] = [
         (
             job_id,
-            b._channel_name,
-            b._channel_args,
-            b"r",
-            b._priority,
-            b._retries + 1,
-            b._lease,
-            payload_size(b._payload_json, b._payload_bytes),
+            j.channel_name,
+            j.channel_args,
+            _READY,
+            j.priority,
+            j.max_attempts,
+            j.lease,
+            payload_size(j.payload_json, j.payload_bytes),
         )
-        for job_id, b in zip(ids, builders, strict=True)
+        for job_id, j in zip(ids, jobs, strict=True)
     ]
-    return CopyRows(ids, payloads, jobs, sorted({b._channel_name for b in builders}))
+    return CopyRows(ids, payloads, rows, sorted({j.channel_name for j in jobs}))
+
+
+def jobs_like(template: JobToWrite, payloads_json: Sequence[str | None]) -> list[JobToWrite]:
+    """One job per JSON payload, each with ``template``'s other options (and a new id)."""
+    fields = {**vars(template), "id": None}
+    return [JobToWrite._of({**fields, "payload_json": p}) for p in payloads_json]
+
+
+def copy_rows_like(template: JobToWrite, payloads_json: Sequence[str | None]) -> CopyRows | None:
+    """The COPY rows of one job per JSON payload, each with ``template``'s other options,
+    built straight from the template (no value per job); ``None`` when ``COPY`` does not fit
+    (as for :func:`copy_rows`, or the template has its own id)."""
+    if len(payloads_json) < COPY_MIN_JOBS or template.id is not None or not _may_copy(template):
+        return None
+    t = template
+    ids = new_job_ids(len(payloads_json))
+    headers = _JSONB_VERSION + json.dumps(t.headers).encode() if t.headers else None
+    payloads: list[tuple[object, ...]] = [
+        (job_id, t.name, p, t.payload_bytes, t.retry_backoff, t.retain_for, t.dead_letter,
+         t.dead_letter_channel, headers)
+        for job_id, p in zip(ids, payloads_json, strict=True)
+    ]  # fmt: skip
+    bytes_size = payload_size(None, t.payload_bytes)
+    rows: list[tuple[object, ...]] = [
+        (job_id, t.channel_name, t.channel_args, _READY, t.priority, t.max_attempts, t.lease,
+         bytes_size + payload_size(p, None))
+        for job_id, p in zip(ids, payloads_json, strict=True)
+    ]  # fmt: skip
+    return CopyRows(ids, payloads, rows, [t.channel_name])
 
 
 def payload_size(payload_json: str | None, payload_bytes: bytes | None) -> int:
@@ -148,57 +162,53 @@ def payload_size(payload_json: str | None, payload_bytes: bytes | None) -> int:
     return size
 
 
-def _max_attempts(builder: JobBuilder) -> int:
-    return int(builder._retries) + 1
+def _headers_json(job: JobToWrite) -> str | None:
+    return json.dumps(job.headers) if job.headers else None
 
 
-def _headers_json(builder: JobBuilder) -> str | None:
-    return json.dumps(builder._headers) if builder._headers else None
-
-
-_FIELDS: tuple[tuple[str, str, Callable[[JobBuilder], object]], ...] = (
-    ("name", "names", attrgetter("_name")),
-    ("channel_name", "channel_names", attrgetter("_channel_name")),
-    ("channel_args", "channel_args", attrgetter("_channel_args")),
-    ("payload_json", "payload_json", attrgetter("_payload_json")),
-    ("payload_bytes", "payload_bytes", attrgetter("_payload_bytes")),
-    ("delay", "delays", attrgetter("_delay")),
-    ("run_at", "run_ats", attrgetter("_run_at")),
-    ("max_attempts", "max_attempts", _max_attempts),
-    ("retry_backoff", "retry_backoffs", attrgetter("_retry_backoff")),
-    ("lease", "leases", attrgetter("_lease")),
-    ("commit_interval", "commit_intervals", attrgetter("_commit_interval")),
-    ("priority", "priorities", attrgetter("_priority")),
-    ("retain_for", "retain_fors", attrgetter("_retain_for")),
-    ("dead_letter", "dead_letters", attrgetter("_dead_letter")),
-    ("dead_letter_channel", "dead_letter_channels", attrgetter("_dead_letter_channel")),
+_FIELDS: tuple[tuple[str, str, Callable[[JobToWrite], object]], ...] = (
+    ("name", "names", attrgetter("name")),
+    ("channel_name", "channel_names", attrgetter("channel_name")),
+    ("channel_args", "channel_args", attrgetter("channel_args")),
+    ("payload_json", "payload_json", attrgetter("payload_json")),
+    ("payload_bytes", "payload_bytes", attrgetter("payload_bytes")),
+    ("delay", "delays", attrgetter("delay")),
+    ("run_at", "run_ats", attrgetter("run_at")),
+    ("max_attempts", "max_attempts", attrgetter("max_attempts")),
+    ("retry_backoff", "retry_backoffs", attrgetter("retry_backoff")),
+    ("lease", "leases", attrgetter("lease")),
+    ("commit_interval", "commit_intervals", attrgetter("commit_interval")),
+    ("priority", "priorities", attrgetter("priority")),
+    ("retain_for", "retain_fors", attrgetter("retain_for")),
+    ("dead_letter", "dead_letters", attrgetter("dead_letter")),
+    ("dead_letter_channel", "dead_letter_channels", attrgetter("dead_letter_channel")),
     ("headers", "headers", _headers_json),
 )
 """The columns every insert statement takes: the parameter's name for one job
 (``insert_one``), its name as an array (``insert_plain``, ``insert``), and its value."""
 
 
-def _columns(builders: Sequence[JobBuilder], ids: list[uuid.UUID]) -> dict[str, object]:
+def _columns(jobs: Sequence[JobToWrite], ids: list[uuid.UUID]) -> dict[str, object]:
     """The column arrays that both array statements take, in job order."""
-    return {"ids": ids, **{array: [get(b) for b in builders] for _, array, get in _FIELDS}}
+    return {"ids": ids, **{array: [get(j) for j in jobs] for _, array, get in _FIELDS}}
 
 
-def insert_params(builders: Sequence[JobBuilder]) -> dict[str, object]:
+def insert_params(jobs: Sequence[JobToWrite]) -> dict[str, object]:
     """Builds the parameters of the ``insert`` statement (``mq_insert``): one array per column,
     in job order (dependencies as edges: the child's 1-based position and the parent's id)."""
     return {
-        **_columns(builders, assign_ids(builders)),
-        "ordered": [b._ordered for b in builders],
-        "job_keys": [b._job_key for b in builders],
-        "job_key_modes": [b._job_key_mode for b in builders],
-        "throttles": [b._throttle for b in builders],
-        "run_after_failed_parents": [b._run_after_failed_parents for b in builders],
-        "dep_positions": [pos for pos, b in enumerate(builders, 1) for _ in b._after],
-        "dep_parents": [parent for b in builders for parent in b._after],
+        **_columns(jobs, assign_ids(jobs)),
+        "ordered": [j.ordered for j in jobs],
+        "job_keys": [j.job_key for j in jobs],
+        "job_key_modes": [j.job_key_mode for j in jobs],
+        "throttles": [j.throttle for j in jobs],
+        "run_after_failed_parents": [j.run_after_failed_parents for j in jobs],
+        "dep_positions": [pos for pos, j in enumerate(jobs, 1) for _ in j.after],
+        "dep_parents": [parent for j in jobs for parent in j.after],
     }
 
 
 def spawned_ids(rows: Rows) -> list[uuid.UUID]:
     """The ids the ``insert`` statement returned, in job order (an existing job's id where a
     job key or throttle window made it stand for the new one)."""
-    return [job_id for _, job_id in rows]
+    return [job_id for _position, job_id in rows]

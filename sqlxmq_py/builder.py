@@ -1,8 +1,11 @@
-"""JobBuilder and Checkpoint: the options of one job, validated as they are set.
+"""JobBuilder: the options of one job, validated as they are set, and the spawn hooks that
+see every builder before its job is written (installed with ``hooks.add_spawn_hook``).
 
-Both are mutable builders: every setter changes the builder and returns it, so calls chain::
+A builder is mutable: every setter changes it and returns it, so calls chain::
 
     job_id = example_job.builder().set_channel_name("bar").set_json("John").spawn(conn)
+
+What it spawns is :meth:`JobBuilder.to_write`, a frozen :class:`~sqlxmq_py.job_to_write.JobToWrite`.
 """
 
 from __future__ import annotations
@@ -10,13 +13,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import Coroutine, Iterable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, Self, TypeAlias, overload
+from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, overload
 
 from typing_extensions import TypeVar
 
 from . import _connections
 from ._connections import AnyConnection, AsyncConnectionLike, SyncConnectionLike
-from ._insert import insert_statement, run_spawn_hooks
+from ._hook_list import HookList
+from ._insert import insert_statement
 from ._validate import (
     MAX_KEY_BYTES,
     MAX_RUN_AT,
@@ -26,7 +30,9 @@ from ._validate import (
     check_text,
     to_timedelta,
 )
+from .checkpoint import Checkpoint
 from .errors import ConfigurationError
+from .job_to_write import KEY_MODES, JobKeyMode, JobToWrite
 from .payload import check_raw_json, encode_bytes, encode_json
 
 if TYPE_CHECKING:
@@ -38,6 +44,7 @@ T = TypeVar("T", default=Any)
 __all__ = [
     "DEFAULT_RETRIES",
     "DEFAULT_RETRY_BACKOFF",
+    "SPAWN_HOOKS",
     "Checkpoint",
     "JobBuilder",
     "JobKeyMode",
@@ -46,11 +53,6 @@ __all__ = [
 DEFAULT_RETRIES = 4
 DEFAULT_RETRY_BACKOFF = timedelta(seconds=1)
 _PRIORITY_BOUND = 2**31 - 1
-
-JobKeyMode: TypeAlias = Literal["replace", "preserve_run_at", "unsafe_dedupe"]
-"""What spawning a job whose key is taken by a waiting job does (graphile-worker's modes)."""
-
-_KEY_MODES = ("replace", "preserve_run_at", "unsafe_dedupe")
 
 
 class _Named(Protocol):
@@ -214,8 +216,8 @@ class JobBuilder(Generic[T]):
         """
         if job_key is not None:
             check_name("job_key", job_key, MAX_KEY_BYTES)
-        if mode not in _KEY_MODES:
-            raise ConfigurationError(f"mode must be one of {', '.join(_KEY_MODES)}, got {mode!r}")
+        if mode not in KEY_MODES:
+            raise ConfigurationError(f"mode must be one of {', '.join(KEY_MODES)}, got {mode!r}")
         self._job_key = job_key
         self._job_key_mode = mode
         self._throttle = (
@@ -259,22 +261,73 @@ class JobBuilder(Generic[T]):
         """The headers set so far (a copy)."""
         return dict(self._headers or {})
 
+    @property
+    def payload_codec(self) -> Codec | None:
+        """The codec :meth:`set_json` encodes with (a typed job's); ``None``: plain JSON."""
+        return self._codec
+
+    def set_payload_codec(self, codec: Codec | None) -> Self:
+        """Encodes the values given to :meth:`set_json` with ``codec`` (``NamedJob.builder``
+        sets its job's declared payload type's)."""
+        self._codec = codec
+        return self
+
+    def to_write(self) -> JobToWrite:
+        """The job this builder spawns now, as a frozen value (later setters do not change it)."""
+        return JobToWrite._of(
+            {
+                "id": self._id,
+                "name": self._name,
+                "channel_name": self._channel_name,
+                "channel_args": self._channel_args,
+                "payload_json": self._payload_json,
+                "payload_bytes": self._payload_bytes,
+                "delay": self._delay,
+                "run_at": self._run_at,
+                "commit_interval": self._commit_interval,
+                "max_attempts": self._retries + 1,
+                "retry_backoff": self._retry_backoff,
+                "lease": self._lease,
+                "priority": self._priority,
+                "retain_for": self._retain_for,
+                "dead_letter": self._dead_letter,
+                "dead_letter_channel": self._dead_letter_channel,
+                "job_key": self._job_key,
+                "job_key_mode": self._job_key_mode,
+                "throttle": self._throttle,
+                "ordered": self._ordered,
+                "after": self._after,
+                "run_after_failed_parents": self._run_after_failed_parents,
+                "headers": dict(self._headers) if self._headers else None,
+            }
+        )
+
     def set_retain_for(self, retain_for: Duration | None) -> Self:
         """Keeps the finished job (with its result) in the history for this long; ``None``
         uses the runner's default (by default, not kept)."""
         self._retain_for = None if retain_for is None else to_timedelta("retain_for", retain_for)
         return self
 
-    def set_dead_letter(self, dead_letter: str | _Named | None) -> Self:
+    def set_dead_letter(
+        self, dead_letter: str | _Named | None, *, channel_name: str | None = None
+    ) -> Self:
         """When the job fails for good, spawns this job (a ``NamedJob`` or a job name) with the
         original payload and the error: ``{"job_id", "job_name", "channel_name",
-        "channel_args", "attempts", "error", "payload"}``, and the original binary payload."""
+        "channel_args", "attempts", "error", "payload"}``, and the original binary payload.
+
+        ``channel_name`` is the channel it is spawned on: by default a ``NamedJob``'s own, and
+        for a job name the default channel ``""``."""
+        if channel_name is not None:
+            check_name("channel_name", channel_name)
         if dead_letter is None or isinstance(dead_letter, str):
             name = None if dead_letter is None else check_name("dead_letter", dead_letter)
-            self._dead_letter, self._dead_letter_channel = name, None
+            self._dead_letter, self._dead_letter_channel = name, channel_name
         elif callable(getattr(dead_letter, "builder", None)):
             template = dead_letter.builder()
-            self._dead_letter, self._dead_letter_channel = template.name, template._channel_name
+            self._dead_letter = template.name
+            self._dead_letter_channel = (
+                template._channel_name if channel_name is None else channel_name
+            )
         else:
             raise ConfigurationError(
                 f"dead_letter must be a job or a job name, got {dead_letter!r}"
@@ -333,62 +386,11 @@ class JobBuilder(Generic[T]):
         ``conn`` is a sync connection or pool (returns the id) or an async one (returns an
         awaitable). The transaction is not committed here: a rollback removes the job.
         """
-        run_spawn_hooks((self,))
-        statement, params, interpret = insert_statement((self,))
+        SPAWN_HOOKS.run((self,))
+        statement, params, interpret = insert_statement((self.to_write(),))
         return _connections.run(conn, statement, params, lambda rows: interpret(rows)[0])
 
 
-class Checkpoint:
-    """What a running job saves for its next attempt: see ``CurrentJob.checkpoint``.
-
-    Unset parts stay as they are: the payload is replaced only when one is set here.
-    """
-
-    __slots__ = ("_duration", "_extra_retries", "_payload_bytes", "_payload_json", "_set_bytes")
-
-    def __init__(self) -> None:
-        """An empty checkpoint: it changes nothing until options are set."""
-        self._duration = timedelta(0)
-        self._extra_retries = 0
-        self._payload_json: str | None = None
-        self._payload_bytes: bytes | None = None
-        self._set_bytes = False
-
-    def set_json(self, value: object) -> Self:
-        """Replaces the JSON payload with ``value`` encoded as JSON."""
-        self._payload_json = encode_json(value)
-        return self
-
-    def set_raw_json(self, raw_json: str) -> Self:
-        """Replaces the JSON payload with this JSON text."""
-        self._payload_json = check_raw_json(raw_json)
-        return self
-
-    def set_raw_bytes(self, raw_bytes: bytes | bytearray | memoryview | None) -> Self:
-        """Replaces the binary payload (``None`` removes it)."""
-        self._payload_bytes = None if raw_bytes is None else encode_bytes(raw_bytes)
-        self._set_bytes = True
-        return self
-
-    def set_extra_retries(self, extra_retries: int) -> Self:
-        """Grants this many more attempts (a job that made progress deserves them)."""
-        self._extra_retries = check_int("extra_retries", extra_retries, minimum=0)
-        return self
-
-    def set_duration(self, duration: Duration) -> Self:
-        """Extends the job's lease to at least ``duration`` from now."""
-        self._duration = to_timedelta("duration", duration)
-        return self
-
-    def params(self, job_id: uuid.UUID, token: uuid.UUID) -> dict[str, object]:
-        """The parameters of the ``checkpoint`` statement for the given lease."""
-        return {
-            "id": job_id,
-            "token": token,
-            "extra_retries": self._extra_retries,
-            "duration": self._duration,
-            "set_json": self._payload_json is not None,
-            "payload_json": self._payload_json,
-            "set_bytes": self._set_bytes,
-            "payload_bytes": self._payload_bytes,
-        }
+SPAWN_HOOKS: HookList[JobBuilder[Any]] = HookList()
+"""The spawn hooks (``hooks.add_spawn_hook``): every way of spawning runs them once on its
+builders (``SPAWN_HOOKS.run``) before it takes their ``to_write()``."""

@@ -12,17 +12,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from itertools import starmap
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
 from psycopg import AsyncConnection
 
-from ._insert import insert_statement, run_spawn_hooks
+from ._crontab import ON_TIME_GRACE, check_cron, check_zone, due_ticks, tick_key
+from ._insert import insert_statement
 from ._validate import Duration, check_name, to_timedelta
-from .builder import JobBuilder
-from .errors import ConfigurationError
+from .admin._schedules import ScheduleRow
+from .builder import SPAWN_HOOKS, JobBuilder
 from .payload import encode_json
 from .sql import query
 
@@ -30,27 +30,6 @@ if TYPE_CHECKING:
     from .job import NamedJob
 
 __all__ = ["ON_TIME_GRACE", "CronSchedule", "check_cron", "due_ticks", "run_due_schedules"]
-
-ON_TIME_GRACE = timedelta(minutes=1)
-"""A tick this late is still spawned without backfill (runner restarts, maintenance lag)."""
-
-
-def check_cron(expr: object) -> str:
-    """Checks a crontab expression (five fields, or six with seconds); returns it."""
-    if not isinstance(expr, str) or not croniter.is_valid(expr):
-        raise ConfigurationError(
-            f"cron must be a crontab expression like '*/5 * * * *', got {expr!r}"
-        )
-    return expr
-
-
-def _zone(tz: object) -> ZoneInfo:
-    if not isinstance(tz, str):
-        raise ConfigurationError(f"tz must be an IANA time zone name, got {tz!r}")
-    try:
-        return ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ConfigurationError(f"tz must be an IANA time zone name, got {tz!r}") from exc
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -87,7 +66,7 @@ class CronSchedule:
         channel_args: str = "",
     ) -> CronSchedule:
         """A schedule spawning ``job`` with its decorator's defaults; options validated."""
-        _zone(tz)
+        check_zone(tz)
         options = job.options
         return cls(
             name=check_name("name", name if name is not None else job.name),
@@ -130,50 +109,25 @@ class CronSchedule:
         }
 
 
-def due_ticks(
-    cron: str, tz: str, last_tick: datetime, now: datetime, backfill: timedelta
-) -> tuple[list[datetime], datetime]:
-    """The ticks to spawn now, and the new ``last_tick``.
-
-    Every tick after ``last_tick`` up to ``now`` is due; those older than the backfill window
-    (at least :data:`ON_TIME_GRACE`) are skipped rather than spawned late.
-    """
-    window = max(backfill, ON_TIME_GRACE)
-    zone = _zone(tz)
-    start = max(last_tick, now - window - timedelta(seconds=1))
-    ticks: list[datetime] = []
-    it = croniter(cron, start.astimezone(zone))
-    while (tick := it.get_next(datetime)) <= now:
-        ticks.append(tick)
-    if not ticks:
-        return [], last_tick
-    utc = [t.astimezone(UTC) for t in ticks]
-    return [t for t in utc if t >= now - window and t > last_tick], utc[-1]
-
-
-def tick_key(schedule_name: str, tick: datetime) -> str:
-    """The job key of a tick's job: ``cron:<schedule>:<tick in ISO 8601>``."""
-    return f"cron:{schedule_name}:{tick.isoformat()}"
-
-
-def _tick_builder(row: tuple[Any, ...], tick: datetime) -> JobBuilder:
+def _tick_builder(row: ScheduleRow, tick: datetime) -> JobBuilder:
     """The job of one tick, with the options the schedule recorded from its job."""
-    (name, _, _, job_name, channel, args, payload, attempts, backoff, priority, lease, retain,
-     dead_letter, dead_letter_channel, ordered) = row[:15]  # fmt: skip
-    builder = JobBuilder(
-        job_name,
-        channel_name=channel,
-        retries=attempts - 1,
-        retry_backoff=backoff,
-        priority=priority,
-        ordered=ordered,
-        lease=lease,
-        retain_for=retain,
-    ).set_channel_args(args)
-    builder._dead_letter, builder._dead_letter_channel = dead_letter, dead_letter_channel
-    if payload is not None:
-        builder.set_raw_json(payload)
-    return builder.set_job_key(tick_key(name, tick), "unsafe_dedupe")
+    builder = (
+        JobBuilder(
+            row.job_name,
+            channel_name=row.channel_name,
+            retries=row.max_attempts - 1,
+            retry_backoff=row.retry_backoff,
+            priority=row.priority,
+            ordered=row.ordered,
+            lease=row.lease,
+            retain_for=row.retain_for,
+        )
+        .set_channel_args(row.channel_args)
+        .set_dead_letter(row.dead_letter, channel_name=row.dead_letter_channel)
+    )
+    if row.payload_json is not None:
+        builder.set_raw_json(row.payload_json)
+    return builder.set_job_key(tick_key(row.name, tick), "unsafe_dedupe")
 
 
 async def upsert_schedules(conn: AsyncConnection[Any], schedules: Sequence[CronSchedule]) -> None:
@@ -190,10 +144,9 @@ async def run_due_schedules(conn: AsyncConnection[Any]) -> list[tuple[str, datet
     """
     spawned: list[tuple[str, datetime]] = []
     cur = await conn.execute(query("schedules"))
-    for row in await cur.fetchall():
-        name, cron, tz = row[0], row[1], row[2]
-        backfill, last_tick, now = row[15], row[16], row[17]
-        ticks, new_last = due_ticks(cron, tz, last_tick, now, backfill)
+    for row in starmap(ScheduleRow, await cur.fetchall()):
+        name, last_tick = row.name, row.last_tick
+        ticks, new_last = due_ticks(row.cron, row.timezone, last_tick, row.now, row.backfill)
         if new_last == last_tick:
             continue
         async with conn.transaction():
@@ -205,8 +158,8 @@ async def run_due_schedules(conn: AsyncConnection[Any]) -> list[tuple[str, datet
                 continue  # another runner moved it on: its spawn stands
             if ticks:
                 builders = [_tick_builder(row, tick) for tick in ticks]
-                run_spawn_hooks(builders)
-                statement, params, _ = insert_statement(builders)
+                SPAWN_HOOKS.run(builders)
+                statement, params, _ = insert_statement([b.to_write() for b in builders])
                 await conn.execute(statement, params)
         spawned.extend((name, tick) for tick in ticks)
     return spawned

@@ -22,7 +22,7 @@ from typing_extensions import TypeVar
 
 from ._connections import Rows, fetch_async, fetch_sync
 from ._validate import Duration, to_timedelta
-from .builder import Checkpoint
+from .checkpoint import Checkpoint
 from .errors import LeaseLostError
 from .payload import decode_json, encode_result
 from .sql import query

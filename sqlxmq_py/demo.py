@@ -26,6 +26,7 @@ from .job import NamedJob, job
 from .migrate import migrate
 from .registry import JobRegistry
 from .spawn import clear, spawn_many
+from .states import JobState, state_of
 
 __all__ = ["main", "run_demo"]
 
@@ -104,27 +105,33 @@ def _count_failure(info: JobInfo, error: BaseException) -> None:
     _failed_attempts[info.name] += 1
 
 
-def _states(conn: psycopg.Connection[Any]) -> dict[str, Counter[str]]:
+def _states(conn: psycopg.Connection[Any]) -> dict[str, Counter[JobState]]:
     rows = conn.execute(
-        "SELECT channel_name, state::text, count(*) FROM mq_jobs "
-        "WHERE channel_name = ANY(%s) GROUP BY 1, 2",
+        "SELECT channel_name, state::text, attempts > 0, count(*) FROM mq_jobs "
+        "WHERE channel_name = ANY(%s) GROUP BY 1, 2, 3",
         (DEMO_CHANNELS,),
     ).fetchall()
-    table: dict[str, Counter[str]] = {}
-    for channel, state, n in rows:
-        table.setdefault(channel, Counter())[state] = n
+    table: dict[str, Counter[JobState]] = {}
+    for channel, code, tried, n in rows:
+        table.setdefault(channel, Counter())[state_of(code, int(tried))] += n
     return table
 
 
-_STATE_NAMES = {"r": "ready", "s": "scheduled", "b": "blocked", "l": "running", "f": "failed"}
+_SHOWN_STATES = (
+    JobState.READY,
+    JobState.SCHEDULED,
+    JobState.RETRYING,
+    JobState.WAITING,
+    JobState.RUNNING,
+    JobState.FAILED,
+)
 
 
-def _print_states(out: TextIO, table: dict[str, Counter[str]]) -> None:
-    cols = list(_STATE_NAMES.values())
-    out.write(f"  {'channel':<14}" + "".join(f"{c:>11}" for c in cols) + "\n")
+def _print_states(out: TextIO, table: dict[str, Counter[JobState]]) -> None:
+    out.write(f"  {'channel':<14}" + "".join(f"{c:>11}" for c in _SHOWN_STATES) + "\n")
     for channel in DEMO_CHANNELS:
         counts = table.get(channel, Counter())
-        out.write(f"  {channel:<14}" + "".join(f"{counts[k]:>11}" for k in _STATE_NAMES) + "\n")
+        out.write(f"  {channel:<14}" + "".join(f"{counts[k]:>11}" for k in _SHOWN_STATES) + "\n")
 
 
 def _bar(done: int, total: int, failed: int, width: int = 30) -> str:
@@ -152,7 +159,7 @@ async def run_demo(dsn: str | None = None, count: int = 300, out: TextIO = sys.s
         async with await registry.runner(dsn).set_concurrency(10, 20).run():
             while True:
                 table = _states(conn)
-                failed = sum(c["f"] for c in table.values())
+                failed = sum(c[JobState.FAILED] for c in table.values())
                 remaining = sum(sum(c.values()) for c in table.values()) - failed
                 if out.isatty() or remaining == 0:
                     out.write("\r  " + _bar(total - remaining, total, failed))

@@ -8,12 +8,14 @@ before it is spawned, e.g. to add the current trace context to its headers.
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+
+# the spawn hooks live beside JobBuilder, which runs them: hooks imports builder, never the
+# other way round
+from .builder import SPAWN_HOOKS, JobBuilder
 
 if TYPE_CHECKING:
-    from .builder import JobBuilder
     from .current_job import JobInfo
 
 __all__ = ["JobOutcome", "RunnerHooks", "add_spawn_hook", "remove_spawn_hook", "spawn_hooks"]
@@ -58,22 +60,20 @@ class RunnerHooks:
         """A lease renewal ran (from the lease keeper's thread)."""
 
 
-_spawn_hooks: list[Callable[[JobBuilder], None]] = []
-_spawn_hooks_lock = threading.Lock()
+SpawnHook: TypeAlias = Callable[[JobBuilder[Any]], None]
+"""A spawn hook: sees (and may amend) each builder just before its job is written."""
 
 
-def add_spawn_hook(hook: Callable[[JobBuilder], None]) -> None:
+def add_spawn_hook(hook: SpawnHook) -> None:
     """Calls ``hook(builder)`` for every job about to be spawned (it may set headers)."""
-    with _spawn_hooks_lock:
-        _spawn_hooks.append(hook)
+    SPAWN_HOOKS.add(hook)
 
 
-def remove_spawn_hook(hook: Callable[[JobBuilder], None]) -> None:
+def remove_spawn_hook(hook: SpawnHook) -> None:
     """Undoes :func:`add_spawn_hook`."""
-    with _spawn_hooks_lock:
-        _spawn_hooks.remove(hook)
+    SPAWN_HOOKS.remove(hook)
 
 
-def spawn_hooks() -> tuple[Callable[[JobBuilder], None], ...]:
+def spawn_hooks() -> tuple[SpawnHook, ...]:
     """The spawn hooks now installed."""
-    return tuple(_spawn_hooks)
+    return SPAWN_HOOKS.hooks

@@ -16,22 +16,21 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
-import sys
 import typing
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 from typing import Any, Concatenate, Generic, ParamSpec, Protocol, cast, overload
 
 from typing_extensions import TypeVar
 
 from ._connections import AnyConnection, AsyncConnectionLike, SyncConnectionLike
+from ._crontab import check_cron
+from ._signature import context_parameters, declared_types, default_name
 from ._validate import Duration, check_int, check_name, to_timedelta
 from .builder import DEFAULT_RETRIES, DEFAULT_RETRY_BACKOFF, JobBuilder
 from .codec import Codec, codec_for
-from .cron import check_cron
 from .current_job import BlockingCurrentJob, CurrentJob
 from .errors import ConfigurationError
 from .payload import encode_result
@@ -85,7 +84,7 @@ class NamedJob(Generic[P, R, T]):
         self._fn = fn
         self._options = options
         self._is_async = inspect.iscoroutinefunction(fn)
-        self._context_params = _context_parameters(fn, options.name)
+        self._context_params = context_parameters(fn, options.name)
         self._context_types: dict[str, type[Any] | str] | None = None
         self._codecs: tuple[Codec | None, Codec | None] | None = None
         self._template = self._new_builder()
@@ -115,8 +114,10 @@ class NamedJob(Generic[P, R, T]):
         """A new :class:`JobBuilder` for this job, preset with its defaults (and, for a typed
         job, encoding its payload with the declared type's rules)."""
         builder = self._template.copy()
-        if builder._codec is None and self.payload_codec is not None:
-            self._template._codec = builder._codec = self.payload_codec
+        if builder.payload_codec is None and self.payload_codec is not None:
+            # resolved on first use (annotations may name later classes), then kept
+            self._template.set_payload_codec(self.payload_codec)
+            builder.set_payload_codec(self.payload_codec)
         return cast("JobBuilder[T]", builder)
 
     @property
@@ -220,8 +221,7 @@ class NamedJob(Generic[P, R, T]):
             priority=o.priority,
             retain_for=o.retain_for,
         )
-        builder._dead_letter, builder._dead_letter_channel = o.dead_letter, o.dead_letter_channel
-        return builder
+        return builder.set_dead_letter(o.dead_letter, channel_name=o.dead_letter_channel)
 
     def context_types(self) -> dict[str, type[Any] | str]:
         """The context parameters (after the first) and the class each one asks for.
@@ -255,81 +255,6 @@ class NamedJob(Generic[P, R, T]):
 
     def __repr__(self) -> str:
         return f"<NamedJob {self.name!r}>"
-
-
-def default_name(fn: Callable[..., Any]) -> str:
-    """The name of a job declared without ``name=``: its function's module and qualified name
-    (``myapp.emails.send``), so that two jobs called ``send`` in two modules never run each
-    other's payloads. A function of the ``__main__`` module is named after the module it was
-    started as (``python -m myapp.tasks``) or its file (``python tasks.py``: ``tasks``), as a
-    worker importing that module would name it."""
-    module = getattr(fn, "__module__", None) or ""
-    if module == "__main__":
-        main = sys.modules.get("__main__")
-        spec = getattr(main, "__spec__", None)
-        spec_name = getattr(spec, "name", None)
-        path = getattr(main, "__file__", None)
-        if isinstance(spec_name, str) and spec_name:
-            module = spec_name.removesuffix(".__main__")
-        elif isinstance(path, str):
-            module = Path(path).stem
-    qualname = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", "")
-    return f"{module}.{qualname}" if module and qualname else str(qualname)
-
-
-def declared_types(fn: Callable[..., Any]) -> tuple[object, object]:
-    """The payload type a job function declares (``CurrentJob[Email]`` as its first
-    parameter's annotation: ``Email``) and its result type (its return annotation); ``Any``
-    for what it does not declare.
-
-    Raises:
-        ConfigurationError: a declared payload type cannot be resolved.
-    """
-    params = list(inspect.signature(fn).parameters.values())
-    first = params[0].annotation if params else inspect.Parameter.empty
-    try:
-        hints = typing.get_type_hints(fn)
-    except Exception as exc:  # NameError for a class the function's module cannot see
-        if isinstance(first, str) and "[" in first:
-            raise ConfigurationError(
-                f"cannot resolve the payload type of {fn.__qualname__!r} ({first!r}): {exc}; "
-                "define the type at module level (not inside a function, nor under "
-                "TYPE_CHECKING)"
-            ) from exc
-        return Any, Any
-    payload: object = Any
-    annotation = hints.get(params[0].name) if params else None
-    if typing.get_origin(annotation) in (CurrentJob, BlockingCurrentJob):
-        (payload,) = typing.get_args(annotation)
-    return payload, hints.get("return", Any)
-
-
-def _context_parameters(fn: Callable[..., Any], name: str) -> tuple[str, ...]:
-    try:
-        params = list(inspect.signature(fn).parameters.values())
-    except (TypeError, ValueError) as exc:
-        raise ConfigurationError(f"job {name!r}: cannot read the function's signature") from exc
-    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    if not params or params[0].kind not in positional:
-        raise ConfigurationError(
-            f"job {name!r}: the function must take the running job as its first positional "
-            "parameter, e.g. `async def my_job(current_job: CurrentJob) -> None`"
-        )
-    context = []
-    for param in params[1:]:
-        if param.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
-            raise ConfigurationError(f"job {name!r}: *args and **kwargs are not supported")
-        if param.kind is inspect.Parameter.POSITIONAL_ONLY:
-            raise ConfigurationError(
-                f"job {name!r}: context parameter {param.name!r} must not be positional-only"
-            )
-        if param.annotation is inspect.Parameter.empty:
-            raise ConfigurationError(
-                f"job {name!r}: parameter {param.name!r} needs a type annotation; extra "
-                "parameters receive the context value of that type (JobRegistry.set_context)"
-            )
-        context.append(param.name)
-    return tuple(context)
 
 
 class JobDecorator(Protocol):

@@ -21,6 +21,7 @@ from typing import Any, overload
 
 import psycopg
 from psycopg import sql
+from psycopg.rows import scalar_row
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from ._connections import AnyConnection, AsyncConnectionLike, SyncConnectionLike, is_async
@@ -117,8 +118,9 @@ def _migrate_sync(conn: psycopg.Connection[Any], target: str | None) -> list[str
         # a transaction-level lock: it ends with this transaction, so a pooled server session
         # (PgBouncer in transaction mode) is never left holding it
         conn.execute(query("migrations_lock"))
-        row = conn.execute(query("migrations_table_exists")).fetchone()
-        if not (row and row[0]):
+        with conn.cursor(row_factory=scalar_row) as cur:
+            exists = cur.execute(query("migrations_table_exists")).fetchone()
+        if not exists:
             conn.execute(query("migrations_create_table"))
         applied = dict(conn.execute(query("migrations_applied")).fetchall())
         pending = pending_migrations(load_migrations(), applied, target)
@@ -138,9 +140,9 @@ def _migrate_sync(conn: psycopg.Connection[Any], target: str | None) -> list[str
 async def _migrate_async(conn: psycopg.AsyncConnection[Any], target: str | None) -> list[str]:
     async with conn.transaction():
         await conn.execute(query("migrations_lock"))
-        cur = await conn.execute(query("migrations_table_exists"))
-        row = await cur.fetchone()
-        if not (row and row[0]):
+        async with conn.cursor(row_factory=scalar_row) as scalar:
+            exists = await (await scalar.execute(query("migrations_table_exists"))).fetchone()
+        if not exists:
             await conn.execute(query("migrations_create_table"))
         cur = await conn.execute(query("migrations_applied"))
         applied = dict(await cur.fetchall())

@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Coroutine, Iterable, Sequence
 from contextlib import nullcontext
-from typing import Any, overload
+from typing import Any, TypeVar, overload
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
@@ -28,23 +28,30 @@ from ._insert import (
     COPY_PAYLOAD_TYPES,
     CopyRows,
     copy_rows,
+    copy_rows_like,
     insert_statement,
-    run_spawn_hooks,
+    jobs_like,
 )
-from ._validate import check_text
-from .builder import JobBuilder
+from ._validate import Duration, check_text
+from .builder import SPAWN_HOOKS, JobBuilder
 from .errors import ConfigurationError
+from .job import NamedJob
+from .payload import encode_json
 from .sql import query
 
-__all__ = ["clear", "clear_all", "commit", "exists", "spawn_many"]
+__all__ = ["clear", "clear_all", "commit", "exists", "spawn_many", "spawn_payloads"]
+
+T = TypeVar("T")
 
 
 def _count(rows: Rows) -> int:
-    return int(rows[0][0])
+    ((count,),) = rows
+    return int(count)
 
 
 def _first_bool(rows: Rows) -> bool:
-    return bool(rows[0][0])
+    ((found,),) = rows
+    return bool(found)
 
 
 @overload
@@ -70,11 +77,86 @@ def spawn_many(
         raise ConfigurationError("spawn_many takes JobBuilder objects, from NamedJob.builder()")
     if not batch:
         return _connections.run(conn, b"SELECT 1", None, lambda _rows: [])
-    run_spawn_hooks(batch)
-    rows = copy_rows(batch)
+    SPAWN_HOOKS.run(batch)
+    jobs = [b.to_write() for b in batch]
+    rows = copy_rows(jobs)
     if rows is not None:
         return _copy_async(conn, rows) if is_async(conn) else _copy_sync(conn, rows)
-    statement, params, interpret = insert_statement(batch)
+    statement, params, interpret = insert_statement(jobs)
+    return _connections.run(conn, statement, params, interpret)
+
+
+@overload
+def spawn_payloads(
+    conn: SyncConnectionLike,
+    job: NamedJob[..., Any, T],
+    payloads: Iterable[T],
+    *,
+    channel_name: str | None = None,
+    channel_args: str | None = None,
+    priority: int | None = None,
+    delay: Duration | None = None,
+) -> list[uuid.UUID]: ...
+
+
+@overload
+def spawn_payloads(
+    conn: AsyncConnectionLike,
+    job: NamedJob[..., Any, T],
+    payloads: Iterable[T],
+    *,
+    channel_name: str | None = None,
+    channel_args: str | None = None,
+    priority: int | None = None,
+    delay: Duration | None = None,
+) -> Coroutine[Any, Any, list[uuid.UUID]]: ...
+
+
+def spawn_payloads(
+    conn: AnyConnection,
+    job: NamedJob[..., Any, T],
+    payloads: Iterable[T],
+    *,
+    channel_name: str | None = None,
+    channel_args: str | None = None,
+    priority: int | None = None,
+    delay: Duration | None = None,
+) -> list[uuid.UUID] | Coroutine[Any, Any, list[uuid.UUID]]:
+    """Spawns one ``job`` per payload, without a builder per job, and returns their ids in
+    the payloads' order: the fast way to enqueue many payloads of one job.
+
+    Every job takes the job's ``@job`` defaults and the options given here (validated once);
+    each payload is encoded as :meth:`JobBuilder.set_json` would (a typed job's declared type).
+    The spawn hooks run once, on the template builder, so every job gets the same headers.
+    Like :func:`spawn_many`: one round trip in the caller's transaction, and ``COPY`` from
+    ``COPY_MIN_JOBS`` jobs that may run at once (no delay).
+
+    Raises:
+        PayloadError: a payload cannot be encoded (nothing is spawned).
+    """
+    if not isinstance(job, NamedJob):
+        raise ConfigurationError(f"spawn_payloads takes a job (@job), got {job!r}")
+    template = job.builder()
+    if channel_name is not None:
+        template.set_channel_name(channel_name)
+    if channel_args is not None:
+        template.set_channel_args(channel_args)
+    if priority is not None:
+        template.set_priority(priority)
+    if delay is not None:
+        template.set_delay(delay)
+    SPAWN_HOOKS.run((template,))
+    codec = template.payload_codec
+    encoded = (
+        [encode_json(p) for p in payloads] if codec is None else list(map(codec.encode, payloads))
+    )
+    if not encoded:
+        return _connections.run(conn, b"SELECT 1", None, lambda _rows: [])
+    base = template.to_write()
+    rows = copy_rows_like(base, encoded)
+    if rows is not None:
+        return _copy_async(conn, rows) if is_async(conn) else _copy_sync(conn, rows)
+    statement, params, interpret = insert_statement(jobs_like(base, encoded))
     return _connections.run(conn, statement, params, interpret)
 
 

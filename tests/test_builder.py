@@ -42,7 +42,7 @@ def test_decorator_options_become_builder_defaults() -> None:
         pass
 
     assert not sync_job.is_async
-    params = insert_params([sync_job.builder()])
+    params = insert_params([sync_job.builder().to_write()])
     assert params["names"] == ["x"]
     assert params["channel_names"] == ["c"]
     assert params["max_attempts"] == [3]
@@ -209,8 +209,8 @@ def test_builder_setters_chain_and_mutate() -> None:
 
 def test_each_spawn_gets_a_new_time_ordered_id() -> None:
     builder = plain.builder()
-    first: list[uuid.UUID] = insert_params([builder])["ids"]  # type: ignore[assignment]
-    second: list[uuid.UUID] = insert_params([builder])["ids"]  # type: ignore[assignment]
+    first: list[uuid.UUID] = insert_params([builder.to_write()])["ids"]  # type: ignore[assignment]
+    second: list[uuid.UUID] = insert_params([builder.to_write()])["ids"]  # type: ignore[assignment]
     assert first[0] != second[0]
     assert first[0].version == 7
     assert first[0] <= second[0] or first[0].int >> 80 == second[0].int >> 80
@@ -218,7 +218,7 @@ def test_each_spawn_gets_a_new_time_ordered_id() -> None:
 
 def test_explicit_id_is_kept() -> None:
     job_id = uuid.uuid4()
-    params = insert_params([plain.builder().set_id(job_id)])
+    params = insert_params([plain.builder().set_id(job_id).to_write()])
     assert params["ids"] == [job_id]
 
 

@@ -33,7 +33,7 @@ def test_ids_only_grow_within_a_batch_and_across_calls() -> None:
 def test_assign_ids_keeps_ids_set_by_hand_in_batch_order() -> None:
     mine = uuid.uuid4()
     builders = [some_job.builder(), some_job.builder().set_id(mine), some_job.builder()]
-    ids = assign_ids(builders)
+    ids = assign_ids([b.to_write() for b in builders])
     assert ids[1] == mine
     assert ids[0] < ids[2]
     assert ids[0].version == ids[2].version == 7

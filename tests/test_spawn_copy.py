@@ -71,8 +71,8 @@ def test_copy_writes_the_rows_the_insert_path_writes(
 ) -> None:
     copied = [_varied(i) for i in range(COPY_MIN_JOBS)]
     inserted = [_varied(i) for i in range(COPY_MIN_JOBS - 1)]  # one short: the INSERT path
-    assert copy_rows(copied) is not None
-    assert copy_rows(inserted) is None
+    assert copy_rows([b.to_write() for b in copied]) is not None
+    assert copy_rows([b.to_write() for b in inserted]) is None
     copied_ids = spawn_many(conn, copied)
     inserted_ids = spawn_many(conn, inserted)
     conn.commit()
@@ -101,7 +101,7 @@ def test_copy_writes_the_rows_the_insert_path_writes(
 def test_one_job_copy_cannot_express_sends_the_batch_through_insert(odd: Any) -> None:
     batch = [bulk.builder() for _ in range(COPY_MIN_JOBS)]
     odd(batch[500])
-    assert copy_rows(batch) is None
+    assert copy_rows([b.to_write() for b in batch]) is None
 
 
 def test_copy_joins_the_callers_transaction(

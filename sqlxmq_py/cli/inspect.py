@@ -6,10 +6,9 @@ import argparse
 import dataclasses
 import json
 from datetime import UTC, datetime, timedelta
-from typing import Any, get_args
+from typing import Any
 
 from ..admin import (
-    JobState,
     JobStatus,
     attempt_errors,
     blocked_chains,
@@ -19,6 +18,7 @@ from ..admin import (
     queue_counts,
     throughput,
 )
+from ..states import JobState
 from ._common import (
     EXIT_ERROR,
     EXIT_OK,
@@ -34,7 +34,7 @@ from ._output import first_line, human_age, human_time, print_json, render_table
 
 __all__ = ["register"]
 
-STATES: tuple[str, ...] = get_args(JobState)
+STATES: tuple[JobState, ...] = tuple(JobState)
 _STATE_ORDER = {state: i for i, state in enumerate(STATES)}
 RECENT = timedelta(minutes=5)
 
@@ -110,7 +110,7 @@ def run_status(ctx: Context, args: argparse.Namespace) -> int:
         chains = blocked_chains(conn)
         limits = channel_limits(conn)
         recent = throughput(conn, since)
-    merged: dict[tuple[str, str], list[Any]] = {}
+    merged: dict[tuple[str, JobState], list[Any]] = {}
     for c in counts:  # "waiting" covers two row states: add them up
         entry = merged.setdefault((c.channel_name, c.state), [0, None])
         entry[0] += c.count
@@ -140,7 +140,8 @@ def run_status(ctx: Context, args: argparse.Namespace) -> int:
     print()
     if rows:
         table = [
-            (ch, st, n, human_age(age) if st == "ready" else "") for (ch, st), (n, age) in rows
+            (ch, st, n, human_age(age) if st == JobState.READY else "")
+            for (ch, st), (n, age) in rows
         ]
         print(render_table(["channel", "state", "jobs", "oldest ready"], table, numeric=[2]))
         total = sum(n for _, (n, _) in rows)
@@ -245,7 +246,7 @@ def run_show(ctx: Context, args: argparse.Namespace) -> int:
     if ctx.json:
         print_json({**dataclasses.asdict(status), "attempt_errors": errors})
         return EXIT_OK
-    run_label = "lease ends" if status.state == "running" else "run at"
+    run_label = "lease ends" if status.state == JobState.RUNNING else "run at"
     fields: list[tuple[str, object]] = [
         ("id", status.id),
         ("name", status.name),

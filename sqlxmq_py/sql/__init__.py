@@ -78,6 +78,7 @@ QueryName = Literal[
     "list_jobs_by_key",
     "queue_counts_estimated",
     "web_channel_names",
+    "schema_objects",
 ]
 
 _NAME_LINE = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)

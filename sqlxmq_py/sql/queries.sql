@@ -321,24 +321,16 @@ LEFT JOIN LATERAL (
 ORDER BY page.id DESC
 
 -- name: queue_counts
--- Jobs per channel and state, with the age of the oldest ready job.
-SELECT c.channel_name, c.label, count(*),
-    extract(epoch FROM now() - min(c.attempt_at) FILTER (WHERE c.label = 'ready'))::float8
-FROM (
-    SELECT j.channel_name, j.attempt_at,
-        CASE j.state
-            WHEN 'r' THEN 'ready'
-            WHEN 'l' THEN 'running'
-            WHEN 'b' THEN 'waiting'
-            WHEN 'w' THEN 'waiting'
-            WHEN 'u' THEN 'uncommitted'
-            WHEN 'f' THEN 'failed'
-            ELSE CASE WHEN j.attempts > 0 THEN 'retrying' ELSE 'scheduled' END
-        END AS label
-    FROM mq_jobs AS j
-) AS c
-GROUP BY c.channel_name, c.label
-ORDER BY c.channel_name, c.label
+-- Jobs per channel and admin index label (the state code, 't' for a scheduled job that already
+-- failed an attempt: retrying), with the age of the oldest ready job; sqlxmq_py.states maps the
+-- labels to states. Every count is exact (the columns of queue_counts_estimated).
+SELECT j.channel_name,
+    (CASE WHEN j.state = 's' AND j.attempts > 0 THEN 't'::"char" ELSE j.state END)::text,
+    count(*), true,
+    extract(epoch FROM now() - min(j.attempt_at) FILTER (WHERE j.state = 'r'))::float8
+FROM mq_jobs AS j
+GROUP BY 1, 2
+ORDER BY 1, 2
 
 -- name: cancel
 SELECT id, outcome FROM mq_cancel(%(ids)s::uuid[], %(reason)s)
@@ -890,3 +882,67 @@ SELECT DISTINCT x.channel_name FROM (
 ) AS x
 ORDER BY x.channel_name
 LIMIT %(limit)s::integer
+
+-- name: schema_objects
+-- The schema as the migrations leave it, for sqlxmq_py/sql/schema.sql (python -m
+-- sqlxmq_py.schema): every table, sequence, index, function and trigger of the current schema,
+-- one CREATE statement each, in a stable order, without owners, grants or comments. Built from
+-- pg_catalog's own deparsers, so that every server version writes the same text (NOT NULL
+-- constraints are left out of the constraint list: PostgreSQL 18 lists them there too).
+SELECT o.kind, o.name, o.ddl FROM (
+    SELECT 1 AS kind, c.relname::text AS name,
+        'CREATE ' || CASE c.relpersistence WHEN 'u' THEN 'UNLOGGED ' ELSE '' END
+        || 'TABLE ' || quote_ident(c.relname) || E' (\n'
+        || array_to_string(
+            ARRAY(
+                SELECT '    ' || quote_ident(a.attname) || ' '
+                    || format_type(a.atttypid, a.atttypmod)
+                    || CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE '' END
+                    || coalesce(' DEFAULT ' || pg_get_expr(d.adbin, d.adrelid), '')
+                FROM pg_attribute AS a
+                LEFT JOIN pg_attrdef AS d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+                WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+                ORDER BY a.attnum
+            ) || ARRAY(
+                SELECT '    CONSTRAINT ' || quote_ident(k.conname) || ' '
+                    || pg_get_constraintdef(k.oid)
+                FROM pg_constraint AS k
+                WHERE k.conrelid = c.oid AND k.contype <> 'n'
+                ORDER BY k.conname
+            ),
+            E',\n'
+        )
+        || E'\n)'
+        || coalesce(' WITH (' || array_to_string(c.reloptions, ', ') || ')', '') || ';' AS ddl
+    FROM pg_class AS c
+    WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'p')
+    UNION ALL
+    SELECT 2, c.relname::text,
+        'CREATE SEQUENCE ' || quote_ident(c.relname) || ' AS ' || format_type(s.seqtypid, NULL)
+        || ' INCREMENT ' || s.seqincrement || ' MINVALUE ' || s.seqmin
+        || ' MAXVALUE ' || s.seqmax || ' START ' || s.seqstart || ' CACHE ' || s.seqcache
+        || CASE WHEN s.seqcycle THEN ' CYCLE' ELSE '' END || ';'
+    FROM pg_sequence AS s JOIN pg_class AS c ON c.oid = s.seqrelid
+    WHERE c.relnamespace = current_schema()::regnamespace
+    UNION ALL
+    SELECT 3, i.relname::text, pg_get_indexdef(x.indexrelid) || ';'
+    FROM pg_index AS x
+    JOIN pg_class AS i ON i.oid = x.indexrelid
+    JOIN pg_class AS t ON t.oid = x.indrelid
+    WHERE t.relnamespace = current_schema()::regnamespace
+      AND NOT EXISTS (SELECT 1 FROM pg_constraint AS k WHERE k.conindid = x.indexrelid)
+    UNION ALL
+    SELECT 4, p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')',
+        rtrim(pg_get_functiondef(p.oid), E'\n') || ';'
+    FROM pg_proc AS p
+    WHERE p.pronamespace = current_schema()::regnamespace AND p.prokind IN ('f', 'p')
+      AND NOT EXISTS (
+          SELECT 1 FROM pg_depend AS e
+          WHERE e.classid = 'pg_proc'::regclass AND e.objid = p.oid AND e.deptype = 'e'
+      )
+    UNION ALL
+    SELECT 5, c.relname || '.' || t.tgname, pg_get_triggerdef(t.oid) || ';'
+    FROM pg_trigger AS t JOIN pg_class AS c ON c.oid = t.tgrelid
+    WHERE c.relnamespace = current_schema()::regnamespace AND NOT t.tgisinternal
+) AS o
+ORDER BY o.kind, o.name COLLATE "C"

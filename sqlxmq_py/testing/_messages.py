@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .._connections import Rows
 from ..errors import PayloadError
-
-if TYPE_CHECKING:
-    from .inspect import SpawnedJob
+from ._spawned import SpawnedJob
 
 __all__ = ["OTHERS", "SHOWN", "describe", "failure"]
 

@@ -10,11 +10,10 @@ an awaitable.
 from __future__ import annotations
 
 import enum
-import uuid
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Generic, TypedDict, cast, overload
+from typing import Any, Generic, TypeAlias, TypedDict, overload
 
 from typing_extensions import TypeVar, Unpack
 
@@ -23,29 +22,14 @@ from .._connections import AnyConnection, AsyncConnectionLike, Rows, SyncConnect
 from ..codec import Codec
 from ..errors import ConfigurationError, PayloadError
 from ..job import NamedJob
-from ..payload import decode_json
-from ..states import JOB_STATES, JobState, state_of
+from ..states import JOB_STATES, JobState, StateName, to_state
 from ._messages import OTHERS, failure
+from ._spawned import SPAWNED, SpawnedJob, decode_row
 
 __all__ = ["SpawnFilters", "SpawnedJob", "assert_spawned", "refute_spawned", "spawned"]
 
 T = TypeVar("T", default=Any)
 """The payload type the job declares (``Any``: plain JSON)."""
-
-_SPAWNED = b"""
-SELECT j.id, p.name, j.state::text, j.attempts, j.max_attempts, j.channel_name, j.channel_args,
-    j.priority, j.job_key, j.attempt_at, p.payload_json::text, p.payload_bytes, p.last_error,
-    p.created_at
-FROM mq_payloads AS p JOIN mq_jobs AS j ON j.id = p.id
-WHERE p.name = ANY(%(names)s::text[])
-UNION ALL
-SELECT h.id, h.name, h.state, h.attempts, h.max_attempts, h.channel_name, h.channel_args,
-    h.priority, h.job_key, NULL, h.payload_json::text, h.payload_bytes, h.last_error,
-    h.created_at
-FROM mq_history AS h
-WHERE %(history)s::boolean AND h.name = ANY(%(names)s::text[])
-ORDER BY 1
-"""
 
 
 class _Unset(enum.Enum):
@@ -55,46 +39,8 @@ class _Unset(enum.Enum):
 UNSET = _Unset.UNSET
 
 
-@dataclass(frozen=True, kw_only=True)
-class SpawnedJob(Generic[T]):
-    """A job as the queue holds it; :attr:`payload` decodes it with the job's declared type."""
-
-    id: uuid.UUID
-    name: str
-    state: JobState
-    attempts: int
-    """Attempts made so far (0 before the first runs)."""
-    max_attempts: int
-    channel_name: str
-    channel_args: str
-    job_key: str | None
-    priority: int
-    run_at: datetime | None
-    """When it may run (ready, scheduled, retrying, waiting, uncommitted); ``None`` for a
-    running job, a failed one and a kept (completed or cancelled) one."""
-    payload_json: str | None
-    """The JSON payload as stored."""
-    payload_bytes: bytes | None = field(repr=False)
-    last_error: str | None = field(repr=False)
-    created_at: datetime = field(repr=False)
-    codec: Codec | None = field(repr=False, compare=False)
-    """The job's payload codec (``None``: plain JSON)."""
-
-    @property
-    def payload(self) -> T:
-        """The payload, decoded and validated as the job's declared type, as the job would
-        receive it (plain decoded JSON for an untyped job; ``None`` when it has none).
-
-        Returns:
-            The decoded payload.
-
-        Raises:
-            PayloadError: the stored payload does not validate (the message names the field).
-        """
-        if self.codec is None:
-            return cast(T, decode_json(self.payload_json, job_name=self.name))
-        what = f"payload of job {self.id} ({self.name!r})"
-        return cast(T, self.codec.decode(self.payload_json, what=what))
+StateArg: TypeAlias = JobState | StateName | Sequence[JobState | StateName]
+"""One state or several, as :class:`~sqlxmq_py.states.JobState` members or their names."""
 
 
 class SpawnFilters(TypedDict, Generic[T], total=False):
@@ -107,7 +53,7 @@ class SpawnFilters(TypedDict, Generic[T], total=False):
     """Its channel arguments."""
     job_key: str | None
     """Its key (``set_job_key``)."""
-    state: JobState | Sequence[JobState]
+    state: StateArg
     """One state or several (``sqlxmq_py.states``: ``ready``, ``scheduled``, ``retrying``,
     ...). Without it: every queued state; ``completed`` and ``cancelled`` find kept jobs
     (``retain_for``)."""
@@ -138,7 +84,7 @@ class _Filters:
     def shown(self) -> str:
         parts = [
             f"{'state' if name == 'states' else name}={value!r}"
-            for name, value in vars(self).items()
+            for name, value in {**vars(self), "states": _names_of(self.states)}.items()
             if value is not UNSET and (value is not None or name == "job_key")
         ]
         return ", ".join(parts) or "no filters"
@@ -176,14 +122,21 @@ class _Filters:
         return all(checks) and (self.where is None or self.where(job))
 
 
-def _states(state: JobState | Sequence[JobState] | None) -> tuple[JobState, ...] | None:
+def _names_of(states: tuple[JobState, ...] | None) -> tuple[str, ...] | None:
+    return None if states is None else tuple(state.value for state in states)
+
+
+def _states(state: StateArg | None) -> tuple[JobState, ...] | None:
     if state is None:
         return None
-    wanted = (state,) if isinstance(state, str) else tuple(state)
-    for one in wanted:
-        if one not in JOB_STATES:
+    given: tuple[object, ...] = (state,) if isinstance(state, str) else tuple(state)
+    wanted = []
+    for one in given:
+        found = to_state(one)
+        if found is None:
             raise ConfigurationError(f"state must be one of {', '.join(JOB_STATES)}; got {one!r}")
-    return wanted
+        wanted.append(found)
+    return tuple(wanted)
 
 
 def _names(job: NamedJob[..., Any, Any] | str) -> tuple[list[str], Codec | None, str]:
@@ -194,29 +147,6 @@ def _names(job: NamedJob[..., Any, Any] | str) -> tuple[list[str], Codec | None,
     raise ConfigurationError(f"expected a job (@job) or a job name, got {job!r}")
 
 
-def _decode(row: tuple[Any, ...], codec: Codec | None) -> SpawnedJob[Any]:
-    (job_id, name, code, attempts, max_attempts, cname, cargs, priority, key, attempt_at,
-     payload_json, payload_bytes, last_error, created_at) = row  # fmt: skip
-    state = state_of(code, attempts)
-    return SpawnedJob(
-        id=job_id,
-        name=name,
-        state=state,
-        attempts=attempts,
-        max_attempts=max_attempts,
-        channel_name=cname,
-        channel_args=cargs,
-        job_key=key,
-        priority=priority,
-        run_at=None if state in ("running", "failed") else attempt_at,
-        payload_json=payload_json,
-        payload_bytes=payload_bytes,
-        last_error=last_error,
-        created_at=created_at,
-        codec=codec,
-    )
-
-
 def _payload_equals(job: SpawnedJob[Any], wanted: object) -> bool:
     try:
         return bool(job.payload == wanted)
@@ -225,12 +155,12 @@ def _payload_equals(job: SpawnedJob[Any], wanted: object) -> bool:
 
 
 def _listed(rows: Rows, codec: Codec | None, filters: _Filters) -> list[SpawnedJob[Any]]:
-    jobs = [_decode(row, codec) for row in rows]
+    jobs = [decode_row(row, codec) for row in rows]
     return [j for j in jobs if filters.match(j)]
 
 
 def _params(names: list[str], filters: _Filters) -> dict[str, object]:
-    kept = filters.states is not None and bool({"completed", "cancelled"} & set(filters.states))
+    kept = filters.states is not None and any(state.kept for state in filters.states)
     return {"names": names, "history": kept}
 
 
@@ -238,12 +168,12 @@ async def _check_async(
     conn: AsyncConnectionLike, job: NamedJob[..., Any, Any] | str, filters: _Filters, one: bool
 ) -> SpawnedJob[Any] | None:
     names, codec, name = _names(job)
-    rows = await _connections.fetch_async(conn, _SPAWNED, _params(names, filters))
+    rows = await _connections.fetch_async(conn, SPAWNED, _params(names, filters))
     found = _listed(rows, codec, filters)
     if len(found) == (1 if one else 0):
         return found[0] if one else None
     others = await _connections.fetch_async(conn, OTHERS) if not rows else []
-    every = [_decode(row, codec) for row in rows]
+    every = [decode_row(row, codec) for row in rows]
     raise AssertionError(failure(name, one, filters.shown(), found, every, others))
 
 
@@ -251,12 +181,12 @@ def _check_sync(
     conn: SyncConnectionLike, job: NamedJob[..., Any, Any] | str, filters: _Filters, one: bool
 ) -> SpawnedJob[Any] | None:
     names, codec, name = _names(job)
-    rows = _connections.fetch_sync(conn, _SPAWNED, _params(names, filters))
+    rows = _connections.fetch_sync(conn, SPAWNED, _params(names, filters))
     found = _listed(rows, codec, filters)
     if len(found) == (1 if one else 0):
         return found[0] if one else None
     others = _connections.fetch_sync(conn, OTHERS) if not rows else []
-    every = [_decode(row, codec) for row in rows]
+    every = [decode_row(row, codec) for row in rows]
     raise AssertionError(failure(name, one, filters.shown(), found, every, others))
 
 
@@ -296,7 +226,7 @@ def spawned(
     names, codec, _ = _names(job)
     wanted = _Filters.of(filters)
     return _connections.run(
-        conn, _SPAWNED, _params(names, wanted), lambda rows: _listed(rows, codec, wanted)
+        conn, SPAWNED, _params(names, wanted), lambda rows: _listed(rows, codec, wanted)
     )
 
 

@@ -77,7 +77,7 @@ from .security import bearer_matches
 
 __all__ = ["ApiError", "api_routes", "page_jobs", "query_text"]
 
-STATES: tuple[str, ...] = get_args(JobState)
+STATES: tuple[str, ...] = tuple(JobState)
 KEY_MODES: tuple[str, ...] = get_args(JobKeyMode)
 _FINISHED = frozenset({"failed", "completed", "cancelled"})
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")

@@ -57,7 +57,7 @@ async def test_names_channels_args_and_keys_at_their_limits_spawn_and_run(
     ]
     ids = spawn_many(conn, builders)
     # the same key again replaces the waiting job (the key index is used)
-    again = named.builder().set_channel_name(channel).set_job_key(builders[0]._job_key)
+    again = named.builder().set_channel_name(channel).set_job_key(builders[0].to_write().job_key)
     assert again.spawn(conn) == ids[0]
     conn.commit()
     async with runner(JobRegistry([named]), channel_names=[channel]):

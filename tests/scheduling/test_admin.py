@@ -193,6 +193,21 @@ def test_queue_counts_gives_one_row_per_channel_and_state(
     ]
 
 
+def test_a_parked_job_counts_as_waiting_exact_or_estimated(
+    conn: psycopg.Connection[Any], db: psycopg.Connection[Any]
+) -> None:
+    """A job waiting for a runner that knows its name is 'waiting' in every count and list
+    (one mapping of codes to states, in sqlxmq_py.states), never 'scheduled'."""
+    parked = task.builder().set_channel_name("p").spawn(conn)
+    conn.commit()
+    db.execute("UPDATE mq_jobs SET state = 'n' WHERE id = %s", (parked,))
+    db.commit()
+    expected = [QueueCount(channel_name="p", state="waiting", count=1, oldest_ready_age_s=None)]
+    assert [c for c in queue_counts(db) if c.channel_name == "p"] == expected
+    assert [c for c in queue_counts(db, exact=False) if c.channel_name == "p"] == expected
+    assert [s.state for s in list_jobs(db, channel_name="p")] == ["waiting"]
+
+
 # --- cancel ---
 
 

@@ -10,7 +10,7 @@ import re
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import timedelta
-from typing import Any, get_args
+from typing import Any
 
 import psycopg
 import pytest
@@ -30,10 +30,11 @@ from sqlxmq_py import (
     queue_counts,
     spawn_many,
 )
+from sqlxmq_py.admin import _counts as admin_counts  # where queue_counts reads its caps
 from sqlxmq_py.admin import list_statement
 from sqlxmq_py.sql import query
 
-STATES: tuple[JobState, ...] = get_args(JobState)
+STATES: tuple[JobState, ...] = tuple(JobState)
 CHANNELS = ("a", "b", "")
 NAMES = ("x", "y")
 
@@ -342,9 +343,9 @@ def test_counts_above_the_cap_are_estimates(
     fetch(conn, ["run"], limit=4, lease=600)
     conn.commit()
     conn.execute("ANALYZE mq_jobs")
-    monkeypatch.setattr(admin, "ESTIMATE_ABOVE", 50)
-    monkeypatch.setattr(admin, "ESTIMATE_RUNNING_ABOVE", 2)
-    monkeypatch.setattr(admin, "ESTIMATE_SAMPLE_ROWS", 100)  # a part of the table only
+    monkeypatch.setattr(admin_counts, "ESTIMATE_ABOVE", 50)
+    monkeypatch.setattr(admin_counts, "ESTIMATE_RUNNING_ABOVE", 2)
+    monkeypatch.setattr(admin_counts, "ESTIMATE_SAMPLE_ROWS", 100)  # a part of the table only
     counts = _by_key(queue_counts(conn, exact=False))
     assert set(counts) == {("big", "ready"), ("small", "ready"), ("run", "running")}
     big = counts["big", "ready"]

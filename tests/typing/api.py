@@ -18,13 +18,17 @@ from sqlxmq_py import (
     JobRegistry,
     JobRunnerHandle,
     JobRunnerOptions,
+    JobState,
     JobStatus,
     NamedJob,
     exists,
     job,
     job_status,
+    list_jobs,
     spawn_many,
 )
+from sqlxmq_py.job_to_write import JobToWrite
+from sqlxmq_py.spawn import spawn_payloads
 
 
 @job
@@ -112,3 +116,25 @@ def typed_spawn(conn: psycopg.Connection[Any]) -> None:
 
 async def typed_results(apool: AsyncConnectionPool[Any]) -> None:
     assert_type(await send.wait_for_result(apool, uuid.uuid4(), 10), dict[str, int])
+
+
+def job_states(conn: psycopg.Connection[Any]) -> None:
+    """A job's state is a ``JobState`` member, equal to its name; lists take either."""
+    status = job_status(conn, uuid.uuid4())
+    if status is not None:
+        assert_type(status.state, JobState)
+        assert_type(status.state.codes, tuple[str, ...])
+        finished: bool = status.state == "completed" or status.state is JobState.CANCELLED
+        del finished
+    list_jobs(conn, states=[JobState.READY, "scheduled"])
+    list_jobs(conn, states=["done"])  # type: ignore[list-item]  # not a state
+
+
+async def bulk_payloads(conn: psycopg.Connection[Any], aconn: psycopg.AsyncConnection[Any]) -> None:
+    """``spawn_payloads`` takes payloads of the job's declared type and returns the ids."""
+    emails = [Email(to="a@example.com", subject="hi")]
+    assert_type(spawn_payloads(conn, send, emails), list[uuid.UUID])
+    assert_type(await spawn_payloads(aconn, send, emails, channel_args="g"), list[uuid.UUID])
+    spawn_payloads(conn, bare, [1, "two", None])  # an untyped job takes any JSON
+    spawn_payloads(conn, send, [{"to": "a@example.com"}])  # type: ignore[misc]  # not Emails
+    assert_type(send.builder().to_write(), JobToWrite)

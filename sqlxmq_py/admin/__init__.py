@@ -1,0 +1,53 @@
+"""Looking at and managing jobs: status, listing, counts, cancel, retry, reschedule, blocked
+ordered chains, purging and per-channel limits.
+
+Like spawning, every function takes a sync connection or pool (and returns its result) or an
+async one (and returns an awaitable), and runs in the caller's transaction without committing it.
+"""
+
+from ..states import JobState
+from ._actions import cancel, reschedule, retry
+from ._counts import (
+    ESTIMATE_ABOVE,
+    BlockedChain,
+    QueueCount,
+    StatsBucket,
+    blocked_chains,
+    queue_counts,
+    throughput,
+)
+
+# reached as sqlxmq_py.admin.<name> as before the split, though not star-exported
+from ._counts import ESTIMATE_RUNNING_ABOVE as ESTIMATE_RUNNING_ABOVE
+from ._counts import ESTIMATE_SAMPLE_ROWS as ESTIMATE_SAMPLE_ROWS
+from ._lists import list_jobs
+from ._lists import list_statement as list_statement
+from ._purge import PurgeResult, channel_limits, purge, set_channel_limit
+from ._schedules import Schedule, delete_schedule, list_schedules
+from ._status import AttemptError, JobStatus, attempt_errors, job_status
+
+__all__ = [
+    "ESTIMATE_ABOVE",
+    "AttemptError",
+    "BlockedChain",
+    "JobState",
+    "JobStatus",
+    "PurgeResult",
+    "QueueCount",
+    "Schedule",
+    "StatsBucket",
+    "attempt_errors",
+    "blocked_chains",
+    "cancel",
+    "channel_limits",
+    "delete_schedule",
+    "job_status",
+    "list_jobs",
+    "list_schedules",
+    "purge",
+    "queue_counts",
+    "reschedule",
+    "retry",
+    "set_channel_limit",
+    "throughput",
+]

@@ -1,0 +1,1638 @@
+-- The sqlxmq_py schema as the migrations (migrations/*.sql, applied in order) leave it: every
+-- table, sequence, index, function and trigger, in a stable order, without owners or grants.
+-- Generated: do not edit. Change a migration, then run python -m sqlxmq_py.schema --dsn <DSN>
+
+-- tables
+
+CREATE TABLE mq_channel_limits (
+    channel_name text NOT NULL,
+    max_running integer NOT NULL,
+    CONSTRAINT mq_channel_limits_max_running_check CHECK ((max_running >= 0)),
+    CONSTRAINT mq_channel_limits_pkey PRIMARY KEY (channel_name)
+);
+
+CREATE TABLE mq_deps (
+    parent_id uuid NOT NULL,
+    child_id uuid NOT NULL,
+    CONSTRAINT mq_deps_pkey PRIMARY KEY (parent_id, child_id)
+);
+
+CREATE TABLE mq_history (
+    id uuid NOT NULL,
+    name text NOT NULL,
+    channel_name text NOT NULL,
+    channel_args text NOT NULL,
+    state text NOT NULL,
+    attempts integer NOT NULL,
+    max_attempts integer NOT NULL,
+    priority integer NOT NULL,
+    job_key text,
+    payload_json json,
+    payload_bytes bytea,
+    result json,
+    last_error text,
+    headers jsonb,
+    created_at timestamp with time zone NOT NULL,
+    finished_at timestamp with time zone NOT NULL DEFAULT now(),
+    expires_at timestamp with time zone NOT NULL,
+    errors jsonb,
+    CONSTRAINT mq_history_pkey PRIMARY KEY (id),
+    CONSTRAINT mq_history_state_check CHECK ((state = ANY (ARRAY['completed'::text, 'cancelled'::text])))
+) WITH (autovacuum_vacuum_scale_factor=0.05, autovacuum_vacuum_insert_scale_factor=0.05);
+
+CREATE TABLE mq_jobs (
+    id uuid NOT NULL,
+    channel_name text NOT NULL,
+    channel_args text NOT NULL DEFAULT ''::text,
+    state "char" NOT NULL,
+    priority integer NOT NULL DEFAULT 0,
+    attempt_at timestamp with time zone NOT NULL DEFAULT now(),
+    attempts integer NOT NULL DEFAULT 0,
+    max_attempts integer NOT NULL,
+    lease interval,
+    lease_token uuid,
+    ord_seq bigint,
+    commit_deadline timestamp with time zone,
+    job_key text,
+    has_children boolean NOT NULL DEFAULT false,
+    cancel_requested boolean NOT NULL DEFAULT false,
+    payload_size integer NOT NULL DEFAULT 0,
+    CONSTRAINT mq_jobs_attempt_at_bound_check CHECK ((attempt_at < '9000-01-01 00:00:00+00'::timestamp with time zone)),
+    CONSTRAINT mq_jobs_attempts_check CHECK (((attempts >= 0) AND (max_attempts >= 1))),
+    CONSTRAINT mq_jobs_channel_args_length CHECK ((octet_length(channel_args) <= 1000)) NOT VALID,
+    CONSTRAINT mq_jobs_channel_name_length CHECK ((octet_length(channel_name) <= 1000)) NOT VALID,
+    CONSTRAINT mq_jobs_commit_deadline_check CHECK (((state = 'u'::"char") = (commit_deadline IS NOT NULL))),
+    CONSTRAINT mq_jobs_job_key_length CHECK ((octet_length(job_key) <= 2000)) NOT VALID,
+    CONSTRAINT mq_jobs_lease_bound_check CHECK ((lease <= '36525 days'::interval)),
+    CONSTRAINT mq_jobs_lease_check CHECK (((lease IS NULL) OR (lease > '00:00:00'::interval))),
+    CONSTRAINT mq_jobs_lease_token_check CHECK (((state = 'l'::"char") = (lease_token IS NOT NULL))),
+    CONSTRAINT mq_jobs_payload_size_check CHECK ((payload_size >= 0)),
+    CONSTRAINT mq_jobs_pkey PRIMARY KEY (id),
+    CONSTRAINT mq_jobs_state_check CHECK ((state = ANY (ARRAY['r'::"char", 's'::"char", 'l'::"char", 'b'::"char", 'u'::"char", 'f'::"char", 'w'::"char", 'n'::"char"])))
+) WITH (fillfactor=80, autovacuum_vacuum_scale_factor=0.01, autovacuum_vacuum_threshold=1000, autovacuum_vacuum_insert_scale_factor=0.01, autovacuum_analyze_scale_factor=0.02, autovacuum_vacuum_cost_delay=0);
+
+CREATE UNLOGGED TABLE mq_listeners (
+    id uuid NOT NULL,
+    channel_names text[],
+    idle boolean NOT NULL DEFAULT false,
+    heartbeat_at timestamp with time zone NOT NULL DEFAULT now(),
+    started_at timestamp with time zone NOT NULL DEFAULT now(),
+    host text,
+    pid integer,
+    CONSTRAINT mq_listeners_pkey PRIMARY KEY (id)
+);
+
+CREATE TABLE mq_migrations (
+    name text NOT NULL,
+    checksum text NOT NULL,
+    applied_at timestamp with time zone NOT NULL DEFAULT now(),
+    CONSTRAINT mq_migrations_pkey PRIMARY KEY (name)
+);
+
+CREATE TABLE mq_payloads (
+    id uuid NOT NULL,
+    name text NOT NULL,
+    payload_json json,
+    payload_bytes bytea,
+    retry_backoff interval NOT NULL,
+    created_at timestamp with time zone NOT NULL DEFAULT now(),
+    last_error text,
+    retain_for interval,
+    dead_letter text,
+    dead_letter_channel text,
+    notify_done boolean NOT NULL DEFAULT false,
+    run_after_failed_parents boolean NOT NULL DEFAULT false,
+    headers jsonb,
+    errors jsonb,
+    CONSTRAINT mq_payloads_pkey PRIMARY KEY (id)
+) WITH (autovacuum_vacuum_scale_factor=0.01, autovacuum_vacuum_threshold=1000, autovacuum_vacuum_insert_scale_factor=0.01, autovacuum_vacuum_cost_delay=0);
+
+CREATE TABLE mq_schedules (
+    name text NOT NULL,
+    cron text NOT NULL,
+    timezone text NOT NULL DEFAULT 'UTC'::text,
+    job_name text NOT NULL,
+    channel_name text NOT NULL DEFAULT ''::text,
+    channel_args text NOT NULL DEFAULT ''::text,
+    payload_json json,
+    max_attempts integer NOT NULL DEFAULT 5,
+    retry_backoff interval NOT NULL DEFAULT '00:00:01'::interval,
+    priority integer NOT NULL DEFAULT 0,
+    lease interval,
+    retain_for interval,
+    dead_letter text,
+    dead_letter_channel text,
+    ordered boolean NOT NULL DEFAULT false,
+    backfill interval NOT NULL DEFAULT '00:00:00'::interval,
+    last_tick timestamp with time zone NOT NULL,
+    updated_at timestamp with time zone NOT NULL DEFAULT now(),
+    CONSTRAINT mq_schedules_pkey PRIMARY KEY (name)
+);
+
+CREATE TABLE mq_stats (
+    bucket timestamp with time zone NOT NULL,
+    channel_name text NOT NULL,
+    completed bigint NOT NULL DEFAULT 0,
+    retried bigint NOT NULL DEFAULT 0,
+    failed bigint NOT NULL DEFAULT 0,
+    CONSTRAINT mq_stats_pkey PRIMARY KEY (bucket, channel_name)
+);
+
+CREATE TABLE mq_throttle (
+    job_key text NOT NULL,
+    job_id uuid NOT NULL,
+    until timestamp with time zone NOT NULL,
+    CONSTRAINT mq_throttle_pkey PRIMARY KEY (job_key)
+);
+
+-- sequences
+
+CREATE SEQUENCE mq_ord_seq AS bigint INCREMENT 1 MINVALUE 1 MAXVALUE 9223372036854775807 START 1 CACHE 1;
+
+-- indexes
+
+CREATE INDEX mq_deps_child_idx ON public.mq_deps USING btree (child_id);
+
+CREATE INDEX mq_history_channel_idx ON public.mq_history USING btree ("left"(channel_name, 512), state, id);
+
+CREATE INDEX mq_history_expires_idx ON public.mq_history USING btree (expires_at);
+
+CREATE INDEX mq_history_finished_idx ON public.mq_history USING btree (finished_at);
+
+CREATE INDEX mq_history_job_key_idx ON public.mq_history USING btree ("left"(job_key, 512), id) WHERE (job_key IS NOT NULL);
+
+CREATE INDEX mq_history_name_idx ON public.mq_history USING btree ("left"(name, 512), id);
+
+CREATE INDEX mq_history_state_idx ON public.mq_history USING btree (state, id);
+
+CREATE INDEX mq_jobs_admin_idx ON public.mq_jobs USING btree ((
+CASE
+    WHEN ((state = 's'::"char") AND (attempts > 0)) THEN 't'::"char"
+    ELSE state
+END), channel_name, id) INCLUDE (state, attempts) WHERE ((state <> 'l'::"char") AND (attempts >= 0));
+
+CREATE INDEX mq_jobs_failed_idx ON public.mq_jobs USING btree (attempt_at) WHERE (state = 'f'::"char");
+
+CREATE UNIQUE INDEX mq_jobs_job_key_idx ON public.mq_jobs USING btree (job_key) WHERE (job_key IS NOT NULL);
+
+CREATE INDEX mq_jobs_leased_idx ON public.mq_jobs USING btree (attempt_at) WHERE (state = 'l'::"char");
+
+CREATE INDEX mq_jobs_ordered_idx ON public.mq_jobs USING btree (channel_name, channel_args, ord_seq) WHERE (ord_seq IS NOT NULL);
+
+CREATE INDEX mq_jobs_parked_idx ON public.mq_jobs USING btree (id) WHERE (state = 'n'::"char");
+
+CREATE INDEX mq_jobs_ready_idx ON public.mq_jobs USING btree (channel_name, channel_args, priority DESC, attempt_at) WHERE (state = 'r'::"char");
+
+CREATE INDEX mq_jobs_scheduled_channel_idx ON public.mq_jobs USING btree (channel_name, attempt_at) WHERE (state = 's'::"char");
+
+CREATE INDEX mq_jobs_scheduled_idx ON public.mq_jobs USING btree (attempt_at) WHERE (state = 's'::"char");
+
+CREATE INDEX mq_jobs_uncommitted_idx ON public.mq_jobs USING btree (commit_deadline) WHERE (state = 'u'::"char");
+
+CREATE INDEX mq_payloads_name_idx ON public.mq_payloads USING btree ("left"(name, 512), id) WHERE (name IS NOT NULL);
+
+CREATE INDEX mq_throttle_until_idx ON public.mq_throttle USING btree (until);
+
+-- functions
+
+CREATE OR REPLACE FUNCTION public.mq_add_error(p_errors jsonb, p_attempt integer, p_error text)
+ RETURNS jsonb
+ LANGUAGE sql
+ STABLE
+AS $function$
+    SELECT jsonb_agg(x.e ORDER BY x.n)
+    FROM (
+        SELECT a.e, a.n
+        FROM jsonb_array_elements(
+            coalesce(p_errors, '[]'::jsonb) || jsonb_build_array(jsonb_build_object(
+                'attempt', p_attempt, 'at', now(), 'error', left(p_error, 4000)
+            ))
+        ) WITH ORDINALITY AS a(e, n)
+        ORDER BY a.n DESC
+        LIMIT 25
+    ) AS x
+$function$;
+
+CREATE OR REPLACE FUNCTION public.mq_cancel(p_ids uuid[], p_reason text DEFAULT 'cancelled'::text)
+ RETURNS TABLE(id uuid, outcome text)
+ LANGUAGE plpgsql
+AS $function$
+BEGIN
+    RETURN QUERY
+        UPDATE mq_jobs AS j SET cancel_requested = true
+        WHERE j.id = ANY(p_ids) AND j.state = 'l'
+        RETURNING j.id, 'requested'::text;
+    RETURN QUERY SELECT c, 'cancelled'::text FROM mq_cancel_now(p_ids, p_reason) AS c;
+END;
+$function$;
+
+CREATE OR REPLACE FUNCTION public.mq_cancel_now(p_ids uuid[], p_reason text, p_tokens uuid[] DEFAULT NULL::uuid[], p_expired boolean DEFAULT false, p_reasons text[] DEFAULT NULL::text[])
+ RETURNS SETOF uuid
+ LANGUAGE plpgsql
+AS $function$
+DECLARE
+    v_previous text := current_setting('mq.cancelling', true);
+    v_ids uuid[];
+BEGIN
+    IF coalesce(cardinality(p_ids), 0) = 0 THEN
+        RETURN;
+    END IF;
+    PERFORM mq_lock_chains(p_ids);
+    v_ids := ARRAY(
+        SELECT j.id FROM mq_jobs AS j
+        WHERE j.id = ANY(p_ids)
+          AND (j.state <> 'l'
+               OR j.lease_token = ANY(p_tokens)
+               OR (p_expired AND j.attempt_at <= now()))
+          AND (p_tokens IS NULL OR j.state = 'l')
+        ORDER BY j.id
+        FOR UPDATE
+    );
+    IF cardinality(v_ids) = 0 THEN
+        RETURN;
+    END IF;
+    PERFORM mq_keep(v_ids, 'cancelled', p_reason, interval '7 days', p_ids, p_reasons);
+    PERFORM pg_notify('mq_done', p.id::text) FROM mq_payloads AS p
+    WHERE p.id = ANY(v_ids) AND p.notify_done;
+    DELETE FROM mq_deps WHERE child_id = ANY(v_ids);
+    -- the triggers see this setting: the jobs leave as cancelled, not completed
+    PERFORM set_config('mq.cancelling', 'on', true);
+    DELETE FROM mq_jobs WHERE id = ANY(v_ids);
+    PERFORM set_config('mq.cancelling', coalesce(v_previous, ''), true);
+    DELETE FROM mq_payloads WHERE id = ANY(v_ids);
+    RETURN QUERY SELECT unnest(v_ids);
+END;
+$function$;
+
+CREATE OR REPLACE FUNCTION public.mq_chain_lock_key(p_channel_name text, p_channel_args text)
+ RETURNS integer
+ LANGUAGE sql
+ IMMUTABLE PARALLEL SAFE STRICT
+AS $function$
+    SELECT hashtext(p_channel_name || chr(31) || p_channel_args)
+$function$;
+
+CREATE OR REPLACE FUNCTION public.mq_commit(p_ids uuid[])
+ RETURNS void
+ LANGUAGE plpgsql
+AS $function$
+DECLARE
+    v_channels text[];
+BEGIN
+    WITH committed AS (
+        UPDATE mq_jobs AS j
+        SET state = mq_runnable_state(j.id, j.channel_name, j.channel_args, j.ord_seq, j.attempt_at),
+            commit_deadline = NULL
+        WHERE j.id = ANY(p_ids) AND j.state = 'u'
+        RETURNING j.channel_name
+    )
+    SELECT array_agg(channel_name) INTO v_channels FROM committed;
+    PERFORM mq_wake(coalesce(v_channels, '{}'), 's');
+END;
+$function$;
+
+CREATE OR REPLACE FUNCTION public.mq_complete(p_ids uuid[], p_tokens uuid[], p_results text[], p_default_retain interval, p_wait boolean DEFAULT true)
+ RETURNS TABLE(id uuid, outcome text)
+ LANGUAGE plpgsql
+ SET enable_seqscan TO 'off'
+ SET enable_bitmapscan TO 'off'
+ SET jit TO 'off'
+ SET plan_cache_mode TO 'force_generic_plan'
+AS $function$
+#variable_conflict use_column
+DECLARE
+    v_ids uuid[];
+BEGIN
+    IF p_wait THEN
+        v_ids := ARRAY(
+            SELECT j.id FROM mq_jobs AS j
+            JOIN unnest(p_ids, p_tokens) AS t(id, token) ON t.id = j.id
+            WHERE j.id = ANY(p_ids) AND j.lease_token = t.token
+            ORDER BY j.id
+            FOR UPDATE OF j
+        );
+    ELSE
+        v_ids := ARRAY(
+            SELECT j.id FROM mq_jobs AS j
+            JOIN unnest(p_ids, p_tokens) AS t(id, token) ON t.id = j.id
+            WHERE j.id = ANY(p_ids) AND j.lease_token = t.token
+            FOR UPDATE OF j SKIP LOCKED
+        );
+    END IF;
+    RETURN QUERY
+    WITH t AS (
+        SELECT * FROM unnest(p_ids, p_results) AS t(id, result)
+    ), done AS (
+        DELETE FROM mq_jobs AS j
+        WHERE j.id = ANY(v_ids)
+        RETURNING j.id, j.channel_name, j.channel_args, j.attempts, j.max_attempts,
+            j.priority, j.job_key
+    ), payloads AS (
+        DELETE FROM mq_payloads AS p
+        WHERE p.id = ANY(v_ids)
+        RETURNING p.id, p.name, p.payload_json, p.payload_bytes, p.headers, p.created_at,
+            p.retain_for, p.notify_done, p.errors
+    ), kept AS (
+        INSERT INTO mq_history (
+            id, name, channel_name, channel_args, state, attempts, max_attempts, priority,
+            job_key, payload_json, payload_bytes, result, headers, created_at, expires_at, errors
+        )
+        SELECT r.id, r.name, d.channel_name, d.channel_args, 'completed', d.attempts,
+            d.max_attempts, d.priority, d.job_key, r.payload_json, r.payload_bytes,
+            t.result::json, r.headers, r.created_at,
+            now() + coalesce(r.retain_for, p_default_retain), r.errors
+        FROM payloads AS r
+        JOIN done AS d ON d.id = r.id
+        JOIN t ON t.id = r.id
+        WHERE coalesce(r.retain_for, p_default_retain) > interval '0'
+        ON CONFLICT (id) DO NOTHING
+    ), notified AS (
+        SELECT pg_notify('mq_done', r.id::text) FROM payloads AS r WHERE r.notify_done
+    ), limited AS (
+        -- a slot of a limited channel is free: runners waiting for one may lease again
+        SELECT mq_wake(ARRAY(
+            SELECT DISTINCT d.channel_name FROM done AS d
+            WHERE EXISTS (
+                SELECT 1 FROM mq_channel_limits AS l WHERE l.channel_name = d.channel_name
+            )
+        ))
+    )
+    SELECT d.id, 'completed'::text FROM done AS d, (SELECT count(*) FROM notified) AS n, limited;
+    IF NOT p_wait THEN
+        RETURN QUERY
+        SELECT j.id, 'busy'::text FROM mq_jobs AS j
+        JOIN unnest(p_ids, p_tokens) AS t(id, token) ON t.id = j.id
+        WHERE j.id = ANY(p_ids) AND j.lease_token = t.token AND NOT (j.id = ANY(v_ids));
+    END IF;
+END;
+$function$;
+
+CREATE OR REPLACE FUNCTION public.mq_expire_leases()
+ RETURNS TABLE(job_id uuid, job_name text, attempt integer, final boolean)
+ LANGUAGE plpgsql
+ SET enable_seqscan TO 'off'
+ SET enable_bitmapscan TO 'off'
+ SET jit TO 'off'
+ SET plan_cache_mode TO 'force_generic_plan'
+AS $function$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+    WITH expired AS (
+        SELECT j.id FROM mq_jobs AS j
+        WHERE j.state = 'l' AND j.attempt_at <= now() AND NOT j.cancel_requested
+        ORDER BY j.attempt_at
+        LIMIT 1000
+        FOR UPDATE SKIP LOCKED
+    ), updated AS (
+        UPDATE mq_jobs AS j
+        SET state = CASE WHEN j.attempts >= j.max_attempts THEN 'f' ELSE 'r' END,
+            lease_token = NULL,
+            attempt_at = now()
+        WHERE j.id = ANY(ARRAY(SELECT e.id FROM expired AS e))
+        RETURNING j.id, j.state, j.attempts, j.channel_name
+    ), errors AS (
+        INSERT INTO mq_payloads AS p (id, name, retry_backoff, last_error, errors)
+        SELECT u.id, 'sqlxmq:missing-payload', interval '1 second',
+            'lease expired during attempt ' || u.attempts,
+            mq_add_error(NULL, u.attempts, 'lease expired during attempt ' || u.attempts)
+        FROM updated AS u
+        ON CONFLICT (id) DO UPDATE
+        SET last_error = excluded.last_error,
+            errors = mq_add_error(p.errors, (excluded.errors -> 0 ->> 'attempt')::integer,
+                                  excluded.last_error)
+        RETURNING p.id, p.name
+    ), woken AS (
+        SELECT mq_wake(ARRAY(SELECT u.channel_name FROM updated AS u WHERE u.state = 'r'))
+    )
+    SELECT u.id, e.name, u.attempts, u.state = 'f'
+    FROM updated AS u JOIN errors AS e ON e.id = u.id, woken;
+END;
+$function$;
+
+CREATE OR REPLACE FUNCTION public.mq_fail(p_ids uuid[], p_tokens uuid[], p_delays interval[], p_errors text[], p_wait boolean DEFAULT true)
+ RETURNS TABLE(id uuid, outcome text)
+ LANGUAGE plpgsql
+ SET enable_seqscan TO 'off'
+ SET enable_bitmapscan TO 'off'
+ SET jit TO 'off'
+ SET plan_cache_mode TO 'force_generic_plan'
+AS $function$
+#variable_conflict use_column
+DECLARE
+    v_ids uuid[];
+    v_cancel uuid[];
+    v_tokens uuid[];
+    v_reasons text[];
+BEGIN
+    IF p_wait THEN
+        v_ids := ARRAY(
+            SELECT j.id FROM mq_jobs AS j
+            JOIN unnest(p_ids, p_tokens) AS t(id, token) ON t.id = j.id
+            WHERE j.id = ANY(p_ids) AND j.lease_token = t.token
+            ORDER BY j.id
+            FOR UPDATE OF j
+        );
+    ELSE
+        v_ids := ARRAY(
+            SELECT j.id FROM mq_jobs AS j
+            JOIN unnest(p_ids, p_tokens) AS t(id, token) ON t.id = j.id
+            WHERE j.id = ANY(p_ids) AND j.lease_token = t.token
+            FOR UPDATE OF j SKIP LOCKED
+        );
+    END IF;
+    SELECT coalesce(array_agg(j.id ORDER BY j.id), '{}'),
+        coalesce(array_agg(j.lease_token ORDER BY j.id), '{}'),
+        coalesce(array_agg('cancelled while running: ' || t.error ORDER BY j.id), '{}')
+    INTO v_cancel, v_tokens, v_reasons
+    FROM mq_jobs AS j
+    JOIN unnest(p_ids, p_errors) AS t(id, error) ON t.id = j.id
+    WHERE j.id = ANY(v_ids) AND j.cancel_requested;
+    RETURN QUERY
+    WITH t AS (
+        SELECT * FROM unnest(p_ids, p_delays, p_errors) AS t(id, delay, error)
+    ), failed AS (
+        UPDATE mq_jobs AS j
+        SET state = CASE
+                WHEN j.attempts >= j.max_attempts THEN 'f'
+                WHEN t.delay > interval '0' THEN 's'
+                ELSE 'r'
+            END,
+            attempt_at = CASE
+                WHEN j.attempts >= j.max_attempts OR t.delay <= interval '0' THEN now()
+                ELSE now() + t.delay
+            END,
+            lease_token = NULL
+        FROM t
+        WHERE j.id = ANY(v_ids) AND NOT (j.id = ANY(v_cancel)) AND t.id = j.id
+        RETURNING j.id, j.state, j.channel_name, j.attempts, t.error
+    ), errors AS (
+        -- an upsert: a job written without its payload row still gets its error recorded
+        INSERT INTO mq_payloads AS p (id, name, retry_backoff, last_error, errors)
+        SELECT f.id, 'sqlxmq:missing-payload', interval '1 second', f.error,
+            mq_add_error(NULL, f.attempts, f.error)
+        FROM failed AS f
+        ON CONFLICT (id) DO UPDATE
+        SET last_error = excluded.last_error,
+            errors = mq_add_error(p.errors, (excluded.errors -> 0 ->> 'attempt')::integer,
+                                  excluded.last_error)
+    ), limited AS (
+        SELECT mq_wake(ARRAY(
+            SELECT DISTINCT f.channel_name FROM failed AS f
+            WHERE EXISTS (
+                SELECT 1 FROM mq_channel_limits AS l WHERE l.channel_name = f.channel_name
+            )
+        ))
+    )
+    SELECT f.id, f.state::text FROM failed AS f, limited;
+    IF cardinality(v_cancel) > 0 THEN
+        RETURN QUERY
+        SELECT c, 'c'::text
+        FROM mq_cancel_now(v_cancel, 'cancelled while running', v_tokens, false, v_reasons) AS c;
+    END IF;
+    IF NOT p_wait THEN
+        RETURN QUERY
+        SELECT j.id, 'busy'::text FROM mq_jobs AS j
+        JOIN unnest(p_ids, p_tokens) AS t(id, token) ON t.id = j.id
+        WHERE j.id = ANY(p_ids) AND j.lease_token = t.token AND NOT (j.id = ANY(v_ids));
+    END IF;
+END;
+$function$;
+
+CREATE OR REPLACE FUNCTION public.mq_grant_usage(p_role text)
+ RETURNS void
+ LANGUAGE plpgsql
+AS $function$
+DECLARE
+    v_name text;
+BEGIN
+    EXECUTE format('GRANT USAGE ON SCHEMA %I TO %I', current_schema(), p_role);
+    FOR v_name IN
+        SELECT c.relname FROM pg_class AS c
+        WHERE c.relnamespace = current_schema()::regnamespace
+          AND c.relkind IN ('r', 'p') AND c.relname LIKE 'mq\_%'
+          AND c.relname <> 'mq_migrations'
+    LOOP
+        EXECUTE format(
+            'GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE %I.%I TO %I',
+            current_schema(), v_name, p_role
+        );
+    END LOOP;
+    EXECUTE format(
+        'GRANT USAGE, SELECT, UPDATE ON SEQUENCE %I.mq_ord_seq TO %I', current_schema(), p_role
+    );
+    -- the migration record is the owner's: readable (to check the schema version), not writable
+    IF to_regclass('mq_migrations') IS NOT NULL THEN
+        EXECUTE format('GRANT SELECT ON TABLE %I.mq_migrations TO %I', current_schema(), p_role);
+    END IF;
+END;
+$function$;
+
+CREATE OR REPLACE FUNCTION public.mq_insert(p_ids uuid[], p_names text[], p_channel_names text[], p_channel_args text[], p_payload_json text[], p_payload_bytes bytea[], p_delays interval[], p_run_ats timestamp with time zone[], p_max_attempts integer[], p_retry_backoffs interval[], p_leases interval[], p_ordered boolean[], p_commit_intervals interval[], p_priorities integer[], p_job_keys text[], p_job_key_modes text[], p_throttles interval[], p_retain_fors interval[], p_dead_letters text[], p_dead_letter_channels text[], p_run_after_failed_parents boolean[], p_dep_positions integer[], p_dep_parents uuid[], p_headers jsonb[])
+ RETURNS TABLE(pos integer, id uuid)
+ LANGUAGE plpgsql
+AS $function$
+DECLARE
+    v_n integer := cardinality(p_ids);
+    v_ids uuid[] := p_ids;
+    v_new boolean[] := array_fill(true, ARRAY[v_n]);
+    v_replaced boolean[] := array_fill(false, ARRAY[v_n]);
+    v_fresh_snapshot boolean := current_setting('transaction_isolation') = 'read committed';
+    v_seqs bigint[];
+    v_old mq_jobs%ROWTYPE;
+    v_window_job uuid;
+    v_at timestamptz;
+    v_children uuid[];
+    i integer;
+BEGIN
+    IF true = ANY(p_ordered) THEN
+        PERFORM pg_advisory_xact_lock(1836146531, k.key)
+        FROM (
+            SELECT DISTINCT mq_chain_lock_key(u.cn, u.ca) AS key
+            FROM unnest(p_channel_names, p_channel_args, p_ordered) AS u(cn, ca, o)
+            WHERE u.o
+        ) AS k
+        ORDER BY k.key;
+        v_seqs := ARRAY(SELECT nextval('mq_ord_seq') FROM generate_series(1, v_n));
+    END IF;
+
+    -- keyed and throttled jobs, one at a time (unkeyed jobs are inserted in bulk below); a
+    -- keyed job is complete (payload included) when its turn ends, so a later job of the same
+    -- call with the same key finds it
+    FOR i IN 1 .. v_n LOOP
+        CONTINUE WHEN p_job_keys[i] IS NULL;
+        v_new[i] := false;
+        IF p_throttles[i] IS NOT NULL THEN
+            INSERT INTO mq_throttle AS t (job_key, job_id, until)
+            VALUES (p_job_keys[i], p_ids[i], now() + p_throttles[i])
+            ON CONFLICT (job_key) DO UPDATE
+                SET job_id = excluded.job_id, until = excluded.until
+                WHERE t.until <= now();
+            IF NOT FOUND THEN
+                SELECT t.job_id INTO STRICT v_window_job FROM mq_throttle AS t
+                WHERE t.job_key = p_job_keys[i];
+                v_ids[i] := v_window_job;
+                CONTINUE;
+            END IF;
+        END IF;
+        LOOP
+            SELECT j.* INTO v_old FROM mq_jobs AS j WHERE j.job_key = p_job_keys[i] FOR UPDATE;
+            IF NOT FOUND THEN
+                INSERT INTO mq_jobs AS j (
+                    id, channel_name, channel_args, state, priority, attempt_at, max_attempts,
+                    lease, ord_seq, commit_deadline, job_key, payload_size
+                )
+                VALUES (
+                    p_ids[i], p_channel_names[i], p_channel_args[i],
+                    CASE WHEN p_commit_intervals[i] IS NULL THEN 'r' ELSE 'u' END,
+                    p_priorities[i],
+                    coalesce(p_run_ats[i], now() + p_delays[i]), p_max_attempts[i],
+                    p_leases[i], CASE WHEN p_ordered[i] THEN v_seqs[i] END,
+                    now() + p_commit_intervals[i], p_job_keys[i],
+                    mq_payload_size(p_payload_json[i], p_payload_bytes[i])
+                )
+                ON CONFLICT (job_key) WHERE job_key IS NOT NULL DO NOTHING;
+                IF FOUND THEN
+                    v_new[i] := true;  -- its state is set with the others, below
+                    v_ids[i] := p_ids[i];
+                    INSERT INTO mq_payloads (
+                        id, name, payload_json, payload_bytes, retry_backoff, retain_for,
+                        dead_letter, dead_letter_channel, run_after_failed_parents, headers
+                    )
+                    VALUES (
+                        p_ids[i], p_names[i], p_payload_json[i]::json, p_payload_bytes[i],
+                        p_retry_backoffs[i], p_retain_fors[i], p_dead_letters[i],
+                        p_dead_letter_channels[i], p_run_after_failed_parents[i], p_headers[i]
+                    );
+                    EXIT;
+                END IF;
+                CONTINUE;  -- a concurrent spawn took the key first: look again
+            END IF;
+            v_ids[i] := v_old.id;
+            EXIT WHEN p_job_key_modes[i] = 'unsafe_dedupe';
+            IF v_old.state IN ('l', 'u') THEN
+                -- never change a job under its runner, nor one its spawner has yet to commit:
+                -- it gives the key up and this spawn makes a new job
+                UPDATE mq_jobs SET job_key = NULL WHERE mq_jobs.id = v_old.id;
+                CONTINUE;
+            END IF;
+            v_replaced[i] := true;
+            v_at := CASE
+                WHEN p_job_key_modes[i] = 'preserve_run_at' AND v_old.state <> 'f'
+                THEN v_old.attempt_at
+                ELSE coalesce(p_run_ats[i], now() + p_delays[i])
+            END;
+            PERFORM set_config('mq.replacing', 'on', true);
+            DELETE FROM mq_jobs AS j WHERE j.id = v_old.id;
+            PERFORM set_config('mq.replacing', '', true);
+            INSERT INTO mq_jobs (
+                id, channel_name, channel_args, state, priority, attempt_at, attempts,
+                max_attempts, lease, ord_seq, job_key, has_children, payload_size
+            )
+            VALUES (
+                v_old.id, v_old.channel_name, v_old.channel_args,
+                CASE
+                    WHEN v_old.state IN ('r', 's', 'f')
+                    THEN mq_runnable_state(
+                        v_old.id, v_old.channel_name, v_old.channel_args, v_old.ord_seq, v_at
+                    )
+                    ELSE v_old.state
+                END,
+                p_priorities[i], v_at,
+                CASE WHEN v_old.state = 'f' THEN 0 ELSE v_old.attempts END,
+                CASE WHEN v_old.state = 'f' THEN 0 ELSE v_old.attempts END + p_max_attempts[i],
+                p_leases[i], v_old.ord_seq, p_job_keys[i], v_old.has_children,
+                mq_payload_size(p_payload_json[i], p_payload_bytes[i])
+            );
+            UPDATE mq_payloads AS p
+            SET name = p_names[i],
+                headers = p_headers[i],
+                payload_json = p_payload_json[i]::json,
+                payload_bytes = p_payload_bytes[i],
+                retry_backoff = p_retry_backoffs[i],
+                retain_for = p_retain_fors[i],
+                dead_letter = p_dead_letters[i],
+                dead_letter_channel = p_dead_letter_channels[i],
+                run_after_failed_parents = p_run_after_failed_parents[i]
+            WHERE p.id = v_old.id;
+            EXIT;
+        END LOOP;
+        IF p_throttles[i] IS NOT NULL THEN
+            -- the window stands for the job that does this work: new, or replaced
+            UPDATE mq_throttle SET job_id = v_ids[i] WHERE job_key = p_job_keys[i];
+        END IF;
+    END LOOP;
+
+    INSERT INTO mq_payloads (
+        id, name, payload_json, payload_bytes, retry_backoff, retain_for, dead_letter,
+        dead_letter_channel, run_after_failed_parents, headers
+    )
+    SELECT v_ids[u.pos], u.name, u.pj::json, u.pb, u.rb, u.rf, u.dl, u.dlc, u.rafp, u.h
+    FROM unnest(
+        p_names, p_payload_json, p_payload_bytes, p_retry_backoffs, p_retain_fors,
+        p_dead_letters, p_dead_letter_channels, p_run_after_failed_parents, p_headers,
+        p_job_keys
+    ) WITH ORDINALITY AS u(name, pj, pb, rb, rf, dl, dlc, rafp, h, k, pos)
+    WHERE u.k IS NULL;
+
+    -- states: uncommitted, blocked behind an earlier ordered job, scheduled, or ready
+    INSERT INTO mq_jobs (
+        id, channel_name, channel_args, state, priority, attempt_at, max_attempts, lease,
+        ord_seq, commit_deadline, payload_size
+    )
+    SELECT
+        u.id, u.cn, u.ca,
+        CASE
+            WHEN u.ci IS NOT NULL THEN 'u'
+            WHEN u.o AND (
+                u.chain_rank > 1
+                OR NOT v_fresh_snapshot
+                OR EXISTS (
+                    SELECT 1 FROM mq_jobs AS e
+                    WHERE e.channel_name = u.cn AND e.channel_args = u.ca
+                      AND e.ord_seq IS NOT NULL
+                )
+            ) THEN 'b'
+            WHEN coalesce(u.run_at, now() + u.delay) > now() THEN 's'
+            ELSE 'r'
+        END,
+        u.prio,
+        coalesce(u.run_at, now() + u.delay),
+        u.ma,
+        u.lease,
+        CASE WHEN u.o THEN v_seqs[u.pos] END,
+        now() + u.ci,
+        mq_payload_size(u.pj, u.pb)
+    FROM (
+        SELECT x.*, row_number() OVER (PARTITION BY x.cn, x.ca, x.o ORDER BY x.pos) AS chain_rank
+        FROM unnest(
+            p_ids, p_channel_names, p_channel_args, p_delays, p_run_ats, p_max_attempts,
+            p_leases, p_ordered, p_commit_intervals, p_priorities, p_job_keys, p_payload_json,
+            p_payload_bytes
+        ) WITH ORDINALITY AS x(id, cn, ca, delay, run_at, ma, lease, o, ci, prio, k, pj, pb, pos)
+    ) AS u
+    WHERE u.k IS NULL;
+
+    -- keyed new jobs were inserted above with a provisional state
+    UPDATE mq_jobs AS j
+    SET state = CASE
+            WHEN j.commit_deadline IS NOT NULL THEN 'u'
+            WHEN j.ord_seq IS NOT NULL AND NOT v_fresh_snapshot THEN 'b'
+            ELSE mq_runnable_state(j.id, j.channel_name, j.channel_args, j.ord_seq, j.attempt_at)
+        END
+    FROM unnest(p_job_keys, v_new, v_ids) AS u(k, new, id)
+    WHERE u.k IS NOT NULL AND u.new AND j.id = u.id;
+
+    -- continuations: a parent still in the queue must finish first; a parent that failed or
+    -- was cancelled cancels the child (unless it runs after failed parents); a parent that is
+    -- gone otherwise completed
+    IF cardinality(p_dep_positions) > 0 THEN
+        -- parents that finish concurrently wait for this transaction (and then see the
+        -- children) or finished first (and the re-check below finds them gone)
+        PERFORM 1 FROM mq_jobs AS parent
+        WHERE parent.id = ANY(p_dep_parents)
+        ORDER BY parent.id
+        FOR KEY SHARE;
+        INSERT INTO mq_deps (parent_id, child_id)
+        SELECT DISTINCT d.parent, v_ids[d.pos]
+        FROM unnest(p_dep_positions, p_dep_parents) AS d(pos, parent)
+        JOIN mq_jobs AS parent ON parent.id = d.parent AND parent.state <> 'f'
+        WHERE v_new[d.pos] OR v_replaced[d.pos]
+        ON CONFLICT DO NOTHING;
+        UPDATE mq_jobs AS parent SET has_children = true
+        FROM mq_deps AS d
+        WHERE d.parent_id = parent.id AND NOT parent.has_children
+          AND d.child_id = ANY(v_ids);
+        v_children := ARRAY(
+            SELECT DISTINCT v_ids[d.pos] FROM unnest(p_dep_positions) AS d(pos)
+            WHERE v_new[d.pos] OR v_replaced[d.pos]
+        );
+        UPDATE mq_jobs AS child SET state = 'w'
+        WHERE child.id = ANY(v_children) AND child.state IN ('r', 's', 'b')
+          AND EXISTS (SELECT 1 FROM mq_deps AS d WHERE d.child_id = child.id);
+        PERFORM mq_cancel_now(
+            ARRAY(
+                SELECT v_ids[d.pos]
+                FROM unnest(p_dep_positions, p_dep_parents) AS d(pos, parent)
+                WHERE (v_new[d.pos] OR v_replaced[d.pos])
+                  AND NOT p_run_after_failed_parents[d.pos]
+                  AND (EXISTS (SELECT 1 FROM mq_jobs AS f WHERE f.id = d.parent AND f.state = 'f')
+                       OR EXISTS (SELECT 1 FROM mq_history AS h
+                                  WHERE h.id = d.parent AND h.state = 'cancelled'))
+            ),
+            'a parent job failed or was cancelled before this job was spawned'
+        );
+        PERFORM mq_resolve_deps(v_children);
+    END IF;
+
+    PERFORM mq_wake(ARRAY(
+        SELECT u.cn FROM unnest(p_channel_names, p_commit_intervals, p_delays, p_run_ats)
+            AS u(cn, ci, d, ra)
+        WHERE u.ci IS NULL AND coalesce(u.ra, now() + u.d) <= now()
+    ));
+    PERFORM mq_wake(ARRAY(
+        SELECT u.cn FROM unnest(p_channel_names, p_commit_intervals, p_delays, p_run_ats)
+            AS u(cn, ci, d, ra)
+        WHERE u.ci IS NULL AND coalesce(u.ra, now() + u.d) > now()
+    ), 's');
+
+    RETURN QUERY SELECT u.pos::integer, u.id FROM unnest(v_ids) WITH ORDINALITY AS u(id, pos);
+END;
+$function$;
+
+CREATE OR REPLACE FUNCTION public.mq_jobs_failed()
+ RETURNS trigger
+ LANGUAGE plpgsql
+AS $function$
+DECLARE
+    v record;
+BEGIN
+    SELECT p.name, p.payload_json, p.payload_bytes, p.last_error, p.dead_letter,
+        p.dead_letter_channel, p.notify_done
+    INTO v FROM mq_payloads AS p WHERE p.id = NEW.id;
+    IF v.dead_letter IS NOT NULL THEN
+        PERFORM mq_spawn(
+            v.dead_letter,
+            json_build_object(
+                'job_id', NEW.id, 'job_name', v.name, 'channel_name', NEW.channel_name,
+                'channel_args', NEW.channel_args, 'attempts', NEW.attempts,
+                'error', v.last_error, 'payload', v.payload_json
+            ),
+            channel_name => coalesce(v.dead_letter_channel, ''),
+            payload_bytes => v.payload_bytes
+        );
+    END IF;
+    IF NEW.has_children THEN
+        PERFORM mq_parent_failed(NEW.id, 'parent job ' || NEW.id || ' failed');
+    END IF;
+    IF v.notify_done THEN
+        PERFORM pg_notify('mq_done', NEW.id::text);
+    END IF;
+    RETURN NULL;
+END;
+$function$;
+
+CREATE OR REPLACE FUNCTION public.mq_jobs_parent_gone()
+ RETURNS trigger
+ LANGUAGE plpgsql
+AS $function$
+BEGIN
+    IF current_setting('mq.replacing', true) = 'on' THEN
+        RETURN NULL;
+    END IF;
+    IF current_setting('mq.cancelling', true) = 'on' THEN
+        PERFORM mq_parent_failed(OLD.id, 'parent job ' || OLD.id || ' was cancelled');
+    ELSE
+        PERFORM mq_release_children(
+            OLD.id, ARRAY(SELECT child_id FROM mq_deps WHERE parent_id = OLD.id)
+        );
+    END IF;
+    RETURN NULL;
+END;
+$function$;
+
+CREATE OR REPLACE FUNCTION public.mq_jobs_unblock_next()
+ RETURNS trigger
+ LANGUAGE plpgsql
+AS $function$
+DECLARE
+    v_head uuid;
+BEGIN
+    IF current_setting('mq.replacing', true) = 'on' THEN
+        RETURN NULL;  -- the job is written again under its id in this transaction
+    END IF;
+    PERFORM pg_advisory_xact_lock(
+        1836146534, mq_chain_lock_key(OLD.channel_name, OLD.channel_args)
+    );
+    SELECT h.id INTO v_head FROM mq_jobs AS h
+    WHERE h.channel_name = OLD.channel_name
+      AND h.channel_args = OLD.channel_args
+      AND h.ord_seq IS NOT NULL
+    ORDER BY h.ord_seq
+    LIMIT 1;
+    UPDATE mq_jobs AS j
+    SET state = mq_runnable_state(j.id, j.channel_name, j.channel_args, j.ord_seq, j.attempt_at)
+    WHERE j.id = (
+            SELECT l.id FROM mq_jobs AS l
+            WHERE l.id = v_head AND l.state = 'b'
+            FOR UPDATE SKIP LOCKED
+        );
+    IF FOUND THEN
+        PERFORM mq_wake(ARRAY[OLD.channel_name], 's');
+    END IF;
+    RETURN NULL;
+END;
+$function$;
+
+CREATE OR REPLACE FUNCTION public.mq_keep(p_ids uuid[], p_state text, p_error text, p_default_retain interval, p_error_ids uuid[] DEFAULT NULL::uuid[], p_errors text[] DEFAULT NULL::text[])
+ RETURNS void
+ LANGUAGE sql
+AS $function$
+    INSERT INTO mq_history (
+        id, name, channel_name, channel_args, state, attempts, max_attempts, priority, job_key,
+        payload_json, payload_bytes, result, last_error, headers, created_at, expires_at, errors
+    )
+    SELECT j.id, p.name, j.channel_name, j.channel_args, p_state, j.attempts, j.max_attempts,
+        j.priority, j.job_key, p.payload_json, p.payload_bytes, NULL,
+        coalesce(e.error, p_error, p.last_error), p.headers, p.created_at,
+        now() + coalesce(p.retain_for, p_default_retain), p.errors
+    FROM mq_jobs AS j
+    JOIN mq_payloads AS p ON p.id = j.id
+    LEFT JOIN unnest(p_error_ids, p_errors) AS e(id, error) ON e.id = j.id
+    WHERE j.id = ANY(p_ids) AND coalesce(p.retain_for, p_default_retain) > interval '0'
+    ON CONFLICT (id) DO NOTHING
+$function$;
+
+CREATE OR REPLACE FUNCTION public.mq_lease(p_channel_names text[], p_cursor_name text, p_cursor_args text, p_limit integer, p_default_lease interval, p_excluded text[], p_durable boolean, p_max_bytes bigint)
+ RETURNS TABLE(id uuid, lease_token uuid, attempt integer, max_attempts integer, channel_name text, channel_args text, lease interval, name text, payload_json text, payload_bytes bytea, retry_backoff interval, job_key text, retain_for interval, headers text, payload_size integer)
+ LANGUAGE plpgsql
+ SET enable_seqscan TO 'off'
+ SET enable_bitmapscan TO 'off'
+ SET jit TO 'off'
+ SET plan_cache_mode TO 'force_generic_plan'
+AS $function$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+    WITH RECURSIVE
+    after_cursor(cn, ca, n) AS (
+        SELECT g.channel_name, g.channel_args, 1
+        FROM mq_next_ready_group(p_channel_names, p_cursor_name, p_cursor_args) AS g
+        WHERE p_cursor_name IS NOT NULL
+      UNION ALL
+        SELECT g.channel_name, g.channel_args, a.n + 1
+        FROM after_cursor AS a
+        CROSS JOIN LATERAL mq_next_ready_group(
+            p_channel_names, a.cn, CASE WHEN a.cn = ANY(p_excluded) THEN NULL ELSE a.ca END
+        ) AS g
+        WHERE a.n < p_limit + cardinality(p_excluded)
+    ),
+    from_start(cn, ca, n) AS (
+        SELECT g.channel_name, g.channel_args, 1
+        FROM mq_next_ready_group(p_channel_names, NULL, NULL) AS g
+        WHERE p_cursor_name IS NULL
+           OR (g.channel_name, g.channel_args) <= (p_cursor_name, p_cursor_args)
+      UNION ALL
+        SELECT g.channel_name, g.channel_args, f.n + 1
+        FROM from_start AS f
+        CROSS JOIN LATERAL mq_next_ready_group(
+            p_channel_names, f.cn, CASE WHEN f.cn = ANY(p_excluded) THEN NULL ELSE f.ca END
+        ) AS g
+        WHERE f.n < p_limit + cardinality(p_excluded)
+          AND (p_cursor_name IS NULL
+               OR (g.channel_name, g.channel_args) <= (p_cursor_name, p_cursor_args))
+    ),
+    groups AS MATERIALIZED (
+        SELECT g.cn, g.ca, row_number() OVER () AS pos
+        FROM (
+            SELECT v.cn, v.ca FROM (
+                SELECT a.cn, a.ca FROM after_cursor AS a
+                UNION ALL
+                SELECT f.cn, f.ca FROM from_start AS f
+            ) AS v
+            WHERE NOT (v.cn = ANY(p_excluded))
+            LIMIT p_limit
+        ) AS g
+    ),
+    picked AS MATERIALIZED (
+        SELECT c.id, c.size, row_number() OVER (ORDER BY g.pos, c.rank) AS ord
+        FROM groups AS g
+        CROSS JOIN LATERAL (
+            SELECT j.id, j.payload_size AS size,
+                row_number() OVER (ORDER BY j.priority DESC, j.attempt_at) AS rank
+            FROM (
+                SELECT j.id, j.payload_size, j.priority, j.attempt_at FROM mq_jobs AS j
+                WHERE j.state = 'r' AND j.channel_name = g.cn AND j.channel_args = g.ca
+                ORDER BY j.priority DESC, j.attempt_at
+                LIMIT (SELECT ceil(p_limit::float8 / count(*))::integer FROM groups)
+                FOR UPDATE SKIP LOCKED
+            ) AS j
+        ) AS c
+        ORDER BY g.pos, c.rank
+        LIMIT p_limit
+    ),
+    taken AS MATERIALIZED (
+        SELECT b.id, b.ord FROM (
+            SELECT p.id, p.ord,
+                sum(p.size) OVER (ORDER BY p.ord ROWS UNBOUNDED PRECEDING) - p.size AS before
+            FROM picked AS p
+        ) AS b
+        WHERE b.before < p_max_bytes
+    ),
+    leased AS (
+        UPDATE mq_jobs AS j
+        SET state = 'l',
+            attempts = j.attempts + 1,
+            lease_token = gen_random_uuid(),
+            attempt_at = now() + coalesce(j.lease, p_default_lease)
+        WHERE j.id = ANY (ARRAY(SELECT t.id FROM taken AS t))
+        RETURNING j.id, j.lease_token, j.attempts, j.max_attempts, j.channel_name,
+            j.channel_args, coalesce(j.lease, p_default_lease) AS lease, j.job_key,
+            j.payload_size,
+            -- transaction-local (is_local): neither a pooled session nor a caller's own
+            -- transaction (the pull API passes p_durable) is changed
+            CASE WHEN NOT p_durable
+                THEN set_config('synchronous_commit', 'off', true) END AS commit_mode
+    )
+    SELECT l.id, l.lease_token, l.attempts, l.max_attempts, l.channel_name, l.channel_args,
+        l.lease, coalesce(p.name, 'sqlxmq:missing-payload'), p.payload_json::text,
+        p.payload_bytes, coalesce(p.retry_backoff, interval '1 second'), l.job_key,
+        p.retain_for, p.headers::text, l.payload_size
+    FROM leased AS l
+    JOIN taken AS t ON t.id = l.id
+    LEFT JOIN LATERAL (
+        SELECT p.name, p.payload_json, p.payload_bytes, p.retry_backoff, p.retain_for,
+            p.headers
+        FROM mq_payloads AS p WHERE p.id = l.id
+        OFFSET 0
+    ) AS p ON true
+    ORDER BY t.ord;
+END;
+$function$;
+
+CREATE OR REPLACE FUNCTION public.mq_lease_limited(p_channel_name text, p_cursor_name text, p_cursor_args text, p_limit integer, p_default_lease interval, p_durable boolean, p_max_bytes bigint)
+ RETURNS TABLE(id uuid, lease_token uuid, attempt integer, max_attempts integer, channel_name text, channel_args text, lease interval, name text, payload_json text, payload_bytes bytea, retry_backoff interval, job_key text, retain_for interval, headers text, payload_size integer)
+ LANGUAGE plpgsql
+ SET enable_seqscan TO 'off'
+ SET enable_bitmapscan TO 'off'
+ SET jit TO 'off'
+ SET plan_cache_mode TO 'force_generic_plan'
+AS $function$
+#variable_conflict use_column
+DECLARE
+    v_max integer;
+    v_running integer;
+BEGIN
+    SELECT l.max_running INTO v_max FROM mq_channel_limits AS l
+    WHERE l.channel_name = p_channel_name
+    FOR UPDATE SKIP LOCKED;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    SELECT count(*) INTO v_running FROM mq_jobs AS j
+    WHERE j.state = 'l' AND j.channel_name = p_channel_name;
+    IF least(p_limit, v_max - v_running) <= 0 THEN
+        RETURN;
+    END IF;
+    RETURN QUERY SELECT * FROM mq_lease(
+        ARRAY[p_channel_name], p_cursor_name, p_cursor_args, least(p_limit, v_max - v_running),
+        p_default_lease, '{}', p_durable, p_max_bytes
+    );
+END;
+$function$;
+
+CREATE OR REPLACE FUNCTION public.mq_lock_chains(p_ids uuid[])
+ RETURNS void
+ LANGUAGE plpgsql
+AS $function$
+BEGIN
+    PERFORM pg_advisory_xact_lock(1836146534, k.key)
+    FROM (
+        SELECT DISTINCT mq_chain_lock_key(j.channel_name, j.channel_args) AS key
+        FROM mq_jobs AS j
+        WHERE j.id = ANY(p_ids) AND j.ord_seq IS NOT NULL
+    ) AS k
+    ORDER BY k.key;
+END;
+$function$;
+
+CREATE OR REPLACE FUNCTION public.mq_maintain()
+ RETURNS TABLE(event text, job_id uuid, job_name text, attempt integer, final boolean, n integer)
+ LANGUAGE plpgsql
+ SET enable_seqscan TO 'off'
+ SET enable_bitmapscan TO 'off'
+ SET jit TO 'off'
+AS $function$
+#variable_conflict use_column
+DECLARE
+    v_count integer;
+    v_ids uuid[];
+BEGIN
+    IF NOT pg_try_advisory_xact_lock(1836146533, 0) THEN
+        RETURN;
+    END IF;
+
+    -- running jobs asked to stop whose runner is gone: cancelled rather than retried
+    SELECT count(*) INTO v_count FROM mq_cancel_now(
+        ARRAY(
+            SELECT j.id FROM mq_jobs AS j
+            WHERE j.state = 'l' AND j.cancel_requested AND j.attempt_at <= now()
+            ORDER BY j.attempt_at
+            LIMIT 1000
+        ),
+        'cancelled: the job was asked to stop and its runner is gone',
+        NULL,
+        true
+    );
+    IF v_count > 0 THEN
+        RETURN QUERY SELECT 'cancelled_jobs_expired', NULL::uuid, NULL::text, NULL::integer,
+            NULL::boolean, v_count;
+    END IF;
+
+    RETURN QUERY
+    WITH expired AS MATERIALIZED (
+        SELECT x.*, row_number() OVER (ORDER BY x.job_id) AS rn, count(*) OVER () AS total
+        FROM mq_expire_leases() AS x
+    )
+    SELECT 'lease_expired', x.job_id, x.job_name, x.attempt, x.final, 1
+    FROM expired AS x WHERE x.rn <= 200
+    UNION ALL
+    SELECT 'lease_expired', NULL, NULL, NULL, NULL, (x.total - 200)::integer
+    FROM expired AS x WHERE x.rn = 1 AND x.total > 200;
+
+    -- two-phase jobs not committed within their commit interval are discarded: cancelled, so
+    -- that their continuations are cancelled too (a discarded parent never completed)
+    v_ids := ARRAY(
+        SELECT j.id FROM mq_jobs AS j
+        WHERE j.state = 'u' AND j.commit_deadline <= now()
+        ORDER BY j.commit_deadline
+        LIMIT 1000
+        FOR UPDATE SKIP LOCKED
+    );
+    IF cardinality(v_ids) > 0 THEN
+        RETURN QUERY
+        WITH named AS MATERIALIZED (
+            SELECT p.id, p.name, row_number() OVER (ORDER BY p.id) AS rn
+            FROM mq_payloads AS p WHERE p.id = ANY(v_ids)
+        ), cancelled AS MATERIALIZED (
+            SELECT c AS id FROM mq_cancel_now(
+                v_ids, 'discarded: not committed within its commit interval'
+            ) AS c
+        )
+        SELECT 'uncommitted_job_discarded', c.id, nm.name, NULL::integer, NULL::boolean, 1
+        FROM cancelled AS c LEFT JOIN named AS nm ON nm.id = c.id
+        WHERE coalesce(nm.rn, 0) <= 200
+        UNION ALL
+        SELECT 'uncommitted_job_discarded', NULL, NULL, NULL, NULL, (count(*) - 200)::integer
+        FROM cancelled AS c HAVING count(*) > 200;
+    END IF;
+
+    v_count := mq_repair();
+    IF v_count > 0 THEN
+        RETURN QUERY SELECT 'repaired', NULL::uuid, NULL::text, NULL::integer, NULL::boolean,
+            v_count;
+    END IF;
+
+    DELETE FROM mq_history AS h
+    WHERE h.id = ANY(ARRAY(
+        SELECT x.id FROM mq_history AS x WHERE x.expires_at <= now()
+        ORDER BY x.expires_at LIMIT 5000
+    ));
+    DELETE FROM mq_throttle AS t WHERE t.until <= now();
+    DELETE FROM mq_stats AS s WHERE s.bucket < now() - interval '7 days';
+    DELETE FROM mq_listeners AS l WHERE l.heartbeat_at < now() - interval '5 minutes';
+END;
+$function$;
+
+CREATE OR REPLACE FUNCTION public.mq_next_ready_group(p_names text[], p_after_name text, p_after_args text)
+ RETURNS TABLE(channel_name text, channel_args text)
+ LANGUAGE sql
+ STABLE
+AS $function$
+    (SELECT j.channel_name, j.channel_args FROM mq_jobs AS j
+      WHERE j.state = 'r' AND j.channel_name = p_after_name AND j.channel_args > p_after_args
+        AND (p_names IS NULL OR p_after_name = ANY(p_names))
+      ORDER BY j.channel_args LIMIT 1)
+    UNION ALL
+    (SELECT j.channel_name, j.channel_args FROM mq_jobs AS j
+      WHERE p_names IS NULL AND p_after_name IS NULL AND j.state = 'r'
+      ORDER BY j.channel_name, j.channel_args LIMIT 1)
+    UNION ALL
+    (SELECT j.channel_name, j.channel_args FROM mq_jobs AS j
+      WHERE p_names IS NULL AND j.state = 'r' AND j.channel_name > p_after_name
+      ORDER BY j.channel_name, j.channel_args LIMIT 1)
+    UNION ALL
+    (SELECT h.channel_name, h.channel_args
+      FROM (SELECT DISTINCT u.n FROM unnest(p_names) AS u(n)
+            WHERE p_after_name IS NULL OR u.n > p_after_name ORDER BY u.n) AS names
+      CROSS JOIN LATERAL (
+          SELECT j.channel_name, j.channel_args FROM mq_jobs AS j
+          WHERE j.state = 'r' AND j.channel_name = names.n
+          ORDER BY j.channel_args LIMIT 1) AS h)
+    LIMIT 1
+$function$;
+
+CREATE OR REPLACE FUNCTION public.mq_notify_channel(p_channel_name text)
+ RETURNS text
+ LANGUAGE sql
+ IMMUTABLE PARALLEL SAFE STRICT
+AS $function$
+    SELECT 'mq_' || left(encode(sha256(convert_to(p_channel_name, 'UTF8')), 'hex'), 32)
+$function$;
+
+CREATE OR REPLACE FUNCTION public.mq_parent_failed(p_parent uuid, p_reason text)
+ RETURNS void
+ LANGUAGE plpgsql
+AS $function$
+DECLARE
+    v_run uuid[];
+    v_cancel uuid[];
+BEGIN
+    SELECT
+        coalesce(array_agg(d.child_id) FILTER (WHERE p.run_after_failed_parents), '{}'),
+        coalesce(array_agg(d.child_id) FILTER (WHERE NOT p.run_after_failed_parents), '{}')
+    INTO v_run, v_cancel
+    FROM mq_deps AS d JOIN mq_payloads AS p ON p.id = d.child_id
+    WHERE d.parent_id = p_parent;
+    PERFORM mq_cancel_now(v_cancel, p_reason);
+    PERFORM mq_release_children(p_parent, v_run);
+END;
+$function$;
+
+CREATE OR REPLACE FUNCTION public.mq_park(p_ids uuid[], p_tokens uuid[], p_reasons text[])
+ RETURNS TABLE(id uuid, outcome text)
+ LANGUAGE plpgsql
+ SET enable_seqscan TO 'off'
+ SET enable_bitmapscan TO 'off'
+ SET jit TO 'off'
+ SET plan_cache_mode TO 'force_generic_plan'
+AS $function$
+#variable_conflict use_column
+DECLARE
+    v_cancel uuid[];
+    v_tokens uuid[];
+BEGIN
+    SELECT coalesce(array_agg(j.id), '{}'), coalesce(array_agg(j.lease_token), '{}')
+    INTO v_cancel, v_tokens
+    FROM mq_jobs AS j
+    JOIN unnest(p_ids, p_tokens) AS t(id, token) ON t.id = j.id
+    WHERE j.id = ANY(p_ids) AND j.lease_token = t.token AND j.cancel_requested;
+    RETURN QUERY
+    WITH parked AS (
+        UPDATE mq_jobs AS j
+        SET state = 'n', attempts = greatest(j.attempts - 1, 0), lease_token = NULL,
+            attempt_at = now()
+        FROM unnest(p_ids, p_tokens) AS t(id, token)
+        WHERE j.id = ANY(p_ids) AND j.id = t.id AND j.lease_token = t.token
+          AND NOT (j.id = ANY(v_cancel))
+        RETURNING j.id
+    ), noted AS (
+        UPDATE mq_payloads AS p SET last_error = r.reason
+        FROM unnest(p_ids, p_reasons) AS r(id, reason)
+        WHERE p.id = ANY(ARRAY(SELECT k.id FROM parked AS k)) AND p.id = r.id
+    )
+    SELECT k.id, 'parked'::text FROM parked AS k;
+    RETURN QUERY
+    SELECT c, 'cancelled'::text
+    FROM mq_cancel_now(
+        v_cancel, 'cancelled while waiting for a runner that knows its name', v_tokens
+    ) AS c;
+END;
+$function$;
+
+CREATE OR REPLACE FUNCTION public.mq_payload_size(p_json text, p_bytes bytea)
+ RETURNS integer
+ LANGUAGE sql
+ IMMUTABLE PARALLEL SAFE
+AS $function$
+    SELECT (coalesce(octet_length(p_json), 0) + coalesce(octet_length(p_bytes), 0))::integer
+$function$;
+
+CREATE OR REPLACE FUNCTION public.mq_promote(p_channel_names text[], p_exclusive boolean)
+ RETURNS TABLE(promoted integer, wait_s double precision)
+ LANGUAGE plpgsql
+ SET enable_seqscan TO 'off'
+ SET enable_bitmapscan TO 'off'
+ SET jit TO 'off'
+ SET plan_cache_mode TO 'force_generic_plan'
+AS $function$
+DECLARE
+    v_promoted integer;
+    v_channels text[];
+BEGIN
+    IF NOT p_exclusive OR pg_try_advisory_xact_lock(1836146535, 0) THEN
+        WITH due AS (
+            SELECT j.id FROM mq_jobs AS j
+            WHERE j.state = 's' AND j.attempt_at <= now()
+            ORDER BY j.attempt_at
+            LIMIT 5000
+            FOR UPDATE SKIP LOCKED
+        ), made_ready AS (
+            UPDATE mq_jobs AS j SET state = 'r'
+            WHERE j.id = ANY(ARRAY(SELECT d.id FROM due AS d))
+            RETURNING j.channel_name
+        )
+        SELECT count(*), coalesce(array_agg(DISTINCT m.channel_name), '{}')
+        INTO v_promoted, v_channels
+        FROM made_ready AS m;
+        PERFORM mq_wake(v_channels);
+    END IF;
+    RETURN QUERY SELECT v_promoted, extract(epoch FROM (
+        CASE WHEN p_channel_names IS NULL THEN (
+            SELECT min(j.attempt_at) FROM mq_jobs AS j
+            WHERE j.state = 's' AND j.attempt_at > now()
+        ) ELSE (
+            SELECT min(n.at)
+            FROM unnest(p_channel_names) AS u(name)
+            CROSS JOIN LATERAL (
+                SELECT j.attempt_at AS at FROM mq_jobs AS j
+                WHERE j.state = 's' AND j.channel_name = u.name AND j.attempt_at > now()
+                ORDER BY j.attempt_at
+                LIMIT 1
+            ) AS n
+        ) END - now()
+    ))::float8;
+END;
+$function$;
+
+CREATE OR REPLACE FUNCTION public.mq_release(p_ids uuid[], p_tokens uuid[])
+ RETURNS TABLE(id uuid, outcome text)
+ LANGUAGE plpgsql
+ SET enable_seqscan TO 'off'
+ SET enable_bitmapscan TO 'off'
+ SET jit TO 'off'
+ SET plan_cache_mode TO 'force_generic_plan'
+AS $function$
+#variable_conflict use_column
+DECLARE
+    v_cancel uuid[];
+    v_tokens uuid[];
+BEGIN
+    SELECT coalesce(array_agg(j.id), '{}'), coalesce(array_agg(j.lease_token), '{}')
+    INTO v_cancel, v_tokens
+    FROM mq_jobs AS j
+    JOIN unnest(p_ids, p_tokens) AS t(id, token) ON t.id = j.id
+    WHERE j.id = ANY(p_ids) AND j.lease_token = t.token AND j.cancel_requested;
+    RETURN QUERY
+    WITH released AS (
+        UPDATE mq_jobs AS j
+        SET state = 'r', attempts = greatest(j.attempts - 1, 0), lease_token = NULL,
+            attempt_at = now()
+        FROM unnest(p_ids, p_tokens) AS t(id, token)
+        WHERE j.id = ANY(p_ids) AND j.id = t.id AND j.lease_token = t.token
+          AND NOT (j.id = ANY(v_cancel))
+        RETURNING j.id, j.channel_name
+    ), woken AS (
+        SELECT mq_wake(ARRAY(SELECT r.channel_name FROM released AS r))
+    )
+    SELECT r.id, 'released'::text FROM released AS r, woken;
+    RETURN QUERY
+    SELECT c, 'cancelled'::text
+    FROM mq_cancel_now(
+        v_cancel, 'cancelled while running (its runner stopped before it finished)', v_tokens
+    ) AS c;
+END;
+$function$;
+
+CREATE OR REPLACE FUNCTION public.mq_release_children(p_parent uuid, p_children uuid[])
+ RETURNS void
+ LANGUAGE plpgsql
+AS $function$
+BEGIN
+    IF coalesce(cardinality(p_children), 0) = 0 THEN
+        RETURN;
+    END IF;
+    PERFORM 1 FROM mq_jobs AS c WHERE c.id = ANY(p_children) ORDER BY c.id FOR UPDATE;
+    DELETE FROM mq_deps WHERE parent_id = p_parent AND child_id = ANY(p_children);
+    UPDATE mq_jobs AS c
+    SET state = mq_runnable_state(c.id, c.channel_name, c.channel_args, c.ord_seq, c.attempt_at)
+    WHERE c.id = ANY(p_children) AND c.state = 'w';
+    IF FOUND THEN
+        PERFORM mq_wake(ARRAY(SELECT channel_name FROM mq_jobs WHERE id = ANY(p_children)), 's');
+    END IF;
+END;
+$function$;
+
+CREATE OR REPLACE FUNCTION public.mq_renew(p_ids uuid[], p_tokens uuid[], p_default_lease interval)
+ RETURNS TABLE(lease_token uuid, report text)
+ LANGUAGE plpgsql
+ SET enable_seqscan TO 'off'
+ SET enable_bitmapscan TO 'off'
+ SET jit TO 'off'
+ SET plan_cache_mode TO 'force_generic_plan'
+AS $function$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+    WITH held AS (
+        SELECT t.id, t.token FROM unnest(p_ids, p_tokens) AS t(id, token)
+    ), lockable AS (
+        SELECT j.id FROM mq_jobs AS j
+        JOIN held AS h ON h.id = j.id AND j.lease_token = h.token
+        WHERE j.id = ANY(p_ids)
+        FOR UPDATE OF j SKIP LOCKED
+    ), renewed AS (
+        UPDATE mq_jobs AS j
+        SET attempt_at = greatest(j.attempt_at, now() + coalesce(j.lease, p_default_lease))
+        WHERE j.id = ANY(ARRAY(SELECT l.id FROM lockable AS l))
+        RETURNING j.id
+    )
+    SELECT h.token, CASE WHEN s.cancel_requested IS NULL THEN 'lost' ELSE 'cancel' END
+    FROM held AS h
+    LEFT JOIN LATERAL (
+        SELECT j.cancel_requested FROM mq_jobs AS j
+        WHERE j.id = h.id AND j.lease_token = h.token
+        OFFSET 0
+    ) AS s ON true
+    WHERE s.cancel_requested IS NOT FALSE;
+END;
+$function$;
+
+CREATE OR REPLACE FUNCTION public.mq_repair()
+ RETURNS integer
+ LANGUAGE plpgsql
+AS $function$
+DECLARE
+    v_unblocked integer;
+BEGIN
+    SELECT count(*) INTO v_unblocked FROM mq_unblock_heads();
+    RETURN v_unblocked + mq_resolve_deps(NULL);
+END;
+$function$;
+
+CREATE OR REPLACE FUNCTION public.mq_reschedule(p_ids uuid[], p_run_at timestamp with time zone, p_priority integer, p_retries integer)
+ RETURNS SETOF uuid
+ LANGUAGE plpgsql
+AS $function$
+DECLARE
+    v_channels text[];
+    v_ids uuid[];
+BEGIN
+    WITH moved AS (
+        UPDATE mq_jobs AS j
+        SET attempt_at = coalesce(p_run_at, j.attempt_at),
+            priority = coalesce(p_priority, j.priority),
+            max_attempts = coalesce(j.attempts + p_retries + 1, j.max_attempts),
+            state = CASE
+                WHEN j.state IN ('r', 's')
+                THEN mq_runnable_state(j.id, j.channel_name, j.channel_args, j.ord_seq,
+                                       coalesce(p_run_at, j.attempt_at))
+                ELSE j.state
+            END
+        WHERE j.id = ANY(p_ids) AND j.state NOT IN ('l', 'f')
+        RETURNING j.id, j.channel_name
+    )
+    SELECT array_agg(id), array_agg(channel_name) INTO v_ids, v_channels FROM moved;
+    PERFORM mq_wake(coalesce(v_channels, '{}'), 's');
+    RETURN QUERY SELECT unnest(coalesce(v_ids, '{}'));
+END;
+$function$;
+
+CREATE OR REPLACE FUNCTION public.mq_resolve_deps(p_children uuid[] DEFAULT NULL::uuid[])
+ RETURNS integer
+ LANGUAGE plpgsql
+AS $function$
+DECLARE
+    v_cancel uuid[];
+    v_release uuid[];
+    v_released integer;
+BEGIN
+    WITH settled AS (
+        DELETE FROM mq_deps AS d
+        WHERE (p_children IS NULL OR d.child_id = ANY(p_children))
+          AND NOT EXISTS (
+              SELECT 1 FROM mq_jobs AS p WHERE p.id = d.parent_id AND p.state <> 'f'
+          )
+        RETURNING d.parent_id, d.child_id
+    ), judged AS (
+        SELECT s.child_id,
+            (EXISTS (SELECT 1 FROM mq_jobs AS f WHERE f.id = s.parent_id)
+             OR EXISTS (SELECT 1 FROM mq_history AS h
+                        WHERE h.id = s.parent_id AND h.state = 'cancelled'))
+            AND NOT coalesce(p.run_after_failed_parents, false) AS cancel
+        FROM settled AS s LEFT JOIN mq_payloads AS p ON p.id = s.child_id
+    )
+    SELECT coalesce(array_agg(DISTINCT child_id) FILTER (WHERE cancel), '{}'),
+        coalesce(array_agg(DISTINCT child_id) FILTER (WHERE NOT cancel), '{}')
+    INTO v_cancel, v_release
+    FROM judged;
+    PERFORM mq_cancel_now(v_cancel, 'a parent job failed or was cancelled');
+    v_release := ARRAY(SELECT unnest(v_release) EXCEPT SELECT unnest(v_cancel));
+    IF cardinality(v_release) = 0 THEN
+        RETURN cardinality(v_cancel);
+    END IF;
+    PERFORM 1 FROM mq_jobs AS c WHERE c.id = ANY(v_release) ORDER BY c.id FOR UPDATE;
+    UPDATE mq_jobs AS c
+    SET state = mq_runnable_state(c.id, c.channel_name, c.channel_args, c.ord_seq, c.attempt_at)
+    WHERE c.id = ANY(v_release) AND c.state = 'w';
+    GET DIAGNOSTICS v_released = ROW_COUNT;
+    IF v_released > 0 THEN
+        PERFORM mq_wake(ARRAY(SELECT channel_name FROM mq_jobs WHERE id = ANY(v_release)), 's');
+    END IF;
+    RETURN v_released + cardinality(v_cancel);
+END;
+$function$;
+
+CREATE OR REPLACE FUNCTION public.mq_retry(p_ids uuid[])
+ RETURNS SETOF uuid
+ LANGUAGE plpgsql
+AS $function$
+DECLARE
+    v_channels text[];
+    v_ids uuid[];
+BEGIN
+    WITH retried AS (
+        UPDATE mq_jobs AS j
+        SET attempts = 0,
+            attempt_at = now(),
+            state = mq_runnable_state(j.id, j.channel_name, j.channel_args, j.ord_seq, now())
+        WHERE j.id = ANY(p_ids) AND j.state = 'f'
+        RETURNING j.id, j.channel_name
+    )
+    SELECT array_agg(id), array_agg(channel_name) INTO v_ids, v_channels FROM retried;
+    PERFORM mq_wake(coalesce(v_channels, '{}'));
+    RETURN QUERY SELECT unnest(coalesce(v_ids, '{}'));
+END;
+$function$;
+
+CREATE OR REPLACE FUNCTION public.mq_runnable_state(p_id uuid, p_channel_name text, p_channel_args text, p_ord_seq bigint, p_attempt_at timestamp with time zone)
+ RETURNS "char"
+ LANGUAGE sql
+ STABLE
+AS $function$
+    SELECT (CASE
+        WHEN EXISTS (SELECT 1 FROM mq_deps AS d WHERE d.child_id = p_id) THEN 'w'
+        WHEN p_ord_seq IS NOT NULL AND EXISTS (
+            SELECT 1 FROM mq_jobs AS e
+            WHERE e.channel_name = p_channel_name AND e.channel_args = p_channel_args
+              AND e.ord_seq < p_ord_seq
+        ) THEN 'b'
+        WHEN p_attempt_at > now() THEN 's'
+        ELSE 'r'
+    END)::"char"
+$function$;
+
+CREATE OR REPLACE FUNCTION public.mq_spawn(name text, payload_json json DEFAULT NULL::json, channel_name text DEFAULT ''::text, channel_args text DEFAULT ''::text, delay interval DEFAULT '00:00:00'::interval, retries integer DEFAULT 4, retry_backoff interval DEFAULT '00:00:01'::interval, ordered boolean DEFAULT false, priority integer DEFAULT 0, payload_bytes bytea DEFAULT NULL::bytea, lease interval DEFAULT NULL::interval, commit_interval interval DEFAULT NULL::interval, run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, job_key text DEFAULT NULL::text, job_key_mode text DEFAULT 'replace'::text, throttle interval DEFAULT NULL::interval, retain_for interval DEFAULT NULL::interval, dead_letter text DEFAULT NULL::text, after uuid[] DEFAULT '{}'::uuid[], run_after_failed_parents boolean DEFAULT false, headers jsonb DEFAULT NULL::jsonb)
+ RETURNS uuid
+ LANGUAGE plpgsql
+AS $function$
+DECLARE
+    v_id uuid;
+BEGIN
+    IF retries IS NULL OR retries < 0 THEN
+        RAISE EXCEPTION 'mq_spawn: retries must be >= 0, got %', retries
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF job_key_mode NOT IN ('replace', 'preserve_run_at', 'unsafe_dedupe') THEN
+        RAISE EXCEPTION 'mq_spawn: job_key_mode must be replace, preserve_run_at or '
+            'unsafe_dedupe, got %', job_key_mode USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF throttle IS NOT NULL AND job_key IS NULL THEN
+        RAISE EXCEPTION 'mq_spawn: a throttle needs a job_key'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT i.id INTO v_id FROM mq_insert(
+        ARRAY[mq_uuid7()], ARRAY[name], ARRAY[channel_name], ARRAY[channel_args],
+        ARRAY[payload_json::text], ARRAY[payload_bytes], ARRAY[delay], ARRAY[run_at],
+        ARRAY[retries + 1], ARRAY[retry_backoff], ARRAY[lease], ARRAY[ordered],
+        ARRAY[commit_interval], ARRAY[priority], ARRAY[job_key], ARRAY[job_key_mode],
+        ARRAY[throttle], ARRAY[retain_for], ARRAY[dead_letter], ARRAY[NULL::text],
+        ARRAY[run_after_failed_parents],
+        array_fill(1, ARRAY[cardinality(coalesce(after, '{}'))]), coalesce(after, '{}'),
+        ARRAY[headers]
+    ) AS i;
+    RETURN v_id;
+END;
+$function$;
+
+CREATE OR REPLACE FUNCTION public.mq_unblock_heads()
+ RETURNS SETOF text
+ LANGUAGE sql
+ SET enable_seqscan TO 'off'
+ SET enable_bitmapscan TO 'off'
+ SET jit TO 'off'
+AS $function$
+    WITH RECURSIVE heads AS (
+        (SELECT j.id, j.channel_name, j.channel_args, j.state FROM mq_jobs AS j
+         WHERE j.ord_seq IS NOT NULL
+         ORDER BY j.channel_name, j.channel_args, j.ord_seq
+         LIMIT 1)
+      UNION ALL
+        SELECT n.id, n.channel_name, n.channel_args, n.state
+        FROM heads AS h
+        CROSS JOIN LATERAL (
+            SELECT j.id, j.channel_name, j.channel_args, j.state FROM mq_jobs AS j
+            WHERE j.ord_seq IS NOT NULL
+              AND (j.channel_name, j.channel_args) > (h.channel_name, h.channel_args)
+            ORDER BY j.channel_name, j.channel_args, j.ord_seq
+            LIMIT 1
+        ) AS n
+    ), unlocked AS (
+        SELECT j.id FROM mq_jobs AS j
+        WHERE j.id = ANY(ARRAY(SELECT h.id FROM heads AS h WHERE h.state = 'b'))
+          AND j.state = 'b'
+        FOR UPDATE SKIP LOCKED
+    ), promoted AS (
+        UPDATE mq_jobs AS j
+        SET state = mq_runnable_state(j.id, j.channel_name, j.channel_args, j.ord_seq,
+                                      j.attempt_at)
+        WHERE j.id = ANY(ARRAY(SELECT u.id FROM unlocked AS u))
+        RETURNING j.channel_name
+    ), woken AS (
+        SELECT mq_wake(ARRAY(SELECT p.channel_name FROM promoted AS p), 's')
+    )
+    SELECT p.channel_name FROM promoted AS p, woken
+$function$;
+
+CREATE OR REPLACE FUNCTION public.mq_unpark(p_names text[])
+ RETURNS integer
+ LANGUAGE plpgsql
+ SET enable_seqscan TO 'off'
+ SET enable_bitmapscan TO 'off'
+ SET jit TO 'off'
+ SET plan_cache_mode TO 'force_generic_plan'
+AS $function$
+DECLARE
+    v_channels text[];
+BEGIN
+    WITH known AS (
+        SELECT j.id FROM mq_jobs AS j
+        WHERE j.state = 'n'
+          AND (SELECT p.name FROM mq_payloads AS p WHERE p.id = j.id) = ANY(p_names)
+        FOR UPDATE SKIP LOCKED
+    ), unparked AS (
+        UPDATE mq_jobs AS j
+        SET state = mq_runnable_state(j.id, j.channel_name, j.channel_args, j.ord_seq, now()),
+            attempt_at = now()
+        WHERE j.id = ANY(ARRAY(SELECT k.id FROM known AS k)) AND j.state = 'n'
+        RETURNING j.channel_name
+    )
+    SELECT coalesce(array_agg(u.channel_name), '{}') INTO v_channels FROM unparked AS u;
+    PERFORM mq_wake(v_channels);
+    RETURN cardinality(v_channels);
+END;
+$function$;
+
+CREATE OR REPLACE FUNCTION public.mq_uuid7()
+ RETURNS uuid
+ LANGUAGE sql
+ PARALLEL SAFE
+AS $function$
+    SELECT (lpad(to_hex(floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint), 12, '0')
+            || '7' || substr(r, 14, 3) || substr(r, 17))::uuid
+    FROM (SELECT replace(gen_random_uuid()::text, '-', '') AS r) AS random
+$function$;
+
+CREATE OR REPLACE FUNCTION public.mq_wake(p_channel_names text[], p_payload text DEFAULT ''::text)
+ RETURNS void
+ LANGUAGE plpgsql
+AS $function$
+BEGIN
+    IF cardinality(p_channel_names) = 0 OR NOT EXISTS (
+        SELECT 1 FROM mq_listeners
+        WHERE idle AND heartbeat_at > now() - interval '1 minute'
+    ) THEN
+        RETURN;
+    END IF;
+    PERFORM pg_notify('mq', p_payload)
+    WHERE EXISTS (
+        SELECT 1 FROM mq_listeners
+        WHERE idle AND channel_names IS NULL AND heartbeat_at > now() - interval '1 minute'
+    );
+    PERFORM pg_notify(mq_notify_channel(n.name), p_payload)
+    FROM (SELECT DISTINCT name FROM unnest(p_channel_names) AS u(name)) AS n
+    WHERE EXISTS (
+        SELECT 1 FROM mq_listeners AS l
+        WHERE l.idle AND n.name = ANY(l.channel_names)
+          AND l.heartbeat_at > now() - interval '1 minute'
+    );
+END;
+$function$;
+
+-- triggers
+
+CREATE TRIGGER mq_jobs_failed_trg AFTER UPDATE OF state ON public.mq_jobs FOR EACH ROW WHEN (((new.state = 'f'::"char") AND (old.state <> 'f'::"char"))) EXECUTE FUNCTION mq_jobs_failed();
+
+CREATE TRIGGER mq_jobs_parent_gone_trg AFTER DELETE ON public.mq_jobs FOR EACH ROW WHEN (old.has_children) EXECUTE FUNCTION mq_jobs_parent_gone();
+
+CREATE TRIGGER mq_jobs_unblock_next_trg AFTER DELETE ON public.mq_jobs FOR EACH ROW WHEN ((old.ord_seq IS NOT NULL)) EXECUTE FUNCTION mq_jobs_unblock_next();
