@@ -15,7 +15,7 @@ from .. import __version__
 from .fields import MAX_BODY_BYTES, JobId
 from .operation import Operation
 from .responses import Error
-from .routes import OPERATIONS
+from .routes import OPERATIONS, TAGS
 
 __all__ = ["openapi_document"]
 
@@ -113,7 +113,7 @@ def _operation(operation: Operation, refs: dict[Any, dict[str, Any]]) -> dict[st
                     "schema": {"type": "string"},
                 }
             }
-    document: dict[str, Any] = {"operationId": operation.operation_id}
+    document: dict[str, Any] = {"operationId": operation.operation_id, "tags": [operation.tag]}
     document["summary"] = operation.summary
     if operation.description:
         document["description"] = operation.description
@@ -150,10 +150,11 @@ def _document() -> dict[str, Any]:
             "title": "sqlxmq_py HTTP API",
             "version": __version__,
             "description": "Spawn, inspect and manage sqlxmq_py jobs over HTTP. Reads are open; "
-            "state changes need Authorization: Bearer <token>. Every error is an Error object; "
+            "state changes need `Authorization: Bearer <token>`. Every error is an Error object; "
             "input that does not validate is a 400 whose field names the first culprit.",
         },
         "servers": [{"url": "/api"}],
+        "tags": [{"name": name, "description": text} for name, text in TAGS.items()],
         "paths": paths,
         "components": {
             "schemas": definitions.get("$defs", {}),

@@ -62,6 +62,8 @@ class Operation:
     path: str
     """Relative to ``/api``; ``{id}`` is a job id."""
     operation_id: str
+    tag: str
+    """The group it is listed under (``TAGS`` in ``routes.py``)."""
     summary: str
     handler: Handler
     description: str | None = None

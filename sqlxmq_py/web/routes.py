@@ -50,7 +50,14 @@ from .responses import (
     Throughput,
 )
 
-__all__ = ["OPERATIONS"]
+__all__ = ["OPERATIONS", "TAGS"]
+
+TAGS = {
+    "jobs": "One job: spawn it, read it, wait for its result, cancel or retry it.",
+    "bulk": "Many jobs at once.",
+    "queue": "The queue as a whole: counts, throughput, blocked chains.",
+}
+"""The groups of operations, in the order the document lists them."""
 
 _RESULT: dict[int, tuple[type[BaseModel], str]] = {
     200: (JobResult, "The job completed: its result."),
@@ -62,6 +69,7 @@ OPERATIONS: tuple[Operation, ...] = (
         method="POST",
         path="/jobs",
         operation_id="spawnJob",
+        tag="jobs",
         summary="Spawn a job",
         handler=spawn_job,
         changes=True,
@@ -75,6 +83,7 @@ OPERATIONS: tuple[Operation, ...] = (
         method="GET",
         path="/jobs",
         operation_id="listJobs",
+        tag="jobs",
         summary="List jobs, newest first (queued and kept)",
         handler=list_jobs,
         query=JobListQuery,
@@ -84,6 +93,7 @@ OPERATIONS: tuple[Operation, ...] = (
         method="GET",
         path="/jobs/{id}",
         operation_id="getJob",
+        tag="jobs",
         summary="A job's status",
         handler=get_job,
         responses={200: (JobStatusResponse, "The job.")},
@@ -93,6 +103,7 @@ OPERATIONS: tuple[Operation, ...] = (
         method="GET",
         path="/jobs/{id}/details",
         operation_id="getJobDetails",
+        tag="jobs",
         summary="A job's status, payload, headers, ordered chain and continuations",
         handler=get_job_details,
         responses={200: (JobDetailsResponse, "The job.")},
@@ -102,6 +113,7 @@ OPERATIONS: tuple[Operation, ...] = (
         method="GET",
         path="/jobs/{id}/result",
         operation_id="getJobResult",
+        tag="jobs",
         summary="A job's result, as it is now",
         description="A read: it changes nothing, and it does not wait. A job's result is kept "
         "only if the job asked for it (retain_for) or someone waited for it (POST): a "
@@ -114,6 +126,7 @@ OPERATIONS: tuple[Operation, ...] = (
         method="POST",
         path="/jobs/{id}/result",
         operation_id="waitForJobResult",
+        tag="jobs",
         summary="Wait for a job's result",
         description="Registers interest in the job (it is then kept with its result for at "
         "least an hour after it ends, and its end is notified), waits up to timeout seconds "
@@ -128,6 +141,7 @@ OPERATIONS: tuple[Operation, ...] = (
         method="POST",
         path="/jobs/{id}/cancel",
         operation_id="cancelJob",
+        tag="jobs",
         summary="Cancel a job",
         description="A waiting job leaves the queue now (kept as cancelled history); a running "
         "job's runner is asked to stop it.",
@@ -141,6 +155,7 @@ OPERATIONS: tuple[Operation, ...] = (
         method="POST",
         path="/jobs/{id}/retry",
         operation_id="retryJob",
+        tag="jobs",
         summary="Run a failed job again, with a fresh set of attempts",
         handler=retry_job,
         changes=True,
@@ -152,6 +167,7 @@ OPERATIONS: tuple[Operation, ...] = (
         method="POST",
         path="/cancel",
         operation_id="cancelJobs",
+        tag="bulk",
         summary="Cancel several jobs",
         handler=cancel_jobs,
         changes=True,
@@ -163,6 +179,7 @@ OPERATIONS: tuple[Operation, ...] = (
         method="POST",
         path="/retry",
         operation_id="retryJobs",
+        tag="bulk",
         summary="Run failed jobs again",
         handler=retry_jobs,
         changes=True,
@@ -174,6 +191,7 @@ OPERATIONS: tuple[Operation, ...] = (
         method="POST",
         path="/purge",
         operation_id="purgeJobs",
+        tag="bulk",
         summary="Remove old failed jobs and history",
         handler=purge_jobs,
         changes=True,
@@ -184,6 +202,7 @@ OPERATIONS: tuple[Operation, ...] = (
         method="GET",
         path="/counts",
         operation_id="getCounts",
+        tag="queue",
         summary="Jobs per channel and state",
         handler=get_counts,
         responses={200: (QueueCounts, "The counts.")},
@@ -192,6 +211,7 @@ OPERATIONS: tuple[Operation, ...] = (
         method="GET",
         path="/throughput",
         operation_id="getThroughput",
+        tag="queue",
         summary="Finished attempts per minute, as counted by the runners",
         handler=get_throughput,
         query=ThroughputQuery,
@@ -201,6 +221,7 @@ OPERATIONS: tuple[Operation, ...] = (
         method="GET",
         path="/blocked-chains",
         operation_id="getBlockedChains",
+        tag="queue",
         summary="Ordered chains stopped by their failed head",
         handler=get_blocked_chains,
         responses={200: (BlockedChains, "The chains.")},
