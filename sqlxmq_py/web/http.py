@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import typing
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -221,9 +222,15 @@ def read_query(request: Request, model: type[M]) -> M:
     for name, info in model.model_fields.items():
         values = params.getlist(name)
         if values:
-            is_list = "list[" in str(info.annotation)
-            data[name] = values if is_list else values[-1]
+            data[name] = values if _is_list(info.annotation) else values[-1]
     return validate(model, data)
+
+
+def _is_list(annotation: Any) -> bool:
+    """Whether a field's type is a list (or an optional list)."""
+    if typing.get_origin(annotation) is list:
+        return True
+    return any(typing.get_origin(arg) is list for arg in typing.get_args(annotation))
 
 
 def path_id(request: Request) -> uuid.UUID:
