@@ -1,5 +1,5 @@
-"""The web app: dashboard pages, the JSON API under ``/api``, static files, and ``/metrics``
-when ``sqlxmq_py.metrics`` is available."""
+"""The web app: dashboard pages, the JSON API under ``/api`` (with its OpenAPI document and
+interactive page), static files, and ``/metrics`` when ``sqlxmq_py.metrics`` is available."""
 
 from __future__ import annotations
 
@@ -18,12 +18,16 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .._logging import Logger
-from .api import ApiError, api_routes
 from .context import BASE_KEY, PoolHolder, WebContext, base_path
-from .pages import html_error, page_routes
+from .docs import docs_routes
+from .http import ApiError
+from .operation import routes_of
+from .pages import page_routes
+from .render import html_error
+from .routes import OPERATIONS
 from .security import Sessions
 
-__all__ = ["create_app", "serve"]
+__all__ = ["api_routes", "create_app", "serve"]
 
 _log = Logger("sqlxmq_py.web")
 
@@ -62,6 +66,12 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+def api_routes(ctx: WebContext) -> list[BaseRoute]:
+    """The API's routes, relative to ``/api``: its operations, its OpenAPI document and the
+    document's interactive page."""
+    return [*docs_routes(), *routes_of(ctx, OPERATIONS)]
 
 
 def _is_api(request: Request) -> bool:

@@ -1,6 +1,7 @@
-"""The few facts about a job that the dashboard shows and the admin API does not return: its
-payload and headers, its place in an ordered chain, and its pending continuation links; and the
-channels that have jobs, for the job list's filter.
+"""The reads that the dashboard and the HTTP API share: pages of jobs (through the admin API),
+and the few facts about a job that the admin API does not return: its payload and headers, its
+place in an ordered chain, and its pending continuation links; and the channels that have jobs,
+for the job list's filter.
 
 The statements are the ``web_*`` entries of ``sqlxmq_py/sql/queries.sql``, with bound parameters
 only.
@@ -12,11 +13,12 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from psycopg.rows import tuple_row
 from psycopg_pool import AsyncConnectionPool
 
+from ..admin import JobState, JobStatus, list_jobs
 from ..sql import QueryName, query
 
 __all__ = [
@@ -26,6 +28,7 @@ __all__ = [
     "job_chain",
     "job_details",
     "job_links",
+    "page_jobs",
 ]
 
 RELATIVES_LIMIT = 100
@@ -126,3 +129,29 @@ async def job_links(
     parents = await _fetch(pool, "web_job_parents", params)
     children = await _fetch(pool, "web_job_children", params)
     return [row[0] for row in parents], [row[0] for row in children]
+
+
+async def page_jobs(
+    pool: AsyncConnectionPool[Any],
+    *,
+    states: list[str] | None,
+    channel_name: str | None,
+    name: str | None,
+    job_key: str | None,
+    limit: int,
+    before: uuid.UUID | None,
+) -> tuple[list[JobStatus], uuid.UUID | None]:
+    """One page of jobs, newest first, and the ``before`` of the next page (``None`` on the
+    last page)."""
+    rows = await list_jobs(
+        pool,
+        states=None if states is None else cast("list[JobState]", states),
+        channel_name=channel_name,
+        name=name,
+        job_key=job_key,
+        limit=limit + 1,  # one more, to know whether a next page exists
+        before=before,
+    )
+    if len(rows) > limit:
+        return rows[:limit], rows[limit - 1].id
+    return rows, None

@@ -289,3 +289,39 @@ def test_state_changes_from_another_origin_or_without_login_are_refused(
     assert page.locator(".error-page h1").inner_text() == "403"
     assert "came from another site" in page.inner_text(".error-page .message")
     assert state_of(db, failed) == "f"
+
+
+def test_api_docs_page_renders_the_generated_document_from_the_app_alone(
+    page: Page, live_server: LiveServer, db: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    seed(db)
+    elsewhere: list[str] = []
+    problems: list[str] = []
+    page.on(
+        "request",
+        lambda r: None if r.url.startswith(live_server.url) else elsewhere.append(r.url),
+    )
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    page.goto(live_server.url + "/")
+    page.click('header nav a:has-text("API")')
+    page.wait_for_url(live_server.url + "/api/docs")
+    expect(page.locator(".opblock")).to_have_count(14)
+    expect(page.locator(".info .title")).to_contain_text("sqlxmq_py HTTP API")
+    for tag in ("jobs", "bulk", "queue"):
+        expect(page.locator(f"#operations-tag-{tag}")).to_be_visible()
+    shot = tmp_path / "api-docs.png"
+    page.screenshot(path=str(shot), full_page=True)
+    check_screenshot(shot, 1280, 900)
+
+    # try a read from the page: the call goes to the app, under its content security policy
+    counts = page.locator("#operations-queue-getCounts")
+    counts.locator(".opblock-summary").click()
+    counts.locator("button.try-out__btn").click()
+    counts.locator("button.execute").click()
+    expect(
+        counts.locator(".live-responses-table tr.response .response-col_status").first
+    ).to_have_text("200")
+    expect(counts.locator(".live-responses-table .microlight").first).to_contain_text('"counts"')
+    assert elsewhere == []
+    assert problems == []

@@ -1,0 +1,234 @@
+"""The dashboard's forms: login, logout, and the actions that change the queue (retry, cancel,
+purge). Each action needs a login session, the session's CSRF token in the form, and a
+same-origin request; it answers with a redirect and a flash message."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import timedelta
+from urllib.parse import parse_qsl, quote
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from ..admin import cancel, purge, retry
+from .context import WebContext, base_path
+from .fields import canonical_uuid
+from .http import ApiError, bad
+from .render import FLASH_COOKIE, Session, html_error, is_https, render
+from .security import SESSION_COOKIE, SESSION_LIFETIME_S, cross_origin_reason, safe_next
+
+__all__ = [
+    "Form",
+    "cancel_action",
+    "login",
+    "login_page",
+    "logout",
+    "purge_action",
+    "read_form",
+    "retry_action",
+]
+
+MAX_FORM_BYTES = 1024 * 1024
+
+
+class Form:
+    """A parsed ``application/x-www-form-urlencoded`` body."""
+
+    def __init__(self, pairs: list[tuple[str, str]]) -> None:
+        self.pairs = pairs
+
+    def get(self, name: str) -> str | None:
+        values = self.getlist(name)
+        return values[-1] if values else None
+
+    def getlist(self, name: str) -> list[str]:
+        return [v for k, v in self.pairs if k == name]
+
+
+async def read_form(request: Request) -> Form:
+    """The request's form (urlencoded; at most 1 MiB)."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != "application/x-www-form-urlencoded":
+        raise ApiError(415, "unsupported_media_type", "expected a form post")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            raise ApiError(413, "payload_too_large", "the form is too large")
+    try:
+        # bytes that are not UTF-8 become U+FFFD, as percent-escapes that are not do in
+        # parse_qsl: each field's own check then refuses the value by name
+        text = body.decode("utf-8", "replace")
+        pairs = parse_qsl(text, keep_blank_values=True, max_num_fields=5000)
+    except ValueError as exc:
+        raise ApiError(400, "bad_request", f"the form could not be read: {exc}") from exc
+    return Form(pairs)
+
+
+def _refuse(ctx: WebContext, request: Request, form: Form) -> Response | None:
+    """The refusal of a state-changing form post, or ``None`` if it may go ahead."""
+    if ctx.sessions is None:
+        return html_error(
+            ctx,
+            request,
+            403,
+            "State changes are disabled: this dashboard was started without a token. Restart "
+            "it with a token (sqlxmq dashboard --token ..., or create_app(..., token=...)).",
+        )
+    reason = cross_origin_reason(request)
+    if reason is not None:
+        return html_error(ctx, request, 403, f"Refused: {reason}.")
+    session = Session(ctx, request)
+    if session.nonce is None:
+        return html_error(
+            ctx, request, 403, "Log in with the dashboard's token before changing anything."
+        )
+    if not ctx.sessions.csrf_matches(session.nonce, form.get("csrf")):
+        return html_error(
+            ctx,
+            request,
+            403,
+            "Refused: the form's CSRF token is missing or stale. Reload the page and try again.",
+        )
+    return None
+
+
+def _done(request: Request, form: Form, message: str) -> Response:
+    base = base_path(request.scope)
+    response = RedirectResponse(safe_next(base, form.get("next")), status_code=303)
+    response.set_cookie(
+        FLASH_COOKIE,
+        quote(message),
+        max_age=60,
+        path=base + "/",
+        httponly=True,
+        samesite="strict",
+        secure=is_https(request),
+    )
+    return response
+
+
+def _form_ids(form: Form) -> list[uuid.UUID]:
+    try:
+        ids = [canonical_uuid(value) for value in form.getlist("id")]
+    except ValueError as exc:
+        raise bad("id", f"id: {exc}") from exc
+    if not ids:
+        raise ApiError(400, "bad_request", "select at least one job")
+    return ids
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
+async def retry_action(ctx: WebContext, request: Request) -> Response:
+    form = await read_form(request)
+    refusal = _refuse(ctx, request, form)
+    if refusal is not None:
+        return refusal
+    ids = _form_ids(form)
+    pool = await ctx.pools.open()
+    retried = await retry(pool, ids)
+    message = f"Retried {_plural(len(retried), 'job')}."
+    if len(retried) < len(ids):
+        message += f" {len(ids) - len(retried)} not retried: only failed jobs can be."
+    return _done(request, form, message)
+
+
+async def cancel_action(ctx: WebContext, request: Request) -> Response:
+    form = await read_form(request)
+    refusal = _refuse(ctx, request, form)
+    if refusal is not None:
+        return refusal
+    ids = _form_ids(form)
+    reason = (form.get("reason") or "").strip() or "cancelled from the dashboard"
+    pool = await ctx.pools.open()
+    outcomes = await cancel(pool, ids, reason.replace("\x00", ""))
+    cancelled = sum(1 for o in outcomes.values() if o == "cancelled")
+    requested = len(outcomes) - cancelled
+    message = f"Cancelled {_plural(cancelled, 'job')}."
+    if requested:
+        message += f" Asked the runners of {_plural(requested, 'running job')} to stop."
+    if len(outcomes) < len(ids):
+        message += f" {len(ids) - len(outcomes)} already finished or unknown."
+    return _done(request, form, message)
+
+
+def _days(form: Form, name: str) -> timedelta | None:
+    text = (form.get(name) or "").strip()
+    if not text:
+        return None
+    try:
+        days = float(text)
+    except ValueError:
+        days = -1.0
+    if not 0 <= days <= 36500:
+        raise ApiError(400, "bad_request", f"{name} must be a number of days from 0 to 36500")
+    return timedelta(days=days)
+
+
+async def purge_action(ctx: WebContext, request: Request) -> Response:
+    form = await read_form(request)
+    refusal = _refuse(ctx, request, form)
+    if refusal is not None:
+        return refusal
+    failed = _days(form, "failed_days")
+    history = _days(form, "history_days")
+    pool = await ctx.pools.open()
+    result = await purge(pool, failed_before=failed, history_before=history)
+    message = (
+        f"Purged {_plural(result.failed, 'failed job')} and "
+        f"{_plural(result.history, 'history entry')}."
+    ).replace("entrys", "entries")
+    return _done(request, form, message)
+
+
+async def login_page(ctx: WebContext, request: Request) -> Response:
+    return render(
+        ctx,
+        request,
+        "login.html",
+        next=safe_next(base_path(request.scope), request.query_params.get("next")),
+    )
+
+
+async def login(ctx: WebContext, request: Request) -> Response:
+    form = await read_form(request)
+    base = base_path(request.scope)
+    next_url = safe_next(base, form.get("next"))
+    if ctx.sessions is None:
+        return render(ctx, request, "login.html", status=403, next=next_url)
+    reason = cross_origin_reason(request)
+    if reason is not None:
+        return html_error(ctx, request, 403, f"Refused: {reason}.")
+    if not ctx.sessions.token_matches(form.get("token") or ""):
+        await asyncio.sleep(0.3)  # slows down guessing
+        return render(
+            ctx, request, "login.html", status=401, next=next_url, error="That is not the token."
+        )
+    response = RedirectResponse(next_url, status_code=303)
+    response.set_cookie(
+        SESSION_COOKIE,
+        ctx.sessions.new(),
+        max_age=SESSION_LIFETIME_S,
+        path=base + "/",
+        httponly=True,
+        samesite="strict",
+        secure=is_https(request),
+    )
+    return response
+
+
+async def logout(ctx: WebContext, request: Request) -> Response:
+    form = await read_form(request)
+    base = base_path(request.scope)
+    if Session(ctx, request).logged_in:  # an expired session just loses its cookie
+        refusal = _refuse(ctx, request, form)
+        if refusal is not None:
+            return refusal
+    response = RedirectResponse(base + "/", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path=base + "/", httponly=True, samesite="strict")
+    return response
