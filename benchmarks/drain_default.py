@@ -184,6 +184,10 @@ def _scale_rows(state: _State) -> list[Row]:
             unit="jobs/s",
             sqlxmq=runs["sqlxmq x2"].rate,
             baseline=runs["floor x2"].rate,
+            notes=[
+                f"CPU, both processes: sqlxmq_py {runs['sqlxmq x2'].typical().cpu_per_job()}; "
+                f"floor loop {runs['floor x2'].typical().cpu_per_job()}"
+            ],
             details={label: r.as_json() for label, r in runs.items()},
         ),
         Row(
