@@ -1,7 +1,8 @@
 """Runs the benchmarks and prints one table: ``python -m benchmarks [--dsn DSN] [--quick]``.
 
-Every sqlxmq_py figure is printed beside a plain-psycopg baseline measured in the same run, and
-beside pgqueuer and procrastinate where they are compared. Progress goes to stderr, the
+Every sqlxmq_py figure is printed beside a plain-psycopg baseline measured in the same run (the
+floor loop, or raw SQL for the spawn rows), and beside pgqueuer and procrastinate where they
+are compared. Progress goes to stderr, the
 machine description and the table to stdout.
 """
 
@@ -20,7 +21,7 @@ from typing import Any
 import psycopg
 import structlog
 
-from . import drain, latency, spawn
+from . import bulk, drain, drain_default, latency, spawn
 from ._report import Row, render_table
 from ._support import (
     DEFAULT_SERVER_DSN,
@@ -30,11 +31,26 @@ from ._support import (
     machine_info,
 )
 
-SCENARIOS = ("spawn", "bulk", "drain", "logging", "latency", "drain2", "memory", "peers")
+SCENARIOS = (
+    "spawn",
+    "enqueue",
+    "bulk",
+    "drain-default",
+    "drain-scale",
+    "latency",
+    "drain",
+    "logging",
+    "drain2",
+    "memory",
+    "peers",
+)
 """Names for ``--only``, in the order they run."""
 
+DEFAULT_DRAIN_SCENARIOS = ("drain-default", "drain-scale")
+"""The scenarios benchmarks/drain_default.py measures."""
+
 DRAIN_SCENARIOS = ("drain", "logging", "drain2", "memory", "peers")
-"""The scenarios benchmarks/drain.py measures."""
+"""The scenarios benchmarks/drain.py measures (best of several settings, and memory)."""
 
 ENV_DSN = "SQLXMQ_BENCH_DSN"
 
@@ -42,7 +58,8 @@ ENV_DSN = "SQLXMQ_BENCH_DSN"
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
-        description="Benchmarks sqlxmq_py against plain psycopg, pgqueuer and procrastinate.",
+        description="Benchmarks sqlxmq_py against a plain-psycopg floor loop, raw SQL, pgqueuer "
+        "and procrastinate.",
     )
     parser.add_argument(
         "--dsn",
@@ -125,9 +142,11 @@ def _main(argv: list[str] | None) -> int:
 
     steps: list[tuple[set[str], Callable[[], list[Row]]]] = [
         ({"spawn"}, lambda: spawn.run_single(settings)),
-        ({"bulk"}, lambda: spawn.run_bulk(settings)),
-        (set(DRAIN_SCENARIOS), lambda: drain.run(settings, set(selected))),
+        ({"enqueue"}, lambda: spawn.run_enqueue(settings)),
+        ({"bulk"}, lambda: bulk.run(settings)),
+        (set(DEFAULT_DRAIN_SCENARIOS), lambda: drain_default.run(settings, set(selected))),
         ({"latency"}, lambda: latency.run(settings)),
+        (set(DRAIN_SCENARIOS), lambda: drain.run(settings, set(selected))),
     ]
     rows: list[Row] = []
     for names, step in steps:

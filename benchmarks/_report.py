@@ -6,12 +6,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["PEERS", "AtLeast", "AtLeastRatio", "AtMost", "Row", "Target", "render_table"]
+__all__ = [
+    "PEERS",
+    "AllOf",
+    "AtLeast",
+    "AtLeastPeer",
+    "AtLeastRatio",
+    "AtMost",
+    "AtMostRatio",
+    "Row",
+    "Target",
+    "render_table",
+]
 
 PEERS = ("pgqueuer", "procrastinate")
 """The peer queues, each with a column of its own."""
 
-Unit = Literal["jobs/s", "ms", "MB"]
+Unit = Literal["jobs/s", "ms", "MB", "us/job", "x"]
 
 
 class Target:
@@ -51,6 +62,53 @@ class AtLeastRatio(Target):
     def met(self, row: Row) -> bool | None:
         ratio = row.ratio()
         return None if ratio is None else ratio >= self.ratio
+
+
+@dataclass(frozen=True)
+class AtMostRatio(Target):
+    """sqlxmq_py's figure is at most ``ratio`` times the baseline's (CPU per job)."""
+
+    ratio: float
+
+    def describe(self) -> str:
+        return f"<= {self.ratio:g}x baseline"
+
+    def met(self, row: Row) -> bool | None:
+        ratio = row.ratio()
+        return None if ratio is None else ratio <= self.ratio
+
+
+@dataclass(frozen=True)
+class AtLeastPeer(Target):
+    """sqlxmq_py's figure is at least ``ratio`` times ``peer``'s, measured in the same run."""
+
+    peer: str
+    ratio: float = 1.0
+
+    def describe(self) -> str:
+        return f">= {self.peer}" if self.ratio == 1 else f">= {self.ratio:g}x {self.peer}"
+
+    def met(self, row: Row) -> bool | None:
+        peer = row.peers.get(self.peer)
+        if row.sqlxmq is None or peer is None:
+            return None
+        return row.sqlxmq >= self.ratio * peer
+
+
+@dataclass(frozen=True)
+class AllOf(Target):
+    """Every one of ``targets`` (missed as soon as one is missed)."""
+
+    targets: tuple[Target, ...]
+
+    def describe(self) -> str:
+        return " and ".join(target.describe() for target in self.targets)
+
+    def met(self, row: Row) -> bool | None:
+        results = [target.met(row) for target in self.targets]
+        if False in results:
+            return False
+        return None if None in results else True
 
 
 @dataclass(frozen=True)

@@ -48,8 +48,8 @@ __all__ = [
 DEFAULT_SERVER_DSN = "postgresql://root@127.0.0.1:5432/postgres"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 WORKER_LOOP = "uvloop" if find_spec("uvloop") else "asyncio"
-"""The event loop of the sqlxmq_py and baseline workers: uvloop when installed, as
-``sqlxmq worker`` (and pgqueuer's ``pgq run``) choose it by default."""
+"""The event loop of every worker (sqlxmq_py, the floor loop and the peers): uvloop when
+installed, as ``sqlxmq worker`` (and pgqueuer's ``pgq run``) choose it by default."""
 
 T = TypeVar("T")
 
@@ -450,8 +450,8 @@ def describe_machine(info: Mapping[str, Any]) -> str:
             f"pgqueuer {info['pgqueuer']} ({info['pgqueuer_driver']}), "
             f"procrastinate {info['procrastinate']}",
             f"sqlxmq_py:  {info['sqlxmq_py_source']}",
-            f"loops:      sqlxmq_py and baseline workers on {info['worker_loop']} (as `sqlxmq "
-            "worker` picks by default), pgqueuer on uvloop, procrastinate on asyncio",
+            f"loops:      every worker on {info['worker_loop']} (as `sqlxmq worker` and "
+            "`pgq run` pick by default); every library's logging at WARNING",
             "load:       {:.2f} {:.2f} {:.2f} (1, 5, 15 min) before the run".format(
                 *info["load_average"]
             ),

@@ -1,4 +1,5 @@
-"""Rows 3, 4, 6 and 7: draining pre-spawned no-op jobs with worker processes.
+"""Rows 6 and 8-8p: draining pre-spawned no-op jobs with worker processes, at the best of
+several settings (the default-settings rows 3 and 4 are in benchmarks/drain_default.py).
 
 Each measurement gets a fresh database, filled in bulk (not timed), vacuumed, analysed and
 checkpointed. The worker processes are started and imported first; the clock starts when they
@@ -29,14 +30,18 @@ from ._support import (
 )
 from .systems import load
 
-__all__ = ["DrainResult", "measure_drain", "run"]
+__all__ = ["DrainResult", "DrainRuns", "measure_drain", "run"]
 
 SQLXMQ_CONCURRENCY = [(100, 200), (500, 1000), (1000, 2000)]
 """The ``set_concurrency(min, max)`` settings tried for one runner; the best is reported."""
 
-BASELINE_OPTIONS: dict[str, Any] = {"batch": 100, "loop": WORKER_LOOP}
-PGQUEUER_OPTIONS = [{"batch_size": 10, "loop": "uvloop"}, {"batch_size": 100, "loop": "uvloop"}]
-PROCRASTINATE_OPTIONS = [{"concurrency": 10, "pool_size": 4}]
+BASELINE_OPTIONS: dict[str, Any] = {"concurrency": (100, 200), "loop": WORKER_LOOP}
+"""The floor loop, at sqlxmq_py's first setting."""
+PGQUEUER_OPTIONS = [
+    {"batch_size": 10, "loop": WORKER_LOOP},
+    {"batch_size": 100, "loop": WORKER_LOOP},
+]
+PROCRASTINATE_OPTIONS = [{"concurrency": 10, "pool_size": 4, "loop": WORKER_LOOP}]
 
 MB = 1024 * 1024
 
@@ -110,7 +115,7 @@ def _label(options: dict[str, Any]) -> str:
 
 
 @dataclass(frozen=True)
-class _Runs:
+class DrainRuns:
     """Repeated drains of one system with one option set."""
 
     options: dict[str, Any]
@@ -127,6 +132,7 @@ class _Runs:
         return ordered[(len(ordered) - 1) // 2]
 
     def as_json(self) -> dict[str, Any]:
+        """The options, the median rate and every run, for ``--json``."""
         return {
             "options": self.options,
             "median_rate": self.rate,
@@ -139,19 +145,19 @@ def _drains(
     jobs: int,
     candidates: dict[str, tuple[str, dict[str, Any]]],
     processes: int = 1,
-) -> dict[str, _Runs]:
+) -> dict[str, DrainRuns]:
     """Measures every ``label: (system, options)`` candidate, interleaved and repeated."""
     results = interleaved(
         settings,
         list(candidates),
         lambda label: measure_drain(settings, *candidates[label], jobs, processes),
     )
-    return {label: _Runs(candidates[label][1], runs) for label, runs in results.items()}
+    return {label: DrainRuns(candidates[label][1], runs) for label, runs in results.items()}
 
 
 @dataclass
 class _Drains:
-    """What the drain rows share: the best runner setting found by row 3."""
+    """What the drain rows share: the best runner setting found by row 8."""
 
     settings: Settings
     best_sqlxmq: dict[str, Any]
@@ -159,7 +165,7 @@ class _Drains:
 
 
 def _cpu_note(sqlxmq: DrainResult, baseline: DrainResult) -> str:
-    return f"CPU: sqlxmq_py {sqlxmq.cpu_per_job()}; baseline {baseline.cpu_per_job()}"
+    return f"CPU: sqlxmq_py {sqlxmq.cpu_per_job()}; floor loop {baseline.cpu_per_job()}"
 
 
 def _one_process(state: _Drains) -> Row:
@@ -170,7 +176,7 @@ def _one_process(state: _Drains) -> Row:
     candidates = {
         f"sqlxmq {c}": ("sqlxmq", {"concurrency": c, "loop": WORKER_LOOP}) for c in concurrency
     }
-    candidates["baseline"] = ("baseline", BASELINE_OPTIONS)
+    candidates["baseline"] = ("floor", BASELINE_OPTIONS)
     runs = _drains(settings, jobs, candidates)
     baseline = runs.pop("baseline")
     best = max(runs.values(), key=lambda r: r.rate)
@@ -179,16 +185,16 @@ def _one_process(state: _Drains) -> Row:
     low, high = best.options["concurrency"]
     tried = ", ".join(f"{tuple(r.options['concurrency'])}: {r.rate:,.0f}" for r in runs.values())
     return Row(
-        number="3",
-        scenario=f"drain {jobs:,} no-op jobs, 1 runner process",
+        number="8",
+        scenario=f"best of: drain {jobs:,} no-op jobs, 1 runner process",
         unit="jobs/s",
         sqlxmq=best.rate,
         baseline=baseline.rate,
         target=AtLeast(20_000),
         notes=[
             f"set_concurrency(min, max) tried: {tried} jobs/s; reported: ({low}, {high}). The "
-            "baseline leases 100 rows per UPDATE ... SKIP LOCKED, runs a task per job and "
-            "deletes finished jobs by id array. " + _cpu_note(best.typical(), baseline.typical())
+            "baseline is the floor loop at (100, 200). "
+            + _cpu_note(best.typical(), baseline.typical())
         ],
         details={label: r.as_json() for label, r in {**runs, "baseline": baseline}.items()},
     )
@@ -201,13 +207,13 @@ def _two_processes(state: _Drains) -> Row:
     runs = _drains(
         settings,
         jobs,
-        {"sqlxmq": ("sqlxmq", state.best_sqlxmq), "baseline": ("baseline", BASELINE_OPTIONS)},
+        {"sqlxmq": ("sqlxmq", state.best_sqlxmq), "baseline": ("floor", BASELINE_OPTIONS)},
         processes=2,
     )
     low, high = state.best_sqlxmq["concurrency"]
     return Row(
-        number="4",
-        scenario=f"drain {jobs:,} no-op jobs, 2 runner processes",
+        number="8b",
+        scenario=f"best of: drain {jobs:,} no-op jobs, 2 runner processes",
         unit="jobs/s",
         sqlxmq=runs["sqlxmq"].rate,
         baseline=runs["baseline"].rate,
@@ -225,7 +231,7 @@ def _memory(state: _Drains) -> Row:
     jobs = settings.pick(100_000, 30_000)
     settings.log(f"runner memory while draining {jobs:,} jobs")
     sqlxmq = measure_drain(settings, "sqlxmq", state.best_sqlxmq, jobs)
-    baseline = measure_drain(settings, "baseline", BASELINE_OPTIONS, jobs)
+    baseline = measure_drain(settings, "floor", BASELINE_OPTIONS, jobs)
     low, high = state.best_sqlxmq["concurrency"]
     return Row(
         number="6",
@@ -236,9 +242,9 @@ def _memory(state: _Drains) -> Row:
         target=AtMost(80),
         notes=[
             f"sampled every 50 ms with psutil; set_concurrency({low}, {high}); before it "
-            f"started, the process held {sqlxmq.idle_rss_mb:.1f} MB (baseline "
+            f"started, the process held {sqlxmq.idle_rss_mb:.1f} MB (floor loop "
             f"{baseline.idle_rss_mb:.1f} MB); it drained at {sqlxmq.rate:,.0f} jobs/s "
-            f"(baseline {baseline.rate:,.0f}). " + _cpu_note(sqlxmq, baseline)
+            f"(floor loop {baseline.rate:,.0f}). " + _cpu_note(sqlxmq, baseline)
         ],
         details={
             "sqlxmq": {**vars(sqlxmq), "rate": sqlxmq.rate},
@@ -268,13 +274,13 @@ def _peers(state: _Drains) -> Row:
         sqlxmq = measure_drain(settings, "sqlxmq", state.best_sqlxmq, jobs)
         state.best_sqlxmq_rate = sqlxmq.rate
     return Row(
-        number="7",
-        scenario="peers' drain, 1 worker process (sqlxmq_py: row 3)",
+        number="8p",
+        scenario="best of: peers' drain, 1 worker process (sqlxmq_py: row 8)",
         unit="jobs/s",
         sqlxmq=state.best_sqlxmq_rate,
         peers={"pgqueuer": best_pgq.rate, "procrastinate": best_proc.rate},
         notes=[
-            f"pgqueuer: PgQueuer.run() on {default_driver()} and uvloop, tried "
+            f"pgqueuer: PgQueuer.run() on {default_driver()} and {WORKER_LOOP}, tried "
             + ", ".join(f"{label}: {r.rate:,.0f}" for label, r in pgqueuer.items())
             + f" jobs/s ({best_pgq.typical().cpu_per_job()}); procrastinate: "
             f'run_worker_async({_label(best_proc.options)}, delete_jobs="always"), '
@@ -288,7 +294,7 @@ def _peers(state: _Drains) -> Row:
 
 
 LOGGING_MODES = ("unconfigured", "warning", "off")
-"""Row 3L: how the runner's logging is set up (see benchmarks/worker.py)."""
+"""Row 8L: how the runner's logging is set up (see benchmarks/worker.py)."""
 
 
 def _logging(state: _Drains) -> Row:
@@ -308,7 +314,7 @@ def _logging(state: _Drains) -> Row:
         f"{mode}: {r.rate:,.0f} jobs/s ({r.rate / off:.1%} of off)" for mode, r in runs.items()
     )
     return Row(
-        number="3L",
+        number="8L",
         scenario=f"drain {jobs:,} no-op jobs, (10, 20), logging unconfigured vs off",
         unit="jobs/s",
         sqlxmq=runs["unconfigured"].rate,

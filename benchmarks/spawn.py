@@ -1,13 +1,16 @@
-"""Rows 1 and 2: spawning jobs.
+"""Rows 1-1c: spawning one job at a time (bulk spawning is benchmarks/bulk.py).
 
-1. One job per transaction from N producer processes, each on its own connection:
-   ``builder().set_json(...).spawn(conn)`` then ``commit()``, against a plain single-row
-   ``INSERT`` + ``commit()`` into the baseline table. The same producer processes alternate
-   between the two systems in one-second slices, so that both see the same machine (other
-   load on a small machine comes and goes within seconds).
-2. ``spawn_many`` in batches of 10,000 (one commit per batch, builders created in the timed
-   loop), against a multi-row ``INSERT ... SELECT FROM unnest(arrays)`` and against ``COPY``
-   into the baseline table, with the same batches.
+1 and 1b (scenario ``spawn``): one spawn inside the caller's transaction (BEGIN, spawn,
+   COMMIT) from 4 and from 1 producer processes, each on its own connection:
+   ``builder().set_json(...).spawn(conn)`` then ``commit()``, against a raw single-row
+   ``INSERT`` + ``commit()`` into the floor loop's table, the same transaction shape.
+1c (scenario ``enqueue``): "enqueue one job, nothing else" from one producer, the library's
+   documented fastest way (``sqlxmq_system.enqueue_one``: today ``builder().spawn()`` on an
+   autocommit connection) against pgqueuer's ``enqueue`` on an autocommit connection (its
+   required set-up) and a raw autocommit ``INSERT``.
+
+The same producer processes alternate between the methods in one-second slices, so that all
+see the same machine (other load on a small machine comes and goes within seconds).
 """
 
 from __future__ import annotations
@@ -24,36 +27,79 @@ from typing import Any
 
 import psycopg
 
-from sqlxmq_py import spawn_many
-
-from ._report import AtLeast, AtLeastRatio, Row
-from ._support import BenchmarkError, Settings, fresh_database, interleaved, median, settle, uuid7
+from ._report import AtLeastPeer, AtLeastRatio, Row
+from ._support import BenchmarkError, Settings, fresh_database, median, settle, uuid7
 from .systems import load
-from .systems.baseline_system import COPY, INSERT_ONE, INSERT_UNNEST
-from .systems.sqlxmq_system import noop
+from .systems.floor_system import INSERT_ONE
+from .systems.sqlxmq_system import enqueue_one, noop
 
-__all__ = ["run_bulk", "run_single"]
+__all__ = ["TABLES", "count_rows", "run_enqueue", "run_single"]
 
 WARMUP_SPAWNS = 20
-BULK_BATCH = 10_000
+
+TABLES = {"sqlxmq": "mq_jobs", "floor": "floor_jobs", "pgqueuer": "pgqueuer"}
+"""The table each system's jobs land in (to check the counts)."""
 
 # --- one job per transaction ---
 
 
-def _spawn_sqlxmq(conn: psycopg.Connection[Any], n: int) -> None:
-    noop.builder().set_json({"n": n}).spawn(conn)
-    conn.commit()
+Spawner = Callable[[int], None]
+"""Spawns job number ``n`` and returns once it is committed."""
 
 
-def _insert_baseline(conn: psycopg.Connection[Any], n: int) -> None:
-    conn.execute(INSERT_ONE, (uuid7(), "noop", json.dumps({"n": n})))
-    conn.commit()
+def _sqlxmq_in_transaction(dsn: str) -> tuple[Spawner, psycopg.Connection[Any]]:
+    conn = psycopg.connect(dsn)
+
+    def spawn(n: int) -> None:
+        noop.builder().set_json({"n": n}).spawn(conn)
+        conn.commit()
+
+    return spawn, conn
 
 
-SINGLE: dict[str, Callable[[psycopg.Connection[Any], int], None]] = {
-    "sqlxmq": _spawn_sqlxmq,
-    "baseline": _insert_baseline,
+def _raw_in_transaction(dsn: str) -> tuple[Spawner, psycopg.Connection[Any]]:
+    conn = psycopg.connect(dsn)
+
+    def insert(n: int) -> None:
+        conn.execute(INSERT_ONE, (uuid7(), "noop", json.dumps({"n": n})))
+        conn.commit()
+
+    return insert, conn
+
+
+def _sqlxmq_enqueue(dsn: str) -> tuple[Spawner, psycopg.Connection[Any]]:
+    conn = psycopg.connect(dsn, autocommit=True)
+    return (lambda n: enqueue_one(conn, {"n": n})), conn
+
+
+def _raw_autocommit(dsn: str) -> tuple[Spawner, psycopg.Connection[Any]]:
+    conn = psycopg.connect(dsn, autocommit=True)
+
+    def insert(n: int) -> None:
+        conn.execute(INSERT_ONE, (uuid7(), "noop", json.dumps({"n": n})))
+
+    return insert, conn
+
+
+def _pgqueuer_enqueue(dsn: str) -> tuple[Spawner, psycopg.Connection[Any]]:
+    from pgqueuer.db import SyncPsycopgDriver
+    from pgqueuer.queries import SyncQueries
+
+    from .systems.pgqueuer_system import enqueue_one as pgqueuer_enqueue_one
+
+    conn = psycopg.connect(dsn, autocommit=True)  # pgqueuer refuses any other connection
+    queries = SyncQueries(SyncPsycopgDriver(conn))
+    return (lambda n: pgqueuer_enqueue_one(queries, json.dumps({"n": n}).encode())), conn
+
+
+METHODS: dict[str, tuple[str, Callable[[str], tuple[Spawner, psycopg.Connection[Any]]]]] = {
+    "sqlxmq": ("sqlxmq", _sqlxmq_in_transaction),
+    "raw": ("floor", _raw_in_transaction),
+    "sqlxmq enqueue": ("sqlxmq", _sqlxmq_enqueue),
+    "raw autocommit": ("floor", _raw_autocommit),
+    "pgqueuer enqueue": ("pgqueuer", _pgqueuer_enqueue),
 }
+"""Each way of spawning one job: the system (database) it writes to, and how to open it."""
 
 
 def _producer(
@@ -63,30 +109,35 @@ def _producer(
     barrier: Barrier,
     results: Any,
 ) -> None:
-    """One producer process, connected to every system's database: warms each up, then runs
-    the slices of ``schedule`` in order, each starting together with the other producers."""
-    conns = {system: psycopg.connect(dsn) for system, dsn in dsns.items()}
+    """One producer process with a connection per method (to its system's database): warms
+    each up, then runs the slices of ``schedule`` in order, each starting together with the
+    other producers."""
+    opened = {
+        method: METHODS[method][1](dsns[METHODS[method][0]])
+        for method in dict.fromkeys(method for _, method in schedule)
+    }
     try:
-        for system, conn in conns.items():
+        for spawn, _ in opened.values():
             for n in range(WARMUP_SPAWNS):
-                SINGLE[system](conn, -1 - n)
-        for round_number, system in schedule:
-            spawn, conn = SINGLE[system], conns[system]
+                spawn(-1 - n)
+        for round_number, method in schedule:
+            spawn = opened[method][0]
             barrier.wait()
             count = 0
             started = time.perf_counter()
             deadline = started + seconds
             while time.perf_counter() < deadline:
-                spawn(conn, count)
+                spawn(count)
                 count += 1
-            results.put((round_number, system, count, time.perf_counter() - started))
+            results.put((round_number, method, count, time.perf_counter() - started))
     finally:
-        for conn in conns.values():
+        for _, conn in opened.values():
             conn.close()
 
 
-def _count_rows(dsn: str, system: str) -> int:
-    table = "mq_jobs" if system == "sqlxmq" else "baseline_jobs"
+def count_rows(dsn: str, system: str) -> int:
+    """How many jobs ``system``'s table holds."""
+    table = TABLES[system]
     with psycopg.connect(dsn) as conn:
         row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
     assert row is not None
@@ -112,13 +163,13 @@ def _collect(
 
 
 def _measure_single(
-    settings: Settings, producers: int, rounds: int, seconds: float
+    settings: Settings, methods: list[str], producers: int, rounds: int, seconds: float
 ) -> dict[str, list[float]]:
-    """Runs ``producers`` processes against both systems in alternating slices of ``seconds``,
-    ``rounds`` times each; returns each system's rate (jobs/s) in every round."""
-    systems = list(SINGLE)
+    """Runs ``producers`` processes through ``methods`` in alternating slices of ``seconds``,
+    ``rounds`` times each; returns each method's rate (jobs/s) in every round."""
+    systems = list(dict.fromkeys(METHODS[method][0] for method in methods))
     schedule = [
-        (r, system) for r in range(rounds) for system in (systems if r % 2 == 0 else systems[::-1])
+        (r, method) for r in range(rounds) for method in (methods if r % 2 == 0 else methods[::-1])
     ]
     with contextlib.ExitStack() as stack:
         dsns = {
@@ -149,13 +200,14 @@ def _measure_single(
                 if proc.is_alive():
                     proc.kill()
         for system, dsn in dsns.items():
-            spawned = sum(count for _, s, count, _ in reports if s == system)
-            if _count_rows(dsn, system) != spawned + producers * WARMUP_SPAWNS:
+            mine = [method for method in methods if METHODS[method][0] == system]
+            spawned = sum(count for _, m, count, _ in reports if m in mine)
+            if count_rows(dsn, system) != spawned + producers * WARMUP_SPAWNS * len(mine):
                 raise BenchmarkError(f"{system}: the rows stored do not match the spawns counted")
-    rates: dict[str, list[float]] = {system: [] for system in systems}
-    for r, system in schedule:
-        slices = [(count, elapsed) for r2, s, count, elapsed in reports if (r2, s) == (r, system)]
-        rates[system].append(sum(c for c, _ in slices) / max(e for _, e in slices))
+    rates: dict[str, list[float]] = {method: [] for method in methods}
+    for r, method in schedule:
+        slices = [(count, elapsed) for r2, m, count, elapsed in reports if (r2, m) == (r, method)]
+        rates[method].append(sum(c for c, _ in slices) / max(e for _, e in slices))
     settings.debug(
         f"{producers} producer(s): "
         + "; ".join(f"{s} " + ", ".join(f"{x:,.0f}" for x in v) for s, v in rates.items())
@@ -163,109 +215,68 @@ def _measure_single(
     return rates
 
 
+SLICE_SECONDS = 1.0
+
+
+def _rounds(settings: Settings) -> int:
+    return max(2, 2 * settings.repeat - 1)
+
+
 def run_single(settings: Settings) -> list[Row]:
-    """Row 1: one job per transaction, 4 producers (and 1 producer, for information)."""
-    seconds = 1.0
-    rounds = max(2, 2 * settings.repeat - 1)
+    """Rows 1 and 1b: one spawn inside the caller's transaction, 4 producers and 1."""
+    seconds, rounds = SLICE_SECONDS, _rounds(settings)
     rows = []
-    for producers, number, target in ((4, "1", AtLeastRatio(0.8)), (1, "1b", None)):
+    for producers, number in ((4, "1"), (1, "1b")):
         settings.log(
-            f"spawn, one job per transaction, {producers} producer(s), "
-            f"{rounds} x {seconds:.0f} s per system, alternating"
+            f"spawn, BEGIN + one job + COMMIT, {producers} producer(s), "
+            f"{rounds} x {seconds:.0f} s per method, alternating"
         )
-        rates = _measure_single(settings, producers, rounds, seconds)
+        rates = _measure_single(settings, ["sqlxmq", "raw"], producers, rounds, seconds)
         rows.append(
             Row(
                 number=number,
-                scenario=f"spawn, 1 job/transaction, {producers} producer process"
-                + ("es" if producers > 1 else ""),
+                scenario=f"spawn in the caller's transaction (BEGIN, spawn, COMMIT), "
+                f"{producers} producer process" + ("es" if producers > 1 else ""),
                 unit="jobs/s",
                 sqlxmq=median(rates["sqlxmq"]),
-                baseline=median(rates["baseline"]),
-                target=target,
+                baseline=median(rates["raw"]),
+                target=AtLeastRatio(0.9),
                 details={"rounds": rates, "slice_seconds": seconds, "producers": producers},
             )
         )
     rows[0].notes.append(
-        f"median of {rounds} slices of {seconds:.0f} s per system, alternating sqlxmq_py and "
-        "baseline, all producers together; each producer is a process with one connection per "
-        "database. Baseline: single-row INSERT into a table with a primary key and one partial "
-        "index, then commit"
+        f"median of {rounds} slices of {seconds:.0f} s per method, alternating, all producers "
+        "together; each producer is a process with one connection per method. Baseline: a "
+        "raw single-row INSERT into the floor loop's table (primary key and one partial "
+        "index), then commit"
     )
     return rows
 
 
-# --- bulk ---
-
-
-def _bulk_sqlxmq(conn: psycopg.Connection[Any], start: int, size: int) -> None:
-    spawn_many(conn, [noop.builder().set_json({"n": n}) for n in range(start, start + size)])
-
-
-def _bulk_unnest(conn: psycopg.Connection[Any], start: int, size: int) -> None:
-    ids = [uuid7() for _ in range(size)]
-    payloads = [json.dumps({"n": n}) for n in range(start, start + size)]
-    conn.execute(INSERT_UNNEST, (ids, ["noop"] * size, payloads))
-
-
-def _bulk_copy(conn: psycopg.Connection[Any], start: int, size: int) -> None:
-    with conn.cursor() as cur, cur.copy(COPY) as copy:
-        for n in range(start, start + size):
-            copy.write_row((uuid7(), "noop", json.dumps({"n": n})))
-
-
-BULK: dict[str, tuple[str, Callable[[psycopg.Connection[Any], int, int], None]]] = {
-    "sqlxmq": ("sqlxmq", _bulk_sqlxmq),
-    "unnest": ("baseline", _bulk_unnest),
-    "copy": ("baseline", _bulk_copy),
-}
-
-
-def _measure_bulk(settings: Settings, method: str, count: int) -> float:
-    system, insert = BULK[method]
-    with fresh_database(settings.server_dsn, f"bulk_{method}") as dsn:
-        load(system).prepare(dsn)
-        settle(dsn)
-        with psycopg.connect(dsn) as conn:
-            insert(conn, -BULK_BATCH, BULK_BATCH)  # warm-up batch, rolled back
-            conn.rollback()
-            started = time.perf_counter()
-            for start in range(0, count, BULK_BATCH):
-                insert(conn, start, min(BULK_BATCH, count - start))
-                conn.commit()
-            elapsed = time.perf_counter() - started
-        if _count_rows(dsn, system) != count:
-            raise BenchmarkError(f"{method}: expected {count} rows")
-    rate = count / elapsed
-    settings.debug(f"bulk {method}: {rate:,.0f} jobs/s")
-    return rate
-
-
-def run_bulk(settings: Settings) -> list[Row]:
-    """Row 2: spawn_many against unnest and COPY."""
-    count = settings.pick(100_000, 30_000)
-    settings.log(f"spawn in bulk, {count:,} jobs in batches of {BULK_BATCH:,}")
-    rates = interleaved(settings, list(BULK), lambda method: _measure_bulk(settings, method, count))
-    sqlxmq = median(rates["sqlxmq"])
-    rows = [
+def run_enqueue(settings: Settings) -> list[Row]:
+    """Row 1c: enqueue one job and nothing else, sqlxmq_py's fastest documented way against
+    pgqueuer's ``enqueue`` (and a raw autocommit INSERT)."""
+    seconds, rounds = SLICE_SECONDS, _rounds(settings)
+    methods = ["sqlxmq enqueue", "raw autocommit", "pgqueuer enqueue"]
+    settings.log(
+        f"enqueue one job, autocommit, 1 producer, {rounds} x {seconds:.0f} s per method, "
+        "alternating"
+    )
+    rates = _measure_single(settings, methods, 1, rounds, seconds)
+    return [
         Row(
-            number="2",
-            scenario=f"spawn_many, {count:,} jobs in batches of {BULK_BATCH:,} (vs unnest INSERT)",
+            number="1c",
+            scenario="enqueue one job, nothing else (autocommit), 1 producer process",
             unit="jobs/s",
-            sqlxmq=sqlxmq,
-            baseline=median(rates["unnest"]),
-            target=AtLeast(100_000),
-            details={"runs": rates, "jobs": count},
-        ),
-        Row(
-            number="2b",
-            scenario="same, vs COPY",
-            unit="jobs/s",
-            sqlxmq=sqlxmq,
-            baseline=median(rates["copy"]),
-        ),
+            sqlxmq=median(rates["sqlxmq enqueue"]),
+            baseline=median(rates["raw autocommit"]),
+            peers={"pgqueuer": median(rates["pgqueuer enqueue"])},
+            target=AtLeastPeer("pgqueuer"),
+            notes=[
+                "sqlxmq_py: benchmarks.systems.sqlxmq_system.enqueue_one (builder().set_json()"
+                ".spawn() on an autocommit connection); pgqueuer: SyncQueries.enqueue() on an "
+                "autocommit connection; baseline: a raw single-row INSERT, autocommit"
+            ],
+            details={"rounds": rates, "slice_seconds": seconds, "producers": 1},
+        )
     ]
-    rows[0].notes.append(
-        "timed from the first builder (or id) created to the last commit; one commit per batch"
-    )
-    return rows

@@ -8,8 +8,9 @@ The benchmark drives it through stdin and stdout, one JSON object per line on st
   ``{"event": "stopped", "starts": {seq: time}}``, the wall-clock start time of every latency
   probe it ran.
 
-Logging is kept at WARNING unless the options say otherwise (``"logging"``: ``warning``,
-``unconfigured`` or ``off``; see :func:`_configure_logging`).
+Logging is kept at WARNING for every library unless the options say otherwise (``"logging"``:
+``warning``, ``unconfigured`` or ``off``; see :func:`_configure_logging`). The event loop is
+the ``"loop"`` option (``uvloop`` or ``asyncio``); the benchmark gives every system the same.
 """
 
 from __future__ import annotations
@@ -64,12 +65,20 @@ def _runner(loop: str) -> Callable[[Coroutine[Any, Any, None]], None]:
     return asyncio.run
 
 
+LIBRARY_LOGGERS = ("sqlxmq_py", "pgqueuer", "procrastinate", "psycopg", "asyncpg", "asyncio")
+"""Set to WARNING by name as well as through the root logger, in case a library sets a level of
+its own on import."""
+
+
 def _configure_logging(mode: str) -> None:
-    """``warning``: the standard module and structlog at WARNING (every system's default here);
+    """``warning``: the standard module (root and every library's logger) and structlog at
+    WARNING (every system's default here);
     ``unconfigured``: nothing configured, as in an application that never sets logging up;
     ``off``: ``logging.disable()``, the floor for what logging can cost."""
     if mode == "warning":
         logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+        for name in LIBRARY_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
         structlog.configure(
             wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
             logger_factory=structlog.PrintLoggerFactory(sys.stderr),

@@ -20,7 +20,7 @@ OnStart = Callable[[int], None]
 
 SYSTEMS = {
     "sqlxmq": "benchmarks.systems.sqlxmq_system",
-    "baseline": "benchmarks.systems.baseline_system",
+    "floor": "benchmarks.systems.floor_system",
     "pgqueuer": "benchmarks.systems.pgqueuer_system",
     "procrastinate": "benchmarks.systems.procrastinate_system",
 }

@@ -2,9 +2,11 @@
 
 The worker uses asyncpg (``AsyncpgDriver``), the driver of pgqueuer's README and benchmarks,
 when asyncpg is importable, else psycopg (``PsycopgDriver``, which shares one connection
-between queries and LISTEN); the ``driver`` option forces one. It runs on uvloop, as
-pgqueuer's own ``pgq run`` does (uvloop is a pgqueuer dependency). Producers and the bulk fill
-use pgqueuer's synchronous psycopg API.
+between queries and LISTEN); the ``driver`` option forces one. Its options are
+``PgQueuer.run()``'s ``batch_size`` (jobs per dequeue, and completions per flush of its status
+buffer) and ``max_concurrent_tasks`` (a hard cap on the jobs it holds, at least twice the batch
+size; unset: unlimited). The event loop is the benchmark's (``loop`` option, as for every
+system). Producers and the bulk fill use pgqueuer's synchronous psycopg API.
 """
 
 from __future__ import annotations
@@ -24,9 +26,14 @@ from psycopg.conninfo import conninfo_to_dict
 
 from . import OnStart
 
-__all__ = ["SYSTEM", "default_driver"]
+__all__ = ["SYSTEM", "default_driver", "enqueue_one"]
 
 FILL_BATCH = 10_000
+
+
+def enqueue_one(queries: SyncQueries, payload: bytes) -> None:
+    """Enqueues one ``noop`` job: pgqueuer's ``enqueue`` on an autocommit connection."""
+    queries.enqueue("noop", payload)
 
 
 class _Producer:
@@ -61,6 +68,7 @@ class _Worker:
     def __init__(self, dsn: str, options: Mapping[str, Any], on_start: OnStart) -> None:
         self._dsn = dsn
         self._batch_size: int = options.get("batch_size", 10)
+        self._max_concurrent_tasks: int | None = options.get("max_concurrent_tasks")
         self._driver: str = options.get("driver") or default_driver()
         self._on_start = on_start
         self._task: asyncio.Task[None] | None = None
@@ -90,7 +98,11 @@ class _Worker:
             assert job.payload is not None
             on_start(int(job.payload))
 
-        self._task = asyncio.create_task(self._pgq.run(batch_size=self._batch_size))
+        self._task = asyncio.create_task(
+            self._pgq.run(
+                batch_size=self._batch_size, max_concurrent_tasks=self._max_concurrent_tasks
+            )
+        )
 
     async def stop(self) -> None:
         self._pgq.shutdown.set()

@@ -1,16 +1,32 @@
-"""The plain-psycopg baseline: a minimal queue with no features, to measure what the
-database and the driver cost on their own.
+"""The floor loop: the least a PostgreSQL queue worker can do with psycopg 3 and asyncio.
 
-One table; a job is leased by flipping ``leased`` with ``UPDATE ... FOR UPDATE SKIP LOCKED ...
-RETURNING`` (100 at a time), run as its own asyncio task, and deleted by id array once it has
-returned. The worker listens for a ``NOTIFY`` sent with each single insert, and otherwise
-polls once a second.
+It is a floor, not a peer. It has no fairness between channels or groups, no retries, no
+leases that expire, no payload table, no results and no hooks: a job is a row, leased by
+flipping ``leased``, run as one asyncio task, and deleted once it has returned. What
+sqlxmq_py spends above it is the price of its features (and of whatever can still be cut).
+
+The worker keeps the same in-flight limits as sqlxmq_py's ``set_concurrency(min, max)``:
+while fewer than ``min`` leased jobs are held it leases up to ``max - held`` with one
+statement,
+
+    UPDATE floor_jobs SET leased = true
+    WHERE id = ANY(ARRAY(SELECT id FROM floor_jobs WHERE NOT leased
+                         ORDER BY id LIMIT n FOR UPDATE SKIP LOCKED))
+    RETURNING ...
+
+runs one task per job, and deletes the finished jobs in one ``DELETE ... WHERE id = ANY(%s)``
+per batch on a second connection (a job counts as held until its row is deleted, as a leased
+job does in sqlxmq_py until its completion is written). A lease that returns fewer rows than
+asked means the queue is empty: the loop then waits for a ``NOTIFY`` (sent by the latency
+producer's insert) or polls again after a second.
+
+The raw statements of the spawn rows (single-row ``INSERT``, ``INSERT ... unnest``, ``COPY``)
+write into the same table.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import sys
@@ -23,57 +39,51 @@ import psycopg
 from .._support import uuid7
 from . import OnStart
 
-__all__ = [
-    "DELETE",
-    "INSERT_ONE",
-    "INSERT_UNNEST",
-    "LEASE",
-    "SCHEMA",
-    "SYSTEM",
-]
+__all__ = ["COPY", "DELETE", "INSERT_ONE", "INSERT_UNNEST", "LEASE", "SCHEMA", "SYSTEM"]
 
 SCHEMA = """
-CREATE TABLE baseline_jobs (
+CREATE TABLE floor_jobs (
     id uuid PRIMARY KEY,
     name text NOT NULL,
     payload json,
-    leased boolean NOT NULL DEFAULT false,
-    created_at timestamptz NOT NULL DEFAULT now()
+    leased boolean NOT NULL DEFAULT false
 );
-CREATE INDEX baseline_jobs_ready_idx ON baseline_jobs (created_at) WHERE NOT leased;
+CREATE INDEX floor_jobs_ready_idx ON floor_jobs (id) WHERE NOT leased;
 """
 
-INSERT_ONE = "INSERT INTO baseline_jobs (id, name, payload) VALUES (%s, %s, %s)"
+INSERT_ONE = "INSERT INTO floor_jobs (id, name, payload) VALUES (%s, %s, %s)"
 
 INSERT_ONE_NOTIFY = """
 WITH job AS (
-    INSERT INTO baseline_jobs (id, name, payload) VALUES (%s, %s, %s) RETURNING id
+    INSERT INTO floor_jobs (id, name, payload) VALUES (%s, %s, %s) RETURNING id
 )
-SELECT pg_notify('baseline_jobs', '') FROM job
+SELECT pg_notify('floor_jobs', '') FROM job
 """
 
 INSERT_UNNEST = """
-INSERT INTO baseline_jobs (id, name, payload)
+INSERT INTO floor_jobs (id, name, payload)
 SELECT * FROM unnest(%s::uuid[], %s::text[], %s::json[])
 """
 
-COPY = "COPY baseline_jobs (id, name, payload) FROM STDIN"
+COPY = "COPY floor_jobs (id, name, payload) FROM STDIN"
 
 LEASE = """
-UPDATE baseline_jobs SET leased = true
-WHERE id IN (
-    SELECT id FROM baseline_jobs WHERE NOT leased
-    ORDER BY created_at
+UPDATE floor_jobs SET leased = true
+WHERE id = ANY(ARRAY(
+    SELECT id FROM floor_jobs WHERE NOT leased
+    ORDER BY id
     LIMIT %s
     FOR UPDATE SKIP LOCKED
-)
+))
 RETURNING id, name, payload::text
 """
 
-DELETE = "DELETE FROM baseline_jobs WHERE id = ANY(%s)"
+DELETE = "DELETE FROM floor_jobs WHERE id = ANY(%s)"
 
 FILL_BATCH = 10_000
 POLL_INTERVAL = 1.0
+DEFAULT_CONCURRENCY = (16, 32)
+"""sqlxmq_py's default ``set_concurrency``, used when the options name none."""
 
 
 class _Producer:
@@ -96,18 +106,19 @@ def _exit_on_failure(task: asyncio.Task[None]) -> None:
 
 
 class _Worker:
-    """Lease loop, one task per job, and a deleter, each on its own connection."""
+    """A lease loop, a task per job and a deleter, each loop on its own connection."""
 
     def __init__(self, dsn: str, options: Mapping[str, Any], on_start: OnStart) -> None:
         self._dsn = dsn
-        self._batch: int = options.get("batch", 100)
-        self._max_held: int = options.get("max_held", 2 * self._batch)
+        low, high = options.get("concurrency", DEFAULT_CONCURRENCY)
+        self._low: int = low
+        self._high: int = high
         self._on_start = on_start
         self._held = 0
         self._finished: list[Any] = []
         self._finished_event = asyncio.Event()
+        self._freed = asyncio.Event()
         self._wake = asyncio.Event()
-        self._room = asyncio.Event()
         self._running: set[asyncio.Task[None]] = set()
         self._background: list[asyncio.Task[None]] = []
 
@@ -116,7 +127,7 @@ class _Worker:
         self._lease_conn = await connect(self._dsn, autocommit=True)
         self._done_conn = await connect(self._dsn, autocommit=True)
         self._listen_conn = await connect(self._dsn, autocommit=True)
-        await self._listen_conn.execute("LISTEN baseline_jobs")
+        await self._listen_conn.execute("LISTEN floor_jobs")
         for coro in (self._listen(), self._delete_loop(), self._lease_loop()):
             task = asyncio.create_task(coro)
             task.add_done_callback(_exit_on_failure)
@@ -127,29 +138,36 @@ class _Worker:
             self._wake.set()
 
     async def _lease_loop(self) -> None:
+        pending = True  # there may be work: nothing is known yet, or the last lease was full
         while True:
-            if self._held + self._batch > self._max_held:
-                self._room.clear()
-                await self._room.wait()
+            if self._held >= self._low:
+                self._freed.clear()
+                await self._freed.wait()
                 continue
+            if not pending:
+                try:
+                    async with asyncio.timeout(POLL_INTERVAL):
+                        await self._wake.wait()
+                except TimeoutError:
+                    pass
             self._wake.clear()
-            cur = await self._lease_conn.execute(LEASE, (self._batch,))
+            want = self._high - self._held
+            cur = await self._lease_conn.execute(LEASE, (want,))
             rows = await cur.fetchall()
             self._held += len(rows)
             for job_id, name, payload in rows:
                 task = asyncio.create_task(self._run(job_id, name, payload))
                 self._running.add(task)
                 task.add_done_callback(self._running.discard)
-            if len(rows) < self._batch:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), POLL_INTERVAL)
+            pending = len(rows) >= want
 
     async def _run(self, job_id: Any, name: str, payload: str | None) -> None:
-        await self._job(name, payload)
+        await self._handler(name, payload)
         self._finished.append(job_id)
         self._finished_event.set()
 
-    async def _job(self, name: str, payload: str | None) -> None:
+    async def _handler(self, name: str, payload: str | None) -> None:
+        """The job itself: a no-op, or a latency probe that reports its start."""
         if name == "probe" and payload is not None:
             self._on_start(json.loads(payload)["seq"])
 
@@ -164,8 +182,7 @@ class _Worker:
             ids, self._finished = self._finished, []
             await self._done_conn.execute(DELETE, (ids,))
             self._held -= len(ids)
-            if self._held + self._batch <= self._max_held:
-                self._room.set()
+            self._freed.set()
 
     async def stop(self) -> None:
         lease_loop = self._background[-1]
@@ -180,11 +197,11 @@ class _Worker:
             await conn.close()
 
 
-class BaselineSystem:
-    """The plain-psycopg baseline queue."""
+class FloorSystem:
+    """The floor loop (see the module docstring): a floor to measure against, not a peer."""
 
-    name = "baseline"
-    pending_sql = "SELECT EXISTS (SELECT 1 FROM baseline_jobs)"
+    name = "floor"
+    pending_sql = "SELECT EXISTS (SELECT 1 FROM floor_jobs)"
 
     def prepare(self, dsn: str) -> None:
         with psycopg.connect(dsn, autocommit=True) as conn:
@@ -205,4 +222,4 @@ class BaselineSystem:
         return _Worker(dsn, options, on_start)
 
 
-SYSTEM = BaselineSystem()
+SYSTEM = FloorSystem()
