@@ -3,8 +3,8 @@
 Fills a fresh database with ``--jobs`` no-op jobs scheduled uniformly over ``--spread``
 seconds (starting ``--lead`` seconds after the fill), starts one runner process at the
 library's default settings, and while the backlog comes due spawns an immediate latency probe
-every 10 ms, in a channel of its own. It reports the rate at which the scheduled jobs completed, the probes'
-spawn-to-start latency (p50, p99, max), and, with ``track_functions`` on, the database time
+every 10 ms, in a channel of its own. It reports the rate at which the scheduled jobs
+completed, the probes' spawn-to-start latency (p50, p99, max), and, with ``track_functions`` on, the database time
 spent in each of the runner's functions (``pg_stat_user_functions``): promotion apart from
 leasing should cost in proportion to what comes due.
 
@@ -122,7 +122,8 @@ def measure(server: str, jobs: int, spread: float, lead: float) -> dict[str, Any
                     if _remaining(watch) == 0 and now > due_from + spread:
                         done_at = now
                         break
-                probe.builder().set_channel_name(PROBE_CHANNEL).set_json({"seq": seq}).spawn(producer)
+                probing = probe.builder().set_channel_name(PROBE_CHANNEL)
+                probing.set_json({"seq": seq}).spawn(producer)
                 producer.commit()
                 if due_from <= now <= due_from + spread:
                     spawned[seq] = time.time()
