@@ -4,9 +4,9 @@ Fills a fresh database with ``--jobs`` no-op jobs scheduled uniformly over ``--s
 seconds (starting ``--lead`` seconds after the fill), starts one runner process at the
 library's default settings, and while the backlog comes due spawns an immediate latency probe
 every 10 ms, in a channel of its own. It reports the rate at which the scheduled jobs
-completed, the probes' spawn-to-start latency (p50, p99, max), and, with ``track_functions`` on, the database time
-spent in each of the runner's functions (``pg_stat_user_functions``): promotion apart from
-leasing should cost in proportion to what comes due.
+completed, the probes' spawn-to-start latency (p50, p99, max), and, with ``track_functions``
+on, the database time spent in each of the runner's functions (``pg_stat_user_functions``):
+promotion apart from leasing should cost in proportion to what comes due.
 
 Issue 9.23 measured, before the change: 500,000 jobs over 120 s made the runner spend 83 s of
 database time promoting against 10 s leasing; completions fell to 1,000-1,400/s, and the
