@@ -5,10 +5,9 @@ faster documented way replaces them here alone:
 
 - :func:`enqueue_one`: "enqueue one job, nothing else", the library's documented fastest way
   (today ``builder().spawn()`` on an autocommit connection, one statement, its own transaction);
-- ``bulk_spawn_typed(conn, numbers)``, when the library gains a builder-free bulk call for many
-  payloads of one job: define it here to spawn one ``noop`` job per number of ``numbers`` (a
-  ``range``) with the payload ``{"n": number}`` in the caller's transaction, and the bulk
-  scenario measures it against ``COPY`` (it says so when the function is missing).
+- :func:`bulk_spawn_typed`: many payloads of one job without a builder per job
+  (``spawn_payloads``), one ``noop`` job per number of ``numbers`` with the payload
+  ``{"n": number}`` in the caller's transaction; the bulk scenario measures it against ``COPY``.
 """
 
 from __future__ import annotations
@@ -20,10 +19,11 @@ from typing import Any
 import psycopg
 
 from sqlxmq_py import CurrentJob, JobRegistry, JobRunnerHandle, job, migrate, spawn_many
+from sqlxmq_py.spawn import spawn_payloads
 
 from . import OnStart
 
-__all__ = ["SYSTEM", "ProbeLog", "enqueue_one", "noop", "probe"]
+__all__ = ["SYSTEM", "ProbeLog", "bulk_spawn_typed", "enqueue_one", "noop", "probe"]
 
 FILL_BATCH = 10_000
 
@@ -50,6 +50,12 @@ def enqueue_one(conn: psycopg.Connection[Any], payload: Any) -> None:
     """Enqueues one ``noop`` job with ``payload`` on an autocommit connection (the spawn is its
     own transaction): the documented way to enqueue one job and nothing else."""
     noop.builder().set_json(payload).spawn(conn)
+
+
+def bulk_spawn_typed(conn: psycopg.Connection[Any], numbers: range) -> None:
+    """Spawns one ``noop`` job per number, payload ``{"n": number}``, in the caller's
+    transaction, with the library's builder-free bulk call."""
+    spawn_payloads(conn, noop, ({"n": n} for n in numbers))
 
 
 class _Producer:
