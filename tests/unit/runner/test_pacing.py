@@ -17,15 +17,10 @@ from sqlxmq_py.runner._pacing import (
 )
 
 
-def pacer(**overrides: object) -> Pacer:
-    settings: dict[str, object] = {
-        "min_concurrency": 10,
-        "max_concurrency": 20,
-        "poll_interval": 2.0,
-        "max_bytes": 1000,
-    }
-    settings.update(overrides)
-    return Pacer(**settings)  # type: ignore[arg-type]
+def pacer(*, poll_interval: float = 2.0) -> Pacer:
+    return Pacer(
+        min_concurrency=10, max_concurrency=20, poll_interval=poll_interval, max_bytes=1000
+    )
 
 
 def test_a_new_runner_polls_for_every_free_slot_at_once() -> None:
@@ -97,7 +92,7 @@ def test_a_deaf_listener_polls_fast_while_there_is_work_and_backs_off_when_there
     p = pacer(poll_interval=10.0)
     p.set_deaf(True)
     assert p.plan(0.0, 0, 0).want == 20
-    deadlines = []
+    deadlines: list[float] = []
     for now in range(8):
         assert p.polled(float(now), 0, 20, False) is None  # it never announces itself idle
         deadlines.append(p.deadline - now)
