@@ -44,7 +44,7 @@ def test_after_a_short_poll_it_announces_itself_idle_then_polls_once_more() -> N
     # a spawn that looked before the announcement did not notify: one more poll sees it
     assert p.plan(0.0, 3, 0).want == 17
     assert p.polled(0.0, 0, 17, True) is None
-    assert p.plan(0.5, 3, 0) == Plan(0, 0, pytest.approx(1.5))
+    assert p.plan(0.5, 3, 0) == Plan(0, 0, 1.5)
 
 
 def test_a_full_batch_means_more_may_wait_and_makes_it_busy() -> None:
@@ -85,7 +85,7 @@ def test_failed_polls_back_off_doubling_to_a_ceiling_and_ignore_notifications() 
 def test_a_failure_after_the_deadline_still_waits_its_backoff() -> None:
     p = pacer()
     wait = p.failed(10.0)
-    assert p.plan(10.0 + wait / 2, 0, 0) == Plan(0, 0, pytest.approx(wait / 2))
+    assert p.plan(10.0 + wait / 4, 0, 0) == Plan(0, 0, 10.0 + wait - (10.0 + wait / 4))
 
 
 def test_a_deaf_listener_polls_fast_while_there_is_work_and_backs_off_when_there_is_none() -> None:
