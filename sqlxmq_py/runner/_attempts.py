@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..backoff import retry_delay
+from ..codec import Codec
 from ..current_job import CurrentJob, JobHost, LeasedJob, encode_job_result
 from ..errors import JobTimeoutError, PayloadError
 from ._attempt import (
@@ -40,7 +41,7 @@ from ._batcher import Batcher, Outcome
 from ._calling import JobCaller
 from ._execution import describe_error, error_summary, job_keys, tx_completion
 from ._hookset import HookSet
-from ._jobs import JobSource
+from ._jobs import JobSource, RunnableJob
 from ._keepalive import HeldLease
 from ._maintenance import AttemptStats
 
@@ -73,7 +74,10 @@ class Attempts:
         self._log = log
         self._on_free = on_free
         self._loop = asyncio.get_running_loop()
-        self._by_token: dict[uuid.UUID, Attempt] = {}
+        self._by_token: dict[int, Attempt] = {}
+        """By lease token (its ``int``: hashed in C, where a UUID's hash is Python code)."""
+        self._jobs: dict[str, tuple[RunnableJob | None, Codec | None, Codec | None]] = {}
+        """The registry's job and codecs by name, looked up once per name."""
         self._caller = JobCaller(
             registry=registry,
             host=host,
@@ -103,16 +107,24 @@ class Attempts:
     def start(self, row: tuple[Any, ...]) -> Attempt:
         """Starts an attempt for a row of the lease statement and returns it."""
         job = leased_job(row)
-        named = self._registry.get(job.name)
-        if named is not None:
-            job.codec, job.result_codec = named.payload_codec, named.result_codec
+        found = self._jobs.get(job.name)
+        if found is None:
+            named = self._registry.get(job.name)
+            found = (named, None, None)
+            if named is not None:
+                found = (named, named.payload_codec, named.result_codec)
+            self._jobs[job.name] = found
+        named, job.codec, job.result_codec = found
         a = Attempt(job, named, self._loop.time())
-        self._by_token[job.token] = a
+        self._by_token[job.token.int] = a
         self.held_bytes += job.payload_size
         self.running += 1
-        self.all_done.clear()
-        self.all_settled.clear()
-        a.task = self._loop.create_task(self._run(a), name=f"sqlxmq-job-{job.id}")
+        if self.running == 1:
+            self.all_done.clear()
+        if len(self._by_token) == 1:
+            self.all_settled.clear()
+        # no task name: formatting one per job costs more than the rest of the start
+        a.task = self._loop.create_task(self._run(a))
         return a
 
     # --- one attempt, from its lease to its settled outcome ---
@@ -192,7 +204,8 @@ class Attempts:
                 keys={"detail": "auto_complete=False: the job runs again when its lease expires"},
             )
         job.completing = True
-        if await self._batcher.complete(job, self._encode_result(job, value)) == "completed":
+        result = None if value is None else self._encode_result(job, value)
+        if await self._batcher.complete(job, result) == "completed":
             job.completed = True
             return COMPLETED
         return lost_if_gone(job, lost("complete"))
@@ -213,8 +226,9 @@ class Attempts:
         if self._hooks:
             info = CurrentJob(job, self._host)
             self._hooks.call("job_finished", info, settled.outcome, self._duration(a))
-        if self._by_token.get(job.token) is a:
-            del self._by_token[job.token]
+        token = job.token.int
+        if self._by_token.get(token) is a:
+            del self._by_token[token]
             self.held_bytes -= job.payload_size
             if not self._by_token:
                 self.all_settled.set()
@@ -262,7 +276,7 @@ class Attempts:
     async def complete(self, job: LeasedJob, result: object) -> bool:
         """``CurrentJob.complete()`` without a connection: completes the job in the next batch
         and waits until that is durable; False if the lease is gone."""
-        a = self._by_token.get(job.token)
+        a = self._by_token.get(job.token.int)
         if a is None or a.settled or job.completing or job.completed:
             return False
         encoded = encode_job_result(job, result)  # a PayloadError here leaves it completable
@@ -332,7 +346,7 @@ class Attempts:
     def cancel_requested(self, token: uuid.UUID) -> None:
         """Someone asked to cancel this running job: ``current_job.cancelled`` becomes true, and
         an async job's task is cancelled (a thread job must look at the flag)."""
-        a = self._by_token.get(token)
+        a = self._by_token.get(token.int)
         if a is None or a.settled:
             return
         if not a.job.cancelled:
@@ -345,7 +359,7 @@ class Attempts:
 
     def lease_lost(self, token: uuid.UUID) -> None:
         """The renewal found this lease gone."""
-        a = self._by_token.get(token)
+        a = self._by_token.get(token.int)
         if a is None or a.settled or a.job.completed:
             return
         job = a.job

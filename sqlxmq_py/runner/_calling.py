@@ -4,12 +4,12 @@ with its context values; and telling how the call ended, whatever the job did.""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 
-from ..current_job import BlockingCurrentJob, CurrentJob, JobHost
+from ..current_job import BlockingCurrentJob, CurrentJob, JobHost, LeasedJob
 from ..errors import JobCancelledError, PayloadError
 from ._attempt import MISSING_PAYLOAD, Attempt, Ended
 from ._execution import call_async, call_thread, job_keys
@@ -43,36 +43,34 @@ class JobCaller:
         self._on_timeout = on_timeout
         self._grace = grace
         self._threads: ThreadPoolExecutor | None = None
+        self._no_context: set[str] = set()
+        """Names of jobs that take no context values (their kwargs are always empty)."""
 
     async def call(self, a: Attempt, info: CurrentJob) -> Ended:
         """Runs the job function; returns how it ended. Never raises (but for a cancellation
         from outside the runner: the event loop is closing)."""
         job = a.job
-        if a.named is None and job.name != MISSING_PAYLOAD:
+        named = a.named
+        if named is None and job.name != MISSING_PAYLOAD:
             return ("unknown", None)
         try:
-            named = self._resolve(a)
-            kwargs = self._registry.context_for(named)
+            if named is None:
+                raise PayloadError(
+                    f"job {job.id} has no row in mq_payloads (written by hand without one?): "
+                    "it cannot run"
+                )
+            kwargs = self._context(named)
             timeout = named.options.timeout
-            if timeout is not None and named.is_async:
+            is_async = named.is_async
+            if timeout is not None and is_async:
                 self._on_timeout(a, timeout.total_seconds() + self._grace)
-            with self._hooks.running(info) if self._hooks else contextlib.nullcontext():
-                if named.is_async:
-                    result = await call_async(named, info, kwargs, timeout)
-                else:
-                    result = await call_thread(
-                        named,
-                        BlockingCurrentJob(job, self._host),
-                        kwargs,
-                        timeout,
-                        self._executor(),
-                        lambda: self._log.warning(
-                            "job_timed_out",
-                            timeout_s=timeout and timeout.total_seconds(),
-                            detail="a thread cannot be interrupted: it fails when it returns",
-                            **job_keys(job),
-                        ),
-                    )
+            if self._hooks.any:
+                with self._hooks.running(info):
+                    result = await self._invoke(named, job, info, kwargs, timeout, is_async)
+            elif is_async and timeout is None:
+                result = await named.fn(info, **kwargs)  # the common case, without a wrapper
+            else:
+                result = await self._invoke(named, job, info, kwargs, timeout, is_async)
         except asyncio.CancelledError as exc:
             task = asyncio.current_task()
             if a.interrupted or a.cancelling:  # cancelled by this runner: settle it
@@ -91,15 +89,40 @@ class JobCaller:
                 a.watchdog.cancel()
         return ("returned", result)
 
-    def _resolve(self, a: Attempt) -> RunnableJob:
-        job = a.job
-        if job.name == MISSING_PAYLOAD:
-            raise PayloadError(
-                f"job {job.id} has no row in mq_payloads (written by hand without one?): "
-                "it cannot run"
-            )
-        assert a.named is not None  # unknown names are parked before this
-        return a.named
+    def _context(self, named: RunnableJob) -> dict[str, object]:
+        """The job's context values (raises ConfigurationError if one is missing)."""
+        if named.name in self._no_context:
+            return {}
+        kwargs = self._registry.context_for(named)
+        if not kwargs:
+            # a job without context parameters never gets any: skip the look-up next time
+            self._no_context.add(named.name)
+        return kwargs
+
+    async def _invoke(
+        self,
+        named: RunnableJob,
+        job: LeasedJob,
+        info: CurrentJob,
+        kwargs: dict[str, object],
+        timeout: timedelta | None,
+        is_async: bool,
+    ) -> Any:
+        if is_async:
+            return await call_async(named, info, kwargs, timeout)
+        return await call_thread(
+            named,
+            BlockingCurrentJob(job, self._host),
+            kwargs,
+            timeout,
+            self._executor(),
+            lambda: self._log.warning(
+                "job_timed_out",
+                timeout_s=timeout and timeout.total_seconds(),
+                detail="a thread cannot be interrupted: it fails when it returns",
+                **job_keys(job),
+            ),
+        )
 
     def _executor(self) -> ThreadPoolExecutor:
         if self._threads is None:

@@ -14,18 +14,19 @@ __all__ = ["HookSet"]
 
 
 class HookSet:
-    """The ``RunnerHooks`` a runner was given; falsy when there are none, so that the hot path
-    pays one truth test for them."""
+    """The ``RunnerHooks`` a runner was given; falsy when there are none."""
 
-    __slots__ = ("_hooks", "_log")
+    __slots__ = ("_hooks", "_log", "any")
 
     def __init__(self, hooks: tuple[RunnerHooks, ...], log: Any) -> None:
         """Calls ``hooks``; their failures go to ``log`` as ``hook_failed``."""
         self._hooks = hooks
         self._log = log
+        self.any = bool(hooks)
+        """Whether there is a hook at all (an attribute: the hot path reads it per job)."""
 
     def __bool__(self) -> bool:
-        return bool(self._hooks)
+        return self.any
 
     def call(self, event: str, *args: Any) -> None:
         """Calls every hook's ``event`` method with ``args``."""
