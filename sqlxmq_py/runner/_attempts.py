@@ -1,84 +1,51 @@
 """The attempts a runner holds: one coroutine per attempt, from its lease to its settled
 outcome, and what stop, cancel requests and lost leases do to it.
 
-An attempt's life, read top to bottom in :meth:`Attempts._run`: call the job (on the loop, or in
-a thread), then settle what happened, exactly once: complete it, record the failure, or hand the
-lease back, awaiting the batch that writes it; then one log line, the hooks, the counters, and
-the slot is free. Nothing a job raises or returns can skip the settling, and a job that ignores
-its cancellation is abandoned after a grace period instead of holding its slot forever.
+An attempt's life reads top to bottom in :meth:`Attempts._run`: call the job (``_calling``),
+then settle what happened, exactly once, by awaiting the batched write of its outcome
+(complete it, record the failure, park it, or hand the lease back); then
+:meth:`Attempts._finish` logs its one line, counts it, tells the hooks and frees the slot.
+Nothing a job raises or returns can skip the settling. A job that ignores its cancellation is
+abandoned after a grace period (its task is stuck in the job's code, so the watchdog settles
+it, through the same ``_finish``) instead of holding its slot forever.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any
 
 from ..backoff import retry_delay
-from ..current_job import BlockingCurrentJob, CurrentJob, JobHost, LeasedJob, encode_job_result
-from ..errors import JobCancelledError, JobTimeoutError, PayloadError
-from ..hooks import JobOutcome, RunnerHooks
-from ..sql import query
+from ..codec import Codec
+from ..current_job import CurrentJob, JobHost, LeasedJob, encode_job_result
+from ..errors import JobTimeoutError, PayloadError
+from ._attempt import (
+    COMPLETED,
+    MISSING_PAYLOAD,
+    Attempt,
+    CompletionRolledBack,
+    Ended,
+    Settled,
+    UnknownNames,
+    failure,
+    hand_back,
+    leased_job,
+    lost,
+    lost_if_gone,
+    park_reason,
+    parking,
+)
 from ._batcher import Batcher, Outcome
-from ._execution import call_async, call_thread, describe_error, error_summary, job_keys
+from ._calling import JobCaller
+from ._execution import describe_error, error_summary, job_keys, tx_completion
+from ._hookset import HookSet
+from ._jobs import JobSource, RunnableJob
 from ._keepalive import HeldLease
 from ._maintenance import AttemptStats
 
-if TYPE_CHECKING:
-    from ..job import NamedJob
-    from ..registry import JobRegistry
-
 __all__ = ["MISSING_PAYLOAD", "Attempt", "Attempts"]
-
-MISSING_PAYLOAD = "sqlxmq:missing-payload"
-"""The name the lease gives a job whose mq_payloads row is missing."""
-
-_Ended = tuple[Literal["returned", "raised", "interrupted", "unknown"], Any]
-
-_WARN_UNKNOWN_EVERY = 600.0
-"""Seconds between two warnings about one unknown job name."""
-
-_FAILED_OUTCOMES: dict[str | None, JobOutcome] = {
-    "r": "retrying",
-    "s": "retrying",
-    "f": "failed",
-    "c": "cancelled",
-    None: "lease_lost",
-}
-
-
-class CompletionRolledBack(Exception):
-    """The job completed itself inside a transaction that did not commit, then returned."""
-
-
-@dataclass(slots=True, eq=False)
-class Attempt:
-    """One lease the runner holds, from the lease until its outcome is written."""
-
-    job: LeasedJob
-    named: NamedJob[..., Any] | None
-    started: float
-    task: asyncio.Task[None] | None = None
-    running: bool = True
-    """The job function has not returned (nor been abandoned)."""
-    interrupted: bool = False
-    """``stop()`` cancelled it: its lease goes back without using up an attempt."""
-    cancelling: bool = False
-    """A cancel request cancelled its task."""
-    abandoned: bool = False
-    """It ignored its cancellation past the grace period and was given up."""
-    settled: bool = False
-    watchdog: asyncio.TimerHandle | None = None
-    finished: float | None = None
-
-    @property
-    def is_async(self) -> bool:
-        """Whether the job runs on the loop (cancellable) rather than in a thread."""
-        return self.named is None or self.named.is_async
 
 
 class Attempts:
@@ -87,10 +54,10 @@ class Attempts:
     def __init__(
         self,
         *,
-        registry: JobRegistry,
+        registry: JobSource,
         batcher: Batcher,
         host: JobHost,
-        hooks: tuple[RunnerHooks, ...],
+        hooks: HookSet,
         stats: AttemptStats,
         cancel_grace: float,
         max_threads: int,
@@ -104,13 +71,23 @@ class Attempts:
         self._hooks = hooks
         self._stats = stats
         self._grace = cancel_grace
-        self._max_threads = max_threads
         self._log = log
         self._on_free = on_free
         self._loop = asyncio.get_running_loop()
-        self._by_token: dict[uuid.UUID, Attempt] = {}
-        self._threads: ThreadPoolExecutor | None = None
-        self._warned: dict[str, float] = {}  # unknown job name -> when it was last warned of
+        self._by_token: dict[int, Attempt] = {}
+        """By lease token (its ``int``: hashed in C, where a UUID's hash is Python code)."""
+        self._jobs: dict[str, tuple[RunnableJob | None, Codec | None, Codec | None]] = {}
+        """The registry's job and codecs by name, looked up once per name."""
+        self._caller = JobCaller(
+            registry=registry,
+            host=host,
+            hooks=hooks,
+            max_threads=max_threads,
+            log=log,
+            on_timeout=lambda a, delay: self._arm(a, delay, "timeout", record=True),
+            grace=cancel_grace,
+        )
+        self._unknown = UnknownNames()
         self.held_bytes = 0
         """Payload bytes of the attempts held."""
         self.running = 0
@@ -127,148 +104,72 @@ class Attempts:
     def __len__(self) -> int:
         return len(self._by_token)
 
-    # --- starting ---
-
-    def start(self, row: tuple[Any, ...]) -> None:
-        """Starts an attempt for a row of the lease statement."""
-        (job_id, token, attempt, max_attempts, cname, cargs, lease, name, pjson, pbytes, backoff,
-         key, retain_for, headers, size) = row  # fmt: skip
-        job = LeasedJob(
-            id=job_id,
-            token=token,
-            name=name,
-            attempt=attempt,
-            max_attempts=max_attempts,
-            channel_name=cname,
-            channel_args=cargs,
-            lease=lease,
-            retry_backoff=backoff,
-            payload_json=pjson,
-            payload_bytes=pbytes,
-            job_key=key,
-            retain_for=retain_for,
-            headers=headers,
-            payload_size=size,
-        )
-        named = self._registry.get(name)
-        if named is not None:
-            job.codec, job.result_codec = named.payload_codec, named.result_codec
+    def start(self, row: tuple[Any, ...]) -> Attempt:
+        """Starts an attempt for a row of the lease statement and returns it."""
+        job = leased_job(row)
+        found = self._jobs.get(job.name)
+        if found is None:
+            named = self._registry.get(job.name)
+            found = (named, None, None)
+            if named is not None:
+                found = (named, named.payload_codec, named.result_codec)
+            self._jobs[job.name] = found
+        named, job.codec, job.result_codec = found
         a = Attempt(job, named, self._loop.time())
-        self._by_token[token] = a
-        self.held_bytes += size
+        self._by_token[job.token.int] = a
+        self.held_bytes += job.payload_size
         self.running += 1
-        self.all_done.clear()
-        self.all_settled.clear()
-        a.task = self._loop.create_task(self._run(a), name=f"sqlxmq-job-{job_id}")
+        if self.running == 1:
+            self.all_done.clear()
+        if len(self._by_token) == 1:
+            self.all_settled.clear()
+        # no task name: formatting one per job costs more than the rest of the start
+        a.task = self._loop.create_task(self._run(a))
+        return a
 
-    def _executor(self) -> ThreadPoolExecutor:
-        if self._threads is None:
-            self._threads = ThreadPoolExecutor(
-                max_workers=self._max_threads, thread_name_prefix="sqlxmq-job"
-            )
-        return self._threads
-
-    # --- one attempt ---
+    # --- one attempt, from its lease to its settled outcome ---
 
     async def _run(self, a: Attempt) -> None:
         job = a.job
         info = CurrentJob(job, self._host)
         if self._debug:
             self._log.debug("job_started", **job_keys(job))
-        ended = await self._call(a, info)
+        ended = await self._caller.call(a, info)
         self._returned(a)
         if a.abandoned:
-            return  # settled by the watchdog
+            return  # settled by the watchdog: see _abandon
         try:
-            await self._settle(a, info, ended)
+            settled = await self._settle(a, ended)
         except BaseException as exc:
             # a bug here must not cost the slot: the lease expires and the job runs again
             self._log.error("attempt_settle_failed", error=error_summary(exc), **job_keys(job))
-            if not a.settled:
-                self._finish(a, "lease_lost")
+            self._finish(a, Settled(outcome="lease_lost"))
             if isinstance(exc, asyncio.CancelledError):
                 raise
+            return
+        self._finish(a, settled)
+        if settled.error is not None:
+            await self._handle_error(info, job, settled.error)
 
-    async def _call(self, a: Attempt, info: CurrentJob) -> _Ended:
-        """Runs the job function; returns how it ended. Never raises."""
-        job = a.job
-        if a.named is None and job.name != MISSING_PAYLOAD:
-            return ("unknown", None)
-        try:
-            named = self._resolve(a)
-            kwargs = self._registry.context_for(named)
-            timeout = named.options.timeout
-            if timeout is not None and named.is_async:
-                self._arm(a, timeout.total_seconds() + self._grace, "timeout", record=True)
-            with contextlib.ExitStack() as wrappers:
-                if self._hooks:
-                    self._hook("job_started", info)
-                    for hooks in self._hooks:
-                        wrappers.enter_context(hooks.running(info))
-                if named.is_async:
-                    result = await call_async(named, info, kwargs, timeout)
-                else:
-                    result = await call_thread(
-                        named,
-                        BlockingCurrentJob(job, self._host),
-                        kwargs,
-                        timeout,
-                        self._executor(),
-                        lambda: self._log.warning(
-                            "job_timed_out",
-                            timeout_s=timeout and timeout.total_seconds(),
-                            detail="a thread cannot be interrupted: it fails when it returns",
-                            **job_keys(job),
-                        ),
-                    )
-        except asyncio.CancelledError as exc:
-            task = asyncio.current_task()
-            if a.interrupted or a.cancelling:  # cancelled by this runner: settle it
-                if task is not None:
-                    task.uncancel()
-                if a.interrupted:
-                    return ("interrupted", None)
-                return ("raised", JobCancelledError(f"job {job.id} was cancelled while running"))
-            if task is not None and task.cancelling():
-                raise  # cancelled from outside (the event loop is closing): its lease expires
-            return ("raised", exc)  # the job raised CancelledError itself
-        except BaseException as exc:  # SystemExit and KeyboardInterrupt too: a job's failure
-            return ("raised", exc)
-        finally:
-            if a.watchdog is not None:
-                a.watchdog.cancel()
-        return ("returned", result)
-
-    def _resolve(self, a: Attempt) -> NamedJob[..., Any]:
-        job = a.job
-        if job.name == MISSING_PAYLOAD:
-            raise PayloadError(
-                f"job {job.id} has no row in mq_payloads (written by hand without one?): "
-                "it cannot run"
-            )
-        assert a.named is not None  # unknown names are parked before this
-        return a.named
-
-    async def _settle(self, a: Attempt, info: CurrentJob, ended: _Ended) -> None:
+    async def _settle(self, a: Attempt, ended: Ended) -> Settled:
+        """Writes the attempt's outcome (awaiting its batch) and says what it was."""
         job = a.job
         kind, value = ended
         if kind == "unknown":
-            await self._park(a)
-            return
+            if self._unknown.warn_now(job.name, self._loop.time()):
+                self._log.warning(
+                    "job_name_unknown",
+                    detail="parked until a runner that knows this name starts (no attempt used)",
+                    **job_keys(job),
+                )
+            job.settling = True
+            reason = park_reason(job.name, self._registry.names)
+            return lost_if_gone(job, parking(await self._batcher.park(job, reason)))
         if kind == "interrupted":
             job.settling = True
-            released = await self._batcher.release(job)
-            if released == "released":
-                self._log.warning("job_released", **job_keys(job))
-                self._finish(a, "released")
-            elif released == "cancelled":
-                self._log.warning("job_cancelled", error="cancelled while running", **job_keys(job))
-                self._finish(a, "cancelled")
-            else:
-                self._lost(a, "release")
-            return
+            return lost_if_gone(job, hand_back(await self._batcher.release(job)))
         if job.completing_in_tx:
-            state = await self._tx_completion(job)
+            state = await tx_completion(self._host, job)
             if state == "completed":
                 job.completed = True
             elif state == "lost":
@@ -288,112 +189,65 @@ class Attempts:
                 self._log.warning(
                     "job_raised_after_completing", error=error_summary(value), **job_keys(job)
                 )
-            self._completed(a)
-        elif job.lease_lost:
-            self._lost(a, "finish")
-        elif kind == "returned":
-            await self._returned_normally(a, value)
-        else:
-            await self._failed(a, info, value)
-
-    async def _park(self, a: Attempt) -> None:
-        """A job whose name this runner does not know waits for one that does; its attempt is
-        not counted."""
-        job = a.job
-        known = sorted(self._registry.names)
-        shown = ", ".join(map(repr, known[:10])) + (", …" if len(known) > 10 else "")
-        reason = (
-            f"waiting for a runner that knows the job name {job.name!r} (a runner that runs "
-            f"{len(known)} other jobs leased it: {shown})"
-        )
-        now = self._loop.time()
-        if now - self._warned.get(job.name, -_WARN_UNKNOWN_EVERY) >= _WARN_UNKNOWN_EVERY:
-            self._warned[job.name] = now
-            self._log.warning(
-                "job_name_unknown",
-                detail="parked until a runner that knows this name starts (no attempt used)",
-                **job_keys(job),
-            )
-        job.settling = True
-        outcome = await self._batcher.park(job, reason)
-        if outcome == "parked":
-            self._finish(a, "parked")
-        elif outcome == "cancelled":
-            self._log.warning("job_cancelled", error="cancelled while parked", **job_keys(job))
-            self._finish(a, "cancelled")
-        else:
-            self._lost(a, "park")
-
-    async def _returned_normally(self, a: Attempt, result: Any) -> None:
-        job = a.job
+            return COMPLETED
+        if job.lease_lost:
+            return lost("finish")  # found gone by a renewal, or by complete()
+        if kind == "raised":
+            error = describe_error(value)
+            job.settling = True
+            delay = retry_delay(job.attempt, job.retry_backoff)
+            return failure(job, await self._batcher.fail(job, error, delay), value, error)
         if a.named is not None and not a.named.options.auto_complete:
-            self._log.warning(
-                "job_returned_without_completing",
-                detail="auto_complete=False: the job runs again when its lease expires",
-                **job_keys(job),
+            return Settled(
+                outcome="abandoned",
+                event="job_returned_without_completing",
+                keys={"detail": "auto_complete=False: the job runs again when its lease expires"},
             )
-            self._finish(a, "abandoned")
-            return
         job.completing = True
-        if await self._batcher.complete(job, self._encode_result(job, result)) == "completed":
+        result = None if value is None else self._encode_result(job, value)
+        if await self._batcher.complete(job, result) == "completed":
             job.completed = True
-            self._completed(a)
-        else:
-            self._lost(a, "complete")
+            return COMPLETED
+        return lost_if_gone(job, lost("complete"))
 
-    async def _failed(self, a: Attempt, info: CurrentJob, exc: BaseException) -> None:
+    def _finish(self, a: Attempt, settled: Settled) -> None:
+        """The attempt's outcome is settled: its one log line, its count, the hooks, and its
+        slot freed."""
+        if a.settled:
+            return
+        a.settled = True
         job = a.job
-        error = describe_error(exc)
-        job.settling = True
-        state = await self._batcher.fail(job, error, retry_delay(job.attempt, job.retry_backoff))
-        outcome = _FAILED_OUTCOMES.get(state, "retrying")
-        self._log_failure(job, outcome, exc, error)
-        self._finish(a, outcome)
+        if settled.event is not None and (settled.level != "debug" or self._debug):
+            keys = dict(settled.keys)
+            if settled.timed:
+                keys["duration_s"] = self._duration(a)
+            getattr(self._log, settled.level)(settled.event, **keys, **job_keys(job))
+        self._stats.add(job.channel_name, settled.outcome)
+        if self._hooks:
+            info = CurrentJob(job, self._host)
+            self._hooks.call("job_finished", info, settled.outcome, self._duration(a))
+        token = job.token.int
+        if self._by_token.get(token) is a:
+            del self._by_token[token]
+            self.held_bytes -= job.payload_size
+            if not self._by_token:
+                self.all_settled.set()
+        self._on_free(job.channel_name)
+
+    async def _handle_error(self, info: CurrentJob, job: LeasedJob, exc: BaseException) -> None:
         handler = self._registry.error_handler
-        if handler is not None:
-            try:
-                result = handler(info, exc)
-                if result is not None:
-                    await result
-            except BaseException as handler_exc:
-                self._log.error(
-                    "error_handler_failed", error=error_summary(handler_exc), **job_keys(job)
-                )
-
-    def _log_failure(
-        self, job: LeasedJob, outcome: JobOutcome, exc: BaseException, error: str
-    ) -> None:
-        keys = job_keys(job)
-        summary = error_summary(exc)
-        if outcome == "lease_lost":
-            self._log.warning("lease_lost", action="fail", error=summary, **keys)
-        elif outcome == "cancelled":
-            self._log.warning("job_cancelled", error=summary, **keys)
-        elif outcome == "failed":
+        if handler is None:
+            return
+        try:
+            result = handler(info, exc)
+            if result is not None:
+                await result
+        except BaseException as handler_exc:
             self._log.error(
-                "job_failed",
-                final=True,
-                error=summary,
-                max_attempts=job.max_attempts,
-                traceback=error,
-                **keys,
+                "error_handler_failed", error=error_summary(handler_exc), **job_keys(job)
             )
-        else:
-            self._log.warning("job_failed", final=False, error=summary, traceback=error, **keys)
 
-    async def _tx_completion(self, job: LeasedJob) -> str:
-        """How the job's own transaction that completed it ended, seen from outside: waits
-        while that transaction is still open."""
-        wait = 0.02
-        while True:
-            rows = await self._host.execute(
-                query("completion_check"), {"id": job.id, "token": job.token}
-            )
-            state = str(rows[0][0])
-            if state != "pending":
-                return state
-            await asyncio.sleep(wait)
-            wait = min(wait * 2, 1.0)
+    # --- helpers of one attempt ---
 
     def _encode_result(self, job: LeasedJob, result: Any) -> str | None:
         """The result as JSON. Whether it is kept is decided when the job completes (someone
@@ -404,18 +258,6 @@ class Attempts:
             self._log.warning("job_result_not_stored", error=error_summary(exc), **job_keys(job))
             return None
 
-    # --- endings ---
-
-    def _completed(self, a: Attempt) -> None:
-        if self._debug:
-            self._log.debug("job_completed", duration_s=self._duration(a), **job_keys(a.job))
-        self._finish(a, "completed")
-
-    def _lost(self, a: Attempt, action: str) -> None:
-        a.job.lease_lost = True
-        self._log.warning("lease_lost", action=action, **job_keys(a.job))
-        self._finish(a, "lease_lost")
-
     def _returned(self, a: Attempt) -> None:
         """The job function is done (returned, raised, or was abandoned)."""
         if a.running:
@@ -425,44 +267,16 @@ class Attempts:
             if self.running == 0:
                 self.all_done.set()
 
-    def _finish(self, a: Attempt, outcome: JobOutcome) -> None:
-        """The attempt's outcome is settled: count it, tell the hooks, free the slot."""
-        if a.settled:
-            return
-        a.settled = True
-        job = a.job
-        self._stats.add(job.channel_name, outcome)
-        if self._hooks:
-            self._hook("job_finished", CurrentJob(job, self._host), outcome, self._duration(a))
-        if self._by_token.get(job.token) is a:
-            del self._by_token[job.token]
-            self.held_bytes -= job.payload_size
-            if not self._by_token:
-                self.all_settled.set()
-        self._on_free(job.channel_name)
-
     def _duration(self, a: Attempt) -> float:
         end = a.finished if a.finished is not None else self._loop.time()
         return round(end - a.started, 6)
-
-    def _hook(self, event: str, *args: Any) -> None:
-        for hooks in self._hooks:
-            try:
-                getattr(hooks, event)(*args)
-            except Exception as exc:
-                self._log.error(
-                    "hook_failed",
-                    hook=type(hooks).__name__,
-                    hook_event=event,
-                    error=error_summary(exc),
-                )
 
     # --- what happens to attempts from outside ---
 
     async def complete(self, job: LeasedJob, result: object) -> bool:
         """``CurrentJob.complete()`` without a connection: completes the job in the next batch
         and waits until that is durable; False if the lease is gone."""
-        a = self._by_token.get(job.token)
+        a = self._by_token.get(job.token.int)
         if a is None or a.settled or job.completing or job.completed:
             return False
         encoded = encode_job_result(job, result)  # a PayloadError here leaves it completable
@@ -497,21 +311,20 @@ class Attempts:
             **job_keys(job),
         )
         if not record:
-            self._finish(a, "abandoned")
+            self._finish(a, Settled(outcome="abandoned"))
             return
         exc = JobTimeoutError(
             f"job {job.name!r} did not stop within {self._grace} s of being cancelled ({why})"
         )
-        future = self._batcher.fail(
+        written = self._batcher.fail(
             job, describe_error(exc), retry_delay(job.attempt, job.retry_backoff)
         )
 
         def recorded(done: asyncio.Future[Outcome]) -> None:
-            outcome = _FAILED_OUTCOMES.get(done.result(), "retrying")
-            self._log_failure(job, outcome, exc, str(exc))
-            self._finish(a, outcome)
+            # the error handler is not told: the job's own coroutine may still be running
+            self._finish(a, failure(job, done.result(), exc, str(exc)))
 
-        future.add_done_callback(recorded)
+        written.add_done_callback(recorded)
 
     def interrupt(self) -> int:
         """``stop()``'s timeout passed: cancels every async job still running (its lease goes
@@ -533,7 +346,7 @@ class Attempts:
     def cancel_requested(self, token: uuid.UUID) -> None:
         """Someone asked to cancel this running job: ``current_job.cancelled`` becomes true, and
         an async job's task is cancelled (a thread job must look at the flag)."""
-        a = self._by_token.get(token)
+        a = self._by_token.get(token.int)
         if a is None or a.settled:
             return
         if not a.job.cancelled:
@@ -546,10 +359,10 @@ class Attempts:
 
     def lease_lost(self, token: uuid.UUID) -> None:
         """The renewal found this lease gone."""
-        a = self._by_token.get(token)
-        job = a.job if a is not None else None
-        if a is None or job is None or a.settled or job.completed:
+        a = self._by_token.get(token.int)
+        if a is None or a.settled or a.job.completed:
             return
+        job = a.job
         if job.completing or job.settling:
             return  # the outcome's write, under way, says whether the lease was still held
         if job.completing_in_tx:
@@ -567,5 +380,4 @@ class Attempts:
 
     def shutdown(self) -> None:
         """Lets the job threads end on their own (the runner has closed)."""
-        if self._threads is not None:
-            self._threads.shutdown(wait=False, cancel_futures=True)
+        self._caller.shutdown()

@@ -152,7 +152,7 @@ class Batcher:
         if not item.done.done():
             item.done.set_result(None)
 
-    async def _execute(self, kind: Kind, items: Sequence[_Item]) -> dict[object, str]:
+    async def _execute(self, kind: Kind, items: Sequence[_Item]) -> dict[int, str]:
         params: dict[str, object] = {
             "ids": [i.job.id for i in items],
             "tokens": [i.job.token for i in items],
@@ -169,11 +169,12 @@ class Batcher:
             params.update(errors=[i.error for i in items])
 
         rows = await self._conn.execute(query(kind), params)
-        return {row[0]: row[1] for row in rows}
+        # by the id's int: hashed in C, where a UUID's hash is Python code
+        return {row[0].int: row[1] for row in rows}
 
-    def _settle(self, items: list[_Item], outcomes: dict[object, str]) -> None:
+    def _settle(self, items: list[_Item], outcomes: dict[int, str]) -> None:
         for item in items:
-            outcome = outcomes.get(item.job.id)
+            outcome = outcomes.get(item.job.id.int)
             if outcome == "busy":
                 self._retry_later(item)
             elif not item.done.done():

@@ -5,14 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
 from ..hooks import RunnerHooks
-
-if TYPE_CHECKING:
-    from ..registry import JobRegistry
+from ._jobs import JobSource
 
 __all__ = ["RunnerConfig"]
 
@@ -21,7 +19,7 @@ __all__ = ["RunnerConfig"]
 class RunnerConfig:
     """Everything a runner was configured with (see ``JobRunnerOptions``)."""
 
-    registry: JobRegistry
+    registry: JobSource
     pool: AsyncConnectionPool[Any] | str | None
     min_concurrency: int
     max_concurrency: int

@@ -18,6 +18,7 @@ from tenacity import (
 
 from .._connections import Rows
 from .._logging import logger
+from ._health import ConnectionHealth
 
 __all__ = ["RECONNECT_WAIT", "DedicatedConnection", "connect_kwargs", "is_transient"]
 
@@ -83,8 +84,7 @@ class DedicatedConnection:
         self._closing = closing
         self._conn: psycopg.AsyncConnection[tuple[Any, ...]] | None = None
         self._connecting = asyncio.Lock()
-        self._failing: str | None = None
-        """The kind of failure going on (a log event name), if any."""
+        self._health = ConnectionHealth()
 
     async def _connection(self) -> psycopg.AsyncConnection[tuple[Any, ...]]:
         # tasks sharing this connection (the lease loop and maintenance, say) must not each
@@ -100,17 +100,11 @@ class DedicatedConnection:
         return self._closing()
 
     def _before_sleep(self, state: RetryCallState) -> None:
-        # one warning when a spell of failures starts, then debug lines until it ends (info):
-        # a read-only database would otherwise log every retry of every statement
         exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, psycopg.Error) and exc.sqlstate == READ_ONLY:
-            event = "database_read_only"  # its connection was closed on purpose: see run()
-        else:
-            event = "connection_lost" if self._conn is None else "statement_retried"
-        log = logger.warning if self._failing is None else logger.debug
-        if self._failing != "database_read_only":  # a read-only spell ends with a write only
-            self._failing = event
-        log(
+        read_only = isinstance(exc, psycopg.Error) and exc.sqlstate == READ_ONLY
+        # a read-only spell's connection was closed on purpose (see run()): not "lost"
+        event, level = self._health.retrying(read_only=read_only, connected=self._conn is not None)
+        getattr(logger, level)(
             event,
             role=self._role,
             error=str(exc).strip(),
@@ -145,9 +139,8 @@ class DedicatedConnection:
                     if (conn.broken or conn.closed) and self._conn is conn:
                         self._conn = None
                     raise
-                if self._failing is not None and (writes or self._failing != "database_read_only"):
+                if self._health.succeeded(writes=writes):
                     logger.info("connection_restored", role=self._role)
-                    self._failing = None
                 return result
         raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
 

@@ -17,11 +17,12 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from .._text import clean_text, error_summary, safe_text, type_name
-from ..current_job import BlockingCurrentJob, CurrentJob, LeasedJob
+from ..current_job import BlockingCurrentJob, CurrentJob, JobHost, LeasedJob
 from ..errors import JobTimeoutError
+from ..sql import query
 
 if TYPE_CHECKING:
-    from ..job import NamedJob
+    from ._jobs import RunnableJob
 
 __all__ = [
     "call_async",
@@ -30,6 +31,7 @@ __all__ = [
     "error_summary",
     "job_keys",
     "safe_text",
+    "tx_completion",
 ]
 
 MAX_ERROR_CHARS = 16_000
@@ -39,7 +41,7 @@ _MAX_CHAIN = 20  # causes and contexts shown in a traceback; a longer chain is c
 
 
 async def call_async(
-    named: NamedJob[..., Any],
+    named: RunnableJob,
     info: CurrentJob,
     kwargs: dict[str, object],
     timeout: timedelta | None,
@@ -61,7 +63,7 @@ async def call_async(
 
 
 async def call_thread(
-    named: NamedJob[..., Any],
+    named: RunnableJob,
     blocking: BlockingCurrentJob,
     kwargs: dict[str, object],
     timeout: timedelta | None,
@@ -118,6 +120,20 @@ def _guarded(call: Callable[[], Any]) -> tuple[bool, Any]:
         return True, call()
     except BaseException as exc:
         return False, exc
+
+
+async def tx_completion(host: JobHost, job: LeasedJob) -> str:
+    """How the job's own transaction that completed it (``complete(conn)``) ended, seen from
+    outside: 'completed', 'lost', or anything else for rolled back; waits while that
+    transaction is still open."""
+    wait = 0.02
+    while True:
+        rows = await host.execute(query("completion_check"), {"id": job.id, "token": job.token})
+        state = str(rows[0][0])
+        if state != "pending":
+            return state
+        await asyncio.sleep(wait)
+        wait = min(wait * 2, 1.0)
 
 
 def describe_error(exc: BaseException) -> str:

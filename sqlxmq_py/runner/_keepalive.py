@@ -18,20 +18,28 @@ import psycopg
 from .._logging import logger
 from ..sql import query
 from ._connection import connect_kwargs
+from ._health import FailureSpell, backoff
 
-__all__ = ["HeldLease", "LeaseKeeper"]
+__all__ = ["HeldLease", "LeaseKeeper", "renew_interval", "renew_retry_wait"]
 
 HeldLease = tuple[uuid.UUID, uuid.UUID, timedelta]
 """(job id, lease token, lease length) of a lease the runner holds."""
 
 _MIN_INTERVAL = 0.2
-_MAX_RETRY_WAIT = 5.0
+_RETRY_FIRST = 0.1
+_RETRY_MAX = 5.0
 
 
 def renew_interval(leases: list[HeldLease], default_lease: timedelta) -> float:
     """Seconds between renewals: a third of the shortest lease held, so two may fail in a row."""
     shortest = min((lease for _, _, lease in leases), default=default_lease)
     return max(_MIN_INTERVAL, min(shortest, default_lease).total_seconds() / 3)
+
+
+def renew_retry_wait(failures: int) -> float:
+    """Seconds until the next renewal after ``failures`` failed ones in a row (100 ms doubling
+    to 5 s; never longer than the renewal interval)."""
+    return backoff(failures, first=_RETRY_FIRST, most=_RETRY_MAX)
 
 
 class LeaseKeeper:
@@ -60,7 +68,7 @@ class LeaseKeeper:
         self._wait = renew_interval([], default_lease)
         self._thread = threading.Thread(target=self._run, name="sqlxmq-lease-keeper", daemon=True)
         self._conn: psycopg.Connection[tuple[Any, ...]] | None = None
-        self._failures = 0
+        self._spell = FailureSpell()
 
     def start(self) -> None:
         """Starts the thread."""
@@ -92,13 +100,12 @@ class LeaseKeeper:
             try:
                 self._renew(leases)
             except psycopg.Error as exc:
-                self._failures += 1
+                # one warning when failures start, debug lines until they end
+                log = logger.warning if self._spell.failed() else logger.debug
                 if self._conn is not None:
                     self._conn.close()
                     self._conn = None
-                self._wait = min(wait, _MAX_RETRY_WAIT, 0.05 * 2 ** min(self._failures, 16))
-                # one warning when failures start, debug lines until they end
-                log = logger.warning if self._failures == 1 else logger.debug
+                self._wait = min(wait, renew_retry_wait(self._spell.failures))
                 log("lease_renewal_failed", error=str(exc).strip(), retry_in_s=self._wait)
         if self._conn is not None:
             self._conn.close()
@@ -116,9 +123,8 @@ class LeaseKeeper:
                 },
             )
             reports = cur.fetchall()
-        if self._failures:
+        if self._spell.succeeded():
             logger.info("lease_renewal_restored")
-            self._failures = 0
         lost = [token for token, why in reports if why == "lost"]
         cancelled = [token for token, why in reports if why == "cancel"]
         logger.debug("leases_renewed", count=len(leases) - len(lost))

@@ -55,8 +55,11 @@ class AttemptStats:
         """Counts one finished attempt (completed, retrying or failed; others are not counted)."""
         column = _STAT_COLUMNS.get(outcome)
         if column is not None:
-            minute = int(time.time()) // 60
-            self._counts.setdefault((minute, channel_name), [0, 0, 0])[column] += 1
+            key = (int(time.time()) // 60, channel_name)
+            counts = self._counts.get(key)
+            if counts is None:
+                counts = self._counts[key] = [0, 0, 0]
+            counts[column] += 1
 
     async def flush(self, conn: DedicatedConnection) -> None:
         """Adds the counts to mq_stats; they are kept for the next flush if this one fails."""

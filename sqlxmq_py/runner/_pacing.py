@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["FAILURE_WAIT_MAX", "Pacer", "Plan", "promotion_delay"]
+from ._health import backoff
+
+__all__ = ["FAILURE_WAIT_MAX", "Pacer", "Plan", "promotion_delay", "promotion_retry_delay"]
 
 FAILURE_WAIT_FIRST = 0.05
 FAILURE_WAIT_MAX = 5.0
@@ -18,6 +20,10 @@ DEAF_WAIT_FIRST = 0.05
 DEAF_WAIT_MAX = 1.0
 """Without notifications (a listener that cannot hear): poll again after 50 ms when the last
 poll found work, doubling to 1 s (or the poll interval, if shorter) while it finds none."""
+
+PROMOTE_RETRY_FIRST = 0.1
+PROMOTE_RETRY_MAX = 5.0
+"""After a promotion fails: wait 100 ms, doubling to 5 s, until one succeeds."""
 
 PROMOTE_GAP = 0.02
 """The least time between two promotions of scheduled jobs: a backlog that keeps coming due is
@@ -92,7 +98,7 @@ class Pacer:
     def failed(self, now: float) -> float:
         """Records a failed poll; returns how long to wait before the next."""
         self.failures += 1
-        wait: float = min(FAILURE_WAIT_MAX, FAILURE_WAIT_FIRST * 2.0 ** min(self.failures - 1, 16))
+        wait = backoff(self.failures, first=FAILURE_WAIT_FIRST, most=FAILURE_WAIT_MAX)
         self.pending = False
         self.deadline = now + wait
         return wait
@@ -118,3 +124,8 @@ def promotion_delay(full: bool, wait: float | None, interval: float) -> float:
     if wait is None:
         return interval
     return min(interval, max(PROMOTE_GAP, wait))
+
+
+def promotion_retry_delay(failures: int) -> float:
+    """Seconds until the next promotion after ``failures`` failed ones in a row."""
+    return backoff(failures, first=PROMOTE_RETRY_FIRST, most=PROMOTE_RETRY_MAX, cap=9)

@@ -2,13 +2,14 @@
 
 Parts, each on its own connection so that none waits for another:
 
-- the lease loop (this module, its decisions in ``_pacing``): leases up to ``max - held`` jobs
-  in one statement whenever fewer than ``min`` are held and there may be work;
+- the lease loop (``_lease_loop``, its decisions in ``_pacing``): leases up to ``max - held``
+  jobs in one statement whenever fewer than ``min`` are held and there may be work, and the
+  promoter that makes scheduled jobs ready;
 - the attempts (``_attempts``): one coroutine per leased job, from lease to settled outcome;
 - the batcher: writes completions, failures and hand-backs in batches;
 - the lease keeper: renews every held lease in one statement, from a thread;
-- the listener: LISTEN for wake-ups, checked now and then for deafness;
-- the promoter and maintenance: make scheduled jobs ready, expire leases, spawn cron ticks.
+- the listener: LISTEN for wake-ups, checked now and then for deafness (``_upkeep``);
+- maintenance (``_upkeep``): expires leases, spawns cron ticks, unparks, counts.
 """
 
 from __future__ import annotations
@@ -20,35 +21,31 @@ from collections.abc import Coroutine, Mapping
 from datetime import timedelta
 from typing import Any
 
-import psycopg
-from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool
 
 from .._aio import wait_event, within
 from .._connections import Rows
 from .._logging import logger, redact_conninfo
-from .._pooler import check_pooler
 from ..cron import upsert_schedules
-from ..embedded import resolve_dsn
-from ..errors import ConfigurationError, LeaseLostError, SchemaError
-from ..migrate import load_migrations
+from ..errors import LeaseLostError
 from ..sql import query
 from ._attempts import Attempts
 from ._batcher import Batcher
 from ._config import RunnerConfig
-from ._connection import DedicatedConnection, connect_kwargs
-from ._execution import error_summary
+from ._connection import DedicatedConnection
+from ._hookset import HookSet
 from ._keepalive import LeaseKeeper
-from ._leasing import PROMOTE_BATCH, Leaser
-from ._listener import SCHEDULED_PAYLOAD, Listener
-from ._maintenance import AttemptStats, maintain
-from ._pacing import Pacer, promotion_delay
+from ._lease_loop import LeaseLoop
+from ._leasing import Leaser
+from ._listener import Listener
+from ._maintenance import AttemptStats
+from ._pacing import Pacer
+from ._startup import check_schema, connect_args, plan_connections, probe_pooler
+from ._upkeep import LISTEN_CHECK_TIMEOUT, listen_check_loop, maintenance_loop
 
 __all__ = ["Runner", "RunnerConfig"]
 
-_HEARTBEAT_EVERY = 10.0
-_LISTEN_CHECK_EVERY = 30.0
-_LISTEN_CHECK_TIMEOUT = 2.0
+_LISTEN_CHECK_TIMEOUT = LISTEN_CHECK_TIMEOUT  # what tests/pooler waits for
 
 
 class Runner:
@@ -62,15 +59,7 @@ class Runner:
         self._id = uuid.uuid4()
         self._log: Any = logger.bind(runner_id=str(self._id))
         self._channel_names = None if config.channel_names is None else list(config.channel_names)
-        self._pacer = Pacer(
-            min_concurrency=config.min_concurrency,
-            max_concurrency=config.max_concurrency,
-            poll_interval=config.poll_interval,
-            max_bytes=config.max_payload_bytes,
-        )
-        self._wake = asyncio.Event()
-        self._promote_now = asyncio.Event()
-        self._listening = asyncio.Event()
+        self._hooks = HookSet(config.hooks, self._log)
         self._stopping = False
         self._closed = False
         self._stop_deadline: float | None = None
@@ -80,7 +69,6 @@ class Runner:
         self._background: dict[str, asyncio.Task[None]] = {}
         self._keeper: LeaseKeeper | None = None
         self._stats = AttemptStats()
-        self._poll_error: str | None = None
 
     # --- what jobs use (JobHost) ---
 
@@ -113,7 +101,7 @@ class Runner:
         """Runs one statement on the runner's completion connection."""
         return await self._done_conn.execute(query, params)
 
-    # --- lifecycle ---
+    # --- starting: connect, check, wire ---
 
     def _is_closing(self) -> bool:
         return self._closed or (
@@ -128,22 +116,11 @@ class Runner:
         """
         config = self._config
         self._registry.check()
-        conninfo, kwargs = await self._connect_args()
-        # one direct attempt first: a wrong password or database fails now, saying why (once
-        # running, the runner keeps retrying instead: credentials may be fixed under it)
-        probe = await psycopg.AsyncConnection.connect(conninfo, **connect_kwargs(kwargs))
-        try:
-            found = await check_pooler(probe)
-        finally:
-            await probe.close()
-        pooled = found.found
-        # a LISTEN through a transaction pooler lands on a server session it then never leaves,
-        # and hears nothing: behind a pooler for sure, listen only where told to
-        listen = not found.by_pid or config.listen_dsn is not None
-        prepared = config.prepared_statements
-        if prepared is None:
-            prepared = not pooled
-        if not prepared:
+        if isinstance(config.pool, AsyncConnectionPool):
+            self._pool = config.pool
+        conninfo, kwargs = await connect_args(config.pool)
+        plan = plan_connections(await probe_pooler(conninfo, kwargs), config)
+        if not plan.prepared:
             kwargs["prepare_threshold"] = None
         if self._pool is None:
             self._pool = AsyncConnectionPool(
@@ -169,7 +146,7 @@ class Runner:
             durable=config.durable_leases,
         )
         try:
-            await self._check_schema()
+            await check_schema(self._lease_conn)
             await self._leaser.set_idle(False)
             if self._registry.schedules:
                 async with self.pool.connection() as conn, conn.transaction():
@@ -178,17 +155,46 @@ class Runner:
         except BaseException:
             await self._close()
             raise
+        self._wire(conninfo, kwargs, plan.listen)
+        self._log.info(
+            "runner_started",
+            database=redact_conninfo(conninfo),
+            channel_names=self._channel_names,
+            min_concurrency=config.min_concurrency,
+            max_concurrency=config.max_concurrency,
+            prepared_statements=plan.prepared,
+            behind_pooler=plan.pooled,
+            listening=plan.listen,
+        )
+
+    def _wire(self, conninfo: str, kwargs: dict[str, Any], listen: bool) -> None:
+        """Builds the parts, connects their news to each other, and starts their tasks."""
+        config = self._config
+        pacer = Pacer(
+            min_concurrency=config.min_concurrency,
+            max_concurrency=config.max_concurrency,
+            poll_interval=config.poll_interval,
+            max_bytes=config.max_payload_bytes,
+        )
+        self._lease_loop = leasing = LeaseLoop(
+            pacer=pacer,
+            leaser=self._leaser,
+            done=self._done_conn,
+            hooks=self._hooks,
+            poll_interval=config.poll_interval,
+            log=self._log,
+        )
         self._batcher = Batcher(self._done_conn, self._registry.retain_for)
         self._attempts = Attempts(
             registry=self._registry,
             batcher=self._batcher,
             host=self,
-            hooks=config.hooks,
+            hooks=self._hooks,
             stats=self._stats,
             cancel_grace=config.cancel_grace,
             max_threads=config.max_concurrency,
             log=self._log,
-            on_free=self._slot_freed,
+            on_free=leasing.slot_freed,
         )
         if config.keep_alive:
             self._keeper = LeaseKeeper(
@@ -197,87 +203,82 @@ class Runner:
                 config.default_lease,
                 self._attempts.held,
                 self._leases_reported,
-                self._renewed if config.hooks else None,
+                self._renewed if self._hooks else None,
             )
             self._keeper.start()
         tasks: list[tuple[str, Coroutine[Any, Any, None]]] = []
         if listen:
-            listen_conninfo = conninfo if config.listen_dsn is None else config.listen_dsn
             self._ping_channel = f"mq_ping_{self._id.hex}"
-            self._listener = Listener(
-                listen_conninfo,
+            listening = asyncio.Event()
+
+            def connected() -> None:
+                leasing.listening()
+                listening.set()
+
+            listener = Listener(
+                conninfo if config.listen_dsn is None else config.listen_dsn,
                 kwargs,
                 self._channel_names,
-                self._on_notify,
-                self._on_listening,
+                leasing.notified,
+                connected,
                 self._ping_channel,
             )
-            tasks += [("listener", self._listener.run()), ("listen-check", self._listen_check())]
+            check = listen_check_loop(
+                listener=listener,
+                listening=listening,
+                send_ping=self._send_ping,
+                on_deaf=leasing.set_deaf,
+                log=self._log,
+            )
+            tasks += [("listener", listener.run()), ("listen-check", check)]
         else:
-            self._pacer.set_deaf(True)
+            pacer.set_deaf(True)
             self._log.warning(
                 "listener_deaf",
                 detail="behind a pooler, this runner does not LISTEN (a LISTEN through a "
                 "transaction pooler stays on a server session and hears nothing): it polls "
                 "instead; set_listen_dsn() can name a direct connection for LISTEN",
             )
+        maintenance = maintenance_loop(
+            interval=config.maintenance_interval,
+            leaser=self._leaser,
+            upkeep=self._upkeep_conn,
+            done=self._done_conn,
+            names=self._registry.names,
+            stats=self._stats,
+            log=self._log,
+        )
         for name, coro in (
             *tasks,
             ("batcher", self._batcher.run()),
-            ("maintenance", self._maintenance_loop()),
-            ("promoter", self._promote_loop()),
-            ("lease-loop", self._lease_loop()),
+            ("maintenance", maintenance),
+            ("promoter", leasing.promote()),
+            ("lease-loop", leasing.run(self._attempts, self._keeper)),
         ):
             self._background[name] = self._loop.create_task(coro, name=f"sqlxmq-{name}")
-        self._log.info(
-            "runner_started",
-            database=redact_conninfo(conninfo),
-            channel_names=self._channel_names,
-            min_concurrency=config.min_concurrency,
-            max_concurrency=config.max_concurrency,
-            prepared_statements=prepared,
-            behind_pooler=pooled,
-            listening=listen,
+
+    async def _send_ping(self, payload: str) -> None:
+        await self._upkeep_conn.execute(
+            query("ping"), {"channel": self._ping_channel, "payload": payload}
         )
 
-    async def _connect_args(self) -> tuple[str, dict[str, Any]]:
-        """The connection string and arguments for the runner's own connections."""
-        pool = self._config.pool
-        if isinstance(pool, AsyncConnectionPool):
-            self._pool = pool
-            conninfo: Any = pool.conninfo
-            if callable(conninfo):
-                conninfo = conninfo()
-                if asyncio.iscoroutine(conninfo):
-                    conninfo = await conninfo
-            kwargs: Any = pool.kwargs
-            if callable(kwargs):
-                kwargs = kwargs()
-                if asyncio.iscoroutine(kwargs):
-                    kwargs = await kwargs
-            return str(conninfo), dict(kwargs or {})
-        conninfo = resolve_dsn(pool)
-        try:
-            conninfo_to_dict(conninfo)
-        except psycopg.ProgrammingError:
-            # say nothing of its text: it may hold a password
-            raise ConfigurationError("the connection string cannot be parsed") from None
-        return conninfo, {}
+    # --- what the lease keeper reports (from its thread) ---
 
-    async def _check_schema(self) -> None:
-        try:
-            rows = await self._lease_conn.execute(query("migrations_applied"), writes=False)
-        except psycopg.errors.UndefinedTable as exc:
-            raise SchemaError(
-                "the database has no sqlxmq_py schema: run sqlxmq_py.migrate(conn) first"
-            ) from exc
-        applied = {name for name, _ in rows}
-        missing = [m.name for m in load_migrations() if m.name not in applied]
-        if missing:
-            raise SchemaError(
-                f"the database schema is behind this version of sqlxmq_py (missing {missing}): "
-                "run sqlxmq_py.migrate(conn)"
-            )
+    def _renewed(self, renewed: int, lost: int) -> None:
+        self._hooks.call("leases_renewed", renewed, lost)
+
+    def _leases_reported(self, lost: list[uuid.UUID], cancelled: list[uuid.UUID]) -> None:
+        """The keeper's report, by lease token."""
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nothing left to tell
+            self._loop.call_soon_threadsafe(self._mark_reported, lost, cancelled)
+
+    def _mark_reported(self, lost: list[uuid.UUID], cancelled: list[uuid.UUID]) -> None:
+        for token in lost:
+            self._attempts.lease_lost(token)
+        for token in cancelled:
+            self._attempts.cancel_requested(token)
+
+    # --- observing and stopping ---
 
     def num_running_jobs(self) -> int:
         """How many job functions are running now."""
@@ -302,7 +303,7 @@ class Runner:
             # not written by then are left to the leases' expiry
             self._stop_deadline = self._loop.time() + timeout + 2 * self._config.cancel_grace
         self._log.info("runner_stopping", running_jobs=self._attempts.running)
-        self._wake.set()
+        self._lease_loop.stop()
         for name in ("lease-loop", "promoter"):
             self._background[name].cancel()
         await asyncio.gather(
@@ -348,187 +349,3 @@ class Runner:
                     await conn.close()
         if self._own_pool and self._pool is not None:
             await self._pool.close()
-
-    # --- the lease loop ---
-
-    async def _lease_loop(self) -> None:
-        pacer = self._pacer
-        while not self._stopping:
-            self._wake.clear()
-            attempts = self._attempts
-            plan = pacer.plan(self._loop.time(), len(attempts), attempts.held_bytes)
-            if plan.want:
-                await self._poll(plan.want, plan.max_bytes)
-                continue
-            await wait_event(self._wake, plan.wait)
-
-    async def _poll(self, want: int, max_bytes: int) -> None:
-        try:
-            rows = await self._leaser.lease(want, max_bytes)
-        except Exception as exc:
-            wait = self._pacer.failed(self._loop.time())
-            error = error_summary(exc)
-            if error != self._poll_error:  # once per kind of failure, not once per retry
-                self._log.error("poll_failed", error=error, retry_in_s=wait)
-                self._poll_error = error
-            return
-        if self._poll_error is not None:
-            self._log.info("poll_restored")
-            self._poll_error = None
-        unstarted = []
-        for row in rows:
-            try:
-                self._attempts.start(row)
-            except Exception as exc:  # never keep a lease that is not running: hand it back
-                self._log.error("job_start_failed", job_id=str(row[0]), error=error_summary(exc))
-                unstarted.append(row)
-        if unstarted:
-            await self._done_conn.execute(
-                query("release"),
-                {"ids": [r[0] for r in unstarted], "tokens": [r[1] for r in unstarted]},
-            )
-        if rows and self._keeper is not None:
-            self._keeper.leased(min(row[6] for row in rows))
-        self._log.debug("polled", leased=len(rows), wanted=want)
-        if self._config.hooks:
-            self._hook("polled", len(rows), want)
-        announce = self._pacer.polled(self._loop.time(), len(rows), want, self._leaser.idle)
-        if announce is not None:
-            try:
-                await self._leaser.set_idle(announce)
-            except Exception as exc:
-                self._log.warning("announce_failed", error=error_summary(exc))
-
-    def _slot_freed(self, channel_name: str) -> None:
-        if channel_name in self._leaser.limits:
-            # its channel's limit may have been all that held other jobs back
-            self._pacer.notified()
-        self._wake.set()
-
-    def _on_notify(self, payload: str) -> None:
-        self._pacer.notified()
-        if payload == SCHEDULED_PAYLOAD:
-            self._promote_now.set()
-        self._wake.set()
-
-    def _on_listening(self) -> None:
-        self._pacer.notified()
-        self._promote_now.set()
-        self._listening.set()
-        self._wake.set()
-
-    def _hook(self, event: str, *args: Any) -> None:
-        for hooks in self._config.hooks:
-            try:
-                getattr(hooks, event)(*args)
-            except Exception as exc:
-                self._log.error(
-                    "hook_failed", hook=type(hooks).__name__, hook_event=event, error=repr(exc)
-                )
-
-    # --- scheduled jobs ---
-
-    async def _promote_loop(self) -> None:
-        """Makes due scheduled jobs ready, apart from the lease path: when the next one of the
-        runner's channels is due, when a delayed job is spawned, and at least every poll
-        interval; one runner at a time (the others skip while one is promoting)."""
-        interval = self._config.poll_interval
-        failures = 0
-        while True:
-            self._promote_now.clear()
-            try:
-                promoted, wait = await self._leaser.promote()
-                failures = 0
-            except Exception as exc:
-                failures += 1
-                if failures == 1:
-                    self._log.warning("promote_failed", error=error_summary(exc))
-                delay = min(5.0, 0.05 * 2 ** min(failures, 10))
-            else:
-                if promoted:
-                    self._pacer.notified()
-                    self._wake.set()
-                delay = promotion_delay(
-                    promoted is not None and promoted >= PROMOTE_BATCH, wait, interval
-                )
-            if delay > 0:
-                await wait_event(self._promote_now, delay)
-
-    # --- lease keeping (called from the keeper's thread) ---
-
-    def _renewed(self, renewed: int, lost: int) -> None:
-        self._hook("leases_renewed", renewed, lost)
-
-    def _leases_reported(self, lost: list[uuid.UUID], cancelled: list[uuid.UUID]) -> None:
-        """The keeper's report, by lease token."""
-        with contextlib.suppress(RuntimeError):  # the loop has closed: nothing left to tell
-            self._loop.call_soon_threadsafe(self._mark_reported, lost, cancelled)
-
-    def _mark_reported(self, lost: list[uuid.UUID], cancelled: list[uuid.UUID]) -> None:
-        for token in lost:
-            self._attempts.lease_lost(token)
-        for token in cancelled:
-            self._attempts.cancel_requested(token)
-
-    # --- the listener's health ---
-
-    async def _listen_check(self) -> None:
-        """Checks now and then that notifications arrive; a deaf listener (a transaction
-        pooler between the runner and PostgreSQL, say) makes the runner poll adaptively and
-        stop announcing itself idle, so that nobody sends it notifications into the void."""
-        deaf = False
-        while True:
-            await self._listening.wait()
-            self._listening.clear()
-            try:
-                heard = await self._listener.probe(self._send_ping, _LISTEN_CHECK_TIMEOUT)
-            except Exception as exc:
-                self._log.debug("listen_check_failed", error=error_summary(exc))
-                heard = False
-            if heard == deaf:  # a change
-                deaf = not heard
-                self._pacer.set_deaf(deaf)
-                self._wake.set()
-                if deaf:
-                    self._log.warning(
-                        "listener_deaf",
-                        detail="notifications sent to this runner do not arrive (a transaction "
-                        "pooler?): it polls instead; set_listen_dsn() can name a direct "
-                        "connection for LISTEN",
-                    )
-                else:
-                    self._log.info("listener_hears")
-            await wait_event(self._listening, _LISTEN_CHECK_EVERY)
-            self._listening.set()
-
-    async def _send_ping(self, payload: str) -> None:
-        await self._upkeep_conn.execute(
-            query("ping"), {"channel": self._ping_channel, "payload": payload}
-        )
-
-    # --- maintenance ---
-
-    async def _maintenance_loop(self) -> None:
-        next_heartbeat = self._loop.time() + _HEARTBEAT_EVERY
-        failing = False
-        while True:
-            await asyncio.sleep(self._config.maintenance_interval)
-            try:
-                await self._leaser.refresh_limits()
-                await maintain(self._upkeep_conn, self._log)
-                # parked jobs of the names this runner knows may run now
-                await self._upkeep_conn.execute(
-                    query("unpark"), {"names": sorted(self._registry.names)}
-                )
-                await self._stats.flush(self._done_conn)
-                if self._loop.time() >= next_heartbeat and self._leaser.idle is not None:
-                    await self._leaser.set_idle(self._leaser.idle)
-                    next_heartbeat = self._loop.time() + _HEARTBEAT_EVERY
-            except Exception as exc:
-                if not failing:
-                    self._log.warning("maintenance_failed", error=error_summary(exc))
-                failing = True
-            else:
-                if failing:
-                    self._log.info("maintenance_restored")
-                failing = False

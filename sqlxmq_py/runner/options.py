@@ -4,18 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any, Self
 
 from psycopg_pool import AsyncConnectionPool
 
 from .._validate import Duration, check_int, check_text, to_timedelta
 from ..errors import ConfigurationError
 from ..hooks import RunnerHooks
+from ._jobs import JobSource
 from ._runner import Runner, RunnerConfig
 from .handle import JobRunnerHandle
-
-if TYPE_CHECKING:
-    from ..registry import JobRegistry
 
 __all__ = ["DEFAULT_CANCEL_GRACE", "DEFAULT_LEASE", "DEFAULT_MAX_PAYLOAD_BYTES", "JobRunnerOptions"]
 
@@ -32,7 +30,7 @@ DEFAULT_MAX_PAYLOAD_BYTES = 64 * 1024 * 1024
 class JobRunnerOptions:
     """A runner's settings; every setter validates its value and returns the options."""
 
-    def __init__(self, registry: JobRegistry, pool: AsyncConnectionPool[Any] | str | None) -> None:
+    def __init__(self, registry: JobSource, pool: AsyncConnectionPool[Any] | str | None) -> None:
         """Options for running ``registry``'s jobs on ``pool`` (a pool, a DSN, or None)."""
         if pool is not None and not isinstance(pool, AsyncConnectionPool | str):
             raise ConfigurationError(

@@ -34,6 +34,7 @@ from ..errors import ConfigurationError
 from ..hooks import JobOutcome, RunnerHooks
 from ..registry import JobRegistry
 from ..runner._attempts import Attempts
+from ..runner._hookset import HookSet
 from ..runner._maintenance import AttemptStats
 from ..runner.options import DEFAULT_CANCEL_GRACE, DEFAULT_LEASE
 from ..sql import query
@@ -123,15 +124,16 @@ async def _drain(
     capture, outcomes = Capture(), Outcomes()
     host = Host(db, registry)
     writer = Writer(db, registry.retain_for)
+    log = logger.bind(runner_id="sqlxmq-testing")
     attempts = Attempts(
         registry=cast(JobRegistry, CapturingRegistry(registry, capture)),
         batcher=cast("Batcher", writer),
         host=host,
-        hooks=(outcomes, *hooks),
+        hooks=HookSet((outcomes, *hooks), log),
         stats=AttemptStats(),
         cancel_grace=DEFAULT_CANCEL_GRACE,
         max_threads=1,
-        log=logger.bind(runner_id="sqlxmq-testing"),
+        log=log,
         on_free=lambda _channel: None,
     )
     host.attempts = attempts
@@ -158,9 +160,9 @@ async def _drain(
             cursor = (row[4], row[5])
             capture.reset()
             outcomes.last = None
-            attempts.start(row)
+            attempt = attempts.start(row)
             # the attempt code settles, then may still call the error handler: wait for all of it
-            task = attempts._by_token[row[1]].task
+            task = attempt.task
             if task is not None:
                 await task
             await attempts.all_settled.wait()

@@ -1,0 +1,160 @@
+"""The lease loop and the promoter: when to lease, how many, and making scheduled jobs ready.
+
+Every decision is the pure :class:`~._pacing.Pacer`'s; this module only does what it answers:
+lease, start an attempt per row, announce the runner idle or busy, wait for news. News comes
+from the listener (a notification), the attempts (a freed slot) and the promoter (jobs made
+ready), each through one method here that tells the pacer and wakes the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from .._aio import wait_event
+from .._text import error_summary
+from ..sql import query
+from ._attempts import Attempts
+from ._connection import DedicatedConnection
+from ._health import FailureSpell
+from ._hookset import HookSet
+from ._keepalive import LeaseKeeper
+from ._leasing import PROMOTE_BATCH, Leaser
+from ._listener import SCHEDULED_PAYLOAD
+from ._pacing import Pacer, promotion_delay, promotion_retry_delay
+
+__all__ = ["LeaseLoop"]
+
+
+class LeaseLoop:
+    """Leases jobs whenever the pacer says so, and promotes scheduled jobs."""
+
+    def __init__(
+        self,
+        *,
+        pacer: Pacer,
+        leaser: Leaser,
+        done: DedicatedConnection,
+        hooks: HookSet,
+        poll_interval: float,
+        log: Any,
+    ) -> None:
+        """Leases on ``leaser``; hands back rows that could not start on ``done``."""
+        self._pacer = pacer
+        self._leaser = leaser
+        self._done = done
+        self._hooks = hooks
+        self._poll_interval = poll_interval
+        self._log = log
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        self._promote_now = asyncio.Event()
+        self._stopping = False
+        self._poll_health = FailureSpell()
+
+    # --- news ---
+
+    def slot_freed(self, channel_name: str) -> None:
+        """An attempt settled."""
+        if channel_name in self._leaser.limits:
+            # its channel's limit may have been all that held other jobs back
+            self._pacer.notified()
+        self._wake.set()
+
+    def notified(self, payload: str) -> None:
+        """The listener heard a notification."""
+        self._pacer.notified()
+        if payload == SCHEDULED_PAYLOAD:
+            self._promote_now.set()
+        self._wake.set()
+
+    def listening(self) -> None:
+        """The listener (re)subscribed: anything spawned meanwhile was not notified."""
+        self._pacer.notified()
+        self._promote_now.set()
+        self._wake.set()
+
+    def set_deaf(self, deaf: bool) -> None:
+        """The listener turned deaf (or hears again): the pacer polls adaptively."""
+        self._pacer.set_deaf(deaf)
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Leases no more (the loop ends at its next turn)."""
+        self._stopping = True
+        self._wake.set()
+
+    # --- leasing ---
+
+    async def run(self, attempts: Attempts, keeper: LeaseKeeper | None) -> None:
+        """Leases until stopped; each leased row starts an attempt in ``attempts``."""
+        pacer = self._pacer
+        while not self._stopping:
+            self._wake.clear()
+            plan = pacer.plan(self._loop.time(), len(attempts), attempts.held_bytes)
+            if plan.want:
+                await self._poll(attempts, keeper, plan.want, plan.max_bytes)
+                continue
+            await wait_event(self._wake, plan.wait)
+
+    async def _poll(
+        self, attempts: Attempts, keeper: LeaseKeeper | None, want: int, max_bytes: int
+    ) -> None:
+        try:
+            rows = await self._leaser.lease(want, max_bytes)
+        except Exception as exc:
+            wait = self._pacer.failed(self._loop.time())
+            error = error_summary(exc)
+            if self._poll_health.failed(error):  # once per kind of failure, not per retry
+                self._log.error("poll_failed", error=error, retry_in_s=wait)
+            return
+        if self._poll_health.succeeded():
+            self._log.info("poll_restored")
+        unstarted = []
+        for row in rows:
+            try:
+                attempts.start(row)
+            except Exception as exc:  # never keep a lease that is not running: hand it back
+                self._log.error("job_start_failed", job_id=str(row[0]), error=error_summary(exc))
+                unstarted.append(row)
+        if unstarted:
+            await self._done.execute(
+                query("release"),
+                {"ids": [r[0] for r in unstarted], "tokens": [r[1] for r in unstarted]},
+            )
+        if rows and keeper is not None:
+            keeper.leased(min(row[6] for row in rows))
+        self._log.debug("polled", leased=len(rows), wanted=want)
+        if self._hooks:
+            self._hooks.call("polled", len(rows), want)
+        announce = self._pacer.polled(self._loop.time(), len(rows), want, self._leaser.idle)
+        if announce is not None:
+            try:
+                await self._leaser.set_idle(announce)
+            except Exception as exc:
+                self._log.warning("announce_failed", error=error_summary(exc))
+
+    # --- scheduled jobs ---
+
+    async def promote(self) -> None:
+        """Makes due scheduled jobs ready, apart from the lease path: when the next one of the
+        runner's channels is due, when a delayed job is spawned, and at least every poll
+        interval; one runner at a time (the others skip while one is promoting)."""
+        spell = FailureSpell()
+        while True:
+            self._promote_now.clear()
+            try:
+                promoted, wait = await self._leaser.promote()
+                spell.succeeded()
+            except Exception as exc:
+                if spell.failed():
+                    self._log.warning("promote_failed", error=error_summary(exc))
+                delay = promotion_retry_delay(spell.failures)
+            else:
+                if promoted:
+                    self._pacer.notified()
+                    self._wake.set()
+                full = promoted is not None and promoted >= PROMOTE_BATCH
+                delay = promotion_delay(full, wait, self._poll_interval)
+            if delay > 0:
+                await wait_event(self._promote_now, delay)
