@@ -17,8 +17,7 @@ import structlog
 
 from sqlxmq_py import CurrentJob, JobRegistry, job
 
-from ..helpers import wait_until
-from .conftest import Runner
+from ..helpers import Runner, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -18,8 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlxmq_py import CurrentJob, cancel, job, job_status, spawn_many
 from sqlxmq_py.metrics import PrometheusHooks, QueueCollector, metrics_asgi_app
 
-from ..helpers import wait_until
-from ..runner.conftest import Runner
+from ..helpers import Runner, wait_until
 
 
 def value(registry: CollectorRegistry, name: str, **labels: str) -> float:

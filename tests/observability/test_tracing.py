@@ -19,8 +19,7 @@ from sqlxmq_py import BlockingCurrentJob, CurrentJob, exists, job, job_status
 from sqlxmq_py.hooks import spawn_hooks
 from sqlxmq_py.tracing import TracingHooks, inject_trace_context, instrument, uninstrument
 
-from ..helpers import wait_until
-from ..runner.conftest import Runner
+from ..helpers import Runner, wait_until
 
 
 @pytest.fixture

@@ -16,7 +16,8 @@ from sqlxmq_py.integrations.fastapi import sqlxmq_lifespan
 from sqlxmq_py.runner._connection import is_transient
 from sqlxmq_py.web.context import PoolHolder
 
-from .conftest import PgBouncer, StartPgBouncer, captured_logs, events, running
+from ..helpers import running
+from .conftest import PgBouncer, StartPgBouncer, captured_logs, events
 
 
 def test_through_pooler_by_port_or_by_pid() -> None:

@@ -18,8 +18,8 @@ from sqlxmq_py import BlockingCurrentJob, CurrentJob, job, wait_for_result
 from sqlxmq_py import results as results_module
 from sqlxmq_py.results import POLL_FIRST, POLL_MAX, next_poll_delay
 
-from ..helpers import wait_until
-from .conftest import StartPgBouncer, running, server_sessions
+from ..helpers import running, wait_until
+from .conftest import StartPgBouncer, server_sessions
 
 
 def registered(db: psycopg.Connection[Any], job_id: uuid.UUID) -> bool:

@@ -40,8 +40,7 @@ from sqlxmq_py import (
     spawn_many,
 )
 
-from ..helpers import count_jobs, job_row, wait_until
-from .conftest import start_runner
+from ..helpers import count_jobs, job_row, running, wait_until
 
 # a fixed sequence of examples in the default stage (no flakiness); the slow stage explores more
 FAST = settings(
@@ -143,7 +142,7 @@ def runner_thread(dsn: str, registry: JobRegistry) -> Iterator[None]:
         stopping = asyncio.Event()
         loop = asyncio.get_running_loop()
         stop.append(lambda: loop.call_soon_threadsafe(stopping.set))
-        async with start_runner(dsn, registry, poll_interval=0.2):
+        async with running(dsn, registry, poll_interval=0.2):
             ready.set()
             await stopping.wait()
 
@@ -435,7 +434,7 @@ async def test_checkpoint_extra_retries_that_overflow_are_refused_or_saturate(
             outcome.append(f"applied, max_attempts {(await cur.fetchone() or [None])[0]}")
 
     greedy.builder().spawn(db)
-    async with start_runner(dsn, [greedy]):
+    async with running(dsn, [greedy]):
         await wait_until(lambda: bool(outcome))
     assert outcome in (["refused at build time"], [f"applied, max_attempts {2**31 - 1}"])
 
@@ -457,7 +456,7 @@ async def test_undecodable_payloads_written_by_sql_fail_with_payload_error(
         ).fetchone()[0]
         for p in payloads
     ]
-    async with start_runner(dsn, [decodes]):
+    async with running(dsn, [decodes]):
         await wait_until(lambda: count_jobs(db, "state = 'f'") == len(ids))
     for job_id in ids:
         row = job_row(db, job_id)
@@ -481,7 +480,7 @@ async def test_a_job_row_without_its_payload_row_fails_visibly(
     job_id = orphan.builder().spawn(db)
     db.execute("DELETE FROM mq_payloads WHERE id = %s", (job_id,))  # broken by hand
     with structlog.testing.capture_logs() as logs:
-        async with start_runner(dsn, [orphan, marker]):
+        async with running(dsn, [orphan, marker]):
             await wait_until(lambda: count_jobs(db, "state = 'f'") == 1, timeout=15)
             marker_id = marker.builder().spawn(db)
             await wait_until(lambda: not exists(db, marker_id))
@@ -512,7 +511,7 @@ async def test_an_absurd_lease_does_not_stop_the_runner(
     if isinstance(refused, ConfigurationError):
         assert "lease" in str(refused)
     normal = spawn_many(db, [work.builder().set_json(i) for i in range(5)])
-    async with start_runner(dsn, [work]):
+    async with running(dsn, [work]):
         await wait_until(lambda: not any(exists(db, i) for i in normal), timeout=10)
     assert sorted(x for x in ran if x != "absurd") == list(range(5))
 
@@ -551,7 +550,7 @@ async def test_ten_megabyte_payloads_are_spawned_and_run(
     }
     loud_id = loud.builder().spawn(conn)
     conn.commit()
-    async with start_runner(dsn, [big, loud]):
+    async with running(dsn, [big, loud]):
         await wait_until(lambda: count_jobs(db) == 1, timeout=60)
         await wait_until(lambda: (job_row(db, loud_id) or {}).get("state") == "f")
     assert digests == expected
@@ -639,7 +638,7 @@ async def test_nasty_names_channels_and_args_run_or_fail_as_recorded(
     ]
     registry = JobRegistry(jobs)
     # one runner subscribed to every nasty channel by name, one to all channels
-    async with start_runner(dsn, registry, channel_names=NASTY), start_runner(dsn, registry):
+    async with running(dsn, registry, channel_names=NASTY), running(dsn, registry):
         await wait_until(lambda: not any(exists(db, i) for i in spawned), timeout=20)
         await wait_until(lambda: count_jobs(db, "state = 'n'") == len(unknown), timeout=20)
         late = jobs[0].builder().set_channel_name(NASTY[5]).spawn(db)

@@ -21,8 +21,8 @@ from sqlxmq_py import CurrentJob, JobRegistry, job, spawn_many
 from sqlxmq_py.runner._connection import DedicatedConnection
 from sqlxmq_py.sql import QueryName, query
 
-from ..helpers import count_jobs, wait_until
-from .conftest import PrivateServer, start_runner
+from ..helpers import count_jobs, running, wait_until
+from .conftest import PrivateServer
 
 EFFECTS = "CREATE TABLE effects (job_id uuid NOT NULL, attempt int NOT NULL)"
 RUNNER_APP = "sqlxmq-reliability-runner"
@@ -113,7 +113,7 @@ async def test_server_restart_mid_drain_loses_nothing_and_latency_recovers(
         ids = spawn_many(db, [effect.builder().set_json(i) for i in range(total)])
     registry = JobRegistry([effect, probe])
     with structlog.testing.capture_logs() as logs:
-        async with start_runner(
+        async with running(
             private_dsn, registry, concurrency=(8, 16), poll_interval=0.5, stop_timeout=10
         ):
             with psycopg.connect(private_dsn, autocommit=True) as db:
@@ -149,14 +149,14 @@ async def test_jobs_after_a_restart_get_live_connections_from_the_runners_pool(
     registry = JobRegistry([fragile])
     # maintenance (which also borrows pool connections) is kept out of the way: the jobs are the
     # first to use the pool after the restart
-    handle = await (
-        registry.runner(private_dsn)
-        .set_concurrency(8, 16)
-        .set_poll_interval(0.5)
-        .set_maintenance_interval(3600)
-        .run()
-    )
-    try:
+    async with running(
+        private_dsn,
+        registry,
+        concurrency=(8, 16),
+        poll_interval=0.5,
+        maintenance_interval=3600,
+        stop_timeout=5,
+    ):
         with psycopg.connect(private_dsn, autocommit=True) as db:
             spawn_many(db, [fragile.builder() for _ in range(40)])  # fills the pool
             await wait_until(lambda: count_jobs(db) == 0, 20)
@@ -168,8 +168,6 @@ async def test_jobs_after_a_restart_get_live_connections_from_the_runners_pool(
             errors = db.execute(
                 "SELECT p.last_error FROM mq_jobs JOIN mq_payloads AS p USING (id)"
             ).fetchall()
-    finally:
-        await handle.stop(timeout=5)
     # the runner knows the server restarted (its own connections reconnected); the single
     # attempt of a job must not be spent on a pooled connection that died with the old server
     assert [e.splitlines()[0] for (e,) in errors] == []
@@ -252,7 +250,7 @@ async def test_terminated_connections_of_every_kind_lose_nothing(
     registry = JobRegistry([short_effect, plain])
     deadline = time.monotonic() + 90
     with structlog.testing.capture_logs() as logs:
-        async with start_runner(
+        async with running(
             make_conninfo(dsn, application_name=RUNNER_APP),
             registry,
             concurrency=(8, 16),
@@ -309,7 +307,7 @@ async def test_statement_timeout_is_survived_logged_and_the_work_finishes_once_l
     db.execute(sql.SQL("ALTER DATABASE {} SET statement_timeout = '100ms'").format(database))
     registry = JobRegistry([short_effect, probe])
     with structlog.testing.capture_logs() as logs:
-        async with start_runner(dsn, registry, concurrency=(8, 16), poll_interval=0.5):
+        async with running(dsn, registry, concurrency=(8, 16), poll_interval=0.5):
             await wait_until(lambda: effects_total(db) >= 100, 30)
             # a long lock (a migration, say) makes every statement on mq_jobs outlast the timeout
             # (async: the runner shares this event loop and must go on while the lock waits)

@@ -28,8 +28,7 @@ from sqlxmq_py import (
 )
 from sqlxmq_py.sql import query
 
-from ..helpers import count_jobs, job_row, wait_until
-from .conftest import start_runner
+from ..helpers import count_jobs, job_row, running, wait_until
 
 
 def expire_now(db: psycopg.Connection[Any], job_id: Any) -> None:
@@ -62,7 +61,7 @@ async def test_a_job_leased_again_by_the_runner_still_running_it_runs_each_attem
     job_id = stalls.builder().spawn(conn)
     conn.commit()
     with structlog.testing.capture_logs() as logs:
-        async with start_runner(dsn, JobRegistry([stalls]), poll_interval=0.2):
+        async with running(dsn, JobRegistry([stalls]), poll_interval=0.2):
             await asyncio.wait_for(first_inside.wait(), 10)
             # attempt 1 lost its lease (its runner could not renew it in time, say): the job is
             # ready again, and the same runner leases it while attempt 1 is still running
@@ -144,7 +143,7 @@ async def test_ordered_chains_under_concurrent_spawn_cancel_and_completion(
                 time.sleep(rng.uniform(0, 0.01))
 
     with structlog.testing.capture_logs() as logs:
-        async with start_runner(dsn, JobRegistry([link]), concurrency=(8, 16), poll_interval=0.2):
+        async with running(dsn, JobRegistry([link]), concurrency=(8, 16), poll_interval=0.2):
             cancelling = asyncio.create_task(asyncio.to_thread(canceller, 99))
             await asyncio.gather(*(asyncio.to_thread(spawner, seed) for seed in range(4)))
             stop_cancelling.set()
@@ -202,8 +201,8 @@ async def test_checkpoint_racing_lease_expiry_applies_under_the_lease_or_raises(
     conn.commit()
     registry = JobRegistry([racer])
     async with (
-        start_runner(dsn, registry, keep_alive=False, poll_interval=0.2),
-        start_runner(dsn, registry, keep_alive=False, poll_interval=0.2),
+        running(dsn, registry, keep_alive=False, poll_interval=0.2),
+        running(dsn, registry, keep_alive=False, poll_interval=0.2),
     ):
         await wait_until(lambda: (job_row(db, job_id) or {}).get("state") == "f", timeout=30)
     row = job_row(db, job_id)
@@ -276,8 +275,8 @@ async def test_complete_in_the_jobs_transaction_racing_lease_expiry_commits_once
     conn.commit()
     registry = JobRegistry([named])
     async with (
-        start_runner(dsn, registry, concurrency=(8, 16), keep_alive=False, poll_interval=0.2),
-        start_runner(dsn, registry, concurrency=(8, 16), keep_alive=False, poll_interval=0.2),
+        running(dsn, registry, concurrency=(8, 16), keep_alive=False, poll_interval=0.2),
+        running(dsn, registry, concurrency=(8, 16), keep_alive=False, poll_interval=0.2),
     ):
         await wait_until(lambda: count_jobs(db) == 0, timeout=60)
     completed = {(i, a) for i, a, outcome in outcomes if outcome == "completed"}

@@ -14,8 +14,7 @@ import structlog
 
 from sqlxmq_py import CurrentJob, JobInfo, JobRegistry, exists, job, retry_delay
 
-from ..helpers import count_jobs, job_row, wait_until
-from .conftest import Runner
+from ..helpers import Runner, count_jobs, job_row, wait_until
 
 
 async def test_retries_then_fails_visibly_with_backoff_between_attempts(

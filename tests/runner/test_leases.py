@@ -23,8 +23,7 @@ from sqlxmq_py import (
 )
 from sqlxmq_py.sql import query
 
-from ..helpers import job_row, lease_params, wait_until
-from .conftest import Runner
+from ..helpers import Runner, job_row, lease_params, wait_until
 
 
 def _expire_loop(dsn: str, stop: threading.Event, expired: list[Any]) -> None:

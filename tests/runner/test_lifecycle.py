@@ -11,8 +11,7 @@ import structlog
 
 from sqlxmq_py import CurrentJob, JobRegistry, exists, job
 
-from ..helpers import job_row, wait_until
-from .conftest import Runner
+from ..helpers import Runner, job_row, wait_until
 
 
 def _kill_others(db: psycopg.Connection[Any], keep: psycopg.Connection[Any]) -> int:

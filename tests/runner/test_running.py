@@ -25,8 +25,7 @@ from sqlxmq_py import (
     spawn_many,
 )
 
-from ..helpers import count_jobs, job_row, wait_until
-from .conftest import Runner
+from ..helpers import Runner, count_jobs, job_row, wait_until
 
 
 async def test_seed_readme_example_runs_as_written(

@@ -9,8 +9,7 @@ import psycopg
 
 from sqlxmq_py import CurrentJob, JobRegistry, job, set_channel_limit, spawn_many
 
-from ..helpers import count_jobs, job_row, wait_until
-from .conftest import Runner
+from ..helpers import Runner, count_jobs, job_row, wait_until
 
 
 class _Gauge:

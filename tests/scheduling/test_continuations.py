@@ -25,9 +25,8 @@ from sqlxmq_py import (
     wait_for_result,
 )
 
-from ..helpers import job_row, wait_until
+from ..helpers import Runner, job_row, wait_until
 from ._util import history_row, state_of
-from .conftest import Runner
 
 
 @job(channel_name="parents", retries=0)

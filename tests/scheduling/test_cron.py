@@ -18,9 +18,8 @@ import structlog
 from sqlxmq_py import ConfigurationError, CurrentJob, JobRegistry, job
 from sqlxmq_py.cron import due_ticks
 
-from ..helpers import count_jobs, wait_until
+from ..helpers import Runner, count_jobs, wait_until
 from ._util import db_now
-from .conftest import Runner
 
 T0 = datetime(2026, 3, 10, 12, 0, 10, 500_000, tzinfo=UTC)
 

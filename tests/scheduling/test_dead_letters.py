@@ -11,8 +11,7 @@ import pytest
 
 from sqlxmq_py import ConfigurationError, CurrentJob, fail, fetch, job
 
-from ..helpers import count_jobs
-from .conftest import Runner
+from ..helpers import Runner, count_jobs
 
 
 async def test_a_job_failing_for_good_spawns_its_dead_letter(

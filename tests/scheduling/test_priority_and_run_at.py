@@ -13,9 +13,8 @@ import pytest
 
 from sqlxmq_py import ConfigurationError, CurrentJob, job, job_status, spawn_many
 
-from ..helpers import count_jobs, job_row
+from ..helpers import Runner, count_jobs, job_row
 from ._util import db_now
-from .conftest import Runner
 
 
 @job

@@ -31,9 +31,8 @@ from sqlxmq_py import (
     wait_for_result,
 )
 
-from ..helpers import job_row, wait_until
+from ..helpers import Runner, job_row, wait_until
 from ._util import history_row
-from .conftest import Runner
 
 
 @job

@@ -21,8 +21,7 @@ from sqlxmq_py import (
     job,
 )
 
-from ..helpers import job_row, wait_until
-from .conftest import Runner
+from ..helpers import Runner, job_row, wait_until
 
 
 async def test_an_async_job_past_its_timeout_is_cancelled_and_retried(
