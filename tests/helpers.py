@@ -4,6 +4,7 @@ one way tests run a runner (:func:`running`)."""
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -137,6 +138,14 @@ async def wait_until(
         await asyncio.sleep(interval)
 
 
+def db_clock(db: psycopg.Connection[Any]) -> datetime:
+    """The database's clock (the one run times, leases and history are measured by)."""
+    row = db.execute("SELECT clock_timestamp()").fetchone()
+    assert row is not None
+    value: datetime = row[0]
+    return value
+
+
 def lease_expiry(db: psycopg.Connection[Any], job_id: uuid.UUID) -> datetime | None:
     """When the job's lease expires (database clock), or None if it is not leased."""
     row = db.execute(
@@ -159,7 +168,8 @@ async def lease_renewed(
 async def maintenance_passed(db: psycopg.Connection[Any], timeout: float = 20.0) -> None:
     """Waits until a runner's maintenance has expired leases since this call: a canary job
     (channel ``__canary__``, which no test's jobs use) is leased for a millisecond, and its lease
-    expiry is the event. Any lease that had expired before this call was seen by that pass."""
+    expiry is the event. Any lease that had expired before this call was seen by that pass. The
+    canary stays behind as a failed job (state ``f``)."""
     with psycopg.connect(db.info.dsn) as conn:
         canary = JobBuilder("canary").set_channel_name("__canary__").set_retries(0).spawn(conn)
         (leased,) = fetch(conn, ["__canary__"], limit=1, lease=timedelta(milliseconds=1))
@@ -191,3 +201,29 @@ class PollSignals(RunnerHooks):
     def polled(self, leased: int, wanted: int) -> None:
         self.polls.append((leased, wanted))
         self.event.set()
+
+    async def polls_after_now(self, count: int = 2, timeout: float = 20.0) -> None:
+        """Waits for ``count`` more polls: with two, the last one started after this call (the
+        first may have been under way)."""
+        target = len(self.polls) + count
+        await wait_until(lambda: len(self.polls) >= target, timeout=timeout)
+
+
+def incompressible(size: int, seed: int) -> str:
+    """Text of exactly ``size`` UTF-8 bytes, random (so PostgreSQL cannot compress it into a
+    smaller index entry), with two-byte characters mixed in."""
+    rng = random.Random(seed)
+    chars: list[str] = []
+    used = 0
+    while used < size:
+        if size - used >= 2 and rng.random() < 0.3:
+            chars.append(rng.choice("éüßøåçñ"))
+            used += 2
+        else:
+            chars.append(
+                rng.choice("abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+            )
+            used += 1
+    text = "".join(chars)
+    assert len(text.encode()) == size
+    return text

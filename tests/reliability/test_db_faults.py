@@ -68,10 +68,19 @@ async def fragile(current_job: CurrentJob) -> None:
 probe_started: dict[Any, float] = {}
 
 
+probe_backlog: dict[Any, int] = {}
+
+
 @job
 async def probe(current_job: CurrentJob) -> None:
-    """Records when it started, to measure spawn-to-start latency."""
+    """Records when it started, to measure spawn-to-start latency, and how many other jobs were
+    still queued then."""
     probe_started[current_job.id] = time.monotonic()
+    async with current_job.pool.connection() as c:
+        cur = await c.execute("SELECT count(*) FROM mq_jobs WHERE id <> %s", (current_job.id,))
+        row = await cur.fetchone()
+    assert row is not None
+    probe_backlog[current_job.id] = int(row[0])
 
 
 def effect_counts(db: psycopg.Connection[Any]) -> Counter[Any]:
@@ -84,12 +93,13 @@ def effects_total(db: psycopg.Connection[Any]) -> int:
     return int(row[0])
 
 
-async def spawn_probe(db: psycopg.Connection[Any], group: str) -> float:
-    """Spawns a probe job in its own group; returns how long it took to start."""
+async def spawn_probe(db: psycopg.Connection[Any], group: str) -> tuple[float, int]:
+    """Spawns a probe job in its own group; returns how long it took to start (printed, never
+    asserted) and how many other jobs were queued when it started."""
     spawned = time.monotonic()
     job_id = probe.builder().set_channel_args(group).spawn(db)
-    await wait_until(lambda: job_id in probe_started, timeout=30)
-    return probe_started[job_id] - spawned
+    await wait_until(lambda: job_id in probe_backlog, timeout=30)
+    return probe_started[job_id] - spawned, probe_backlog[job_id]
 
 
 def errors_of(logs: list[dict[str, Any]], event: str, **keys: Any) -> list[str]:
@@ -120,15 +130,16 @@ async def test_server_restart_mid_drain_loses_nothing_and_latency_recovers(
                 await wait_until(lambda: effects_total(db) >= total // 4, 30)
             down = time.monotonic()
             private_server.stop(mode)  # "immediate" is a crash: recovery, unlogged tables empty
-            await asyncio.sleep(1.0)  # the outage: the runner retries against a server that is down
+            # the outage lasts until the runner has noticed it
+            await wait_until(lambda: any(e["event"] == "listener_lost" for e in logs), 30)
             private_server.start()
             up = time.monotonic()
             with psycopg.connect(private_dsn, autocommit=True) as db:
                 assert 0 < count_jobs(db) < total  # the restart did happen mid-drain
-                after_restart = await spawn_probe(db, "probe-after-restart")
+                after_restart, backlog = await spawn_probe(db, "probe-after-restart")
                 await wait_until(lambda: count_jobs(db) == 0, timeout=60)
                 drained = time.monotonic()
-                when_idle = await spawn_probe(db, "probe-idle")
+                when_idle, _ = await spawn_probe(db, "probe-idle")
                 counts = effect_counts(db)
     assert set(counts) == set(ids)  # every job had its effect
     assert set(counts.values()) == {1}  # exactly once
@@ -139,8 +150,9 @@ async def test_server_restart_mid_drain_loses_nothing_and_latency_recovers(
         f"restart ({mode}): down {up - down:.1f} s, drained {drained - up:.1f} s after, probe "
         f"started {after_restart:.2f} s after spawn (backlog), {when_idle:.2f} s (idle runner)"
     )
-    assert after_restart < 5.0  # a new group is served promptly despite the backlog
-    assert when_idle < 5.0
+    # a new group is served before the backlog is drained (the idle probe, once it is: the
+    # wait for it is the check)
+    assert backlog > 0
 
 
 async def test_jobs_after_a_restart_get_live_connections_from_the_runners_pool(
@@ -320,12 +332,12 @@ async def test_statement_timeout_is_survived_logged_and_the_work_finishes_once_l
                 await locker.rollback()
             db.execute(sql.SQL("ALTER DATABASE {} RESET statement_timeout").format(database))
             await wait_until(lambda: count_jobs(db) == 0, timeout=60)
-            latency = await spawn_probe(db, "probe-after-timeouts")
+            latency, _ = await spawn_probe(db, "probe-after-timeouts")
     counts = effect_counts(db)
     assert set(counts) == set(ids)
     assert set(counts.values()) == {1}
+    # the probe started (the wait for it is the check): the runner works normally again
     print(f"statement timeouts logged by: {sorted(timed_out(logs))}; probe: {latency:.2f} s")
-    assert latency < 5.0
 
 
 async def test_a_runner_connection_shared_by_two_tasks_reconnects_once(dsn: str) -> None:

@@ -10,6 +10,7 @@ import random
 import threading
 import time
 from collections import Counter
+from datetime import timedelta
 from typing import Any
 
 import psycopg
@@ -28,7 +29,7 @@ from sqlxmq_py import (
 )
 from sqlxmq_py.sql import query
 
-from ..helpers import count_jobs, job_row, running, wait_until
+from ..helpers import count_jobs, job_row, lease_renewed, running, wait_until
 
 
 def expire_now(db: psycopg.Connection[Any], job_id: Any) -> None:
@@ -47,6 +48,7 @@ async def test_a_job_leased_again_by_the_runner_still_running_it_runs_each_attem
     attempts: list[int] = []
     first_inside = asyncio.Event()
     second_inside = asyncio.Event()
+    release = asyncio.Event()
 
     @job(lease=1.0)
     async def stalls(current_job: CurrentJob) -> None:
@@ -56,7 +58,7 @@ async def test_a_job_leased_again_by_the_runner_still_running_it_runs_each_attem
             await second_inside.wait()  # attempt 1 ends while attempt 2 runs
         else:
             second_inside.set()
-            await asyncio.sleep(3.0)  # three leases: the runner must keep renewing this one
+            await release.wait()  # three leases: the runner must keep renewing this one
 
     job_id = stalls.builder().spawn(conn)
     conn.commit()
@@ -67,6 +69,8 @@ async def test_a_job_leased_again_by_the_runner_still_running_it_runs_each_attem
             # ready again, and the same runner leases it while attempt 1 is still running
             expire_now(db, job_id)
             await asyncio.wait_for(second_inside.wait(), 10)
+            await lease_renewed(db, job_id, timedelta(seconds=3))
+            release.set()
             await wait_until(lambda: not exists(db, job_id), timeout=15)
     assert attempts == [1, 2]  # attempt 2 kept its lease and was completed
     completed = [e for e in logs if e["event"] == "job_completed"]
@@ -90,18 +94,18 @@ async def test_ordered_chains_under_concurrent_spawn_cancel_and_completion(
 ) -> None:
     chains = ["a", "b", "c"]
     started: dict[str, list[Any]] = {c: [] for c in chains}
-    running: Counter[str] = Counter()
+    in_flight: Counter[str] = Counter()
     overlaps: list[str] = []
 
     @job(ordered=True, channel_name="chain")
     async def link(current_job: CurrentJob) -> None:
         chain = current_job.channel_args
-        running[chain] += 1
-        if running[chain] > 1:
+        in_flight[chain] += 1
+        if in_flight[chain] > 1:
             overlaps.append(chain)
         started[chain].append(current_job.id)
         await asyncio.sleep(0.001 * (current_job.json() % 4))
-        running[chain] -= 1
+        in_flight[chain] -= 1
 
     spawned: list[tuple[str, int, Any]] = []  # (chain, ord_seq, id) of committed spawns
     rolled_back: list[Any] = []

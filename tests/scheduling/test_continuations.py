@@ -12,7 +12,6 @@ import psycopg
 import pytest
 
 from sqlxmq_py import (
-    ConfigurationError,
     CurrentJob,
     JobCancelledError,
     cancel,
@@ -222,10 +221,3 @@ def test_parent_and_continuation_spawned_together(
     assert state_of(db, c) == "w"
     _finish(conn, parent_id, ok=True)
     assert state_of(db, c) == "r"
-
-
-def test_set_after_takes_job_ids() -> None:
-    with pytest.raises(ConfigurationError, match="after"):
-        child.builder().set_after(["not-an-id"])  # type: ignore[list-item]
-    with pytest.raises(ConfigurationError, match="run_after_failed_parents"):
-        child.builder().set_after([], run_after_failed_parents="yes")  # type: ignore[arg-type]
