@@ -20,7 +20,10 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-from sqlxmq_py import embedded, migrate
+from sqlxmq_py import JobRegistry, NamedJob, embedded, migrate
+
+from .helpers import Runner, running
+from .processes import Processes, started_processes
 
 
 def _admin(dsn: str) -> psycopg.Connection[Any]:
@@ -187,3 +190,22 @@ def repo_root() -> Path:
 def is_embedded(server_dsn: str) -> bool:
     host = conninfo_to_dict(server_dsn).get("host", "")
     return str(host).startswith("/")
+
+
+@pytest.fixture
+def runner(dsn: str) -> Runner:
+    """``async with runner([jobs] or registry, **options) as handle:`` runs a runner on the test
+    database (options of :func:`tests.helpers.running`), stopped when the block ends."""
+
+    def make(jobs: list[NamedJob[..., Any]] | JobRegistry, **options: Any) -> Any:
+        return running(dsn, jobs, **options)
+
+    return make
+
+
+@pytest.fixture
+def processes() -> Iterator[Processes]:
+    """Starts subprocesses (:class:`tests.processes.Processes`); every one still running when
+    the test ends is killed, and its output pipes are closed."""
+    with started_processes() as started:
+        yield started

@@ -31,7 +31,7 @@ from sqlxmq_py import (
     wait_for_result,
 )
 
-from .helpers import job_row, wait_until
+from .helpers import job_row, running, wait_until
 
 
 @pytest.fixture
@@ -102,8 +102,7 @@ async def test_everything_an_application_does_works_with_only_the_granted_privil
         spawn_many(conn, [step.builder().set_json(i) for i in range(3)])
         waiting = work.builder().set_json("never").set_delay(3600).spawn(conn)
         registry = JobRegistry([work, step, tick])
-        handle = await registry.runner(app_dsn).set_maintenance_interval(0.1).run()
-        try:
+        async with running(app_dsn, registry, concurrency=(10, 20)):
             assert await asyncio.to_thread(wait_for_result, conn, ids[0], 10) == {"echo": "ok"}
             await wait_until(lambda: (job_row(db, ids[2]) or {}).get("state") == "f")
             await wait_until(lambda: "tick" in done and not exists(db, ids[1]))
@@ -115,8 +114,6 @@ async def test_everything_an_application_does_works_with_only_the_granted_privil
             assert (job_status(conn, waiting) or {}).state == "cancelled"  # type: ignore[union-attr]
             assert list_jobs(conn, states=["completed"])
             assert queue_counts(conn) is not None
-        finally:
-            await handle.stop()
         pulled = work.builder().set_json("pulled").set_channel_name("pull").spawn(conn)
         (fetched,) = fetch(conn, ["pull"])
         assert fetched.id == pulled

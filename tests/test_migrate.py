@@ -10,7 +10,7 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from sqlxmq_py import MigrationError, migrate, migration_script
-from sqlxmq_py.migrate import Migration, checksum, load_migrations, pending_migrations
+from sqlxmq_py.migrate import load_migrations
 
 
 def _applied(dsn: str) -> list[str]:
@@ -76,16 +76,6 @@ def test_migrate_refuses_a_changed_file(dsn: str) -> None:
         c.execute("UPDATE mq_migrations SET checksum = %s WHERE name = %s", ("0" * 64, first.name))
         with pytest.raises(MigrationError, match=first.name):
             migrate(c)
-
-
-def test_pending_migrations_is_pure() -> None:
-    a = Migration(name="0001_a.sql", sql=b"select 1", checksum=checksum(b"select 1"))
-    b = Migration(name="0002_b.sql", sql=b"select 2", checksum=checksum(b"select 2"))
-    assert pending_migrations([a, b], {}) == [a, b]
-    assert pending_migrations([a, b], {a.name: a.checksum}) == [b]
-    with pytest.raises(MigrationError, match=r"0001_a\.sql"):
-        pending_migrations([a, b], {a.name: checksum(b"select 1 -- edited")})
-    assert checksum(b"a\r\nb") == checksum(b"a\nb")  # line endings do not count
 
 
 def test_a_failing_migration_raises_migration_error_naming_it(empty_dsn: str) -> None:

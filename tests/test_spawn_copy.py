@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import psycopg
@@ -84,24 +84,6 @@ def test_copy_writes_the_rows_the_insert_path_writes(
     assert first[2] == "r"
     assert json.loads(first[14]) == {"i": 0, "s": 'ü\u2028"q"', "n": None}
     assert first[20] == {"traceparent": f"00-{0:032x}-{0:016x}-01", "k": 'v"'}
-
-
-@pytest.mark.parametrize(
-    "odd",
-    [
-        lambda b: b.set_delay(1),
-        lambda b: b.set_run_at(datetime.now(UTC) + timedelta(hours=1)),
-        lambda b: b.set_commit_interval(60),
-        lambda b: b.set_job_key("k"),
-        lambda b: b.set_ordered(True),
-        lambda b: b.set_after([uuid.uuid4()]),
-    ],
-    ids=["delay", "run_at", "two-phase", "job key", "ordered", "after"],
-)
-def test_one_job_copy_cannot_express_sends_the_batch_through_insert(odd: Any) -> None:
-    batch = [bulk.builder() for _ in range(COPY_MIN_JOBS)]
-    odd(batch[500])
-    assert copy_rows([b.to_write() for b in batch]) is None
 
 
 def test_copy_joins_the_callers_transaction(

@@ -1,33 +1,21 @@
-"""Helpers of the adversarial tests: a runner on the test database (as in tests/runner), job
-status reads, and ``sqlxmq worker`` processes running ``tests.adversarial.app``."""
+"""Helpers of the adversarial tests: job status reads, and ``sqlxmq worker`` processes running
+``tests.adversarial.app`` (the ``runner`` fixture is the suite's, in tests/conftest.py)."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Container, Iterable, Iterator
+from collections.abc import Callable, Container, Iterable
 from typing import Any
 
 import psycopg
 import pytest
 
-from sqlxmq_py import JobRegistry, JobStatus, NamedJob, job_status
+from sqlxmq_py import JobStatus, job_status
 
-from ..cli.conftest import WorkerProcess
-from ..helpers import wait_until
-from ..runner.conftest import Runner, start_runner
+from ..helpers import Runner, wait_until
+from ..processes import Child, Processes
 
-__all__ = ["Runner", "Worker", "start_runner", "state", "status", "wait_for_state"]
-
-
-@pytest.fixture
-def runner(dsn: str) -> Runner:
-    """``async with runner([jobs] or registry, **options) as handle:`` runs a runner on the test
-    database, with maintenance every 0.1 s (see tests/runner/conftest.py)."""
-
-    def make(jobs: list[NamedJob[..., Any]] | JobRegistry, **options: Any) -> Any:
-        return start_runner(dsn, jobs, **options)
-
-    return make
+__all__ = ["Runner", "Worker", "state", "status", "wait_for_state"]
 
 
 def status(db: psycopg.Connection[Any], job_id: uuid.UUID) -> JobStatus | None:
@@ -68,25 +56,15 @@ async def wait_for_state(
         ) from None
 
 
-Worker = Callable[..., WorkerProcess]
+Worker = Callable[..., Child]
 
 
 @pytest.fixture
-def adv_worker(dsn: str) -> Iterator[Worker]:
+def adv_worker(dsn: str, processes: Processes) -> Worker:
     """Starts ``sqlxmq --json worker tests.adversarial.app:registry ARGS`` processes on the test
-    database; kills leftovers."""
-    started: list[WorkerProcess] = []
+    database; leftovers are killed at teardown."""
 
-    def start(*args: str) -> WorkerProcess:
-        process = WorkerProcess(dsn, "tests.adversarial.app:registry", *args)
-        started.append(process)
-        return process
+    def start(*args: str) -> Child:
+        return processes.worker(dsn, "tests.adversarial.app:registry", *args)
 
-    yield start
-    for process in started:
-        if process.proc.poll() is None:
-            process.proc.kill()
-        process.proc.wait()
-        process._reader.join(timeout=5)
-        if process.proc.stderr is not None:
-            process.proc.stderr.close()
+    return start

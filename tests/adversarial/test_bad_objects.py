@@ -10,6 +10,7 @@ case that fails replaces the worker, so that one defect does not fail every late
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -22,9 +23,9 @@ from psycopg.conninfo import make_conninfo
 
 from sqlxmq_py import BlockingCurrentJob, CurrentJob, JobRegistry, job
 
-from ..cli.conftest import WorkerProcess
 from ..conftest import _create_db, _drop_db
 from ..helpers import wait_until
+from ..processes import Child, Processes, started_processes
 from .conftest import state, status
 
 CHANNEL = "bad-objects"
@@ -255,15 +256,16 @@ class LongLivedWorker:
     """The module's ``sqlxmq worker tests.adversarial.test_bad_objects:registry``; started on
     first use, and again after a case that failed (which may have broken it)."""
 
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, dsn: str, processes: Processes) -> None:
         self.dsn = dsn
-        self.process: WorkerProcess | None = None
+        self.processes = processes
+        self.process: Child | None = None
         self.started = 0
 
-    def ensure(self) -> WorkerProcess:
-        if self.process is None or self.process.proc.poll() is not None:
+    def ensure(self) -> Child:
+        if self.process is None or self.process.poll() is not None:
             self.discard()
-            self.process = WorkerProcess(
+            self.process = self.processes.worker(
                 self.dsn,
                 "tests.adversarial.test_bad_objects:registry",
                 "--concurrency",
@@ -277,43 +279,30 @@ class LongLivedWorker:
 
     def discard(self) -> None:
         if self.process is not None:
-            if self.process.proc.poll() is None:
-                self.process.proc.kill()
-            self.close(self.process)
+            self.process.close()
             self.process = None
-
-    @staticmethod
-    def close(process: WorkerProcess) -> None:
-        process.proc.wait(timeout=30)
-        process._reader.join(timeout=5)
-        if process.proc.stderr is not None:
-            process.proc.stderr.close()
 
 
 @pytest.fixture(scope="module")
 def worker(suite_dsn: str) -> Iterator[LongLivedWorker]:
-    long_lived = LongLivedWorker(suite_dsn)
-    try:
+    with started_processes() as processes:
+        long_lived = LongLivedWorker(suite_dsn, processes)
         yield long_lived
-    finally:
         process = long_lived.process
-        if process is not None and process.proc.poll() is None:
-            process.proc.terminate()
-            try:
-                process.proc.wait(timeout=30)
-            finally:
-                long_lived.discard()
+        if process is not None and process.poll() is None:
+            process.signal(signal.SIGTERM)  # a clean stop first; close() kills what is left
+            process.wait()
 
 
 async def settled(
-    db: psycopg.Connection[Any], job_id: Any, process: WorkerProcess, wanted: set[str]
+    db: psycopg.Connection[Any], job_id: Any, process: Child, wanted: set[str]
 ) -> str:
     """Waits until the job is in one of ``wanted`` states; fails at once if the worker died."""
 
     def check() -> bool:
-        assert process.proc.poll() is None, (
-            f"the worker exited with code {process.proc.returncode}; its last log lines:\n"
-            + "".join(line[:500] for line in process.lines[-10:])
+        assert process.poll() is None, (
+            f"the worker exited with code {process.poll()}; its last log lines:\n"
+            + "".join(line[:500] for line in process.stderr().splitlines(True)[-10:])
         )
         return state(db, job_id) in wanted
 

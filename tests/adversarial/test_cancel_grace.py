@@ -24,7 +24,7 @@ class Stubborn:
     def __init__(self) -> None:
         self.started = asyncio.Event()
         self.finished = asyncio.Event()
-        self.release = False
+        self.release = asyncio.Event()
         self.cancellations = 0
 
 
@@ -36,9 +36,9 @@ async def swallows_cancellation(current_job: CurrentJob) -> None:
     """Catches every CancelledError and goes on, until the test lets it end."""
     stubborn = _stubborn
     stubborn.started.set()
-    while not stubborn.release:
+    while not stubborn.release.is_set():
         try:
-            await asyncio.sleep(0.05)
+            await stubborn.release.wait()
         except asyncio.CancelledError:
             stubborn.cancellations += 1
     stubborn.finished.set()
@@ -74,6 +74,6 @@ async def test_a_timed_out_job_that_swallows_cancellation_fails_and_stop_returns
         await asyncio.wait_for(handle.stop(timeout=1), 20)
         assert not stubborn.finished.is_set()  # stop() did not wait for the swallowing job
     finally:
-        stubborn.release = True
+        stubborn.release.set()
         await asyncio.wait_for(stubborn.finished.wait(), 10)
         await asyncio.wait_for(handle.stop(timeout=1), 20)

@@ -16,8 +16,7 @@ import pytest
 
 from sqlxmq_py import CurrentJob, JobRegistry, LeaseLostError, complete, fetch, job
 
-from ..helpers import count_jobs, wait_until
-from .conftest import Runner
+from ..helpers import Runner, count_jobs, wait_until
 
 CHANNEL = "race"
 KEYS = 2_000

@@ -5,36 +5,16 @@ named check constraint, never with PostgreSQL's raw "index row size exceeds" err
 
 from __future__ import annotations
 
-import random
 from typing import Any
 
 import psycopg
 import pytest
 
-from sqlxmq_py import ConfigurationError, CurrentJob, JobRegistry, job, spawn_many
+from sqlxmq_py import CurrentJob, JobRegistry, job, spawn_many
 from sqlxmq_py._validate import MAX_KEY_BYTES, MAX_NAME_BYTES
 
+from ..helpers import incompressible
 from .conftest import Runner, wait_for_state
-
-
-def incompressible(size: int, seed: int) -> str:
-    """Text of exactly ``size`` UTF-8 bytes, random (so PostgreSQL cannot compress it into a
-    smaller index entry), with two-byte characters mixed in."""
-    rng = random.Random(seed)
-    chars: list[str] = []
-    used = 0
-    while used < size:
-        if size - used >= 2 and rng.random() < 0.3:
-            chars.append(rng.choice("éüßøåçñ"))
-            used += 2
-        else:
-            chars.append(
-                rng.choice("abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ")
-            )
-            used += 1
-    text = "".join(chars)
-    assert len(text.encode()) == size
-    return text
 
 
 async def test_names_channels_args_and_keys_at_their_limits_spawn_and_run(
@@ -62,37 +42,6 @@ async def test_names_channels_args_and_keys_at_their_limits_spawn_and_run(
     conn.commit()
     async with runner(JobRegistry([named]), channel_names=[channel]):
         await wait_for_state(db, ids, "gone")
-
-
-@pytest.mark.parametrize(
-    ("option", "make"),
-    [
-        ("name", lambda text: job(name=text)(lambda current_job: None)),
-        ("channel_name", lambda text: job(channel_name=text)(lambda current_job: None)),
-        (
-            "channel_args",
-            lambda text: job(lambda current_job: None).builder().set_channel_args(text),
-        ),
-        (
-            "channel_name",
-            lambda text: job(lambda current_job: None).builder().set_channel_name(text),
-        ),
-    ],
-)
-def test_a_name_one_byte_too_long_is_refused_naming_the_limit(option: str, make: Any) -> None:
-    make(incompressible(MAX_NAME_BYTES, 3))  # at the limit: fine
-    with pytest.raises(ConfigurationError, match=rf"{option} must be at most 1000 bytes"):
-        make(incompressible(MAX_NAME_BYTES + 1, 4))
-
-
-def test_a_job_key_one_byte_too_long_is_refused_naming_the_limit() -> None:
-    @job
-    async def keyed(current_job: CurrentJob) -> None:
-        pass
-
-    keyed.builder().set_job_key(incompressible(MAX_KEY_BYTES, 5))
-    with pytest.raises(ConfigurationError, match="job_key must be at most 2000 bytes"):
-        keyed.builder().set_job_key(incompressible(MAX_KEY_BYTES + 1, 6))
 
 
 @pytest.mark.parametrize(

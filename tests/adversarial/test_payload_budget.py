@@ -8,9 +8,8 @@ import asyncio
 from typing import Any
 
 import psycopg
-import pytest
 
-from sqlxmq_py import ConfigurationError, CurrentJob, JobRegistry, job, spawn_many
+from sqlxmq_py import CurrentJob, JobRegistry, job, spawn_many
 from sqlxmq_py.sql import query
 
 from ..helpers import lease_params
@@ -63,10 +62,3 @@ async def test_a_runner_holds_at_most_its_payload_budget_whatever_its_concurrenc
             release.put_nowait(None)  # one job may end; the runner leases one more at most
         await wait_for_state(db, ids, "gone", timeout=30)
     assert most == 3  # 3 MB of payload at once, though 16 slots were free
-
-
-def test_the_budget_is_validated() -> None:
-    options = JobRegistry([]).runner("dbname=x")
-    with pytest.raises(ConfigurationError, match="max_payload_bytes"):
-        options.set_max_payload_bytes(0)
-    assert options.set_max_payload_bytes(1).config().max_payload_bytes == 1

@@ -15,8 +15,7 @@ from psycopg.conninfo import make_conninfo
 
 from sqlxmq_py import CurrentJob, JobRegistry, job
 
-from ..helpers import wait_until
-from ..runner.conftest import start_runner
+from ..helpers import running, wait_until
 from .conftest import wait_for_state
 
 APP = "sqlxmq-read-only-runner"
@@ -46,7 +45,7 @@ async def test_a_read_only_database_makes_the_runner_back_off_and_log_once(
     dsn: str, conn: psycopg.Connection[Any], db: psycopg.Connection[Any]
 ) -> None:
     with structlog.testing.capture_logs() as logs:
-        async with start_runner(
+        async with running(
             make_conninfo(dsn, application_name=APP),
             JobRegistry([after_failover]),
             poll_interval=0.2,
@@ -103,7 +102,7 @@ async def test_a_read_only_database_loses_no_job_that_was_running(
 
     job_id = spans_failover.builder().spawn(conn)
     conn.commit()
-    async with start_runner(
+    async with running(
         make_conninfo(dsn, application_name=APP), JobRegistry([spans_failover]), poll_interval=0.2
     ):
         await asyncio.wait_for(inside.wait(), 10)

@@ -115,7 +115,7 @@ class Swallower:
         self.started = asyncio.Event()
         self.finished = asyncio.Event()
         self.again = asyncio.Event()
-        self.release = False
+        self.release = asyncio.Event()
         self.second_start: datetime | None = None
 
 
@@ -130,9 +130,9 @@ async def swallows_stop(current_job: CurrentJob) -> None:
     run.attempts.append(current_job.attempt)
     if len(run.attempts) == 1:
         run.started.set()
-        while not run.release:
+        while not run.release.is_set():
             with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.sleep(0.05)
+                await run.release.wait()
         run.finished.set()
         return
     async with current_job.pool.connection() as c:
@@ -175,7 +175,7 @@ async def test_stop_with_cancel_grace_returns_and_the_job_waits_for_its_lease_to
         assert run.second_start >= lease_end, "started again before the lease expired"
         assert not run.finished.is_set()
     finally:
-        run.release = True
+        run.release.set()
         await asyncio.wait_for(run.finished.wait(), 10)
         await asyncio.wait_for(handle.stop(timeout=1), 20)
 

@@ -2,36 +2,20 @@
 
 from __future__ import annotations
 
-import json
-import os
-import queue
-import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 import structlog
 
-ROOT = Path(__file__).resolve().parents[2]
+from ..processes import ROOT, Child, Processes, clean_env
+
+__all__ = ["ROOT", "Cli", "Worker", "clean_env", "run_cli"]
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """The environment without any database variable, plus ``extra``."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("SQLXMQ_DSN", "DATABASE_URL", "SQLXMQ_DASHBOARD_TOKEN")
-    }
-    env["PYTHONPATH"] = str(ROOT)
-    env.update(extra)
-    return env
 
 
 def run_cli(
@@ -67,84 +51,18 @@ def tables(db: psycopg.Connection[Any]) -> None:
     db.execute("CREATE TABLE effects (job_id uuid)")
 
 
-class WorkerProcess:
-    """A ``sqlxmq --json worker`` process whose JSON log lines are read as they come."""
-
-    def __init__(self, dsn: str, *args: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sqlxmq_py.cli", "--dsn", dsn, "--json", "worker", *args],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=clean_env(),
-            cwd=ROOT,
-        )
-        self.lines: list[str] = []
-        self._events: queue.Queue[dict[str, Any] | None] = queue.Queue()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.lines.append(line)
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(event, dict):
-                self._events.put(event)
-        self._events.put(None)
-
-    def wait_for(self, event_name: str, timeout: float = 20.0) -> dict[str, Any]:
-        """Blocks until the worker logs ``event_name``; returns the event."""
-        while True:
-            try:
-                event = self._events.get(timeout=timeout)
-            except queue.Empty:
-                raise AssertionError(
-                    f"no {event_name!r} within {timeout}s; stderr:\n{''.join(self.lines)}"
-                ) from None
-            if event is None:
-                raise AssertionError(
-                    f"worker exited before {event_name!r}; stderr:\n{''.join(self.lines)}"
-                )
-            if event.get("event") == event_name:
-                return event
-
-    def signal(self, sig: signal.Signals) -> None:
-        self.proc.send_signal(sig)
-
-    def wait(self, timeout: float = 30.0) -> int:
-        code = self.proc.wait(timeout=timeout)
-        self._reader.join(timeout=5)
-        return code
-
-    def stderr(self) -> str:
-        return "".join(self.lines)
-
-
-Worker = Callable[..., WorkerProcess]
+Worker = Callable[..., Child]
 
 
 @pytest.fixture
-def worker(dsn: str) -> Iterator[Worker]:
-    """Starts ``sqlxmq worker`` processes on the test database; kills leftovers."""
-    started: list[WorkerProcess] = []
+def worker(dsn: str, processes: Processes) -> Worker:
+    """``worker(*args)`` starts ``sqlxmq --json worker ARGS`` on the test database (see
+    :class:`tests.processes.Child`); leftovers are killed at teardown."""
 
-    def start(*args: str) -> WorkerProcess:
-        process = WorkerProcess(dsn, *args)
-        started.append(process)
-        return process
+    def start(*args: str) -> Child:
+        return processes.worker(dsn, *args)
 
-    yield start
-    for process in started:
-        if process.proc.poll() is None:
-            process.proc.kill()
-        process.proc.wait()
-        process._reader.join(timeout=5)
-        if process.proc.stderr is not None:
-            process.proc.stderr.close()
+    return start
 
 
 @pytest.fixture

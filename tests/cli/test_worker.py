@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
-import time
 import urllib.request
 from typing import Any
 
@@ -68,7 +67,8 @@ async def test_second_signal_stops_at_once_handing_back_only_what_stopped(
     second: signal.Signals,
     code: int,
 ) -> None:
-    process = worker("tests.cli.app:registry", "--shutdown-timeout", "60")
+    # a shutdown timeout the test never reaches: only the second signal can end the wait
+    process = worker("tests.cli.app:registry", "--shutdown-timeout", "3600")
     process.wait_for("worker_started")
     builder = gated.builder() if kind == "async" else gated_thread.builder().set_json({"dsn": dsn})
     job_id = builder.spawn(conn)
@@ -77,11 +77,9 @@ async def test_second_signal_stops_at_once_handing_back_only_what_stopped(
 
     process.signal(first)
     process.wait_for("worker_stopping")
-    signalled = time.monotonic()
     process.signal(second)
-    assert await asyncio.to_thread(process.wait) == code
-    assert time.monotonic() - signalled < 15  # not the 60 s shutdown timeout
-    assert "worker_stopping_now" in process.stderr()
+    process.wait_for("worker_stopping_now")
+    assert await asyncio.to_thread(process.wait, 60) == code
 
     status = job_status(db, job_id)
     assert status is not None

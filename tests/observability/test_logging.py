@@ -12,13 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-import pytest
 import structlog
 
 from sqlxmq_py import CurrentJob, JobRegistry, job
 
-from ..helpers import wait_until
-from .conftest import Runner
+from ..helpers import Runner, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -100,22 +98,3 @@ async def test_a_handler_on_the_sqlxmq_logger_gets_records_with_their_keys(
     assert completed[0].levelno == logging.DEBUG
     assert completed[0].sqlxmq["job_name"] == quick.name  # type: ignore[attr-defined]
     assert "runner_id" in completed[0].sqlxmq  # type: ignore[attr-defined]
-
-
-@pytest.mark.parametrize("level", [logging.INFO, logging.WARNING])
-def test_disabled_levels_are_not_formatted(level: int) -> None:
-    """A per-job line costs one level check when DEBUG is off: its keys are never formatted."""
-    from sqlxmq_py._logging import Logger
-
-    if structlog.is_configured():  # pragma: no cover
-        structlog.reset_defaults()
-
-    class Loud:
-        def __repr__(self) -> str:
-            raise AssertionError("formatted although disabled")
-
-    logging.getLogger("sqlxmq_py.test").setLevel(level)
-    try:
-        Logger("sqlxmq_py.test").debug("job_completed", value=Loud())
-    finally:
-        logging.getLogger("sqlxmq_py.test").setLevel(logging.NOTSET)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
-import sys
 import uuid
 from typing import Any
 
@@ -18,8 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlxmq_py import CurrentJob, cancel, job, job_status, spawn_many
 from sqlxmq_py.metrics import PrometheusHooks, QueueCollector, metrics_asgi_app
 
-from ..helpers import wait_until
-from ..runner.conftest import Runner
+from ..helpers import Runner, wait_until
 
 
 def value(registry: CollectorRegistry, name: str, **labels: str) -> float:
@@ -88,15 +85,6 @@ async def test_hooks_count_every_outcome_per_job_and_channel(
     assert value(registry, "sqlxmq_job_duration_seconds_sum", **done) > 0
     assert value(registry, "sqlxmq_runner_jobs_leased_total") >= 6
     assert value(registry, "sqlxmq_runner_polls_total") >= 1
-
-
-def test_hooks_on_one_registry_share_its_metrics() -> None:
-    registry = CollectorRegistry()
-    first, second = PrometheusHooks(registry), PrometheusHooks(registry)
-    first.polled(2, 4)
-    second.polled(1, 4)
-    assert value(registry, "sqlxmq_runner_jobs_leased_total") == 3
-    assert value(registry, "sqlxmq_runner_polls_total") == 2
 
 
 @job(channel_name="mail")
@@ -192,12 +180,3 @@ async def test_asgi_app_serves_the_global_registry_by_default(dsn: str) -> None:
         from prometheus_client import REGISTRY
 
         REGISTRY.unregister(counter)
-
-
-def test_import_without_prometheus_client_says_how_to_install(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setitem(sys.modules, "prometheus_client", None)
-    monkeypatch.delitem(sys.modules, "sqlxmq_py.metrics")
-    with pytest.raises(ImportError, match=r"pip install 'sqlxmq_py\[metrics\]'"):
-        importlib.import_module("sqlxmq_py.metrics")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-import sys
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -19,8 +17,7 @@ from sqlxmq_py import BlockingCurrentJob, CurrentJob, exists, job, job_status
 from sqlxmq_py.hooks import spawn_hooks
 from sqlxmq_py.tracing import TracingHooks, inject_trace_context, instrument, uninstrument
 
-from ..helpers import wait_until
-from ..runner.conftest import Runner
+from ..helpers import Runner, wait_until
 
 
 @pytest.fixture
@@ -205,10 +202,3 @@ def test_instrument_is_idempotent_and_uninstrument_stops_propagation(
         job_id = anything.builder().spawn(conn)
     conn.commit()
     assert headers(db, job_id) is None
-
-
-def test_import_without_opentelemetry_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "opentelemetry", None)
-    monkeypatch.delitem(sys.modules, "sqlxmq_py.tracing")
-    with pytest.raises(ImportError, match=r"pip install 'sqlxmq_py\[otel\]'"):
-        importlib.import_module("sqlxmq_py.tracing")

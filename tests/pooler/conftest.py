@@ -28,8 +28,6 @@ import structlog
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from structlog.typing import EventDict
 
-from sqlxmq_py import JobRegistry, JobRunnerHandle, NamedJob
-
 INSTALL = "apt-get install pgbouncer"
 _START_TIMEOUT = 20.0
 
@@ -256,31 +254,3 @@ async def captured_logs() -> AsyncIterator[tuple[list[EventDict], LogSignals]]:
 
 def events(logs: list[EventDict], name: str) -> list[EventDict]:
     return [e for e in logs if e["event"] == name]
-
-
-@contextlib.asynccontextmanager
-async def running(
-    dsn: str,
-    jobs: list[NamedJob[..., Any]],
-    *,
-    prepared: bool | None = None,
-    listen_dsn: str | None = None,
-    concurrency: tuple[int, int] = (4, 8),
-    poll_interval: float = 0.5,
-    stop_timeout: float = 10,
-) -> AsyncIterator[JobRunnerHandle]:
-    """A runner for ``jobs`` on ``dsn`` (maintenance every 0.1 s), stopped after the block."""
-    options = (
-        JobRegistry(jobs)
-        .runner(dsn)
-        .set_concurrency(*concurrency)
-        .set_poll_interval(poll_interval)
-        .set_maintenance_interval(0.1)
-        .set_prepared_statements(prepared)
-        .set_listen_dsn(listen_dsn)
-    )
-    handle = await options.run()
-    try:
-        yield handle
-    finally:
-        await handle.stop(timeout=stop_timeout)

@@ -11,22 +11,12 @@ import psycopg
 import pytest
 
 from sqlxmq_py import CurrentJob, job
-from sqlxmq_py._pooler import behind_pooler, behind_pooler_sync, check_pooler, through_pooler
+from sqlxmq_py._pooler import behind_pooler, behind_pooler_sync, check_pooler
 from sqlxmq_py.integrations.fastapi import sqlxmq_lifespan
-from sqlxmq_py.runner._connection import is_transient
 from sqlxmq_py.web.context import PoolHolder
 
-from .conftest import PgBouncer, StartPgBouncer, captured_logs, events, running
-
-
-def test_through_pooler_by_port_or_by_pid() -> None:
-    assert not through_pooler(5432, "5432")
-    assert through_pooler(6432, "5432")
-    assert not through_pooler(5432, "5432", 4242, 4242)
-    assert through_pooler(5432, "5432", -1566004219, 4242)  # PgBouncer's own key
-    assert through_pooler(6432, "5432", 4242, 4242)
-    assert not through_pooler(5432, "5432", None, 4242)
-    assert not through_pooler("not a port", "5432")
+from ..helpers import running
+from .conftest import PgBouncer, StartPgBouncer, captured_logs, events
 
 
 def same_port_pgbouncer(pgbouncer: StartPgBouncer, direct: psycopg.Connection[Any]) -> PgBouncer:
@@ -70,25 +60,6 @@ async def test_a_pooler_on_the_servers_port_number_is_found(
         await asyncio.wait_for(ran.wait(), 10)
     (started,) = events(logs, "runner_started")
     assert (started["behind_pooler"], started["prepared_statements"]) == (True, False)
-
-
-@pytest.mark.parametrize(
-    ("sqlstate", "transient"),
-    [
-        ("08006", True),  # connection failure: a new connection may work
-        ("08001", True),  # could not connect
-        ("57P01", True),  # admin shutdown
-        ("40001", True),  # serialization failure
-        ("25006", True),  # read-only: a failover
-        # protocol violation: what the client sent (or a pooler's rules, PgBouncer's on
-        # prepared statements) would break the protocol again on every retry
-        ("08P01", False),
-        ("42601", False),  # syntax error
-        ("28P01", False),  # bad password
-    ],
-)
-def test_which_failures_the_runner_retries(sqlstate: str, transient: bool) -> None:
-    assert is_transient(psycopg.errors.lookup(sqlstate)("from the test")) is transient
 
 
 async def test_check_pooler_tells_a_pooler_for_sure_from_a_port_mapping(

@@ -13,8 +13,8 @@ import pytest
 from sqlxmq_py import CurrentJob, job
 from sqlxmq_py.runner._runner import _LISTEN_CHECK_TIMEOUT
 
-from ..helpers import wait_until
-from .conftest import StartPgBouncer, captured_logs, events, running, server_sessions
+from ..helpers import running, wait_until
+from .conftest import StartPgBouncer, captured_logs, events, server_sessions
 
 
 def listener_idle(db: psycopg.Connection[Any]) -> bool | None:

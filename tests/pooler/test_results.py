@@ -16,24 +16,15 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from sqlxmq_py import BlockingCurrentJob, CurrentJob, job, wait_for_result
 from sqlxmq_py import results as results_module
-from sqlxmq_py.results import POLL_FIRST, POLL_MAX, next_poll_delay
 
-from ..helpers import wait_until
-from .conftest import StartPgBouncer, running, server_sessions
+from ..helpers import running, wait_until
+from .conftest import StartPgBouncer, server_sessions
 
 
 def registered(db: psycopg.Connection[Any], job_id: uuid.UUID) -> bool:
     """Whether a wait_for_result caller has registered its interest in the job."""
     row = db.execute("SELECT notify_done FROM mq_payloads WHERE id = %s", (job_id,)).fetchone()
     return row == (True,)
-
-
-def test_the_status_is_reread_after_50_ms_doubling_to_1_s() -> None:
-    delays = [next_poll_delay(None)]
-    for _ in range(8):
-        delays.append(next_poll_delay(delays[-1]))
-    assert delays == [0.05, 0.1, 0.2, 0.4, 0.8, 1.0, 1.0, 1.0, 1.0]
-    assert (POLL_FIRST, POLL_MAX) == (0.05, 1.0)
 
 
 @pytest.mark.timeout(60)

@@ -24,9 +24,9 @@ from structlog.typing import EventDict
 
 from sqlxmq_py import BlockingCurrentJob, CurrentJob, JobBuilder, NamedJob, job
 
-from ..helpers import count_jobs, wait_until
+from ..helpers import count_jobs, running, wait_until
 from ..test_readme import BLOCKS as README_BLOCKS
-from .conftest import PgBouncer, StartPgBouncer, captured_logs, events, running
+from .conftest import PgBouncer, StartPgBouncer, captured_logs, events
 
 STATEMENT_FAILURES = ("poll_failed", "batch_write_failed", "outcome_not_recorded")
 EXPECTED_WARNINGS = {"listener_deaf", "job_failed"}

@@ -8,7 +8,6 @@ import asyncio
 import os
 import random
 import signal
-import subprocess
 import uuid
 from typing import Any
 
@@ -16,8 +15,7 @@ import psycopg
 
 from sqlxmq_py import CurrentJob, JobRegistry, job
 
-from ..helpers import wait_until
-from ..runner.conftest import start_runner
+from ..helpers import running, wait_until
 from .conftest import Spawner
 
 
@@ -52,9 +50,9 @@ async def test_a_paused_runner_never_stalls_lease_expiry_for_the_others(
     dsn: str, db: psycopg.Connection[Any], worker_process: Spawner
 ) -> None:
     # runner A does its upkeep every 5 ms, so that a pause often lands inside a pass
-    paused: subprocess.Popen[str] = worker_process("--maintenance-interval", "0.005")
+    paused = worker_process("--maintenance-interval", "0.005")
     rng = random.Random(7)
-    async with start_runner(dsn, JobRegistry([unused]), channel_names=["other"]):
+    async with running(dsn, JobRegistry([unused]), channel_names=["other"]):
         for _ in range(20):
             # a random moment of A's upkeep cycle (fuzzing the pause, not synchronising)
             await asyncio.sleep(rng.uniform(0, 0.02))

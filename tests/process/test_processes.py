@@ -14,7 +14,7 @@ from sqlxmq_py import exists, spawn_many
 
 from ..helpers import count_jobs, wait_until
 from .conftest import Spawner
-from .worker import effect, hang_first, slow_thread_job
+from .worker import RELEASE_LOCK, effect, hang_first, slow_thread_job
 
 
 @pytest.fixture
@@ -31,7 +31,7 @@ async def test_sigkilled_runner_job_runs_again_and_its_effect_commits_once(
     conn.commit()
     first = worker_process()
     await wait_until(lambda: db.execute("SELECT count(*) FROM starts").fetchone() == (1,))
-    first.send_signal(signal.SIGKILL)
+    first.signal(signal.SIGKILL)
     first.wait()
     worker_process()  # a new runner picks the job up once its 1 s lease has expired
     await wait_until(lambda: not exists(db, job_id), timeout=20)
@@ -39,17 +39,22 @@ async def test_sigkilled_runner_job_runs_again_and_its_effect_commits_once(
     assert db.execute("SELECT job_id, attempt FROM effects").fetchall() == [(job_id, 2)]
 
 
+@pytest.mark.usefixtures("tables")
 async def test_sigterm_lets_the_running_job_finish_and_exits_cleanly(
-    conn: psycopg.Connection[Any], db: psycopg.Connection[Any], worker_process: Spawner
+    dsn: str, conn: psycopg.Connection[Any], db: psycopg.Connection[Any], worker_process: Spawner
 ) -> None:
     proc = worker_process()
-    job_id = slow_thread_job.builder().spawn(conn)
+    # the job runs until the test releases this lock: it is running when SIGTERM arrives
+    db.execute("SELECT pg_advisory_lock(%s)", (RELEASE_LOCK,))
+    job_id = slow_thread_job.builder().set_json({"dsn": dsn}).spawn(conn)
     conn.commit()
-    await wait_until(lambda: count_jobs(db, "state = 'l'") == 1)
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=20) == 0
-    assert proc.stdout is not None
-    assert proc.stdout.read().strip() == "stopped"
+    await wait_until(lambda: db.execute("SELECT count(*) FROM starts").fetchone() == (1,))
+    proc.signal(signal.SIGTERM)
+    proc.wait_line("stopping")  # the runner is stopping, and waits for the job
+    assert exists(db, job_id)
+    db.execute("SELECT pg_advisory_unlock(%s)", (RELEASE_LOCK,))
+    assert proc.wait() == 0
+    assert proc.stdout().split() == ["ready", "stopping", "stopped"]
     assert not exists(db, job_id)  # finished and completed before the process exited
     assert db.execute("SELECT count(*) FROM mq_listeners").fetchone() == (0,)
 
@@ -68,9 +73,9 @@ def test_chaos_sigkill_while_draining_loses_nothing_and_commits_effects_once(
     deadline = time.monotonic() + 240
     while count_jobs(db) > 0:
         assert time.monotonic() < deadline, f"{count_jobs(db)} jobs left after 240 s"
-        time.sleep(rng.uniform(0.2, 0.5))
+        time.sleep(rng.uniform(0.2, 0.5))  # a random moment of the drain (fuzzing the kill)
         victim = rng.randrange(len(workers))
-        workers[victim].send_signal(signal.SIGKILL)
+        workers[victim].signal(signal.SIGKILL)
         workers[victim].wait()
         kills += 1
         workers[victim] = worker_process("--concurrency", "20", "40")

@@ -1,7 +1,7 @@
 """A runner process for process-level tests: ``python -m tests.process.worker DSN [options]``.
 
-It prints ``ready`` once the runner has started, stops gracefully on SIGTERM or SIGINT (exit 0)
-and can be SIGKILLed at any moment.
+It prints ``ready`` once the runner has started, ``stopping`` when SIGTERM or SIGINT asks it to
+stop, ``stopped`` once it has stopped gracefully (exit 0); it can be SIGKILLed at any moment.
 """
 
 from __future__ import annotations
@@ -46,12 +46,17 @@ async def effect(current_job: CurrentJob) -> None:
         await current_job.complete(conn)
 
 
+RELEASE_LOCK = 7_340_112
+"""The advisory lock that holds ``slow_thread_job`` until the test releases it."""
+
+
 @job
 def slow_thread_job(current_job: BlockingCurrentJob) -> None:
-    """Takes a second: long enough to be running when SIGTERM arrives."""
-    import time
-
-    time.sleep(1.0)
+    """Notes its start in ``starts``, then runs until the test releases :data:`RELEASE_LOCK`
+    (so that it is running when SIGTERM arrives, however slow the machine)."""
+    with psycopg.connect(current_job.json()["dsn"], autocommit=True) as c:
+        c.execute("INSERT INTO starts VALUES (%s, %s)", (current_job.id, current_job.attempt))
+        c.execute("SELECT pg_advisory_lock(%s)", (RELEASE_LOCK,))
 
 
 async def main(dsn: str, low: int, high: int, maintenance_interval: float) -> None:
@@ -69,6 +74,7 @@ async def main(dsn: str, low: int, high: int, maintenance_interval: float) -> No
         loop.add_signal_handler(sig, stop.set)
     print("ready", flush=True)
     await stop.wait()
+    print("stopping", flush=True)
     await handle.stop(timeout=10)
     print("stopped", flush=True)
 

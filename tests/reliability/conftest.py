@@ -17,9 +17,7 @@ from psycopg.conninfo import make_conninfo
 
 from sqlxmq_py import migrate
 
-from ..runner.conftest import start_runner
-
-__all__ = ["PrivateServer", "start_runner"]
+__all__ = ["PrivateServer"]
 
 
 class PrivateServer:

@@ -21,8 +21,8 @@ from sqlxmq_py import CurrentJob, JobRegistry, job, spawn_many
 from sqlxmq_py.runner._connection import DedicatedConnection
 from sqlxmq_py.sql import QueryName, query
 
-from ..helpers import count_jobs, wait_until
-from .conftest import PrivateServer, start_runner
+from ..helpers import count_jobs, running, wait_until
+from .conftest import PrivateServer
 
 EFFECTS = "CREATE TABLE effects (job_id uuid NOT NULL, attempt int NOT NULL)"
 RUNNER_APP = "sqlxmq-reliability-runner"
@@ -68,10 +68,19 @@ async def fragile(current_job: CurrentJob) -> None:
 probe_started: dict[Any, float] = {}
 
 
+probe_backlog: dict[Any, int] = {}
+
+
 @job
 async def probe(current_job: CurrentJob) -> None:
-    """Records when it started, to measure spawn-to-start latency."""
+    """Records when it started, to measure spawn-to-start latency, and how many other jobs were
+    still queued then."""
     probe_started[current_job.id] = time.monotonic()
+    async with current_job.pool.connection() as c:
+        cur = await c.execute("SELECT count(*) FROM mq_jobs WHERE id <> %s", (current_job.id,))
+        row = await cur.fetchone()
+    assert row is not None
+    probe_backlog[current_job.id] = int(row[0])
 
 
 def effect_counts(db: psycopg.Connection[Any]) -> Counter[Any]:
@@ -84,12 +93,13 @@ def effects_total(db: psycopg.Connection[Any]) -> int:
     return int(row[0])
 
 
-async def spawn_probe(db: psycopg.Connection[Any], group: str) -> float:
-    """Spawns a probe job in its own group; returns how long it took to start."""
+async def spawn_probe(db: psycopg.Connection[Any], group: str) -> tuple[float, int]:
+    """Spawns a probe job in its own group; returns how long it took to start (printed, never
+    asserted) and how many other jobs were queued when it started."""
     spawned = time.monotonic()
     job_id = probe.builder().set_channel_args(group).spawn(db)
-    await wait_until(lambda: job_id in probe_started, timeout=30)
-    return probe_started[job_id] - spawned
+    await wait_until(lambda: job_id in probe_backlog, timeout=30)
+    return probe_started[job_id] - spawned, probe_backlog[job_id]
 
 
 def errors_of(logs: list[dict[str, Any]], event: str, **keys: Any) -> list[str]:
@@ -113,22 +123,23 @@ async def test_server_restart_mid_drain_loses_nothing_and_latency_recovers(
         ids = spawn_many(db, [effect.builder().set_json(i) for i in range(total)])
     registry = JobRegistry([effect, probe])
     with structlog.testing.capture_logs() as logs:
-        async with start_runner(
+        async with running(
             private_dsn, registry, concurrency=(8, 16), poll_interval=0.5, stop_timeout=10
         ):
             with psycopg.connect(private_dsn, autocommit=True) as db:
                 await wait_until(lambda: effects_total(db) >= total // 4, 30)
             down = time.monotonic()
             private_server.stop(mode)  # "immediate" is a crash: recovery, unlogged tables empty
-            await asyncio.sleep(1.0)  # the outage: the runner retries against a server that is down
+            # the outage lasts until the runner has noticed it
+            await wait_until(lambda: any(e["event"] == "listener_lost" for e in logs), 30)
             private_server.start()
             up = time.monotonic()
             with psycopg.connect(private_dsn, autocommit=True) as db:
                 assert 0 < count_jobs(db) < total  # the restart did happen mid-drain
-                after_restart = await spawn_probe(db, "probe-after-restart")
+                after_restart, backlog = await spawn_probe(db, "probe-after-restart")
                 await wait_until(lambda: count_jobs(db) == 0, timeout=60)
                 drained = time.monotonic()
-                when_idle = await spawn_probe(db, "probe-idle")
+                when_idle, _ = await spawn_probe(db, "probe-idle")
                 counts = effect_counts(db)
     assert set(counts) == set(ids)  # every job had its effect
     assert set(counts.values()) == {1}  # exactly once
@@ -139,8 +150,9 @@ async def test_server_restart_mid_drain_loses_nothing_and_latency_recovers(
         f"restart ({mode}): down {up - down:.1f} s, drained {drained - up:.1f} s after, probe "
         f"started {after_restart:.2f} s after spawn (backlog), {when_idle:.2f} s (idle runner)"
     )
-    assert after_restart < 5.0  # a new group is served promptly despite the backlog
-    assert when_idle < 5.0
+    # a new group is served before the backlog is drained (the idle probe, once it is: the
+    # wait for it is the check)
+    assert backlog > 0
 
 
 async def test_jobs_after_a_restart_get_live_connections_from_the_runners_pool(
@@ -149,14 +161,14 @@ async def test_jobs_after_a_restart_get_live_connections_from_the_runners_pool(
     registry = JobRegistry([fragile])
     # maintenance (which also borrows pool connections) is kept out of the way: the jobs are the
     # first to use the pool after the restart
-    handle = await (
-        registry.runner(private_dsn)
-        .set_concurrency(8, 16)
-        .set_poll_interval(0.5)
-        .set_maintenance_interval(3600)
-        .run()
-    )
-    try:
+    async with running(
+        private_dsn,
+        registry,
+        concurrency=(8, 16),
+        poll_interval=0.5,
+        maintenance_interval=3600,
+        stop_timeout=5,
+    ):
         with psycopg.connect(private_dsn, autocommit=True) as db:
             spawn_many(db, [fragile.builder() for _ in range(40)])  # fills the pool
             await wait_until(lambda: count_jobs(db) == 0, 20)
@@ -168,8 +180,6 @@ async def test_jobs_after_a_restart_get_live_connections_from_the_runners_pool(
             errors = db.execute(
                 "SELECT p.last_error FROM mq_jobs JOIN mq_payloads AS p USING (id)"
             ).fetchall()
-    finally:
-        await handle.stop(timeout=5)
     # the runner knows the server restarted (its own connections reconnected); the single
     # attempt of a job must not be spent on a pooled connection that died with the old server
     assert [e.splitlines()[0] for (e,) in errors] == []
@@ -252,7 +262,7 @@ async def test_terminated_connections_of_every_kind_lose_nothing(
     registry = JobRegistry([short_effect, plain])
     deadline = time.monotonic() + 90
     with structlog.testing.capture_logs() as logs:
-        async with start_runner(
+        async with running(
             make_conninfo(dsn, application_name=RUNNER_APP),
             registry,
             concurrency=(8, 16),
@@ -309,7 +319,7 @@ async def test_statement_timeout_is_survived_logged_and_the_work_finishes_once_l
     db.execute(sql.SQL("ALTER DATABASE {} SET statement_timeout = '100ms'").format(database))
     registry = JobRegistry([short_effect, probe])
     with structlog.testing.capture_logs() as logs:
-        async with start_runner(dsn, registry, concurrency=(8, 16), poll_interval=0.5):
+        async with running(dsn, registry, concurrency=(8, 16), poll_interval=0.5):
             await wait_until(lambda: effects_total(db) >= 100, 30)
             # a long lock (a migration, say) makes every statement on mq_jobs outlast the timeout
             # (async: the runner shares this event loop and must go on while the lock waits)
@@ -322,12 +332,12 @@ async def test_statement_timeout_is_survived_logged_and_the_work_finishes_once_l
                 await locker.rollback()
             db.execute(sql.SQL("ALTER DATABASE {} RESET statement_timeout").format(database))
             await wait_until(lambda: count_jobs(db) == 0, timeout=60)
-            latency = await spawn_probe(db, "probe-after-timeouts")
+            latency, _ = await spawn_probe(db, "probe-after-timeouts")
     counts = effect_counts(db)
     assert set(counts) == set(ids)
     assert set(counts.values()) == {1}
+    # the probe started (the wait for it is the check): the runner works normally again
     print(f"statement timeouts logged by: {sorted(timed_out(logs))}; probe: {latency:.2f} s")
-    assert latency < 5.0
 
 
 async def test_a_runner_connection_shared_by_two_tasks_reconnects_once(dsn: str) -> None:

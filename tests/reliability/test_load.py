@@ -5,14 +5,11 @@ measures throughput while another session holds a snapshot open (printed, not as
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +20,7 @@ import pytest
 from sqlxmq_py import spawn_many
 
 from ..helpers import count_jobs
+from ..processes import Child, Processes
 from .load_worker import EXECUTIONS, load_job
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,44 +28,26 @@ GROUPS = 1_000
 PER_GROUP = 100
 TOTAL = GROUPS * PER_GROUP
 
-Worker = Callable[..., subprocess.Popen[str]]
+Worker = Callable[..., Child]
 
 
 @pytest.fixture
-def load_worker(dsn: str) -> Iterator[Worker]:
-    """Starts ``tests.reliability.load_worker`` processes; stops them (SIGTERM) at the end."""
-    started: list[subprocess.Popen[str]] = []
+def load_worker(dsn: str, processes: Processes) -> Worker:
+    """Starts ``tests.reliability.load_worker`` processes, each returned once it is ready;
+    leftovers are killed at teardown."""
 
-    def start(*args: str) -> subprocess.Popen[str]:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.reliability.load_worker", dsn, *args],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-        )
-        started.append(proc)
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line.strip() == "ready", f"load worker did not start: {line!r}"
-        return proc
+    def start(*args: str) -> Child:
+        return processes.python("-m", "tests.reliability.load_worker", dsn, *args, ready="ready")
 
-    yield start
-    for proc in started:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
+    return start
 
 
-def stop_workers(procs: list[subprocess.Popen[str]]) -> None:
+def stop_workers(procs: list[Child]) -> None:
     for proc in procs:
-        proc.send_signal(signal.SIGTERM)
+        proc.signal(signal.SIGTERM)
     for proc in procs:
         assert proc.wait(timeout=60) == 0
-        assert proc.stdout is not None
-        assert proc.stdout.read().strip() == "stopped"
+        assert proc.stdout().split()[-1:] == ["stopped"]
 
 
 def spawn_groups(db: psycopg.Connection[Any]) -> set[uuid.UUID]:
@@ -128,7 +108,7 @@ def vacuum_twice(db: psycopg.Connection[Any]) -> None:
     db.execute("VACUUM mq_jobs, mq_payloads")
 
 
-def rss_mb(proc: subprocess.Popen[str]) -> float:
+def rss_mb(proc: Child) -> float:
     return psutil.Process(proc.pid).memory_info().rss / 2**20
 
 

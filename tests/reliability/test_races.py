@@ -10,6 +10,7 @@ import random
 import threading
 import time
 from collections import Counter
+from datetime import timedelta
 from typing import Any
 
 import psycopg
@@ -28,8 +29,7 @@ from sqlxmq_py import (
 )
 from sqlxmq_py.sql import query
 
-from ..helpers import count_jobs, job_row, wait_until
-from .conftest import start_runner
+from ..helpers import count_jobs, job_row, lease_renewed, running, wait_until
 
 
 def expire_now(db: psycopg.Connection[Any], job_id: Any) -> None:
@@ -48,6 +48,7 @@ async def test_a_job_leased_again_by_the_runner_still_running_it_runs_each_attem
     attempts: list[int] = []
     first_inside = asyncio.Event()
     second_inside = asyncio.Event()
+    release = asyncio.Event()
 
     @job(lease=1.0)
     async def stalls(current_job: CurrentJob) -> None:
@@ -57,17 +58,19 @@ async def test_a_job_leased_again_by_the_runner_still_running_it_runs_each_attem
             await second_inside.wait()  # attempt 1 ends while attempt 2 runs
         else:
             second_inside.set()
-            await asyncio.sleep(3.0)  # three leases: the runner must keep renewing this one
+            await release.wait()  # three leases: the runner must keep renewing this one
 
     job_id = stalls.builder().spawn(conn)
     conn.commit()
     with structlog.testing.capture_logs() as logs:
-        async with start_runner(dsn, JobRegistry([stalls]), poll_interval=0.2):
+        async with running(dsn, JobRegistry([stalls]), poll_interval=0.2):
             await asyncio.wait_for(first_inside.wait(), 10)
             # attempt 1 lost its lease (its runner could not renew it in time, say): the job is
             # ready again, and the same runner leases it while attempt 1 is still running
             expire_now(db, job_id)
             await asyncio.wait_for(second_inside.wait(), 10)
+            await lease_renewed(db, job_id, timedelta(seconds=3))
+            release.set()
             await wait_until(lambda: not exists(db, job_id), timeout=15)
     assert attempts == [1, 2]  # attempt 2 kept its lease and was completed
     completed = [e for e in logs if e["event"] == "job_completed"]
@@ -91,18 +94,18 @@ async def test_ordered_chains_under_concurrent_spawn_cancel_and_completion(
 ) -> None:
     chains = ["a", "b", "c"]
     started: dict[str, list[Any]] = {c: [] for c in chains}
-    running: Counter[str] = Counter()
+    in_flight: Counter[str] = Counter()
     overlaps: list[str] = []
 
     @job(ordered=True, channel_name="chain")
     async def link(current_job: CurrentJob) -> None:
         chain = current_job.channel_args
-        running[chain] += 1
-        if running[chain] > 1:
+        in_flight[chain] += 1
+        if in_flight[chain] > 1:
             overlaps.append(chain)
         started[chain].append(current_job.id)
         await asyncio.sleep(0.001 * (current_job.json() % 4))
-        running[chain] -= 1
+        in_flight[chain] -= 1
 
     spawned: list[tuple[str, int, Any]] = []  # (chain, ord_seq, id) of committed spawns
     rolled_back: list[Any] = []
@@ -144,7 +147,7 @@ async def test_ordered_chains_under_concurrent_spawn_cancel_and_completion(
                 time.sleep(rng.uniform(0, 0.01))
 
     with structlog.testing.capture_logs() as logs:
-        async with start_runner(dsn, JobRegistry([link]), concurrency=(8, 16), poll_interval=0.2):
+        async with running(dsn, JobRegistry([link]), concurrency=(8, 16), poll_interval=0.2):
             cancelling = asyncio.create_task(asyncio.to_thread(canceller, 99))
             await asyncio.gather(*(asyncio.to_thread(spawner, seed) for seed in range(4)))
             stop_cancelling.set()
@@ -202,8 +205,8 @@ async def test_checkpoint_racing_lease_expiry_applies_under_the_lease_or_raises(
     conn.commit()
     registry = JobRegistry([racer])
     async with (
-        start_runner(dsn, registry, keep_alive=False, poll_interval=0.2),
-        start_runner(dsn, registry, keep_alive=False, poll_interval=0.2),
+        running(dsn, registry, keep_alive=False, poll_interval=0.2),
+        running(dsn, registry, keep_alive=False, poll_interval=0.2),
     ):
         await wait_until(lambda: (job_row(db, job_id) or {}).get("state") == "f", timeout=30)
     row = job_row(db, job_id)
@@ -276,8 +279,8 @@ async def test_complete_in_the_jobs_transaction_racing_lease_expiry_commits_once
     conn.commit()
     registry = JobRegistry([named])
     async with (
-        start_runner(dsn, registry, concurrency=(8, 16), keep_alive=False, poll_interval=0.2),
-        start_runner(dsn, registry, concurrency=(8, 16), keep_alive=False, poll_interval=0.2),
+        running(dsn, registry, concurrency=(8, 16), keep_alive=False, poll_interval=0.2),
+        running(dsn, registry, concurrency=(8, 16), keep_alive=False, poll_interval=0.2),
     ):
         await wait_until(lambda: count_jobs(db) == 0, timeout=60)
     completed = {(i, a) for i, a, outcome in outcomes if outcome == "completed"}

@@ -20,8 +20,7 @@ from sqlxmq_py import (
 )
 from sqlxmq_py.hooks import JobOutcome, RunnerHooks, add_spawn_hook, remove_spawn_hook
 
-from ..helpers import job_row, wait_until
-from .conftest import Runner
+from ..helpers import Runner, job_row, wait_until
 
 current_trace: contextvars.ContextVar[str] = contextvars.ContextVar("current_trace", default="")
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from datetime import timedelta
 from typing import Any
 
 import psycopg
@@ -14,7 +15,6 @@ import structlog
 
 from sqlxmq_py import (
     Checkpoint,
-    ConfigurationError,
     CurrentJob,
     JobRegistry,
     LeaseLostError,
@@ -23,8 +23,16 @@ from sqlxmq_py import (
 )
 from sqlxmq_py.sql import query
 
-from ..helpers import job_row, lease_params, wait_until
-from .conftest import Runner
+from ..helpers import (
+    Runner,
+    db_clock,
+    job_row,
+    lease_expiry,
+    lease_params,
+    lease_renewed,
+    maintenance_passed,
+    wait_until,
+)
 
 
 def _expire_loop(dsn: str, stop: threading.Event, expired: list[Any]) -> None:
@@ -74,15 +82,21 @@ async def test_long_job_with_short_lease_runs_once(
     conn: psycopg.Connection[Any], db: psycopg.Connection[Any], runner: Runner
 ) -> None:
     attempts: list[int] = []
+    release = asyncio.Event()
 
     @job(lease=0.5)
     async def slow(current_job: CurrentJob) -> None:
         attempts.append(current_job.attempt)
-        await asyncio.sleep(2.0)
+        await release.wait()
 
     job_id = slow.builder().spawn(conn)
     conn.commit()
     async with runner([slow]):
+        # the runner renewed the lease past three of its terms, and maintenance (every 0.1 s)
+        # looked at it after its first term had passed
+        await lease_renewed(db, job_id, timedelta(seconds=1.5))
+        await maintenance_passed(db)
+        release.set()
         await wait_until(lambda: not exists(db, job_id), timeout=15)
     assert attempts == [1]
 
@@ -172,16 +186,27 @@ async def test_keep_alive_extends_the_lease(
     conn: psycopg.Connection[Any], db: psycopg.Connection[Any], runner: Runner
 ) -> None:
     attempts: list[int] = []
+    extended = asyncio.Event()
+    release = asyncio.Event()
 
     @job(lease=0.3)
     async def extends(current_job: CurrentJob) -> None:
         attempts.append(current_job.attempt)
         await current_job.keep_alive(5)
-        await asyncio.sleep(1.0)
+        extended.set()
+        await release.wait()
 
     job_id = extends.builder().spawn(conn)
     conn.commit()
     async with runner([extends], keep_alive=False):
+        await asyncio.wait_for(extended.wait(), 10)
+        # past the 0.3 s lease it was leased with, maintenance looked at it (and left it)
+        leased_until = lease_expiry(db, job_id)
+        assert leased_until is not None
+        await wait_until(lambda: db_clock(db) > leased_until - timedelta(seconds=4.6))
+        await maintenance_passed(db)
+        assert lease_expiry(db, job_id) == leased_until
+        release.set()
         await wait_until(lambda: not exists(db, job_id))
     assert attempts == [1]
 
@@ -348,8 +373,3 @@ async def test_runners_run_jobs_with_and_without_durable_leases(
         quick.builder().spawn(conn)
         conn.commit()
         await asyncio.wait_for(ran.wait(), 10)
-
-
-def test_durable_leases_takes_a_bool() -> None:
-    with pytest.raises(ConfigurationError, match="durable must be a bool, got 'yes'"):
-        JobRegistry([]).runner(None).set_durable_leases("yes")  # type: ignore[arg-type]

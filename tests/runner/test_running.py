@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -16,7 +16,6 @@ from psycopg_pool import AsyncConnectionPool
 
 from sqlxmq_py import (
     BlockingCurrentJob,
-    ConfigurationError,
     CurrentJob,
     JobRegistry,
     SchemaError,
@@ -25,8 +24,7 @@ from sqlxmq_py import (
     spawn_many,
 )
 
-from ..helpers import count_jobs, job_row, wait_until
-from .conftest import Runner
+from ..helpers import PollSignals, Runner, count_jobs, db_clock, job_row, wait_until
 
 
 async def test_seed_readme_example_runs_as_written(
@@ -211,8 +209,10 @@ async def test_runner_only_runs_its_channels(
         await wait_until(lambda: count_jobs(db) == 1)
     assert sorted(ran) == ["a", "a", "c"]
     assert count_jobs(db, "channel_name = 'b'") == 1
-    async with runner([record], channel_names=[]) as handle:
-        await asyncio.sleep(0.3)  # nothing may happen: there is no event to wait for
+    polls = PollSignals()
+    async with runner([record], channel_names=[], hooks=[polls]) as handle:
+        await asyncio.wait_for(polls.event.wait(), 10)  # it looked, and leased nothing
+        assert polls.polls[0][0] == 0
         assert handle.num_running_jobs() == 0
     assert count_jobs(db) == 1
 
@@ -239,23 +239,25 @@ async def test_concurrency_never_exceeds_max(
 
 
 async def test_delayed_jobs_wait_for_their_time(
-    conn: psycopg.Connection[Any], runner: Runner
+    conn: psycopg.Connection[Any], db: psycopg.Connection[Any], runner: Runner
 ) -> None:
-    started: list[float] = []
+    started: list[datetime] = []
     done = asyncio.Event()
 
     @job
     async def later(current_job: CurrentJob) -> None:
-        started.append(time.monotonic())
+        started.append(db_clock(db))
         done.set()
 
-    async with runner([later], poll_interval=5.0):
-        spawned = time.monotonic()
-        later.builder().set_delay(0.7).spawn(conn)
+    # the poll timer never fires within the test: the runner must wake for the run time
+    async with runner([later], poll_interval=3600):
+        job_id = later.builder().set_delay(0.7).spawn(conn)
         conn.commit()
-        await asyncio.wait_for(done.wait(), 10)
-    waited = started[0] - spawned
-    assert 0.6 < waited < 2.0  # on time, though the poll timer is 5 s
+        row = job_row(db, job_id)
+        assert row is not None
+        assert row["state"] == "s"
+        await asyncio.wait_for(done.wait(), 30)
+    assert started[0] >= row["attempt_at"]  # not before its time (one clock: the database's)
 
 
 async def test_priority_orders_jobs_within_a_group(
@@ -299,24 +301,6 @@ async def test_runner_refuses_a_database_without_the_schema(empty_dsn: str) -> N
 
     with pytest.raises(SchemaError, match="migrate"):
         await JobRegistry([anything]).runner(empty_dsn).run()
-
-
-def test_runner_options_are_validated() -> None:
-    @job
-    async def anything(current_job: CurrentJob) -> None:
-        pass
-
-    options = JobRegistry([anything]).runner("postgresql://unused")
-    with pytest.raises(ConfigurationError, match="min_concurrency"):
-        options.set_concurrency(0, 5)
-    with pytest.raises(ConfigurationError, match="must not exceed"):
-        options.set_concurrency(10, 5)
-    with pytest.raises(ConfigurationError, match="channel_names"):
-        options.set_channel_names("emails")
-    with pytest.raises(ConfigurationError, match="lease"):
-        options.set_lease(0)
-    with pytest.raises(ConfigurationError, match="pool"):
-        JobRegistry([anything]).runner(42)  # type: ignore[arg-type]
 
 
 async def test_job_row_is_leased_while_running(

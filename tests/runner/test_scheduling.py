@@ -11,9 +11,8 @@ import structlog
 
 from sqlxmq_py import CurrentJob, commit, exists, job, spawn_many
 
-from ..helpers import count_jobs, job_row, lease_params, wait_until
+from ..helpers import Runner, count_jobs, job_row, lease_params, wait_until
 from ..plans import function_plan
-from .conftest import Runner
 
 
 async def test_ordered_jobs_run_one_at_a_time_in_spawn_order(

@@ -25,8 +25,7 @@ from sqlxmq_py import (
     job_status,
 )
 
-from ..helpers import job_row, wait_until
-from .conftest import Runner
+from ..helpers import Runner, job_row, wait_until
 
 
 @dataclass

@@ -14,8 +14,7 @@ import structlog
 from sqlxmq_py import CurrentJob, JobRegistry, job, job_status, spawn_many
 from sqlxmq_py.hooks import RunnerHooks
 
-from ..helpers import count_jobs, wait_until
-from .conftest import Runner
+from ..helpers import Runner, count_jobs, wait_until
 
 GHOSTS = 1_000
 runs: list[Any] = []

@@ -35,9 +35,8 @@ from sqlxmq_py import (
     spawn_many,
 )
 
-from ..helpers import count_jobs, job_row, wait_until
+from ..helpers import Runner, count_jobs, job_row, wait_until
 from ._util import db_now, history_row, state_of
-from .conftest import Runner
 
 
 @job

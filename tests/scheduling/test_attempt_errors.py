@@ -10,8 +10,7 @@ import psycopg
 from sqlxmq_py import CurrentJob, job, job_status
 from sqlxmq_py.admin import attempt_errors
 
-from ..helpers import wait_until
-from .conftest import Runner
+from ..helpers import Runner, wait_until
 
 
 @job(retries=2, backoff=0, retain_for=3600)

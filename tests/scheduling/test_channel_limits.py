@@ -9,8 +9,7 @@ import psycopg
 
 from sqlxmq_py import CurrentJob, JobRegistry, job, set_channel_limit, spawn_many
 
-from ..helpers import count_jobs, job_row, wait_until
-from .conftest import Runner
+from ..helpers import PollSignals, Runner, count_jobs, job_row, wait_until
 
 
 class _Gauge:
@@ -71,11 +70,17 @@ async def test_a_limit_set_while_runners_run_is_picked_up(
         gauge.leave()
 
     registry = JobRegistry([report])
-    async with runner(registry, concurrency=(8, 16)), runner(registry, concurrency=(8, 16)):
+    first, second = PollSignals(), PollSignals()
+    async with (
+        runner(registry, concurrency=(8, 16), hooks=[first]),
+        runner(registry, concurrency=(8, 16), hooks=[second]),
+    ):
         await asyncio.to_thread(set_channel_limit, db, "reports", 1)
-        # runners re-read limits every maintenance tick (0.1 s here) and announce nothing:
-        # give them ten ticks
-        await asyncio.sleep(1.0)
+        # a lease statement under way may predate the limit: each runner starts a poll after it
+        # (the runners re-read the limits at every maintenance tick, announcing nothing; until
+        # they do, the limited channel is not served at all, and the drain below waits)
+        await first.polls_after_now()
+        await second.polls_after_now()
         spawn_many(conn, [report.builder() for _ in range(8)])
         conn.commit()
         await wait_until(lambda: count_jobs(db) == 0, timeout=30)

@@ -12,7 +12,6 @@ import psycopg
 import pytest
 
 from sqlxmq_py import (
-    ConfigurationError,
     CurrentJob,
     JobCancelledError,
     cancel,
@@ -25,9 +24,8 @@ from sqlxmq_py import (
     wait_for_result,
 )
 
-from ..helpers import job_row, wait_until
+from ..helpers import Runner, job_row, wait_until
 from ._util import history_row, state_of
-from .conftest import Runner
 
 
 @job(channel_name="parents", retries=0)
@@ -223,10 +221,3 @@ def test_parent_and_continuation_spawned_together(
     assert state_of(db, c) == "w"
     _finish(conn, parent_id, ok=True)
     assert state_of(db, c) == "r"
-
-
-def test_set_after_takes_job_ids() -> None:
-    with pytest.raises(ConfigurationError, match="after"):
-        child.builder().set_after(["not-an-id"])  # type: ignore[list-item]
-    with pytest.raises(ConfigurationError, match="run_after_failed_parents"):
-        child.builder().set_after([], run_after_failed_parents="yes")  # type: ignore[arg-type]

@@ -7,12 +7,10 @@ import asyncio
 from typing import Any
 
 import psycopg
-import pytest
 
-from sqlxmq_py import ConfigurationError, CurrentJob, fail, fetch, job
+from sqlxmq_py import CurrentJob, fail, fetch, job
 
-from ..helpers import count_jobs
-from .conftest import Runner
+from ..helpers import Runner, count_jobs
 
 
 async def test_a_job_failing_for_good_spawns_its_dead_letter(
@@ -120,14 +118,3 @@ def test_set_dead_letter_by_name_or_job(
         "JOIN mq_payloads p USING (id) WHERE j.state <> 'f' ORDER BY p.name"
     ).fetchall()
     assert rows == [("by_name", "", "a"), (graveyard.name, "dead", "b")]
-
-
-def test_dead_letter_must_be_a_job_or_a_name() -> None:
-    @job
-    async def plain(current_job: CurrentJob) -> None:
-        pass
-
-    with pytest.raises(ConfigurationError, match="dead_letter"):
-        plain.builder().set_dead_letter(42)  # type: ignore[arg-type]
-    with pytest.raises(ConfigurationError, match="dead_letter"):
-        job(dead_letter=3.5)  # type: ignore[call-overload]

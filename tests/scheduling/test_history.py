@@ -21,9 +21,8 @@ from sqlxmq_py import (
     spawn_many,
 )
 
-from ..helpers import count_jobs, payload_count, wait_until
+from ..helpers import Runner, count_jobs, payload_count, wait_until
 from ._util import db_now, history_count, history_row
-from .conftest import Runner
 
 
 async def test_the_hot_table_holds_only_unfinished_jobs(

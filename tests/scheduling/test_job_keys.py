@@ -9,10 +9,8 @@ from datetime import timedelta
 from typing import Any
 
 import psycopg
-import pytest
 
 from sqlxmq_py import (
-    ConfigurationError,
     CurrentJob,
     complete,
     fail,
@@ -22,9 +20,8 @@ from sqlxmq_py import (
     spawn_many,
 )
 
-from ..helpers import count_jobs, job_row, wait_until
+from ..helpers import Runner, count_jobs, job_row, wait_until
 from ._util import db_now
-from .conftest import Runner
 
 
 @job
@@ -312,14 +309,3 @@ async def test_throttle_window_after_a_replace_names_the_job_that_stands_for_it(
     conn.commit()
     assert third == second
     assert job_status(db, third) is not None
-
-
-def test_key_options_are_validated() -> None:
-    with pytest.raises(ConfigurationError, match="mode"):
-        keyed.builder().set_job_key("k", "overwrite")  # type: ignore[arg-type]
-    with pytest.raises(ConfigurationError, match="throttle"):
-        keyed.builder().set_job_key(None, throttle=timedelta(seconds=1))
-    with pytest.raises(ConfigurationError, match="throttle"):
-        keyed.builder().set_job_key("k", throttle=0)
-    with pytest.raises(ConfigurationError, match="job_key"):
-        keyed.builder().set_job_key(7)  # type: ignore[arg-type]

@@ -13,9 +13,8 @@ import pytest
 
 from sqlxmq_py import ConfigurationError, CurrentJob, job, job_status, spawn_many
 
-from ..helpers import count_jobs, job_row
+from ..helpers import Runner, count_jobs, job_row
 from ._util import db_now
-from .conftest import Runner
 
 
 @job
@@ -119,9 +118,10 @@ async def test_set_run_at_runs_the_job_no_earlier(
     status = job_status(db, job_id)
     assert status is not None
     assert (status.state, status.run_at) == ("scheduled", run_at)
-    async with runner([timed]):
-        await asyncio.wait_for(ran.wait(), 10)
-    assert run_at <= started[0] < run_at + timedelta(seconds=3)
+    # the poll timer never fires within the test: the runner must wake for the run time
+    async with runner([timed], poll_interval=3600):
+        await asyncio.wait_for(ran.wait(), 30)
+    assert run_at <= started[0]
 
 
 def test_set_run_at_keeps_the_instant_whatever_the_time_zone(
@@ -159,14 +159,6 @@ def test_set_run_at_and_set_delay_replace_each_other(
     assert count_jobs(db) == 2
 
 
-def test_set_run_at_refuses_naive_datetimes() -> None:
-    with pytest.raises(ConfigurationError, match="run_at") as raised:
-        noop.builder().set_run_at(datetime(2030, 1, 1, 12, 0))
-    assert "timezone-aware" in str(raised.value)
-    with pytest.raises(ConfigurationError, match="run_at"):
-        noop.builder().set_run_at("2030-01-01T12:00:00Z")  # type: ignore[arg-type]
-
-
 def test_run_at_the_schema_cannot_store_is_refused_naming_the_bound(
     db: psycopg.Connection[Any],
 ) -> None:
@@ -179,12 +171,3 @@ def test_run_at_the_schema_cannot_store_is_refused_naming_the_bound(
         noop.builder().set_run_at(datetime(9000, 1, 1, tzinfo=UTC))
     with pytest.raises(ConfigurationError, match="run_at"):
         noop.builder().set_run_at(datetime(9999, 12, 31, tzinfo=timezone(timedelta(hours=-5))))
-
-
-def test_priority_is_validated() -> None:
-    with pytest.raises(ConfigurationError, match="priority"):
-        noop.builder().set_priority(2**31)
-    with pytest.raises(ConfigurationError, match="priority"):
-        noop.builder().set_priority(1.5)  # type: ignore[arg-type]
-    with pytest.raises(ConfigurationError, match="priority"):
-        job(priority=True)  # type: ignore[call-overload]

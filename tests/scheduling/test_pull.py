@@ -25,9 +25,8 @@ from sqlxmq_py import (
     spawn_many,
 )
 
-from ..helpers import count_jobs, job_row, wait_until
+from ..helpers import Runner, count_jobs, job_row, wait_until
 from ._util import db_now, state_of
-from .conftest import Runner
 
 
 @job(channel_name="pull")

@@ -7,7 +7,6 @@ import configparser
 import json
 import os
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import pytest
@@ -201,24 +200,3 @@ def test_the_plugin_does_nothing_for_tests_that_do_not_ask(
     assert databases(server_dsn) == before
     listed = pytester.runpytest_subprocess(*BY_NAME, "-p", "no:cacheprovider", "--fixtures")
     listed.stdout.fnmatch_lines(["sqlxmq_dsn*", "*A database for this test only*"])
-
-
-def test_the_plugin_module_defines_no_hooks_and_no_autouse_fixtures() -> None:
-    from sqlxmq_py.testing import plugin
-
-    public: dict[str, Any] = {n: getattr(plugin, n) for n in dir(plugin) if not n.startswith("_")}
-    assert not [name for name in public if name.startswith("pytest_")]
-    fixtures = {n for n in public if n.startswith("sqlxmq_")}
-    assert fixtures == {
-        "sqlxmq_aconn",
-        "sqlxmq_apool",
-        "sqlxmq_conn",
-        "sqlxmq_dsn",
-        "sqlxmq_server_dsn",
-        "sqlxmq_setup_database",
-        "sqlxmq_template_database",
-    }
-    for name in fixtures:
-        marker = getattr(public[name], "_fixture_function_marker", None)
-        assert marker is not None, name
-        assert not marker.autouse, name

@@ -15,7 +15,7 @@ from sqlxmq_py.current_job import JobInfo
 from sqlxmq_py.hooks import JobOutcome, RunnerHooks
 from sqlxmq_py.testing import drain
 
-from ..runner.conftest import start_runner
+from ..helpers import running
 from .jobs import Email, boom, send
 
 
@@ -77,7 +77,7 @@ async def test_drain_and_a_runner_leave_the_same_rows(
         await conn.execute("CREATE TABLE kit_effects (job_id uuid, note text)")
         await spawn_all(conn)
         finished = Finished(expected=5)
-        async with start_runner(dsn, REGISTRY, hooks=[finished]):
+        async with running(dsn, REGISTRY, hooks=[finished]):
             await asyncio.wait_for(finished.all.wait(), 30)
         by_runner = await rows(conn)
 

@@ -20,7 +20,7 @@ from starlette.applications import Starlette
 from sqlxmq_py import JobBuilder, fail, fetch
 from sqlxmq_py.web import create_app
 
-from ..runner.conftest import Runner, start_runner
+from ..helpers import Runner
 
 __all__ = ["AUTH", "TOKEN", "Runner", "failed_job", "leased_job"]
 
@@ -32,16 +32,6 @@ ERROR_TEXT = (
     "    raise ValueError(msg)\n"
     "ValueError: image too large"
 )
-
-
-@pytest.fixture
-def runner(dsn: str) -> Runner:
-    """``async with runner([jobs] or registry, **options) as handle:`` (see tests/runner)."""
-
-    def make(jobs: Any, **options: Any) -> Any:
-        return start_runner(dsn, jobs, **options)
-
-    return make
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ session (and is cleared), never an error.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -485,9 +484,3 @@ async def test_everything_rendered_from_odd_input_is_escaped(app: Starlette) -> 
     assert refused.status == 403
     assert "<script>alert" not in refused.text
     assert "&lt;script&gt;" in refused.text
-
-
-def test_the_dashboard_listens_on_loopback_by_default() -> None:
-    from sqlxmq_py.web import serve
-
-    assert inspect.signature(serve).parameters["host"].default == "127.0.0.1"

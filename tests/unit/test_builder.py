@@ -28,7 +28,7 @@ async def plain(current_job: CurrentJob) -> None:
 
 def test_bare_decorator_names_job_after_function() -> None:
     # the function's module and qualified name: two `plain` jobs in two modules differ
-    assert plain.name == "tests.test_builder.plain"
+    assert plain.name == "tests.unit.test_builder.plain"
     assert plain.name == f"{plain.fn.__module__}.{plain.fn.__qualname__}"
     assert plain.options.aliases == ()
     assert plain.is_async
