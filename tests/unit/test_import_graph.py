@@ -11,19 +11,6 @@ import sqlxmq_py
 
 PACKAGE = Path(sqlxmq_py.__file__).parent
 
-KNOWN_CYCLE = frozenset(
-    {
-        "sqlxmq_py.registry",
-        "sqlxmq_py.runner._attempts",
-        "sqlxmq_py.runner._config",
-        "sqlxmq_py.runner._runner",
-        "sqlxmq_py.runner.handle",
-        "sqlxmq_py.runner.options",
-    }
-)
-"""registry <-> runner: the runner-core branch rebuilds the runner without it; drop this
-exception (and ``test_the_known_cycle_is_still_there``) when that branch is merged."""
-
 
 def _modules() -> dict[str, tuple[Path, bool]]:
     """Every module of the package by dotted name, with whether it is a package."""
@@ -137,12 +124,5 @@ def test_cycles_are_found_and_named() -> None:
 
 
 def test_no_import_cycle() -> None:
-    cycles = [path for component, path in _cycles(import_graph()) if component != KNOWN_CYCLE]
+    cycles = [path for _, path in _cycles(import_graph())]
     assert not cycles, "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)
-
-
-def test_the_known_cycle_is_still_there() -> None:
-    """Fails once the registry <-> runner cycle is gone: then drop KNOWN_CYCLE."""
-    assert any(component == KNOWN_CYCLE for component, _ in _cycles(import_graph())), (
-        "the registry <-> runner import cycle is gone: remove KNOWN_CYCLE from this test"
-    )
