@@ -2,30 +2,13 @@
 
 Jobs are rows in the application's database: spawned in its transactions, leased by runners with
 ``SKIP LOCKED``, and completed, if the job wants, in the same transaction as its own writes.
+
+The root namespace holds what declares, spawns and runs jobs, and the errors. The rest is
+reached through its module: :mod:`sqlxmq_py.admin` (looking at and managing jobs),
+:mod:`sqlxmq_py.results` (waiting for a job's result), :mod:`sqlxmq_py.pull` (consuming
+without a runner), :mod:`sqlxmq_py.testing` (testing your own jobs), :mod:`sqlxmq_py.batch`.
 """
 
-from .admin import (
-    BlockedChain,
-    JobState,
-    JobStatus,
-    PurgeResult,
-    QueueCount,
-    Schedule,
-    StatsBucket,
-    blocked_chains,
-    cancel,
-    channel_limits,
-    delete_schedule,
-    job_status,
-    list_jobs,
-    list_schedules,
-    purge,
-    queue_counts,
-    reschedule,
-    retry,
-    set_channel_limit,
-    throughput,
-)
 from .backoff import retry_delay
 from .builder import Checkpoint, JobBuilder, JobKeyMode
 from .cron import CronSchedule
@@ -48,11 +31,10 @@ from .errors import (
 )
 from .job import JobOptions, NamedJob, job
 from .migrate import migrate, migration_script
-from .pull import FetchedJob, complete, fail, fetch
 from .registry import ErrorHandler, JobRegistry
-from .results import wait_for_result
 from .runner import JobRunnerHandle, JobRunnerOptions
-from .spawn import clear, clear_all, commit, exists, spawn_many
+from .spawn import clear, clear_all, commit, exists, spawn_many, spawn_payloads
+from .states import JobState
 
 __version__ = "0.1.0"
 
@@ -68,6 +50,7 @@ __all__ = [
     "JobBuilder",
     "JobKeyMode",
     "spawn_many",
+    "spawn_payloads",
     "commit",
     "clear",
     "clear_all",
@@ -76,33 +59,8 @@ __all__ = [
     "migration_script",
     "resolve_dsn",
     "retry_delay",
-    # looking at and managing jobs
+    # the states of a job
     "JobState",
-    "JobStatus",
-    "job_status",
-    "wait_for_result",
-    "list_jobs",
-    "QueueCount",
-    "queue_counts",
-    "cancel",
-    "retry",
-    "reschedule",
-    "BlockedChain",
-    "blocked_chains",
-    "PurgeResult",
-    "purge",
-    "set_channel_limit",
-    "channel_limits",
-    "StatsBucket",
-    "throughput",
-    "Schedule",
-    "list_schedules",
-    "delete_schedule",
-    # consuming without a runner
-    "FetchedJob",
-    "fetch",
-    "complete",
-    "fail",
     # running jobs
     "JobRunnerOptions",
     "JobRunnerHandle",

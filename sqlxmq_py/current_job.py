@@ -179,7 +179,7 @@ class JobInfo:
 
     @property
     def cancelled(self) -> bool:
-        """True once someone asked to cancel this job (``sqlxmq_py.cancel``): stop soon. A job
+        """True once someone asked to cancel this job (``sqlxmq_py.admin.cancel``): stop soon. A job
         that then raises is recorded as cancelled, not retried; one that returns completes."""
         return self._job.cancelled
 

@@ -184,13 +184,13 @@ class NamedJob(Generic[P, R, T]):
     def wait_for_result(
         self, conn: AnyConnection, job_id: uuid.UUID, timeout: float | None = None
     ) -> Any:
-        """:func:`sqlxmq_py.wait_for_result` for one of this job's runs, with the result decoded
+        """:func:`sqlxmq_py.results.wait_for_result` for one of this job's runs, with the result decoded
         (and validated) as the job's declared return type.
 
         Raises:
             PayloadError: the stored result does not validate as the declared type.
             JobFailedError, JobCancelledError, JobNotFoundError, TimeoutError: as
-                :func:`sqlxmq_py.wait_for_result`.
+                :func:`sqlxmq_py.results.wait_for_result`.
         """
         from .results import wait_for_result
 

@@ -4,7 +4,7 @@ Needs the optional ``prometheus_client`` (``pip install 'sqlxmq_py[metrics]'``).
 
 - :class:`PrometheusHooks` (give it to ``JobRunnerOptions.set_hooks``) counts jobs started and
   finished per job name, channel and outcome, times them, and counts lease renewals.
-- :class:`QueueCollector` reads :func:`~sqlxmq_py.queue_counts` and the blocked ordered chains
+- :class:`QueueCollector` reads :func:`~sqlxmq_py.admin.queue_counts` and the blocked ordered chains
   at every scrape, on a short-lived connection: queue depth per channel and state, and the age
   of the oldest ready job.
 - :func:`metrics_registry` combines both; :func:`metrics_asgi_app` serves them over ASGI (the

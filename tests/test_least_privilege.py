@@ -14,22 +14,10 @@ import structlog
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from sqlxmq_py import (
-    CurrentJob,
-    JobRegistry,
-    cancel,
-    complete,
-    exists,
-    fetch,
-    job,
-    job_status,
-    list_jobs,
-    migrate,
-    queue_counts,
-    retry,
-    spawn_many,
-    wait_for_result,
-)
+from sqlxmq_py import CurrentJob, JobRegistry, exists, job, migrate, spawn_many
+from sqlxmq_py.admin import cancel, job_status, list_jobs, queue_counts, retry
+from sqlxmq_py.pull import complete, fetch
+from sqlxmq_py.results import wait_for_result
 
 from .helpers import job_row, running, wait_until
 

@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from sqlxmq_py import JobStatus, job_status
+from sqlxmq_py.admin import JobStatus, job_status
 
 from ..helpers import Runner, wait_until
 from ..processes import Child, Processes

@@ -20,7 +20,8 @@ from typing import Any
 import psycopg
 import structlog
 
-from sqlxmq_py import JobRegistry, job_status
+from sqlxmq_py import JobRegistry
+from sqlxmq_py.admin import job_status
 
 from ..helpers import wait_until
 from .app import exits, exits_thread, quick

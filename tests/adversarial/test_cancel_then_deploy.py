@@ -10,7 +10,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from sqlxmq_py import CurrentJob, JobRegistry, cancel, job
+from sqlxmq_py import CurrentJob, JobRegistry, job
+from sqlxmq_py.admin import cancel
 
 from .conftest import Runner, state, status, wait_for_state
 

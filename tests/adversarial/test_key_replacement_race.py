@@ -14,7 +14,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from sqlxmq_py import CurrentJob, JobRegistry, LeaseLostError, complete, fetch, job
+from sqlxmq_py import CurrentJob, JobRegistry, LeaseLostError, job
+from sqlxmq_py.pull import complete, fetch
 
 from ..helpers import Runner, count_jobs, wait_until
 

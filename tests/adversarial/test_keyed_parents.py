@@ -8,7 +8,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from sqlxmq_py import CurrentJob, JobRegistry, complete, fetch, job
+from sqlxmq_py import CurrentJob, JobRegistry, job
+from sqlxmq_py.pull import complete, fetch
 
 from .conftest import Runner, state, wait_for_state
 

@@ -19,7 +19,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from sqlxmq_py import CurrentJob, cancel, complete, fetch, job, spawn_many
+from sqlxmq_py import CurrentJob, job, spawn_many
+from sqlxmq_py.admin import cancel
+from sqlxmq_py.pull import complete, fetch
 
 from ..helpers import wait_until
 from .conftest import state

@@ -14,7 +14,8 @@ import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from sqlxmq_py import CurrentJob, JobRegistry, job, wait_for_result
+from sqlxmq_py import CurrentJob, JobRegistry, job
+from sqlxmq_py.results import wait_for_result
 
 from .conftest import Runner, status, wait_for_state
 

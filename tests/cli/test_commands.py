@@ -13,15 +13,8 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from sqlxmq_py import (
-    CurrentJob,
-    blocked_chains,
-    exists,
-    job,
-    job_status,
-    set_channel_limit,
-    spawn_many,
-)
+from sqlxmq_py import CurrentJob, exists, job, spawn_many
+from sqlxmq_py.admin import blocked_chains, job_status, set_channel_limit
 from sqlxmq_py.cli import main
 from sqlxmq_py.migrate import load_migrations
 

@@ -12,7 +12,8 @@ import psycopg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from sqlxmq_py import exists, job_status, spawn_many
+from sqlxmq_py import exists, spawn_many
+from sqlxmq_py.admin import job_status
 from sqlxmq_py.cli._common import EXIT_USAGE, CliError
 from sqlxmq_py.cli.worker import event_loop_runner
 

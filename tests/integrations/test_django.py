@@ -9,7 +9,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from sqlxmq_py import ConfigurationError, CurrentJob, job, job_status
+from sqlxmq_py import ConfigurationError, CurrentJob, job
+from sqlxmq_py.admin import job_status
 
 from ..helpers import count_jobs
 from .django_settings import database_settings

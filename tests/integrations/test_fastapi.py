@@ -8,7 +8,8 @@ from typing import Any
 import psycopg
 from fastapi import FastAPI, Request
 
-from sqlxmq_py import exists, job_status
+from sqlxmq_py import exists
+from sqlxmq_py.admin import job_status
 from sqlxmq_py.integrations.fastapi import Pool, get_runner, sqlxmq_lifespan
 from sqlxmq_py.metrics import metrics_asgi_app
 

@@ -13,7 +13,8 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from sqlxmq_py import CurrentJob, cancel, job, job_status, spawn_many
+from sqlxmq_py import CurrentJob, job, spawn_many
+from sqlxmq_py.admin import cancel, job_status
 from sqlxmq_py.metrics import PrometheusHooks, QueueCollector, metrics_asgi_app
 
 from ..helpers import Runner, wait_until

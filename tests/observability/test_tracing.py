@@ -13,7 +13,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from sqlxmq_py import BlockingCurrentJob, CurrentJob, exists, job, job_status
+from sqlxmq_py import BlockingCurrentJob, CurrentJob, exists, job
+from sqlxmq_py.admin import job_status
 from sqlxmq_py.hooks import spawn_hooks
 from sqlxmq_py.tracing import TracingHooks, inject_trace_context, instrument, uninstrument
 

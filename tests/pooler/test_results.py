@@ -14,8 +14,9 @@ import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-from sqlxmq_py import BlockingCurrentJob, CurrentJob, job, wait_for_result
+from sqlxmq_py import BlockingCurrentJob, CurrentJob, job
 from sqlxmq_py import results as results_module
+from sqlxmq_py.results import wait_for_result
 
 from ..helpers import running, wait_until
 from .conftest import StartPgBouncer, server_sessions

@@ -119,7 +119,7 @@ async def test_runners_count_finished_attempts_per_minute(
 ) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from sqlxmq_py import throughput
+    from sqlxmq_py.admin import throughput
 
     @job(retries=1, backoff=0)
     async def counted(current_job: CurrentJob) -> None:

@@ -22,8 +22,8 @@ from sqlxmq_py import (
     JobRegistry,
     PayloadError,
     job,
-    job_status,
 )
+from sqlxmq_py.admin import job_status
 
 from ..helpers import Runner, job_row, wait_until
 

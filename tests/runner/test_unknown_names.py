@@ -11,7 +11,8 @@ from typing import Any
 import psycopg
 import structlog
 
-from sqlxmq_py import CurrentJob, JobRegistry, job, job_status, spawn_many
+from sqlxmq_py import CurrentJob, JobRegistry, job, spawn_many
+from sqlxmq_py.admin import job_status
 from sqlxmq_py.hooks import RunnerHooks
 
 from ..helpers import Runner, count_jobs, wait_until
@@ -84,7 +85,7 @@ async def test_two_services_share_a_database_without_spending_each_others_attemp
 async def test_a_parked_job_can_be_cancelled(
     conn: psycopg.Connection[Any], db: psycopg.Connection[Any], runner: Runner
 ) -> None:
-    from sqlxmq_py import cancel
+    from sqlxmq_py.admin import cancel
 
     job_id = ghost.builder().spawn(conn)
     conn.commit()

@@ -13,27 +13,21 @@ from typing import Any
 import psycopg
 import pytest
 
-from sqlxmq_py import (
+from sqlxmq_py import BlockingCurrentJob, ConfigurationError, CurrentJob, job, spawn_many
+from sqlxmq_py.admin import (
     BlockedChain,
-    BlockingCurrentJob,
-    ConfigurationError,
-    CurrentJob,
     QueueCount,
     blocked_chains,
     cancel,
     channel_limits,
-    complete,
-    fail,
-    fetch,
-    job,
     job_status,
     list_jobs,
     queue_counts,
     reschedule,
     retry,
     set_channel_limit,
-    spawn_many,
 )
+from sqlxmq_py.pull import complete, fail, fetch
 
 from ..helpers import Runner, count_jobs, job_row, wait_until
 from ._util import db_now, history_row, state_of

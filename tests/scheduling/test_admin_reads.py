@@ -17,21 +17,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sqlxmq_py import (
-    JobBuilder,
-    JobState,
-    JobStatus,
-    admin,
-    cancel,
-    complete,
-    fail,
-    fetch,
-    list_jobs,
-    queue_counts,
-    spawn_many,
-)
+from sqlxmq_py import JobBuilder, JobState, admin, spawn_many
+from sqlxmq_py.admin import JobStatus, cancel, list_jobs, list_statement, queue_counts
 from sqlxmq_py.admin import _counts as admin_counts  # where queue_counts reads its caps
-from sqlxmq_py.admin import list_statement
+from sqlxmq_py.pull import complete, fail, fetch
 from sqlxmq_py.sql import query
 
 STATES: tuple[JobState, ...] = tuple(JobState)

@@ -7,8 +7,8 @@ from typing import Any
 
 import psycopg
 
-from sqlxmq_py import CurrentJob, job, job_status
-from sqlxmq_py.admin import attempt_errors
+from sqlxmq_py import CurrentJob, job
+from sqlxmq_py.admin import attempt_errors, job_status
 
 from ..helpers import Runner, wait_until
 
@@ -39,7 +39,7 @@ async def test_every_attempts_error_is_kept_in_order(
     ]
     assert errors[0].at <= errors[1].at <= errors[2].at
     # retried by hand and cancelled: the errors go to the history with it
-    from sqlxmq_py import cancel, retry
+    from sqlxmq_py.admin import cancel, retry
 
     assert retry(db, [job_id]) == [job_id]
     assert cancel(db, [job_id]) == {job_id: "cancelled"}

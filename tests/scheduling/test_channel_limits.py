@@ -7,7 +7,8 @@ from typing import Any
 
 import psycopg
 
-from sqlxmq_py import CurrentJob, JobRegistry, job, set_channel_limit, spawn_many
+from sqlxmq_py import CurrentJob, JobRegistry, job, spawn_many
+from sqlxmq_py.admin import set_channel_limit
 
 from ..helpers import PollSignals, Runner, count_jobs, job_row, wait_until
 

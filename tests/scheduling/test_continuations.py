@@ -11,18 +11,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from sqlxmq_py import (
-    CurrentJob,
-    JobCancelledError,
-    cancel,
-    complete,
-    fail,
-    fetch,
-    job,
-    job_status,
-    spawn_many,
-    wait_for_result,
-)
+from sqlxmq_py import CurrentJob, JobCancelledError, job, spawn_many
+from sqlxmq_py.admin import cancel, job_status
+from sqlxmq_py.pull import complete, fail, fetch
+from sqlxmq_py.results import wait_for_result
 
 from ..helpers import Runner, job_row, wait_until
 from ._util import history_row, state_of

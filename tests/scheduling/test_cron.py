@@ -229,7 +229,7 @@ async def test_a_failing_scheduled_job_goes_to_the_dead_letter_of_its_job(
 
 
 def test_schedules_can_be_listed_and_deleted(dsn: str, db: psycopg.Connection[Any]) -> None:
-    from sqlxmq_py import delete_schedule, list_schedules
+    from sqlxmq_py.admin import delete_schedule, list_schedules
 
     @job
     async def nightly(current_job: CurrentJob) -> None:

@@ -8,7 +8,8 @@ from typing import Any
 
 import psycopg
 
-from sqlxmq_py import CurrentJob, fail, fetch, job
+from sqlxmq_py import CurrentJob, job
+from sqlxmq_py.pull import fail, fetch
 
 from ..helpers import Runner, count_jobs
 

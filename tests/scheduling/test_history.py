@@ -9,17 +9,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from sqlxmq_py import (
-    ConfigurationError,
-    CurrentJob,
-    PurgeResult,
-    complete,
-    fail,
-    fetch,
-    job,
-    purge,
-    spawn_many,
-)
+from sqlxmq_py import ConfigurationError, CurrentJob, job, spawn_many
+from sqlxmq_py.admin import PurgeResult, purge
+from sqlxmq_py.pull import complete, fail, fetch
 
 from ..helpers import Runner, count_jobs, payload_count, wait_until
 from ._util import db_now, history_count, history_row

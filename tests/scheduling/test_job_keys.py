@@ -10,15 +10,9 @@ from typing import Any
 
 import psycopg
 
-from sqlxmq_py import (
-    CurrentJob,
-    complete,
-    fail,
-    fetch,
-    job,
-    job_status,
-    spawn_many,
-)
+from sqlxmq_py import CurrentJob, job, spawn_many
+from sqlxmq_py.admin import job_status
+from sqlxmq_py.pull import complete, fail, fetch
 
 from ..helpers import Runner, count_jobs, job_row, wait_until
 from ._util import db_now

@@ -11,7 +11,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from sqlxmq_py import ConfigurationError, CurrentJob, job, job_status, spawn_many
+from sqlxmq_py import ConfigurationError, CurrentJob, job, spawn_many
+from sqlxmq_py.admin import job_status
 
 from ..helpers import Runner, count_jobs, job_row
 from ._util import db_now

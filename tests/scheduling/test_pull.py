@@ -12,18 +12,9 @@ import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-from sqlxmq_py import (
-    ConfigurationError,
-    CurrentJob,
-    FetchedJob,
-    LeaseLostError,
-    complete,
-    fail,
-    fetch,
-    job,
-    job_status,
-    spawn_many,
-)
+from sqlxmq_py import ConfigurationError, CurrentJob, LeaseLostError, job, spawn_many
+from sqlxmq_py.admin import job_status
+from sqlxmq_py.pull import FetchedJob, complete, fail, fetch
 
 from ..helpers import Runner, count_jobs, job_row, wait_until
 from ._util import db_now, state_of

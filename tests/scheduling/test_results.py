@@ -21,14 +21,11 @@ from sqlxmq_py import (
     JobFailedError,
     JobNotFoundError,
     JobRegistry,
-    cancel,
-    complete,
-    fail,
-    fetch,
     job,
-    job_status,
-    wait_for_result,
 )
+from sqlxmq_py.admin import cancel, job_status
+from sqlxmq_py.pull import complete, fail, fetch
+from sqlxmq_py.results import wait_for_result
 
 from ..helpers import Runner, job_row, result_awaited, wait_until
 from ._util import history_row

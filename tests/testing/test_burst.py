@@ -9,7 +9,8 @@ from typing import Any
 
 import psycopg
 
-from sqlxmq_py import job, job_status, spawn_many
+from sqlxmq_py import job, spawn_many
+from sqlxmq_py.admin import job_status
 
 from ..cli.app import boom, quick
 from ..cli.conftest import run_cli

@@ -10,13 +10,8 @@ import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from sqlxmq_py import (
-    ConfigurationError,
-    JobRegistry,
-    PayloadError,
-    job,
-    job_status,
-)
+from sqlxmq_py import ConfigurationError, JobRegistry, PayloadError, job
+from sqlxmq_py.admin import job_status
 from sqlxmq_py.current_job import JobInfo
 from sqlxmq_py.hooks import JobOutcome, RunnerHooks
 from sqlxmq_py.testing import assert_spawned, drain, refute_spawned, spawned

@@ -19,14 +19,12 @@ from sqlxmq_py import (
     JobRunnerHandle,
     JobRunnerOptions,
     JobState,
-    JobStatus,
     NamedJob,
     exists,
     job,
-    job_status,
-    list_jobs,
     spawn_many,
 )
+from sqlxmq_py.admin import JobStatus, job_status, list_jobs
 from sqlxmq_py.job_to_write import JobToWrite
 from sqlxmq_py.spawn import spawn_payloads
 

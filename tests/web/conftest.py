@@ -17,7 +17,8 @@ import pytest
 import uvicorn
 from starlette.applications import Starlette
 
-from sqlxmq_py import JobBuilder, fail, fetch
+from sqlxmq_py import JobBuilder
+from sqlxmq_py.pull import fail, fetch
 from sqlxmq_py.web import create_app
 
 from ..helpers import Runner

@@ -18,7 +18,8 @@ from psycopg.conninfo import make_conninfo
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from sqlxmq_py import CurrentJob, JobBuilder, job, job_status, spawn_many
+from sqlxmq_py import CurrentJob, JobBuilder, job, spawn_many
+from sqlxmq_py.admin import job_status
 from sqlxmq_py.web import create_app
 from sqlxmq_py.web.waiting import wait_turn as wait_for_job
 
@@ -549,7 +550,7 @@ async def test_list_filters_and_pages(
 async def test_retrying_filter_pages_past_scheduled_jobs(
     client: httpx.AsyncClient, db: psycopg.Connection[Any]
 ) -> None:
-    from sqlxmq_py import fail, fetch
+    from sqlxmq_py.pull import fail, fetch
 
     retrying = JobBuilder("flaky").set_channel_name("flaky").set_retries(3).spawn(db)
     (leased,) = fetch(db, ["flaky"], limit=1)

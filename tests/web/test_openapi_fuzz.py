@@ -24,7 +24,8 @@ from schemathesis import GenerationMode
 from schemathesis.python import asgi
 from schemathesis.specs.openapi.checks import ensure_resource_availability
 
-from sqlxmq_py import JobBuilder, complete, fetch, spawn_many
+from sqlxmq_py import JobBuilder, spawn_many
+from sqlxmq_py.pull import complete, fetch
 from sqlxmq_py.web import create_app
 
 from .conftest import AUTH, TOKEN, failed_job, leased_job

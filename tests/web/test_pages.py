@@ -12,7 +12,8 @@ import psycopg
 import pytest
 from starlette.applications import Starlette
 
-from sqlxmq_py import JobBuilder, admin, complete, fail, fetch, spawn_many
+from sqlxmq_py import JobBuilder, admin, spawn_many
+from sqlxmq_py.pull import complete, fail, fetch
 from sqlxmq_py.web import create_app
 
 from .conftest import ERROR_TEXT, TOKEN, failed_job
