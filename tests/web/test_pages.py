@@ -13,6 +13,7 @@ import pytest
 from starlette.applications import Starlette
 
 from sqlxmq_py import JobBuilder, admin, spawn_many
+from sqlxmq_py.admin import _counts as admin_counts
 from sqlxmq_py.pull import complete, fail, fetch
 from sqlxmq_py.web import create_app
 
@@ -85,8 +86,10 @@ async def test_overview_labels_estimated_counts(
     assert re.search(r'class="count count-scheduled">1<', rows["flaky"])  # retrying counts here
 
     db.execute("ANALYZE mq_jobs")
-    monkeypatch.setattr(admin, "ESTIMATE_ABOVE", 50)
+    monkeypatch.setattr(admin, "ESTIMATE_ABOVE", 50)  # what the page says
     monkeypatch.setattr(admin, "ESTIMATE_SAMPLE_ROWS", 100)
+    monkeypatch.setattr(admin_counts, "ESTIMATE_ABOVE", 50)  # what queue_counts does
+    monkeypatch.setattr(admin_counts, "ESTIMATE_SAMPLE_ROWS", 100)
     html = (await client.get("/")).text
     rows = dict(re.findall(r'<tr data-channel="([^"]*)">(.*?)</tr>', html, flags=re.S))
     assert re.search(
