@@ -31,6 +31,7 @@ __all__ = [
     "UUID_PATTERN",
     "Count",
     "Ids",
+    "Integer",
     "JobId",
     "Model",
     "PositiveSeconds",
@@ -115,6 +116,13 @@ def _query_int(value: Any) -> Any:
     return value
 
 
+def _integral(value: Any) -> Any:
+    """JSON Schema counts ``3.0`` as an integer, so the API does too (never ``true``)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 def _iso(value: datetime) -> str:
     return value.isoformat()
 
@@ -149,6 +157,9 @@ RunAt = Annotated[
 
 Timestamp = Annotated[datetime, PlainSerializer(_iso, return_type=str)]
 """A date-time answered as RFC 3339 with its offset (``+00:00``)."""
+
+Integer = BeforeValidator(_integral)
+"""Put on an integer field of a body: ``3.0`` is accepted as ``3``, as JSON Schema has it."""
 
 Count = Annotated[int, Field(ge=0)]
 """How many."""

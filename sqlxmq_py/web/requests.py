@@ -22,6 +22,7 @@ from .fields import (
     MAX_RESULT_TIMEOUT_S,
     MAX_THROUGHPUT_MINUTES,
     Ids,
+    Integer,
     JobId,
     Model,
     PositiveSeconds,
@@ -117,10 +118,10 @@ class SpawnRequest(Model):
         description="Run no earlier than this time: RFC 3339 with an offset, in the years 1970 "
         "to 8998. Not together with delay.",
     )
-    priority: Annotated[int, Field(ge=-_PRIORITY, le=_PRIORITY)] | None = Field(
+    priority: Annotated[int, Field(ge=-_PRIORITY, le=_PRIORITY), Integer] | None = Field(
         None, description="Higher runs first within the channel group (default 0)."
     )
-    retries: Annotated[int, Field(ge=0, le=_PRIORITY - 1)] | None = Field(
+    retries: Annotated[int, Field(ge=0, le=_PRIORITY - 1), Integer] | None = Field(
         None, description="Retries after a failed first attempt (default 4)."
     )
     retry_backoff: Seconds | None = Field(
