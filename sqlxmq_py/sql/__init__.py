@@ -78,6 +78,11 @@ QueryName = Literal[
     "list_jobs_by_key",
     "queue_counts_estimated",
     "web_channel_names",
+    "batch_link",
+    "batch_seal",
+    "batch_status",
+    "batch_members",
+    "batch_cancel",
 ]
 
 _NAME_LINE = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
