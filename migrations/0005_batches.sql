@@ -129,15 +129,19 @@ BEGIN
     PERFORM mq_batch_release(v.on_finish);
     IF v.failed + v.cancelled = 0 THEN
         PERFORM mq_batch_release(v.on_success);
-        PERFORM mq_cancel_now(
-            ARRAY(SELECT c FROM unnest(ARRAY[v.on_discard]) AS c WHERE c IS NOT NULL),
-            'batch ' || p_batch || ' completed: no member was discarded'
-        );
     ELSE
         PERFORM mq_cancel_now(
             ARRAY(SELECT c FROM unnest(ARRAY[v.on_success]) AS c WHERE c IS NOT NULL),
             'batch ' || p_batch || ' finished with ' || v.failed || ' failed and '
                 || v.cancelled || ' cancelled members'
+        );
+    END IF;
+    IF v.discarded_at IS NULL THEN
+        -- (a batch whose failed member was retried by hand into completing keeps the
+        -- on_discard it already released)
+        PERFORM mq_cancel_now(
+            ARRAY(SELECT c FROM unnest(ARRAY[v.on_discard]) AS c WHERE c IS NOT NULL),
+            'batch ' || p_batch || ' completed: no member was discarded'
         );
     END IF;
 END;
