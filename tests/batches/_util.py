@@ -73,4 +73,6 @@ def callback_states(db: psycopg.Connection[Any], batch_id: uuid.UUID) -> dict[st
     ).fetchone()
     assert row is not None
     kinds = ("on_success", "on_finish", "on_discard")
-    return {kind: callback_state(db, job_id) for kind, job_id in zip(kinds, row) if job_id}
+    return {
+        kind: callback_state(db, job_id) for kind, job_id in zip(kinds, row, strict=True) if job_id
+    }

@@ -53,8 +53,10 @@ def test_all_completed_releases_success_and_finish_and_cancels_discard(
         settle(conn, f"m{i}", "complete", result={"square": i * i})
     status = _status(conn, spawned.id)
     assert _counts(status) == (0, 3, 0, 0)
-    assert status.state == "finished" and status.succeeded
-    assert status.expires_at is not None and status.finished_at is not None
+    assert status.state == "finished"
+    assert status.succeeded
+    assert status.expires_at is not None
+    assert status.finished_at is not None
     assert status.expires_at - status.finished_at == timedelta(days=7)
     assert callback_states(db, spawned.id) == {
         "on_success": "released",
@@ -76,7 +78,8 @@ def test_a_member_failing_for_good_releases_discard_at_once(
     conn.commit()
     assert settle(conn, "m1", "fail") == "failed"
     status = _status(conn, spawned.id)
-    assert _counts(status) == (2, 0, 1, 0) and status.discarded_at is not None
+    assert _counts(status) == (2, 0, 1, 0)
+    assert status.discarded_at is not None
     assert callback_states(db, spawned.id) == {
         "on_success": "waiting",
         "on_finish": "waiting",
@@ -85,7 +88,8 @@ def test_a_member_failing_for_good_releases_discard_at_once(
     settle(conn, "m0", "complete")
     settle(conn, "m2", "complete")
     status = _status(conn, spawned.id)
-    assert _counts(status) == (0, 2, 1, 0) and status.succeeded is False
+    assert _counts(status) == (0, 2, 1, 0)
+    assert status.succeeded is False
     assert callback_states(db, spawned.id) == {
         "on_success": "cancelled",
         "on_finish": "released",
@@ -93,7 +97,8 @@ def test_a_member_failing_for_good_releases_discard_at_once(
     }
     assert "1 failed and 0 cancelled" in _reason(db, status.on_success)
     (failed,) = batch_results(conn, spawned.id, state="failed")
-    assert failed.job_id == spawned.member_ids[1] and failed.error == "broke"
+    assert failed.job_id == spawned.member_ids[1]
+    assert failed.error == "broke"
 
 
 def test_a_member_that_fails_then_succeeds_on_a_retry_is_a_success(
@@ -104,7 +109,8 @@ def test_a_member_that_fails_then_succeeds_on_a_retry_is_a_success(
     assert settle(conn, "m0", "fail") == "retrying"
     assert settle(conn, "m0", "fail") == "retrying"
     status = _status(conn, spawned.id)
-    assert _counts(status) == (2, 0, 0, 0) and status.discarded_at is None
+    assert _counts(status) == (2, 0, 0, 0)
+    assert status.discarded_at is None
     settle(conn, "m0", "complete", result="third time")
     settle(conn, "m1", "complete")
     assert callback_states(db, spawned.id) == {
@@ -126,9 +132,11 @@ def test_a_lease_that_expires_on_the_last_attempt_counts_as_failed(
     assert fetch(conn, ["nothing"]) == []
     conn.commit()
     status = _status(conn, spawned.id)
-    assert _counts(status) == (0, 0, 1, 0) and status.state == "finished"
+    assert _counts(status) == (0, 0, 1, 0)
+    assert status.state == "finished"
     (failed,) = batch_results(conn, spawned.id)
-    assert failed.error is not None and "lease expired" in failed.error
+    assert failed.error is not None
+    assert "lease expired" in failed.error
 
 
 def test_a_failed_member_retried_by_hand_is_pending_again(
@@ -180,11 +188,10 @@ def test_cancelled_members_count_as_cancelled(
     conn.commit()
     settle(conn, "m2", "complete")
     status = _status(conn, spawned.id)
-    assert _counts(status) == (0, 1, 0, 2) and status.state == "finished"
+    assert _counts(status) == (0, 1, 0, 2)
+    assert status.state == "finished"
     assert "0 failed and 2 cancelled" in _reason(db, status.on_success)
-    assert {m.state for m in batch_results(conn, spawned.id, state="cancelled")} == {
-        "cancelled"
-    }
+    assert {m.state for m in batch_results(conn, spawned.id, state="cancelled")} == {"cancelled"}
 
 
 def test_cancel_batch_seals_and_cancels_the_pending_members(
@@ -197,12 +204,14 @@ def test_cancel_batch_seals_and_cancels_the_pending_members(
     assert cancel_batch(conn, spawned.id, "no longer needed") == (1, 1)
     conn.commit()
     status = _status(conn, spawned.id)
-    assert status.sealed and _counts(status) == (1, 1, 0, 1)
+    assert status.sealed
+    assert _counts(status) == (1, 1, 0, 1)
     assert callback_states(db, spawned.id)["on_finish"] == "waiting"
     complete(conn, fetched)  # the running member finished anyway
     conn.commit()
     status = _status(conn, spawned.id)
-    assert _counts(status) == (0, 2, 0, 1) and status.state == "finished"
+    assert _counts(status) == (0, 2, 0, 1)
+    assert status.state == "finished"
     cancelled = batch_results(conn, spawned.id, state="cancelled")
     assert [m.error for m in cancelled] == ["no longer needed"]
 
@@ -214,7 +223,8 @@ def test_a_member_deleted_by_hand_counts_as_cancelled(
     conn.commit()
     db.execute("DELETE FROM mq_jobs WHERE id = %s", (spawned.member_ids[0],))
     status = _status(conn, spawned.id)
-    assert _counts(status) == (0, 0, 0, 1) and status.state == "finished"
+    assert _counts(status) == (0, 0, 0, 1)
+    assert status.state == "finished"
     assert batch_results(conn, spawned.id)[0].error == "deleted from the queue"
 
 
@@ -227,7 +237,8 @@ def test_a_two_phase_member_discarded_at_its_deadline_counts_as_cancelled(
     events = db.execute("SELECT event FROM mq_maintain()").fetchall()
     assert ("uncommitted_job_discarded",) in events
     status = _status(conn, spawned.id)
-    assert _counts(status) == (0, 0, 0, 1) and status.state == "finished"
+    assert _counts(status) == (0, 0, 0, 1)
+    assert status.state == "finished"
 
 
 def test_a_rolled_back_settlement_counts_nothing(
@@ -272,5 +283,6 @@ def test_one_transaction_settling_members_of_several_batches(
     conn.commit()
     for spawned in (first, second):
         status = _status(conn, spawned.id)
-        assert _counts(status) == (0, 2, 0, 0) and status.succeeded
+        assert _counts(status) == (0, 2, 0, 0)
+        assert status.succeeded
         assert callback_states(db, spawned.id)["on_success"] == "released"

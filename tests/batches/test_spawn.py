@@ -54,7 +54,9 @@ def test_spawn_writes_members_and_holds_callbacks_back(
     assert len(spawned.member_ids) == 3
     status = spawned.status
     assert (status.total, status.pending, status.completed) == (3, 3, 0)
-    assert status.sealed and status.state == "running" and status.succeeded is None
+    assert status.sealed
+    assert status.state == "running"
+    assert status.succeeded is None
     rows = db.execute(
         "SELECT id, state::text, batch_id FROM mq_jobs WHERE id = ANY(%s) ORDER BY id",
         (spawned.member_ids,),
@@ -66,9 +68,7 @@ def test_spawn_writes_members_and_holds_callbacks_back(
         "on_discard": "waiting",
     }
     # callbacks are no members
-    assert db.execute(
-        "SELECT count(*) FROM mq_jobs WHERE batch_id IS NOT NULL"
-    ).fetchone() == (3,)
+    assert db.execute("SELECT count(*) FROM mq_jobs WHERE batch_id IS NOT NULL").fetchone() == (3,)
     assert [m.state for m in batch_results(conn, spawned.id)] == ["pending"] * 3
 
 
@@ -92,7 +92,8 @@ def test_spawn_and_add_are_one_round_trip_each(
     assert (syncs_spawn, syncs_all) == (1, 2)
     conn.commit()
     status = batch_status(conn, spawned.id)
-    assert status is not None and status.total == 55
+    assert status is not None
+    assert status.total == 55
 
 
 def test_the_builders_given_are_not_changed(conn: psycopg.Connection[Any]) -> None:
@@ -103,7 +104,8 @@ def test_the_builders_given_are_not_changed(conn: psycopg.Connection[Any]) -> No
     batch.spawn(conn, builders)  # the same builders again: new ids, no duplicate key
     conn.commit()
     assert all(b._id is None and not b.headers for b in builders)
-    assert on_success._id is None and not on_success.headers
+    assert on_success._id is None
+    assert not on_success.headers
 
 
 def test_members_and_callbacks_carry_the_batch_header(
@@ -166,7 +168,8 @@ def test_autocommit_connections_and_pools(
     second = _batch().spawn(pool, members(2))
     for spawned in (first, second):
         status = batch_status(db, spawned.id)
-        assert status is not None and status.total == 2
+        assert status is not None
+        assert status.total == 2
 
 
 async def test_async_connections_and_pools(
@@ -174,16 +177,19 @@ async def test_async_connections_and_pools(
 ) -> None:
     spawned = await _batch().spawn(aconn, members(2), seal=False)
     added = await add(aconn, spawned.id, members(1, prefix="x"))
-    assert added.member_ids != spawned.member_ids and added.status.total == 3
+    assert added.member_ids != spawned.member_ids
+    assert added.status.total == 3
     sealed = await seal(aconn, spawned.id)
     assert sealed.sealed
     await aconn.commit()
     status = await batch_status(apool, spawned.id)
-    assert status is not None and status.total == 3
+    assert status is not None
+    assert status.total == 3
     assert len(await batch_results(apool, spawned.id)) == 3
     assert await cancel_batch(apool, spawned.id) == (3, 0)
     finished = await batch_status(apool, spawned.id)
-    assert finished is not None and finished.state == "finished"
+    assert finished is not None
+    assert finished.state == "finished"
     assert (finished.cancelled, finished.succeeded) == (3, False)
 
 
@@ -194,7 +200,9 @@ def test_an_open_batch_does_not_finish_until_sealed(
     conn.commit()
     settle(conn, "m0", "complete")
     status = batch_status(conn, spawned.id)
-    assert status is not None and status.state == "open" and status.pending == 0
+    assert status is not None
+    assert status.state == "open"
+    assert status.pending == 0
     assert callback_states(db, spawned.id)["on_success"] == "waiting"
     add(conn, spawned.id, members(1, prefix="late"))
     conn.commit()
@@ -217,7 +225,8 @@ def test_sealing_a_batch_whose_members_all_ended_finishes_it(
     settle(conn, "m0", "complete")
     status = seal(conn, spawned.id)
     conn.commit()
-    assert status.state == "finished" and status.succeeded
+    assert status.state == "finished"
+    assert status.succeeded
     assert callback_states(db, spawned.id)["on_finish"] == "released"
     assert seal(conn, spawned.id).finished_at == status.finished_at  # sealing again: no change
 
@@ -227,7 +236,8 @@ def test_empty_batches_are_refused(conn: psycopg.Connection[Any]) -> None:
         _batch().spawn(conn, [])
     spawned = _batch().spawn(conn, [], seal=False)
     conn.commit()
-    assert spawned.status.total == 0 and spawned.status.state == "open"
+    assert spawned.status.total == 0
+    assert spawned.status.state == "open"
     with pytest.raises(EmptyBatchError, match="no member"):
         seal(conn, spawned.id)
     conn.rollback()
@@ -291,7 +301,8 @@ def test_bad_builders_are_refused(conn: psycopg.Connection[Any]) -> None:
 def test_a_batch_is_immutable_and_reusable() -> None:
     base = Batch()
     with_success = base.on_success(callback.builder())
-    assert base.callbacks == {} and set(with_success.callbacks) == {"on_success"}
+    assert base.callbacks == {}
+    assert set(with_success.callbacks) == {"on_success"}
     assert "on_success" in repr(with_success)
 
 
@@ -309,7 +320,8 @@ def test_a_member_can_be_a_continuation(
     assert status is not None
     assert (status.pending, status.cancelled, status.state) == (0, 1, "finished")
     (only,) = batch_results(conn, spawned.id)
-    assert only.state == "cancelled" and only.error is not None
+    assert only.state == "cancelled"
+    assert only.error is not None
     assert callback_states(db, spawned.id) == {
         "on_success": "cancelled",
         "on_finish": "released",
