@@ -254,7 +254,8 @@ CREATE TRIGGER mq_jobs_batch_member_failed_trg
 -- the same round trip) members and callbacks of a batch. With p_create, the batch is new;
 -- otherwise it must exist and not have finished (it is locked first: members settling
 -- concurrently wait, and then count the new members as pending). p_members are the members'
--- ids in spawn order; a member already gone (a continuation whose parent had failed, cancelled
+-- ids in spawn order (those not kept in the history are kept for the batch's retain_for, so
+-- that their results reach it); a member already gone (a continuation whose parent had failed, cancelled
 -- by its own spawn) is counted as cancelled. p_callbacks holds the ids of on_success,
 -- on_finish and on_discard (NULL where none). With p_seal, the batch is sealed. Returns the
 -- batch's counts.
@@ -302,6 +303,11 @@ BEGIN
     )
     SELECT coalesce(array_agg(l.id), '{}') INTO v_linked FROM linked AS l;
     v_gone := ARRAY(SELECT unnest(p_members) EXCEPT SELECT unnest(v_linked));
+    IF NOT p_create THEN
+        -- members added later are kept as long as the batch's first ones (spawn sets those)
+        UPDATE mq_payloads AS p SET retain_for = v.retain_for
+        WHERE p.id = ANY(v_linked) AND coalesce(p.retain_for, interval '0') <= interval '0';
+    END IF;
     INSERT INTO mq_batch_members (job_id, batch_id, state, error, finished_at)
     SELECT u.id, p_batch,
         CASE WHEN u.id = ANY(v_gone) THEN 'cancelled' END,

@@ -208,16 +208,16 @@ def prepare(
     batch_id: uuid.UUID,
     members: Sequence[JobBuilder[Any]],
     callbacks: dict[CallbackKind, JobBuilder[Any]],
-    retain_for: timedelta,
+    retain_for: timedelta | None,
 ) -> Prepared:
     """Copies of the builders (the caller's are left as they were) with their ids, the batch's
-    header, and, for members not kept long enough to leave their result to the batch, the
-    batch's ``retain_for``."""
+    header, and, for members not kept in the history (which then could not leave their result
+    to the batch), ``retain_for`` (None: ``batch_link`` sets the batch's own)."""
     fresh = iter(new_job_ids(len(members) + len(callbacks)))
     prepared = []
     for b in members:
         member = _with_batch(b, batch_id, next(fresh))
-        if not member._retain_for:
+        if retain_for is not None and not member._retain_for:
             member.set_retain_for(retain_for)
         prepared.append(member)
     callback_ids: dict[CallbackKind, uuid.UUID] = {}
@@ -236,7 +236,7 @@ def link_params(
     prepared: Prepared,
     *,
     create: bool,
-    retain_for: timedelta,
+    retain_for: timedelta | None,
     seal: bool,
 ) -> dict[str, object]:
     """The parameters of ``batch_link``."""

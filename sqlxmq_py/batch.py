@@ -248,10 +248,8 @@ def add(
     checked = check_members(members)
     if not checked:
         raise EmptyBatchError("add() needs at least one member")
-    prepared = prepare(checked_id, checked, {}, DEFAULT_RETAIN_FOR)
-    params = link_params(
-        checked_id, prepared, create=False, retain_for=DEFAULT_RETAIN_FOR, seal=False
-    )
+    prepared = prepare(checked_id, checked, {}, None)
+    params = link_params(checked_id, prepared, create=False, retain_for=None, seal=False)
     return _link(conn, prepared.member_ids, prepared, params)
 
 

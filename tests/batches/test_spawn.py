@@ -145,6 +145,13 @@ def test_members_not_kept_are_kept_for_the_batch(conn: psycopg.Connection[Any]) 
         (spawned.member_ids,),
     ).fetchall()
     assert rows == [(timedelta(hours=2),), (timedelta(days=30),)]
+    added = add(conn, spawned.id, [*members(1, prefix="late"), kept.copy()])
+    conn.commit()
+    rows = conn.execute(
+        "SELECT retain_for FROM mq_payloads WHERE id = ANY(%s) ORDER BY id",
+        (added.member_ids,),
+    ).fetchall()
+    assert rows == [(timedelta(hours=2),), (timedelta(days=30),)]
 
 
 def test_a_rolled_back_spawn_leaves_nothing(
