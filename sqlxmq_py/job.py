@@ -184,8 +184,8 @@ class NamedJob(Generic[P, R, T]):
     def wait_for_result(
         self, conn: AnyConnection, job_id: uuid.UUID, timeout: float | None = None
     ) -> Any:
-        """:func:`sqlxmq_py.results.wait_for_result` for one of this job's runs, with the result decoded
-        (and validated) as the job's declared return type.
+        """:func:`sqlxmq_py.results.wait_for_result` for one of this job's runs, with the result
+        decoded (and validated) as the job's declared return type.
 
         Raises:
             PayloadError: the stored result does not validate as the declared type.

@@ -1,6 +1,6 @@
 """The current definition of every table, index, sequence, SQL function and trigger, as the
 replayed migrations leave them: generated into ``sqlxmq_py/sql/schema.sql``, so that one file
-answers "what does ``mq_insert`` do now?" without reading four migrations in order.
+answers "what does ``mq_insert`` do now?" without reading the migrations in order.
 
 Regenerate it after changing a migration (a test fails while it is stale)::
 

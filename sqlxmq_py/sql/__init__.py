@@ -79,6 +79,11 @@ QueryName = Literal[
     "queue_counts_estimated",
     "web_channel_names",
     "schema_objects",
+    "batch_link",
+    "batch_seal",
+    "batch_status",
+    "batch_members",
+    "batch_cancel",
 ]
 
 _NAME_LINE = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)

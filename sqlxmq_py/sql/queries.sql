@@ -946,3 +946,56 @@ SELECT o.kind, o.name, o.ddl FROM (
     WHERE c.relnamespace = current_schema()::regnamespace AND NOT t.tgisinternal
 ) AS o
 ORDER BY o.kind, o.name COLLATE "C"
+
+-- Batches (sqlxmq_py.batch; migrations 0005_batches.sql). Each statement returns a batch's
+-- row with these columns, in this order (sqlxmq_py._batch_spec.read_status).
+
+-- name: batch_link
+-- Sent in one pipeline after the usual spawn statement of the members and callbacks.
+SELECT b.id, b.total, b.pending, b.completed, b.failed, b.cancelled, b.sealed, b.on_success,
+    b.on_finish, b.on_discard, b.retain_for, b.created_at, b.discarded_at, b.finished_at,
+    b.expires_at
+FROM mq_batch_link(
+    %(batch_id)s::uuid, %(create)s::boolean, %(members)s::uuid[], %(callbacks)s::uuid[],
+    %(retain_for)s::interval, %(seal)s::boolean
+) AS b
+
+-- name: batch_seal
+SELECT b.id, b.total, b.pending, b.completed, b.failed, b.cancelled, b.sealed, b.on_success,
+    b.on_finish, b.on_discard, b.retain_for, b.created_at, b.discarded_at, b.finished_at,
+    b.expires_at
+FROM mq_batch_seal(%(batch_id)s::uuid) AS b
+
+-- name: batch_status
+SELECT b.id, b.total, b.pending, b.completed, b.failed, b.cancelled, b.sealed, b.on_success,
+    b.on_finish, b.on_discard, b.retain_for, b.created_at, b.discarded_at, b.finished_at,
+    b.expires_at
+FROM mq_batches AS b
+WHERE b.id = %(batch_id)s::uuid
+
+-- name: batch_members
+-- In spawn order (members' ids are time-ordered), optionally of one state ('pending' is NULL).
+SELECT m.job_id, m.state, m.result::text, m.error, m.finished_at
+FROM mq_batch_members AS m
+WHERE m.batch_id = %(batch_id)s::uuid
+  AND (%(state)s::text IS NULL
+       OR m.state IS NOT DISTINCT FROM nullif(%(state)s::text, 'pending'))
+ORDER BY m.job_id
+
+-- name: batch_cancel
+-- Seals the batch (when it has members) and cancels its pending members: waiting ones at
+-- once, running ones by asking their runner to stop. Returns how many of each.
+WITH sealed AS (
+    SELECT count(*) AS n FROM mq_batch_seal(%(batch_id)s::uuid)
+), cancelled AS (
+    SELECT c.outcome FROM sealed, mq_cancel(
+        ARRAY(
+            SELECT m.job_id FROM mq_batch_members AS m
+            WHERE m.batch_id = %(batch_id)s::uuid AND m.state IS NULL
+        ),
+        %(reason)s::text
+    ) AS c
+)
+SELECT count(*) FILTER (WHERE outcome = 'cancelled'),
+    count(*) FILTER (WHERE outcome = 'requested')
+FROM cancelled

@@ -4,6 +4,40 @@
 
 -- tables
 
+CREATE TABLE mq_batch_members (
+    job_id uuid NOT NULL,
+    batch_id uuid NOT NULL,
+    state text,
+    result json,
+    error text,
+    finished_at timestamp with time zone,
+    CONSTRAINT mq_batch_members_batch_id_fkey FOREIGN KEY (batch_id) REFERENCES mq_batches(id) ON DELETE CASCADE,
+    CONSTRAINT mq_batch_members_changed_trg TRIGGER DEFERRABLE INITIALLY DEFERRED,
+    CONSTRAINT mq_batch_members_pkey PRIMARY KEY (job_id),
+    CONSTRAINT mq_batch_members_state_check CHECK ((state = ANY (ARRAY['completed'::text, 'failed'::text, 'cancelled'::text])))
+);
+
+CREATE TABLE mq_batches (
+    id uuid NOT NULL,
+    total integer NOT NULL DEFAULT 0,
+    pending integer NOT NULL DEFAULT 0,
+    completed integer NOT NULL DEFAULT 0,
+    failed integer NOT NULL DEFAULT 0,
+    cancelled integer NOT NULL DEFAULT 0,
+    sealed boolean NOT NULL DEFAULT false,
+    on_success uuid,
+    on_finish uuid,
+    on_discard uuid,
+    retain_for interval NOT NULL,
+    created_at timestamp with time zone NOT NULL DEFAULT now(),
+    discarded_at timestamp with time zone,
+    finished_at timestamp with time zone,
+    expires_at timestamp with time zone,
+    CONSTRAINT mq_batches_counts_check CHECK (((pending >= 0) AND (completed >= 0) AND (failed >= 0) AND (cancelled >= 0) AND (total = (((pending + completed) + failed) + cancelled)))),
+    CONSTRAINT mq_batches_finished_check CHECK (((finished_at IS NULL) OR (sealed AND (pending = 0)))),
+    CONSTRAINT mq_batches_pkey PRIMARY KEY (id)
+);
+
 CREATE TABLE mq_channel_limits (
     channel_name text NOT NULL,
     max_running integer NOT NULL,
@@ -57,6 +91,7 @@ CREATE TABLE mq_jobs (
     has_children boolean NOT NULL DEFAULT false,
     cancel_requested boolean NOT NULL DEFAULT false,
     payload_size integer NOT NULL DEFAULT 0,
+    batch_id uuid,
     CONSTRAINT mq_jobs_attempt_at_bound_check CHECK ((attempt_at < '9000-01-01 00:00:00+00'::timestamp with time zone)),
     CONSTRAINT mq_jobs_attempts_check CHECK (((attempts >= 0) AND (max_attempts >= 1))),
     CONSTRAINT mq_jobs_channel_args_length CHECK ((octet_length(channel_args) <= 1000)) NOT VALID,
@@ -151,6 +186,10 @@ CREATE SEQUENCE mq_ord_seq AS bigint INCREMENT 1 MINVALUE 1 MAXVALUE 92233720368
 
 -- indexes
 
+CREATE INDEX mq_batch_members_batch_idx ON public.mq_batch_members USING btree (batch_id, job_id);
+
+CREATE INDEX mq_batches_expires_idx ON public.mq_batches USING btree (expires_at) WHERE (expires_at IS NOT NULL);
+
 CREATE INDEX mq_deps_child_idx ON public.mq_deps USING btree (child_id);
 
 CREATE INDEX mq_history_channel_idx ON public.mq_history USING btree ("left"(channel_name, 512), state, id);
@@ -211,6 +250,197 @@ AS $function$
         ORDER BY a.n DESC
         LIMIT 25
     ) AS x
+$function$;
+
+CREATE OR REPLACE FUNCTION public.mq_batch_link(p_batch uuid, p_create boolean, p_members uuid[], p_callbacks uuid[], p_retain_for interval, p_seal boolean)
+ RETURNS SETOF mq_batches
+ LANGUAGE plpgsql
+AS $function$
+DECLARE
+    v mq_batches%ROWTYPE;
+    v_linked uuid[];
+    v_gone uuid[];
+BEGIN
+    IF p_create THEN
+        -- expired batches go as new ones come: no sweeper needed
+        DELETE FROM mq_batches AS b
+        WHERE b.id = ANY(ARRAY(
+            SELECT x.id FROM mq_batches AS x WHERE x.expires_at <= now()
+            ORDER BY x.expires_at LIMIT 100
+        ));
+        INSERT INTO mq_batches (id, on_success, on_finish, on_discard, retain_for)
+        VALUES (p_batch, p_callbacks[1], p_callbacks[2], p_callbacks[3], p_retain_for)
+        RETURNING * INTO v;
+        UPDATE mq_jobs AS j SET state = 'w'
+        WHERE j.id = ANY(p_callbacks) AND j.state IN ('r', 's');
+    ELSE
+        SELECT * INTO v FROM mq_batches AS b WHERE b.id = p_batch FOR NO KEY UPDATE;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'batch % does not exist (or expired)', p_batch
+                USING ERRCODE = 'MQB01';
+        END IF;
+        IF v.finished_at IS NOT NULL THEN
+            RAISE EXCEPTION 'batch % already finished at %', p_batch, v.finished_at
+                USING ERRCODE = 'MQB02';
+        END IF;
+    END IF;
+    WITH linked AS (
+        UPDATE mq_jobs AS j SET batch_id = p_batch
+        WHERE j.id = ANY(p_members) AND j.batch_id IS NULL
+        RETURNING j.id
+    )
+    SELECT coalesce(array_agg(l.id), '{}') INTO v_linked FROM linked AS l;
+    v_gone := ARRAY(SELECT unnest(p_members) EXCEPT SELECT unnest(v_linked));
+    IF NOT p_create THEN
+        -- members added later are kept as long as the batch's first ones (spawn sets those)
+        UPDATE mq_payloads AS p SET retain_for = v.retain_for
+        WHERE p.id = ANY(v_linked) AND coalesce(p.retain_for, interval '0') <= interval '0';
+    END IF;
+    INSERT INTO mq_batch_members (job_id, batch_id, state, error, finished_at)
+    SELECT u.id, p_batch,
+        CASE WHEN u.id = ANY(v_gone) THEN 'cancelled' END,
+        CASE WHEN u.id = ANY(v_gone) THEN coalesce(
+            (SELECT h.last_error FROM mq_history AS h WHERE h.id = u.id),
+            'gone before it joined the batch'
+        ) END,
+        CASE WHEN u.id = ANY(v_gone) THEN now() END
+    FROM unnest(p_members) AS u(id);
+    UPDATE mq_batches AS b
+    SET total = b.total + cardinality(p_members),
+        pending = b.pending + cardinality(v_linked),
+        cancelled = b.cancelled + cardinality(v_gone),
+        sealed = b.sealed OR p_seal
+    WHERE b.id = p_batch;
+    PERFORM mq_batch_settle(p_batch);
+    RETURN QUERY SELECT * FROM mq_batches AS b WHERE b.id = p_batch;
+END;
+$function$;
+
+CREATE OR REPLACE FUNCTION public.mq_batch_members_changed()
+ RETURNS trigger
+ LANGUAGE plpgsql
+AS $function$
+DECLARE
+    v_touched text := coalesce(current_setting('mq.batches_touched', true), '');
+BEGIN
+    IF v_touched <> '' THEN
+        -- every batch this transaction touched, locked in one order (no deadlock between two
+        -- transactions that settle members of the same batches)
+        PERFORM 1 FROM mq_batches AS b
+        WHERE b.id = ANY(string_to_array(rtrim(v_touched, ','), ',')::uuid[])
+        ORDER BY b.id
+        FOR NO KEY UPDATE;
+        PERFORM set_config('mq.batches_touched', '', true);
+    END IF;
+    UPDATE mq_batches AS b
+    SET pending = b.pending - (OLD.state IS NULL)::integer + (NEW.state IS NULL)::integer,
+        completed = b.completed + (NEW.state IS NOT DISTINCT FROM 'completed')::integer
+            - (OLD.state IS NOT DISTINCT FROM 'completed')::integer,
+        failed = b.failed + (NEW.state IS NOT DISTINCT FROM 'failed')::integer
+            - (OLD.state IS NOT DISTINCT FROM 'failed')::integer,
+        cancelled = b.cancelled + (NEW.state IS NOT DISTINCT FROM 'cancelled')::integer
+            - (OLD.state IS NOT DISTINCT FROM 'cancelled')::integer
+    WHERE b.id = NEW.batch_id;
+    IF FOUND THEN
+        PERFORM mq_batch_settle(NEW.batch_id);
+    END IF;
+    RETURN NULL;
+END;
+$function$;
+
+CREATE OR REPLACE FUNCTION public.mq_batch_release(p_job uuid)
+ RETURNS void
+ LANGUAGE plpgsql
+AS $function$
+DECLARE
+    v_channel text;
+BEGIN
+    IF p_job IS NULL THEN
+        RETURN;
+    END IF;
+    UPDATE mq_jobs AS j
+    SET attempt_at = greatest(j.attempt_at, now()),
+        state = mq_runnable_state(j.id, j.channel_name, j.channel_args, j.ord_seq,
+                                  greatest(j.attempt_at, now()))
+    WHERE j.id = p_job AND j.state = 'w'
+    RETURNING j.channel_name INTO v_channel;
+    IF FOUND THEN
+        PERFORM mq_wake(ARRAY[v_channel], 's');
+    END IF;
+END;
+$function$;
+
+CREATE OR REPLACE FUNCTION public.mq_batch_seal(p_batch uuid)
+ RETURNS SETOF mq_batches
+ LANGUAGE plpgsql
+AS $function$
+DECLARE
+    v mq_batches%ROWTYPE;
+BEGIN
+    SELECT * INTO v FROM mq_batches AS b WHERE b.id = p_batch FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'batch % does not exist (or expired)', p_batch USING ERRCODE = 'MQB01';
+    END IF;
+    IF v.total = 0 THEN
+        RAISE EXCEPTION 'batch % has no member to wait for', p_batch USING ERRCODE = 'MQB03';
+    END IF;
+    UPDATE mq_batches AS b SET sealed = true WHERE b.id = p_batch AND NOT b.sealed;
+    PERFORM mq_batch_settle(p_batch);
+    RETURN QUERY SELECT * FROM mq_batches AS b WHERE b.id = p_batch;
+END;
+$function$;
+
+CREATE OR REPLACE FUNCTION public.mq_batch_settle(p_batch uuid)
+ RETURNS void
+ LANGUAGE plpgsql
+AS $function$
+DECLARE
+    v mq_batches%ROWTYPE;
+BEGIN
+    UPDATE mq_batches AS b SET discarded_at = now()
+    WHERE b.id = p_batch AND b.discarded_at IS NULL AND b.failed + b.cancelled > 0
+    RETURNING b.* INTO v;
+    IF FOUND THEN
+        PERFORM mq_batch_release(v.on_discard);
+    END IF;
+    UPDATE mq_batches AS b SET finished_at = now(), expires_at = now() + b.retain_for
+    WHERE b.id = p_batch AND b.finished_at IS NULL AND b.sealed AND b.pending = 0
+    RETURNING b.* INTO v;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    PERFORM mq_batch_release(v.on_finish);
+    IF v.failed + v.cancelled = 0 THEN
+        PERFORM mq_batch_release(v.on_success);
+    ELSE
+        PERFORM mq_cancel_now(
+            ARRAY(SELECT c FROM unnest(ARRAY[v.on_success]) AS c WHERE c IS NOT NULL),
+            'batch ' || p_batch || ' finished with ' || v.failed || ' failed and '
+                || v.cancelled || ' cancelled members'
+        );
+    END IF;
+    IF v.discarded_at IS NULL THEN
+        -- (a batch whose failed member was retried by hand into completing keeps the
+        -- on_discard it already released)
+        PERFORM mq_cancel_now(
+            ARRAY(SELECT c FROM unnest(ARRAY[v.on_discard]) AS c WHERE c IS NOT NULL),
+            'batch ' || p_batch || ' completed: no member was discarded'
+        );
+    END IF;
+END;
+$function$;
+
+CREATE OR REPLACE FUNCTION public.mq_batch_touch(p_batch uuid)
+ RETURNS void
+ LANGUAGE plpgsql
+AS $function$
+DECLARE
+    v_touched text := coalesce(current_setting('mq.batches_touched', true), '');
+BEGIN
+    IF strpos(v_touched, p_batch::text) = 0 THEN
+        PERFORM set_config('mq.batches_touched', v_touched || p_batch::text || ',', true);
+    END IF;
+END;
 $function$;
 
 CREATE OR REPLACE FUNCTION public.mq_cancel(p_ids uuid[], p_reason text DEFAULT 'cancelled'::text)
@@ -777,6 +1007,58 @@ BEGIN
     ), 's');
 
     RETURN QUERY SELECT u.pos::integer, u.id FROM unnest(v_ids) WITH ORDINALITY AS u(id, pos);
+END;
+$function$;
+
+CREATE OR REPLACE FUNCTION public.mq_jobs_batch_member_failed()
+ RETURNS trigger
+ LANGUAGE plpgsql
+AS $function$
+BEGIN
+    IF NEW.state = 'f' THEN
+        UPDATE mq_batch_members AS m
+        SET state = 'failed', result = NULL, finished_at = now(),
+            error = (SELECT p.last_error FROM mq_payloads AS p WHERE p.id = NEW.id)
+        WHERE m.job_id = NEW.id;
+    ELSE
+        UPDATE mq_batch_members AS m
+        SET state = NULL, result = NULL, error = NULL, finished_at = NULL
+        WHERE m.job_id = NEW.id;
+    END IF;
+    IF FOUND THEN
+        PERFORM mq_batch_touch(NEW.batch_id);
+    END IF;
+    RETURN NULL;
+END;
+$function$;
+
+CREATE OR REPLACE FUNCTION public.mq_jobs_batch_member_gone()
+ RETURNS trigger
+ LANGUAGE plpgsql
+AS $function$
+DECLARE
+    v_state text;
+    v_result json;
+    v_error text;
+BEGIN
+    IF current_setting('mq.replacing', true) = 'on'
+       OR (OLD.state = 'f' AND current_setting('mq.cancelling', true) IS DISTINCT FROM 'on') THEN
+        RETURN NULL;
+    END IF;
+    SELECT h.state, h.result, h.last_error INTO v_state, v_result, v_error
+    FROM mq_history AS h WHERE h.id = OLD.id;
+    IF v_state IS DISTINCT FROM 'completed' THEN
+        v_state := 'cancelled';
+        v_result := NULL;
+        v_error := coalesce(v_error, 'deleted from the queue');
+    END IF;
+    UPDATE mq_batch_members AS m
+    SET state = v_state, result = v_result, error = v_error, finished_at = now()
+    WHERE m.job_id = OLD.id AND m.state IS DISTINCT FROM v_state;
+    IF FOUND THEN
+        PERFORM mq_batch_touch(OLD.batch_id);
+    END IF;
+    RETURN NULL;
 END;
 $function$;
 
@@ -1630,6 +1912,12 @@ END;
 $function$;
 
 -- triggers
+
+CREATE CONSTRAINT TRIGGER mq_batch_members_changed_trg AFTER UPDATE OF state ON public.mq_batch_members DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN ((old.state IS DISTINCT FROM new.state)) EXECUTE FUNCTION mq_batch_members_changed();
+
+CREATE TRIGGER mq_jobs_batch_member_failed_trg AFTER UPDATE OF state ON public.mq_jobs FOR EACH ROW WHEN (((new.batch_id IS NOT NULL) AND ((old.state = 'f'::"char") <> (new.state = 'f'::"char")))) EXECUTE FUNCTION mq_jobs_batch_member_failed();
+
+CREATE TRIGGER mq_jobs_batch_member_gone_trg AFTER DELETE ON public.mq_jobs FOR EACH ROW WHEN ((old.batch_id IS NOT NULL)) EXECUTE FUNCTION mq_jobs_batch_member_gone();
 
 CREATE TRIGGER mq_jobs_failed_trg AFTER UPDATE OF state ON public.mq_jobs FOR EACH ROW WHEN (((new.state = 'f'::"char") AND (old.state <> 'f'::"char"))) EXECUTE FUNCTION mq_jobs_failed();
 
