@@ -21,7 +21,8 @@ from ._connections import (
     is_async,
     schema_missing,
 )
-from ._insert import insert_statement, run_spawn_hooks
+from ._insert import insert_statement
+from .builder import SPAWN_HOOKS
 from .sql import query
 
 __all__ = ["link_async", "link_sync", "run_checked", "translate"]
@@ -42,8 +43,8 @@ def link_sync(
     if isinstance(conn, ConnectionPool):
         with conn.connection() as pooled:
             return link_sync(pooled, prepared, params)
-    run_spawn_hooks(prepared.builders)
-    statement, insert_params, _ = insert_statement(prepared.builders)
+    SPAWN_HOOKS.run(prepared.builders)
+    statement, insert_params, _ = insert_statement([b.to_write() for b in prepared.builders])
     try:
         # an autocommit connection gets a transaction of its own, so that the jobs and their
         # links land together; otherwise they join the caller's, which is not committed here
@@ -73,8 +74,8 @@ async def link_async(
     if isinstance(conn, AsyncConnectionPool):
         async with conn.connection() as pooled:
             return await link_async(pooled, prepared, params)
-    run_spawn_hooks(prepared.builders)
-    statement, insert_params, _ = insert_statement(prepared.builders)
+    SPAWN_HOOKS.run(prepared.builders)
+    statement, insert_params, _ = insert_statement([b.to_write() for b in prepared.builders])
     try:
         async with (
             conn.transaction() if conn.autocommit else nullcontext(),

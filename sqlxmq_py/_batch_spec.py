@@ -169,7 +169,7 @@ def check_members(members: Iterable[JobBuilder[Any]]) -> list[JobBuilder[Any]]:
             raise ConfigurationError(
                 f"batch members must be JobBuilder objects (NamedJob.builder()), got {b!r}"
             )
-        if b._job_key is not None:
+        if b.to_write().job_key is not None:
             raise ConfigurationError(
                 f"batch member {b.name!r} has a job key: members cannot have keys or throttles"
             )
@@ -181,11 +181,12 @@ def check_callback(kind: CallbackKind, builder: object) -> JobBuilder[Any]:
     parents, a place in an ordered chain or a commit interval."""
     if not isinstance(builder, JobBuilder):
         raise ConfigurationError(f"{kind} takes a JobBuilder (NamedJob.builder()), got {builder!r}")
+    job = builder.to_write()
     refused = {
-        "a job key or throttle": builder._job_key is not None,
-        "parents (set_after)": bool(builder._after),
-        "ordered": builder._ordered,
-        "a commit interval": builder._commit_interval is not None,
+        "a job key or throttle": job.job_key is not None,
+        "parents (set_after)": bool(job.after),
+        "ordered": job.ordered,
+        "a commit interval": job.commit_interval is not None,
     }
     for what, present in refused.items():
         if present:
@@ -199,7 +200,7 @@ def _with_batch(
     builder: JobBuilder[Any], batch_id: uuid.UUID, job_id: uuid.UUID
 ) -> JobBuilder[Any]:
     new = builder.copy()
-    new.set_id(builder._id or job_id)
+    new.set_id(builder.to_write().id or job_id)
     new.set_header(BATCH_HEADER, str(batch_id))
     return new
 
@@ -217,17 +218,19 @@ def prepare(
     prepared = []
     for b in members:
         member = _with_batch(b, batch_id, next(fresh))
-        if retain_for is not None and not member._retain_for:
+        if retain_for is not None and not member.to_write().retain_for:
             member.set_retain_for(retain_for)
         prepared.append(member)
     callback_ids: dict[CallbackKind, uuid.UUID] = {}
     for kind in CALLBACK_KINDS:
         if kind in callbacks:
             callback = _with_batch(callbacks[kind], batch_id, next(fresh))
-            assert callback._id is not None
-            callback_ids[kind] = callback._id
+            callback_id = callback.to_write().id
+            assert callback_id is not None
+            callback_ids[kind] = callback_id
             prepared.append(callback)
-    member_ids = [b._id for b in prepared[: len(members)] if b._id is not None]
+    written = [b.to_write().id for b in prepared[: len(members)]]
+    member_ids = [job_id for job_id in written if job_id is not None]
     return Prepared(builders=prepared, member_ids=member_ids, callback_ids=callback_ids)
 
 

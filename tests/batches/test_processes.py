@@ -3,12 +3,6 @@ processes (members that fail a first attempt and succeed on the retry among them
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -17,44 +11,19 @@ import pytest
 from sqlxmq_py.batch import Batch, batch_status
 
 from ..helpers import wait_until
+from ..processes import Child, Processes
 from .worker import batch_callback, batch_member
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def workers(dsn: str) -> Iterator[list[subprocess.Popen[str]]]:
-    """Three runner processes of ``tests.batches.worker``, each started and ready."""
-    started: list[subprocess.Popen[str]] = []
-    try:
-        for _ in range(3):
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "tests.batches.worker", dsn],
-                cwd=ROOT,
-                stdout=subprocess.PIPE,
-                text=True,
-                env={**os.environ, "PYTHONPATH": str(ROOT)},
-            )
-            started.append(proc)
-            assert proc.stdout is not None
-            assert proc.stdout.readline().strip() == "ready"
-        yield started
-    finally:
-        for proc in started:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in started:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            if proc.stdout is not None:
-                proc.stdout.close()
+def workers(dsn: str, processes: Processes) -> list[Child]:
+    """Three runner processes of ``tests.batches.worker``, each started and ready (the
+    ``processes`` fixture kills what is left at the end)."""
+    return [processes.python("-m", "tests.batches.worker", dsn, ready="ready") for _ in range(3)]
 
 
 async def test_callbacks_run_once_after_1000_members_on_three_runners(
-    dsn: str, db: psycopg.Connection[Any], workers: list[subprocess.Popen[str]]
+    dsn: str, db: psycopg.Connection[Any], workers: list[Child]
 ) -> None:
     db.execute(
         "CREATE TABLE callback_runs (batch_id uuid, kind text, job_id uuid, status jsonb, "
