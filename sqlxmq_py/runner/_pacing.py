@@ -57,6 +57,11 @@ class Pacer:
     deaf: bool = False
     """The listener cannot hear notifications: poll adaptively instead."""
     deaf_wait: float = DEAF_WAIT_FIRST
+    polling: bool = False
+    """A lease statement planned by :meth:`plan` has not been answered yet."""
+    news_while_polling: bool = False
+    """A notification came while it ran: it may announce a job committed after the
+    statement's snapshot, which its answer cannot show."""
 
     def plan(self, now: float, held: int, held_bytes: int) -> Plan:
         """What to do, holding ``held`` leases with ``held_bytes`` of payload."""
@@ -65,6 +70,7 @@ class Pacer:
         if now >= self.deadline and not self.failures:
             self.pending = True
         if self.pending:
+            self.polling, self.news_while_polling = True, False
             return Plan(self.max_concurrency - held, self.max_bytes - held_bytes, None)
         return Plan(0, 0, max(0.0, self.deadline - now))
 
@@ -72,6 +78,13 @@ class Pacer:
         """Records a poll that leased ``leased`` of ``wanted`` jobs; ``idle`` is what the runner
         has announced (None: nothing yet). Returns the idleness to announce now, if it changes:
         idle runners are woken by spawns, busy ones are not (and cost producers nothing)."""
+        news, self.polling, self.news_while_polling = self.news_while_polling, False, False
+        announce = self._after_poll(now, leased, wanted, idle)
+        if news:
+            self.pending = True  # the poll's snapshot may predate what was announced
+        return announce
+
+    def _after_poll(self, now: float, leased: int, wanted: int, idle: bool | None) -> bool | None:
         self.failures = 0
         if self.deaf:
             self.deaf_wait = (
@@ -98,6 +111,7 @@ class Pacer:
     def failed(self, now: float) -> float:
         """Records a failed poll; returns how long to wait before the next."""
         self.failures += 1
+        self.polling = self.news_while_polling = False
         wait = backoff(self.failures, first=FAILURE_WAIT_FIRST, most=FAILURE_WAIT_MAX)
         self.pending = False
         self.deadline = now + wait
@@ -107,6 +121,8 @@ class Pacer:
         """There may be work (a notification, a freed slot of a limited channel, a promotion)."""
         if not self.failures:
             self.pending = True
+            if self.polling:
+                self.news_while_polling = True
 
     def set_deaf(self, deaf: bool) -> None:
         """The listener lost (or regained) its ability to hear notifications."""

@@ -68,6 +68,27 @@ def test_a_notification_makes_it_poll_before_the_interval() -> None:
     assert p.plan(0.1, 0, 0).want == 20
 
 
+def test_a_notification_during_a_poll_is_not_lost() -> None:
+    """A notification that arrives while the lease statement runs may announce a job committed
+    after the statement's snapshot: the poll's empty answer must not swallow it."""
+    p = pacer()
+    p.polled(0.0, 0, 20, True)  # idle, announced
+    p.notified()
+    assert p.plan(0.1, 0, 0).want == 20  # the lease statement is sent...
+    p.notified()  # ...a spawn commits and notifies while it runs...
+    assert p.polled(0.2, 0, 20, True) is None  # ...and it finds nothing in its snapshot
+    assert p.plan(0.2, 0, 0).want == 20  # polls again at once, not at the interval
+
+
+def test_a_notification_before_the_poll_is_answered_by_that_poll() -> None:
+    p = pacer()
+    p.polled(0.0, 0, 20, True)
+    p.notified()
+    assert p.plan(0.1, 0, 0).want == 20
+    p.polled(0.2, 0, 20, True)
+    assert p.plan(0.2, 0, 0) == Plan(0, 0, 2.0)
+
+
 def test_failed_polls_back_off_doubling_to_a_ceiling_and_ignore_notifications() -> None:
     p = pacer()
     waits = [p.failed(0.0) for _ in range(12)]
