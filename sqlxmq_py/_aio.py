@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Awaitable
 from typing import TypeVar
 
-__all__ = ["wait_event", "within"]
+__all__ = ["redeliver_cancellation", "wait_event", "within"]
 
 T = TypeVar("T")
 
@@ -35,3 +35,13 @@ async def within(awaitable: Awaitable[T], timeout: float | None) -> T:
     cancellation of the caller is always raised."""
     async with asyncio.timeout(timeout):
         return await awaitable
+
+
+def redeliver_cancellation() -> None:
+    """Raises ``CancelledError`` if the current task was asked to cancel and the request was
+    swallowed on its way: Python 3.11's ``asyncio.wait_for``, which psycopg_pool uses to wait
+    for a free connection, loses a cancellation that arrives as the wait completes, and the
+    task would otherwise go on as if nothing had been asked."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

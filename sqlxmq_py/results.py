@@ -28,6 +28,7 @@ import psycopg
 from psycopg.rows import tuple_row
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
+from ._aio import redeliver_cancellation
 from ._connections import AnyConnection, AsyncConnectionLike, SyncConnectionLike, is_async
 from ._pooler import behind_pooler, behind_pooler_sync
 from .admin import JobStatus, job_status
@@ -145,6 +146,7 @@ async def _wait_async(
             await cur.execute(query("wait_register"), _register_params(job_id))
         delay = None
         while True:
+            redeliver_cancellation()
             finished, result = _outcome(job_id, await job_status(conn, job_id))
             if finished:
                 return result
@@ -168,6 +170,7 @@ async def _wait_async_any(
 ) -> Any:
     if isinstance(conn, AsyncConnectionPool):
         async with conn.connection() as pooled:
+            redeliver_cancellation()  # one swallowed while waiting for the connection
             await pooled.set_autocommit(True)
             try:
                 return await _wait_async(pooled, job_id, timeout)

@@ -6,12 +6,13 @@ waited for it forever."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
 
-from sqlxmq_py._aio import wait_event, within
+from sqlxmq_py._aio import redeliver_cancellation, wait_event, within
 
 Waiter = Callable[[asyncio.Event], Coroutine[Any, Any, object]]
 
@@ -65,3 +66,21 @@ async def test_within_raises_timeout_error_and_returns_the_result() -> None:
     with pytest.raises(TimeoutError):
         await within(never.wait(), 0)
     assert await within(asyncio.sleep(0, result="done"), None) == "done"
+
+
+async def test_a_swallowed_cancellation_is_delivered_again() -> None:
+    """What Python 3.11's wait_for does when the cancellation comes as its wait completes:
+    the task counts the request, but no CancelledError reaches its code."""
+
+    async def swallowing() -> str:
+        task = asyncio.current_task()
+        assert task is not None
+        redeliver_cancellation()  # nothing asked yet: goes on
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(0)  # the request arrives here, and is lost
+        redeliver_cancellation()
+        return "went on as if nothing had been asked"
+
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.create_task(swallowing())
