@@ -198,11 +198,14 @@ def check_callback(kind: CallbackKind, builder: object) -> JobBuilder[Any]:
 
 def _with_batch(
     builder: JobBuilder[Any], batch_id: uuid.UUID, job_id: uuid.UUID
-) -> JobBuilder[Any]:
+) -> tuple[JobBuilder[Any], uuid.UUID]:
+    """A copy of ``builder`` carrying the batch's header, and its id (its own, else
+    ``job_id``)."""
+    chosen = builder.to_write().id or job_id
     new = builder.copy()
-    new.set_id(builder.to_write().id or job_id)
+    new.set_id(chosen)
     new.set_header(BATCH_HEADER, str(batch_id))
-    return new
+    return new, chosen
 
 
 def prepare(
@@ -216,21 +219,18 @@ def prepare(
     to the batch), ``retain_for`` (None: ``batch_link`` sets the batch's own)."""
     fresh = iter(new_job_ids(len(members) + len(callbacks)))
     prepared = []
+    member_ids: list[uuid.UUID] = []
     for b in members:
-        member = _with_batch(b, batch_id, next(fresh))
+        member, member_id = _with_batch(b, batch_id, next(fresh))
         if retain_for is not None and not member.to_write().retain_for:
             member.set_retain_for(retain_for)
         prepared.append(member)
+        member_ids.append(member_id)
     callback_ids: dict[CallbackKind, uuid.UUID] = {}
     for kind in CALLBACK_KINDS:
         if kind in callbacks:
-            callback = _with_batch(callbacks[kind], batch_id, next(fresh))
-            callback_id = callback.to_write().id
-            assert callback_id is not None
-            callback_ids[kind] = callback_id
+            callback, callback_ids[kind] = _with_batch(callbacks[kind], batch_id, next(fresh))
             prepared.append(callback)
-    written = [b.to_write().id for b in prepared[: len(members)]]
-    member_ids = [job_id for job_id in written if job_id is not None]
     return Prepared(builders=prepared, member_ids=member_ids, callback_ids=callback_ids)
 
 

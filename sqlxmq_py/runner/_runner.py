@@ -41,11 +41,9 @@ from ._listener import Listener
 from ._maintenance import AttemptStats
 from ._pacing import Pacer
 from ._startup import check_schema, connect_args, plan_connections, probe_pooler
-from ._upkeep import LISTEN_CHECK_TIMEOUT, listen_check_loop, maintenance_loop
+from ._upkeep import listen_check_loop, maintenance_loop
 
 __all__ = ["Runner", "RunnerConfig"]
-
-_LISTEN_CHECK_TIMEOUT = LISTEN_CHECK_TIMEOUT  # what tests/pooler waits for
 
 
 class Runner:

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from sqlxmq_py import CurrentJob, job
-from sqlxmq_py.runner._runner import _LISTEN_CHECK_TIMEOUT
+from sqlxmq_py.runner._upkeep import LISTEN_CHECK_TIMEOUT
 
 from ..helpers import running, wait_until
 from .conftest import StartPgBouncer, captured_logs, events, server_sessions
@@ -80,7 +80,7 @@ async def test_a_direct_listen_dsn_hears(
             await wait_until(lambda: listener_idle(db) is True)
             with pytest.raises(TimeoutError):
                 await asyncio.wait_for(
-                    signals.event("listener_deaf").wait(), _LISTEN_CHECK_TIMEOUT + 1
+                    signals.event("listener_deaf").wait(), LISTEN_CHECK_TIMEOUT + 1
                 )
     (started_event,) = events(logs, "runner_started")
     assert started_event["behind_pooler"] is True
