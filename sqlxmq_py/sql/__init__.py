@@ -60,6 +60,7 @@ QueryName = Literal[
     "schedule_upsert",
     "schedules",
     "schedule_delete",
+    "workers",
     "schedule_advance",
     "listen_done",
     "unlisten_done",

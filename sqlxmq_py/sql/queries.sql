@@ -145,13 +145,14 @@ SELECT count(*) FROM gone
 
 -- name: lease
 -- Leases up to %(limit)s ready jobs holding at most about %(max_bytes)s of payload (see
--- mq_lease in migrations/0003_reliability.sql).
+-- mq_lease in migrations/0006_workers.sql), recorded as taken by runner %(runner)s (None for
+-- the pull API).
 SELECT id, lease_token, attempt, max_attempts, channel_name, channel_args, lease, name,
     payload_json, payload_bytes, retry_backoff, job_key, retain_for, headers, payload_size
 FROM mq_lease(
     %(channel_names)s::text[], %(cursor_name)s::text, %(cursor_args)s::text,
     %(limit)s::integer, %(default_lease)s::interval, %(excluded)s::text[],
-    %(durable)s::boolean, %(max_bytes)s::bigint
+    %(durable)s::boolean, %(max_bytes)s::bigint, %(runner)s::uuid
 )
 
 -- name: lease_limited
@@ -160,7 +161,7 @@ SELECT id, lease_token, attempt, max_attempts, channel_name, channel_args, lease
     payload_json, payload_bytes, retry_backoff, job_key, retain_for, headers, payload_size
 FROM mq_lease_limited(
     %(channel_name)s::text, %(cursor_name)s::text, %(cursor_args)s::text, %(limit)s::integer,
-    %(default_lease)s::interval, %(durable)s::boolean, %(max_bytes)s::bigint
+    %(default_lease)s::interval, %(durable)s::boolean, %(max_bytes)s::bigint, %(runner)s::uuid
 )
 
 -- name: promote
@@ -247,8 +248,14 @@ SELECT job_id, job_name, attempt, final FROM mq_expire_leases()
 SELECT mq_repair()
 
 -- name: listener_upsert
-INSERT INTO mq_listeners (id, channel_names, idle, host, pid)
-VALUES (%(id)s, %(channel_names)s::text[], %(idle)s, %(host)s, %(pid)s)
+-- The runner's announcement and heartbeat (what `sqlxmq workers` lists).
+INSERT INTO mq_listeners (
+    id, channel_names, idle, host, pid, version, min_concurrency, max_concurrency
+)
+VALUES (
+    %(id)s, %(channel_names)s::text[], %(idle)s, %(host)s, %(pid)s, %(version)s,
+    %(min_concurrency)s, %(max_concurrency)s
+)
 ON CONFLICT (id) DO UPDATE
 SET idle = excluded.idle, heartbeat_at = now(), channel_names = excluded.channel_names
 
@@ -415,6 +422,12 @@ ORDER BY name
 
 -- name: schedule_delete
 DELETE FROM mq_schedules WHERE name = %(name)s RETURNING name
+
+-- name: workers
+-- The live runners, their running jobs, and whether their heartbeat is older than %(stale)s.
+SELECT id, host, pid, version, channel_names, min_concurrency, max_concurrency, idle,
+    started_at, heartbeat_at, running, stale, now
+FROM mq_workers(%(stale)s::interval)
 
 -- name: schedule_advance
 -- Compare-and-set: only the caller that saw %(last_tick)s moves the schedule on. A row another
