@@ -68,6 +68,7 @@ QueryName = Literal[
     "stats",
     "set_statement_timeout",
     "web_job_details",
+    "web_job_worker",
     "web_job_chain",
     "web_job_parents",
     "web_job_children",

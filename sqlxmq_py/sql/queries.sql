@@ -490,6 +490,14 @@ FROM mq_history AS h
 WHERE h.id = %(id)s
 LIMIT 1
 
+-- name: web_job_worker
+-- The runner that holds a running job's lease (migration 0006), its host and pid if it is still
+-- announced, when it leased the job, and the database's now.
+SELECT j.leased_by, l.host, l.pid, j.leased_at, now()
+FROM mq_jobs AS j
+LEFT JOIN mq_listeners AS l ON l.id = j.leased_by
+WHERE j.id = %(id)s AND j.state = 'l'
+
 -- name: web_job_chain
 -- A queued ordered job's place in its chain (channel_name, channel_args): its 1-based position,
 -- the chain's length, its head, and its neighbours. Every subquery descends mq_jobs_ordered_idx.
