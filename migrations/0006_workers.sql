@@ -191,18 +191,20 @@ $$;
 -- The announced runners, with the jobs each holds now and whether its heartbeat is older than
 -- p_stale (a runner that stopped without unregistering; mq_maintain deletes it after 5
 -- minutes). Running jobs are few (at most the runners' concurrency): mq_jobs_leased_idx finds
--- them.
+-- them. Ages are taken from the clock, not from now(): in a caller's long transaction, now()
+-- would predate heartbeats the statement sees, and hide a runner going stale.
 CREATE FUNCTION mq_workers(p_stale interval)
 RETURNS TABLE (
     id uuid, host text, pid integer, version text, channel_names text[],
     min_concurrency integer, max_concurrency integer, idle boolean, started_at timestamptz,
     heartbeat_at timestamptz, running integer, stale boolean, now timestamptz
 )
-LANGUAGE sql STABLE AS $$
+LANGUAGE sql VOLATILE AS $$
     SELECT l.id, l.host, l.pid, l.version, l.channel_names, l.min_concurrency,
         l.max_concurrency, l.idle, l.started_at, l.heartbeat_at, coalesce(r.n, 0)::integer,
-        l.heartbeat_at < now() - p_stale, now()
-    FROM mq_listeners AS l
+        l.heartbeat_at < c.now - p_stale, c.now
+    FROM (SELECT clock_timestamp() AS now) AS c
+    CROSS JOIN mq_listeners AS l
     LEFT JOIN (
         SELECT j.leased_by, count(*) AS n FROM mq_jobs AS j
         WHERE j.state = 'l' AND j.leased_by IS NOT NULL

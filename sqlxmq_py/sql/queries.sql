@@ -492,8 +492,8 @@ LIMIT 1
 
 -- name: web_job_worker
 -- The runner that holds a running job's lease (migration 0006), its host and pid if it is still
--- announced, when it leased the job, and the database's now.
-SELECT j.leased_by, l.host, l.pid, j.leased_at, now()
+-- announced, when it leased the job, and the database's clock.
+SELECT j.leased_by, l.host, l.pid, j.leased_at, clock_timestamp()
 FROM mq_jobs AS j
 LEFT JOIN mq_listeners AS l ON l.id = j.leased_by
 WHERE j.id = %(id)s AND j.state = 'l'

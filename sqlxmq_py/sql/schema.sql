@@ -1921,12 +1921,12 @@ $function$;
 CREATE OR REPLACE FUNCTION public.mq_workers(p_stale interval)
  RETURNS TABLE(id uuid, host text, pid integer, version text, channel_names text[], min_concurrency integer, max_concurrency integer, idle boolean, started_at timestamp with time zone, heartbeat_at timestamp with time zone, running integer, stale boolean, now timestamp with time zone)
  LANGUAGE sql
- STABLE
 AS $function$
     SELECT l.id, l.host, l.pid, l.version, l.channel_names, l.min_concurrency,
         l.max_concurrency, l.idle, l.started_at, l.heartbeat_at, coalesce(r.n, 0)::integer,
-        l.heartbeat_at < now() - p_stale, now()
-    FROM mq_listeners AS l
+        l.heartbeat_at < c.now - p_stale, c.now
+    FROM (SELECT clock_timestamp() AS now) AS c
+    CROSS JOIN mq_listeners AS l
     LEFT JOIN (
         SELECT j.leased_by, count(*) AS n FROM mq_jobs AS j
         WHERE j.state = 'l' AND j.leased_by IS NOT NULL

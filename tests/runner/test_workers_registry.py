@@ -76,7 +76,7 @@ async def test_a_running_runner_is_listed_with_its_running_jobs_and_leaves_when_
     assert worker.running == 1
     assert not worker.stale
     assert worker.started_at <= worker.heartbeat_at <= worker.now
-    assert worker.started_at <= leased[1] <= synced.now  # aconn's now(): its transaction's start
+    assert worker.started_at <= leased[1] <= worker.now
     assert worker.uptime == worker.now - worker.started_at
     assert await list_workers(aconn) == []
 
