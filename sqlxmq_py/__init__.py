@@ -9,6 +9,7 @@ reached through its module: :mod:`sqlxmq_py.admin` (looking at and managing jobs
 without a runner), :mod:`sqlxmq_py.testing` (testing your own jobs), :mod:`sqlxmq_py.batch`.
 """
 
+from ._version import __version__ as __version__
 from .backoff import retry_delay
 from .builder import Checkpoint, JobBuilder, JobKeyMode
 from .cron import CronSchedule
@@ -35,8 +36,6 @@ from .registry import ErrorHandler, JobRegistry
 from .runner import JobRunnerHandle, JobRunnerOptions
 from .spawn import clear, clear_all, commit, exists, spawn_many, spawn_payloads
 from .states import JobState
-
-__version__ = "0.1.0"
 
 __all__ = [
     # declaring jobs

@@ -117,6 +117,7 @@ def _lease_params(
         "excluded": [],
         "durable": True,  # the caller's transaction commits as the caller decides
         "max_bytes": 2**62,
+        "runner": None,  # taken by no runner: the caller's own code
     }
 
 

@@ -94,6 +94,7 @@ def lease_params(**overrides: object) -> dict[str, object]:
         "excluded": [],
         "durable": True,
         "max_bytes": 2**40,
+        "runner": None,
         **overrides,
     }
 

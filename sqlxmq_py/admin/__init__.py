@@ -1,5 +1,5 @@
 """Looking at and managing jobs: status, listing, counts, cancel, retry, reschedule, blocked
-ordered chains, purging and per-channel limits.
+ordered chains, purging, per-channel limits and the live runners (workers).
 
 Like spawning, every function takes a sync connection or pool (and returns its result) or an
 async one (and returns an awaitable), and runs in the caller's transaction without committing it.
@@ -25,9 +25,11 @@ from ._lists import list_statement as list_statement
 from ._purge import PurgeResult, channel_limits, purge, set_channel_limit
 from ._schedules import Schedule, delete_schedule, list_schedules
 from ._status import AttemptError, JobStatus, attempt_errors, job_status
+from ._workers import STALE_AFTER, WorkerInfo, list_workers
 
 __all__ = [
     "ESTIMATE_ABOVE",
+    "STALE_AFTER",
     "AttemptError",
     "BlockedChain",
     "JobState",
@@ -36,6 +38,7 @@ __all__ = [
     "QueueCount",
     "Schedule",
     "StatsBucket",
+    "WorkerInfo",
     "attempt_errors",
     "blocked_chains",
     "cancel",
@@ -44,6 +47,7 @@ __all__ = [
     "job_status",
     "list_jobs",
     "list_schedules",
+    "list_workers",
     "purge",
     "queue_counts",
     "reschedule",

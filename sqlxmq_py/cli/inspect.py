@@ -1,4 +1,5 @@
-"""``sqlxmq status``, ``sqlxmq jobs`` and ``sqlxmq show``: looking at the queue."""
+"""``sqlxmq status``, ``sqlxmq jobs``, ``sqlxmq show`` and ``sqlxmq workers``: looking at the
+queue and its runners."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ from typing import Any
 
 from ..admin import (
     JobStatus,
+    WorkerInfo,
     attempt_errors,
     blocked_chains,
     channel_limits,
     job_status,
     list_jobs,
+    list_workers,
     queue_counts,
     throughput,
 )
@@ -40,7 +43,7 @@ RECENT = timedelta(minutes=5)
 
 
 def register(commands: Commands) -> None:
-    """Adds the ``status``, ``jobs`` and ``show`` commands."""
+    """Adds the ``status``, ``jobs``, ``show`` and ``workers`` commands."""
     status = add_command(
         commands,
         "status",
@@ -100,6 +103,20 @@ def register(commands: Commands) -> None:
     )
     show.add_argument("job_id", type=parse_job_id, metavar="ID", help="the job's id")
     show.set_defaults(handler=run_show)
+
+    workers = add_command(
+        commands,
+        "workers",
+        summary="the live runners and the jobs each runs now",
+        description=(
+            "Lists the runners announced in the database: host, pid, runner id, version,\n"
+            "channels, concurrency, when each started, its last heartbeat and how many jobs\n"
+            "it runs now. A runner whose heartbeat is older than 30 s is marked stale (it\n"
+            "stopped without saying so, or cannot reach the database); maintenance removes\n"
+            "it after 5 minutes."
+        ),
+    )
+    workers.set_defaults(handler=run_workers)
 
 
 def run_status(ctx: Context, args: argparse.Namespace) -> int:
@@ -286,3 +303,43 @@ def _indent(text: str, spaces: int) -> str:
 
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _worker_state(w: WorkerInfo) -> str:
+    if w.stale:
+        return "STALE"
+    return "idle" if w.idle else "busy"
+
+
+def run_workers(ctx: Context, args: argparse.Namespace) -> int:
+    """Prints the live runners."""
+    with ctx.connect() as conn:
+        found = list_workers(conn)
+    if ctx.json:
+        print_json(found)
+        return EXIT_OK
+    if not found:
+        print("No runner is announced: none is running against this database.")
+        return EXIT_OK
+    table = [
+        (
+            w.host,
+            w.pid,
+            w.id,
+            w.version,
+            "*" if w.channel_names is None else ",".join(w.channel_names) or "(none)",
+            None if w.min_concurrency is None else f"{w.min_concurrency}-{w.max_concurrency}",
+            w.running,
+            human_age(w.uptime.total_seconds()),
+            human_age(w.heartbeat_age.total_seconds()),
+            _worker_state(w),
+        )
+        for w in found
+    ]
+    headers = ["host", "pid", "runner id", "version", "channels", "concurrency", "running"]
+    headers += ["up", "heartbeat", "state"]
+    print(render_table(headers, table, numeric=[1, 6]))
+    stale = sum(w.stale for w in found)
+    print(f"({_plural(len(found), 'runner')}, {sum(w.running for w in found)} running jobs", end="")
+    print(f", {stale} stale)" if stale else ")")
+    return EXIT_OK

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 
 from .._connections import Rows
+from .._version import __version__
 from ..sql import query
 from ._connection import DedicatedConnection
 
@@ -31,11 +32,14 @@ class Leaser:
         channel_names: Sequence[str] | None,
         default_lease: timedelta,
         durable: bool,
+        concurrency: tuple[int, int],
     ) -> None:
         """Leases for a runner subscribed to ``channel_names`` (None: every channel); with
-        ``durable``, each lease waits for the database's disk flush."""
+        ``durable``, each lease waits for the database's disk flush. ``concurrency`` (min,
+        max) is announced with the runner."""
         self._conn = conn
         self._runner_id = runner_id
+        self._concurrency = concurrency
         self._channel_names = None if channel_names is None else list(channel_names)
         self._default_lease = default_lease
         self._durable = durable
@@ -71,6 +75,7 @@ class Leaser:
                 "excluded": limited,
                 "durable": self._durable,
                 "max_bytes": max_bytes,
+                "runner": self._runner_id,
             },
         )
         if rows:
@@ -95,6 +100,7 @@ class Leaser:
                 "default_lease": self._default_lease,
                 "durable": self._durable,
                 "max_bytes": max_bytes,
+                "runner": self._runner_id,
             },
         )
         if rows:
@@ -108,7 +114,8 @@ class Leaser:
         self.limits = {c: n for c, n in rows if names is None or c in names}
 
     async def set_idle(self, idle: bool) -> None:
-        """Announces the runner idle (spawns notify it) or busy; also its heartbeat."""
+        """Announces the runner idle (spawns notify it) or busy; also its heartbeat, and what
+        ``sqlxmq workers`` lists about it."""
         await self._conn.execute(
             query("listener_upsert"),
             {
@@ -117,6 +124,9 @@ class Leaser:
                 "idle": idle,
                 "host": socket.gethostname(),
                 "pid": os.getpid(),
+                "version": __version__,
+                "min_concurrency": self._concurrency[0],
+                "max_concurrency": self._concurrency[1],
             },
         )
         self.idle = idle

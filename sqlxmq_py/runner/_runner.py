@@ -142,6 +142,7 @@ class Runner:
             channel_names=self._channel_names,
             default_lease=config.default_lease,
             durable=config.durable_leases,
+            concurrency=(config.min_concurrency, config.max_concurrency),
         )
         try:
             await check_schema(self._lease_conn)

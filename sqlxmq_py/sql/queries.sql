@@ -145,13 +145,14 @@ SELECT count(*) FROM gone
 
 -- name: lease
 -- Leases up to %(limit)s ready jobs holding at most about %(max_bytes)s of payload (see
--- mq_lease in migrations/0003_reliability.sql).
+-- mq_lease in migrations/0006_workers.sql), recorded as taken by runner %(runner)s (None for
+-- the pull API).
 SELECT id, lease_token, attempt, max_attempts, channel_name, channel_args, lease, name,
     payload_json, payload_bytes, retry_backoff, job_key, retain_for, headers, payload_size
 FROM mq_lease(
     %(channel_names)s::text[], %(cursor_name)s::text, %(cursor_args)s::text,
     %(limit)s::integer, %(default_lease)s::interval, %(excluded)s::text[],
-    %(durable)s::boolean, %(max_bytes)s::bigint
+    %(durable)s::boolean, %(max_bytes)s::bigint, %(runner)s::uuid
 )
 
 -- name: lease_limited
@@ -160,7 +161,7 @@ SELECT id, lease_token, attempt, max_attempts, channel_name, channel_args, lease
     payload_json, payload_bytes, retry_backoff, job_key, retain_for, headers, payload_size
 FROM mq_lease_limited(
     %(channel_name)s::text, %(cursor_name)s::text, %(cursor_args)s::text, %(limit)s::integer,
-    %(default_lease)s::interval, %(durable)s::boolean, %(max_bytes)s::bigint
+    %(default_lease)s::interval, %(durable)s::boolean, %(max_bytes)s::bigint, %(runner)s::uuid
 )
 
 -- name: promote
@@ -247,8 +248,14 @@ SELECT job_id, job_name, attempt, final FROM mq_expire_leases()
 SELECT mq_repair()
 
 -- name: listener_upsert
-INSERT INTO mq_listeners (id, channel_names, idle, host, pid)
-VALUES (%(id)s, %(channel_names)s::text[], %(idle)s, %(host)s, %(pid)s)
+-- The runner's announcement and heartbeat (what `sqlxmq workers` lists).
+INSERT INTO mq_listeners (
+    id, channel_names, idle, host, pid, version, min_concurrency, max_concurrency
+)
+VALUES (
+    %(id)s, %(channel_names)s::text[], %(idle)s, %(host)s, %(pid)s, %(version)s,
+    %(min_concurrency)s, %(max_concurrency)s
+)
 ON CONFLICT (id) DO UPDATE
 SET idle = excluded.idle, heartbeat_at = now(), channel_names = excluded.channel_names
 
@@ -416,6 +423,12 @@ ORDER BY name
 -- name: schedule_delete
 DELETE FROM mq_schedules WHERE name = %(name)s RETURNING name
 
+-- name: workers
+-- The live runners, their running jobs, and whether their heartbeat is older than %(stale)s.
+SELECT id, host, pid, version, channel_names, min_concurrency, max_concurrency, idle,
+    started_at, heartbeat_at, running, stale, now
+FROM mq_workers(%(stale)s::interval)
+
 -- name: schedule_advance
 -- Compare-and-set: only the caller that saw %(last_tick)s moves the schedule on. A row another
 -- runner has locked (it is spawning that tick now) is skipped, never waited for.
@@ -476,6 +489,14 @@ SELECT h.payload_json::text, octet_length(h.payload_bytes),
 FROM mq_history AS h
 WHERE h.id = %(id)s
 LIMIT 1
+
+-- name: web_job_worker
+-- The runner that holds a running job's lease (migration 0006), its host and pid if it is still
+-- announced, when it leased the job, and the database's clock.
+SELECT j.leased_by, l.host, l.pid, j.leased_at, clock_timestamp()
+FROM mq_jobs AS j
+LEFT JOIN mq_listeners AS l ON l.id = j.leased_by
+WHERE j.id = %(id)s AND j.state = 'l'
 
 -- name: web_job_chain
 -- A queued ordered job's place in its chain (channel_name, channel_args): its 1-based position,

@@ -92,6 +92,8 @@ CREATE TABLE mq_jobs (
     cancel_requested boolean NOT NULL DEFAULT false,
     payload_size integer NOT NULL DEFAULT 0,
     batch_id uuid,
+    leased_by uuid,
+    leased_at timestamp with time zone,
     CONSTRAINT mq_jobs_attempt_at_bound_check CHECK ((attempt_at < '9000-01-01 00:00:00+00'::timestamp with time zone)),
     CONSTRAINT mq_jobs_attempts_check CHECK (((attempts >= 0) AND (max_attempts >= 1))),
     CONSTRAINT mq_jobs_channel_args_length CHECK ((octet_length(channel_args) <= 1000)) NOT VALID,
@@ -114,6 +116,9 @@ CREATE UNLOGGED TABLE mq_listeners (
     started_at timestamp with time zone NOT NULL DEFAULT now(),
     host text,
     pid integer,
+    version text,
+    min_concurrency integer,
+    max_concurrency integer,
     CONSTRAINT mq_listeners_pkey PRIMARY KEY (id)
 );
 
@@ -1165,7 +1170,7 @@ AS $function$
     ON CONFLICT (id) DO NOTHING
 $function$;
 
-CREATE OR REPLACE FUNCTION public.mq_lease(p_channel_names text[], p_cursor_name text, p_cursor_args text, p_limit integer, p_default_lease interval, p_excluded text[], p_durable boolean, p_max_bytes bigint)
+CREATE OR REPLACE FUNCTION public.mq_lease(p_channel_names text[], p_cursor_name text, p_cursor_args text, p_limit integer, p_default_lease interval, p_excluded text[], p_durable boolean, p_max_bytes bigint, p_runner uuid DEFAULT NULL::uuid)
  RETURNS TABLE(id uuid, lease_token uuid, attempt integer, max_attempts integer, channel_name text, channel_args text, lease interval, name text, payload_json text, payload_bytes bytea, retry_backoff interval, job_key text, retain_for interval, headers text, payload_size integer)
  LANGUAGE plpgsql
  SET enable_seqscan TO 'off'
@@ -1246,7 +1251,9 @@ BEGIN
         SET state = 'l',
             attempts = j.attempts + 1,
             lease_token = gen_random_uuid(),
-            attempt_at = now() + coalesce(j.lease, p_default_lease)
+            attempt_at = now() + coalesce(j.lease, p_default_lease),
+            leased_by = p_runner,
+            leased_at = now()
         WHERE j.id = ANY (ARRAY(SELECT t.id FROM taken AS t))
         RETURNING j.id, j.lease_token, j.attempts, j.max_attempts, j.channel_name,
             j.channel_args, coalesce(j.lease, p_default_lease) AS lease, j.job_key,
@@ -1272,7 +1279,7 @@ BEGIN
 END;
 $function$;
 
-CREATE OR REPLACE FUNCTION public.mq_lease_limited(p_channel_name text, p_cursor_name text, p_cursor_args text, p_limit integer, p_default_lease interval, p_durable boolean, p_max_bytes bigint)
+CREATE OR REPLACE FUNCTION public.mq_lease_limited(p_channel_name text, p_cursor_name text, p_cursor_args text, p_limit integer, p_default_lease interval, p_durable boolean, p_max_bytes bigint, p_runner uuid DEFAULT NULL::uuid)
  RETURNS TABLE(id uuid, lease_token uuid, attempt integer, max_attempts integer, channel_name text, channel_args text, lease interval, name text, payload_json text, payload_bytes bytea, retry_backoff interval, job_key text, retain_for interval, headers text, payload_size integer)
  LANGUAGE plpgsql
  SET enable_seqscan TO 'off'
@@ -1298,7 +1305,7 @@ BEGIN
     END IF;
     RETURN QUERY SELECT * FROM mq_lease(
         ARRAY[p_channel_name], p_cursor_name, p_cursor_args, least(p_limit, v_max - v_running),
-        p_default_lease, '{}', p_durable, p_max_bytes
+        p_default_lease, '{}', p_durable, p_max_bytes, p_runner
     );
 END;
 $function$;
@@ -1909,6 +1916,23 @@ BEGIN
           AND l.heartbeat_at > now() - interval '1 minute'
     );
 END;
+$function$;
+
+CREATE OR REPLACE FUNCTION public.mq_workers(p_stale interval)
+ RETURNS TABLE(id uuid, host text, pid integer, version text, channel_names text[], min_concurrency integer, max_concurrency integer, idle boolean, started_at timestamp with time zone, heartbeat_at timestamp with time zone, running integer, stale boolean, now timestamp with time zone)
+ LANGUAGE sql
+AS $function$
+    SELECT l.id, l.host, l.pid, l.version, l.channel_names, l.min_concurrency,
+        l.max_concurrency, l.idle, l.started_at, l.heartbeat_at, coalesce(r.n, 0)::integer,
+        l.heartbeat_at < c.now - p_stale, c.now
+    FROM (SELECT clock_timestamp() AS now) AS c
+    CROSS JOIN mq_listeners AS l
+    LEFT JOIN (
+        SELECT j.leased_by, count(*) AS n FROM mq_jobs AS j
+        WHERE j.state = 'l' AND j.leased_by IS NOT NULL
+        GROUP BY j.leased_by
+    ) AS r ON r.leased_by = l.id
+    ORDER BY l.host, l.pid, l.started_at, l.id
 $function$;
 
 -- triggers

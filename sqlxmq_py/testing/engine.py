@@ -190,6 +190,7 @@ def _lease_params(
         # True: the lease never sets synchronous_commit for the rest of the caller's transaction
         "durable": True,
         "max_bytes": 2**62,
+        "runner": None,  # the test's own code, not a runner: listed by no worker
     }
 
 

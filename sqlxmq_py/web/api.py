@@ -24,6 +24,7 @@ from ..admin import (
     blocked_chains,
     cancel,
     job_status,
+    list_workers,
     purge,
     queue_counts,
     retry,
@@ -58,6 +59,7 @@ from .responses import (
     RetryJobsResponse,
     SpawnResponse,
     Throughput,
+    Workers,
 )
 from .spawn import INDEXED_FIELDS, build_spawn
 from .waiting import wait_turn
@@ -71,6 +73,7 @@ __all__ = [
     "get_job_details",
     "get_job_result",
     "get_throughput",
+    "get_workers",
     "list_jobs",
     "purge_jobs",
     "retry_job",
@@ -281,3 +284,8 @@ async def get_throughput(ctx: WebContext, given: Input) -> Response:
 async def get_blocked_chains(ctx: WebContext, given: Input) -> Response:
     pool = await ctx.pools.open()
     return answer(BlockedChains.of(await blocked_chains(pool)))
+
+
+async def get_workers(ctx: WebContext, given: Input) -> Response:
+    pool = await ctx.pools.open()
+    return answer(Workers.of(await list_workers(pool)))

@@ -1,7 +1,7 @@
 """The dashboard's pages (Jinja2 templates in ``templates/``, rendered by ``render.py``):
-the overview, the job list and a job's page. Pages are readable without a token; the forms that
-change the queue are in ``actions.py``. The pages read through the same queries and query
-models as the HTTP API."""
+the overview, the job list, a job's page and the live workers. Pages are readable without a
+token; the forms that change the queue are in ``actions.py``. The pages read through the same
+queries and query models as the HTTP API."""
 
 from __future__ import annotations
 
@@ -18,7 +18,16 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from .. import admin
-from ..admin import JobStatus, attempt_errors, blocked_chains, job_status, queue_counts, throughput
+from ..admin import (
+    STALE_AFTER,
+    JobStatus,
+    attempt_errors,
+    blocked_chains,
+    job_status,
+    list_workers,
+    queue_counts,
+    throughput,
+)
 from . import queries
 from .actions import cancel_action, login, login_page, logout, purge_action, retry_action
 from .charts import bar_chart, bin_buckets
@@ -215,6 +224,7 @@ async def job_page(ctx: WebContext, request: Request) -> Response:
         if status.state != "completed"
         else json.dumps(status.result, indent=2, ensure_ascii=False),
         chain=chain,
+        worker=await queries.job_worker(pool, job_id) if status.state == "running" else None,
         parents=await _statuses(pool, parents),
         children=await _statuses(pool, children),
         finished=status.state in FINISHED,
@@ -224,6 +234,13 @@ async def job_page(ctx: WebContext, request: Request) -> Response:
             for e in await attempt_errors(pool, job_id)
             if e.error.rstrip() != (status.last_error or "").rstrip()[:4000]
         ],
+    )
+
+
+async def workers_page(ctx: WebContext, request: Request) -> Response:
+    pool = await ctx.pools.open()
+    return render(
+        ctx, request, "workers.html", workers=await list_workers(pool), stale_after=STALE_AFTER
     )
 
 
@@ -237,6 +254,7 @@ def page_routes(ctx: WebContext) -> list[Route]:
         route("/", overview),
         route("/jobs", jobs_page),
         route("/jobs/{id}", job_page),
+        route("/workers", workers_page),
         route("/login", login_page),
         route("/login", login, "POST"),
         route("/logout", logout, "POST"),

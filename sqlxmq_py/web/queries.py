@@ -1,7 +1,7 @@
 """The reads that the dashboard and the HTTP API share: pages of jobs (through the admin API),
 and the few facts about a job that the admin API does not return: its payload and headers, its
-place in an ordered chain, and its pending continuation links; and the channels that have jobs,
-for the job list's filter.
+place in an ordered chain, its pending continuation links and the runner that runs it; and the
+channels that have jobs, for the job list's filter.
 
 The statements are the ``web_*`` entries of ``sqlxmq_py/sql/queries.sql``, with bound parameters
 only.
@@ -24,10 +24,12 @@ from ..sql import QueryName, query
 __all__ = [
     "ChainPosition",
     "JobDetails",
+    "JobWorker",
     "channel_names",
     "job_chain",
     "job_details",
     "job_links",
+    "job_worker",
     "page_jobs",
 ]
 
@@ -96,6 +98,33 @@ async def job_details(pool: AsyncConnectionPool[Any], job_id: uuid.UUID) -> JobD
         run_after_failed_parents=bool(after_failed),
         commit_deadline=deadline,
     )
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobWorker:
+    """The runner that runs a job now, and since when (by the database's clock)."""
+
+    runner_id: uuid.UUID | None
+    """None for a job leased through the pull API (no runner)."""
+    host: str | None
+    """None (and ``pid`` too) once the runner is no longer announced."""
+    pid: int | None
+    leased_at: datetime | None
+    now: datetime
+
+    @property
+    def running_for(self) -> timedelta | None:
+        """How long the attempt has been running."""
+        return None if self.leased_at is None else self.now - self.leased_at
+
+
+async def job_worker(pool: AsyncConnectionPool[Any], job_id: uuid.UUID) -> JobWorker | None:
+    """Who runs the job now; ``None`` unless it is running."""
+    rows = await _fetch(pool, "web_job_worker", {"id": job_id})
+    if not rows:
+        return None
+    runner_id, host, pid, leased_at, now = rows[0]
+    return JobWorker(runner_id=runner_id, host=host, pid=pid, leased_at=leased_at, now=now)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -9,7 +9,15 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from ..admin import AttemptError, BlockedChain, JobStatus, PurgeResult, QueueCount, StatsBucket
+from ..admin import (
+    AttemptError,
+    BlockedChain,
+    JobStatus,
+    PurgeResult,
+    QueueCount,
+    StatsBucket,
+    WorkerInfo,
+)
 from .fields import Count, JobId, Model, Timestamp
 from .queries import ChainPosition, JobDetails
 from .requests import StateName
@@ -29,6 +37,7 @@ __all__ = [
     "QueueCounts",
     "SpawnResponse",
     "Throughput",
+    "Workers",
 ]
 
 ERROR_CODES = (
@@ -339,3 +348,38 @@ class BlockedChains(Model):
             for c in chains
         ]
         return cls.model_construct(chains=rows)
+
+
+class WorkerResponse(Model):
+    """A runner announced in the database."""
+
+    id: JobId = Field(description="The runner's id (leases record it).")
+    host: str | None
+    pid: int | None
+    version: str | None = Field(description="The sqlxmq_py version it runs.")
+    channel_names: list[str] | None = Field(description="Its channels; null: every channel.")
+    min_concurrency: int | None
+    max_concurrency: int | None
+    idle: bool = Field(description="Waiting for work (spawns notify it).")
+    started_at: Timestamp
+    heartbeat_at: Timestamp = Field(description="Its last heartbeat (every 10 s).")
+    running: Count = Field(description="Jobs it runs now.")
+    stale: bool = Field(
+        description="Its heartbeat is older than 30 s: it stopped without saying so or cannot "
+        "reach the database; maintenance removes it after 5 minutes."
+    )
+
+
+class Workers(Model):
+    """The live runners."""
+
+    workers: list[WorkerResponse]
+
+    @classmethod
+    def of(cls, workers: list[WorkerInfo]) -> Workers:
+        """The answer for the admin API's ``WorkerInfo`` rows."""
+        fields = WorkerResponse.model_fields
+        rows = [
+            WorkerResponse.model_construct(**{n: getattr(w, n) for n in fields}) for w in workers
+        ]
+        return cls.model_construct(workers=rows)

@@ -15,6 +15,7 @@ from .api import (
     get_job_details,
     get_job_result,
     get_throughput,
+    get_workers,
     list_jobs,
     purge_jobs,
     retry_job,
@@ -48,6 +49,7 @@ from .responses import (
     RetryJobsResponse,
     SpawnResponse,
     Throughput,
+    Workers,
 )
 
 __all__ = ["OPERATIONS", "TAGS"]
@@ -55,7 +57,7 @@ __all__ = ["OPERATIONS", "TAGS"]
 TAGS = {
     "jobs": "One job: spawn it, read it, wait for its result, cancel or retry it.",
     "bulk": "Many jobs at once.",
-    "queue": "The queue as a whole: counts, throughput, blocked chains.",
+    "queue": "The queue as a whole: counts, throughput, blocked chains, live workers.",
 }
 """The groups of operations, in the order the document lists them."""
 
@@ -225,6 +227,18 @@ OPERATIONS: tuple[Operation, ...] = (
         summary="Ordered chains stopped by their failed head",
         handler=get_blocked_chains,
         responses={200: (BlockedChains, "The chains.")},
+    ),
+    Operation(
+        method="GET",
+        path="/workers",
+        operation_id="getWorkers",
+        tag="queue",
+        summary="The live runners, with the jobs each runs now",
+        description="Every runner announces itself and renews its announcement every 10 s; "
+        "one that stops removes it. A runner whose heartbeat is older than 30 s is listed as "
+        "stale until maintenance removes it (after 5 minutes).",
+        handler=get_workers,
+        responses={200: (Workers, "The runners, by host and pid.")},
     ),
 )
 """Every operation of the API, in the order the document lists them."""

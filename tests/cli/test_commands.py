@@ -27,6 +27,7 @@ COMMANDS = [
     "status",
     "jobs",
     "show",
+    "workers",
     "retry",
     "cancel",
     "purge",

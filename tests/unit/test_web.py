@@ -134,7 +134,13 @@ def test_bars_fit_the_chart(counts: list[int]) -> None:
 
 
 def test_dashboard_queries_bind_every_value() -> None:
-    for name in ("web_job_details", "web_job_chain", "web_job_parents", "web_job_children"):
+    for name in (
+        "web_job_details",
+        "web_job_worker",
+        "web_job_chain",
+        "web_job_parents",
+        "web_job_children",
+    ):
         sql = query(name).decode()
         assert "%(id)s" in sql, name
         assert "{" not in sql, name  # nothing is formatted in

@@ -241,7 +241,13 @@ async def test_state_changes_need_the_bearer_token(
     assert db.execute("SELECT count(*), min(state::text) FROM mq_jobs").fetchone() == (1, "f")
     # reading needs no token
     assert (await client.get(f"/api/jobs/{failed}")).json()["state"] == "failed"
-    for path in ("/api/jobs", "/api/counts", "/api/throughput", "/api/blocked-chains"):
+    for path in (
+        "/api/jobs",
+        "/api/counts",
+        "/api/throughput",
+        "/api/blocked-chains",
+        "/api/workers",
+    ):
         assert (await client.get(path)).status_code == 200, path
 
 
