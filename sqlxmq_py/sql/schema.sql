@@ -593,7 +593,7 @@ BEGIN
         ))
     )
     SELECT d.id, 'completed'::text FROM done AS d, (SELECT count(*) FROM notified) AS n, limited;
-    IF NOT p_wait THEN
+    IF NOT p_wait AND cardinality(v_ids) < cardinality(p_ids) THEN
         RETURN QUERY
         SELECT j.id, 'busy'::text FROM mq_jobs AS j
         JOIN unnest(p_ids, p_tokens) AS t(id, token) ON t.id = j.id
@@ -761,6 +761,64 @@ BEGIN
         EXECUTE format('GRANT SELECT ON TABLE %I.mq_migrations TO %I', current_schema(), p_role);
     END IF;
 END;
+$function$;
+
+CREATE OR REPLACE FUNCTION public.mq_group_after_any(p_after_name text, p_after_args text)
+ RETURNS TABLE(channel_name text, channel_args text)
+ LANGUAGE sql
+ STABLE
+AS $function$
+    (SELECT j.channel_name, j.channel_args FROM mq_jobs AS j
+      WHERE j.state = 'r' AND j.channel_name = p_after_name AND j.channel_args > p_after_args
+      ORDER BY j.channel_args LIMIT 1)
+    UNION ALL
+    (SELECT j.channel_name, j.channel_args FROM mq_jobs AS j
+      WHERE j.state = 'r' AND j.channel_name > p_after_name
+      ORDER BY j.channel_name, j.channel_args LIMIT 1)
+    LIMIT 1
+$function$;
+
+CREATE OR REPLACE FUNCTION public.mq_group_after_in(p_names text[], p_after_name text, p_after_args text)
+ RETURNS TABLE(channel_name text, channel_args text)
+ LANGUAGE sql
+ STABLE
+AS $function$
+    (SELECT j.channel_name, j.channel_args FROM mq_jobs AS j
+      WHERE j.state = 'r' AND j.channel_name = p_after_name AND j.channel_args > p_after_args
+        AND p_after_name = ANY(p_names)
+      ORDER BY j.channel_args LIMIT 1)
+    UNION ALL
+    (SELECT h.channel_name, h.channel_args
+      FROM (SELECT DISTINCT u.n FROM unnest(p_names) AS u(n)
+            WHERE u.n > p_after_name ORDER BY u.n) AS names
+      CROSS JOIN LATERAL (
+          SELECT j.channel_name, j.channel_args FROM mq_jobs AS j
+          WHERE j.state = 'r' AND j.channel_name = names.n
+          ORDER BY j.channel_args LIMIT 1) AS h)
+    LIMIT 1
+$function$;
+
+CREATE OR REPLACE FUNCTION public.mq_group_first_any()
+ RETURNS TABLE(channel_name text, channel_args text)
+ LANGUAGE sql
+ STABLE
+AS $function$
+    SELECT j.channel_name, j.channel_args FROM mq_jobs AS j
+    WHERE j.state = 'r' ORDER BY j.channel_name, j.channel_args LIMIT 1
+$function$;
+
+CREATE OR REPLACE FUNCTION public.mq_group_first_in(p_names text[])
+ RETURNS TABLE(channel_name text, channel_args text)
+ LANGUAGE sql
+ STABLE
+AS $function$
+    SELECT h.channel_name, h.channel_args
+    FROM (SELECT DISTINCT u.n FROM unnest(p_names) AS u(n) ORDER BY u.n) AS names
+    CROSS JOIN LATERAL (
+        SELECT j.channel_name, j.channel_args FROM mq_jobs AS j
+        WHERE j.state = 'r' AND j.channel_name = names.n
+        ORDER BY j.channel_args LIMIT 1) AS h
+    LIMIT 1
 $function$;
 
 CREATE OR REPLACE FUNCTION public.mq_insert(p_ids uuid[], p_names text[], p_channel_names text[], p_channel_args text[], p_payload_json text[], p_payload_bytes bytea[], p_delays interval[], p_run_ats timestamp with time zone[], p_max_attempts integer[], p_retry_backoffs interval[], p_leases interval[], p_ordered boolean[], p_commit_intervals interval[], p_priorities integer[], p_job_keys text[], p_job_key_modes text[], p_throttles interval[], p_retain_fors interval[], p_dead_letters text[], p_dead_letter_channels text[], p_run_after_failed_parents boolean[], p_dep_positions integer[], p_dep_parents uuid[], p_headers jsonb[])
@@ -1181,44 +1239,10 @@ AS $function$
 #variable_conflict use_column
 BEGIN
     RETURN QUERY
-    WITH RECURSIVE
-    after_cursor(cn, ca, n) AS (
-        SELECT g.channel_name, g.channel_args, 1
-        FROM mq_next_ready_group(p_channel_names, p_cursor_name, p_cursor_args) AS g
-        WHERE p_cursor_name IS NOT NULL
-      UNION ALL
-        SELECT g.channel_name, g.channel_args, a.n + 1
-        FROM after_cursor AS a
-        CROSS JOIN LATERAL mq_next_ready_group(
-            p_channel_names, a.cn, CASE WHEN a.cn = ANY(p_excluded) THEN NULL ELSE a.ca END
-        ) AS g
-        WHERE a.n < p_limit + cardinality(p_excluded)
-    ),
-    from_start(cn, ca, n) AS (
-        SELECT g.channel_name, g.channel_args, 1
-        FROM mq_next_ready_group(p_channel_names, NULL, NULL) AS g
-        WHERE p_cursor_name IS NULL
-           OR (g.channel_name, g.channel_args) <= (p_cursor_name, p_cursor_args)
-      UNION ALL
-        SELECT g.channel_name, g.channel_args, f.n + 1
-        FROM from_start AS f
-        CROSS JOIN LATERAL mq_next_ready_group(
-            p_channel_names, f.cn, CASE WHEN f.cn = ANY(p_excluded) THEN NULL ELSE f.ca END
-        ) AS g
-        WHERE f.n < p_limit + cardinality(p_excluded)
-          AND (p_cursor_name IS NULL
-               OR (g.channel_name, g.channel_args) <= (p_cursor_name, p_cursor_args))
-    ),
-    groups AS MATERIALIZED (
+    WITH groups AS MATERIALIZED (
         SELECT g.cn, g.ca, row_number() OVER () AS pos
-        FROM (
-            SELECT v.cn, v.ca FROM (
-                SELECT a.cn, a.ca FROM after_cursor AS a
-                UNION ALL
-                SELECT f.cn, f.ca FROM from_start AS f
-            ) AS v
-            WHERE NOT (v.cn = ANY(p_excluded))
-            LIMIT p_limit
+        FROM mq_ready_groups(
+            p_channel_names, p_cursor_name, p_cursor_args, p_limit, p_excluded
         ) AS g
     ),
     picked AS MATERIALIZED (
@@ -1413,34 +1437,6 @@ BEGIN
 END;
 $function$;
 
-CREATE OR REPLACE FUNCTION public.mq_next_ready_group(p_names text[], p_after_name text, p_after_args text)
- RETURNS TABLE(channel_name text, channel_args text)
- LANGUAGE sql
- STABLE
-AS $function$
-    (SELECT j.channel_name, j.channel_args FROM mq_jobs AS j
-      WHERE j.state = 'r' AND j.channel_name = p_after_name AND j.channel_args > p_after_args
-        AND (p_names IS NULL OR p_after_name = ANY(p_names))
-      ORDER BY j.channel_args LIMIT 1)
-    UNION ALL
-    (SELECT j.channel_name, j.channel_args FROM mq_jobs AS j
-      WHERE p_names IS NULL AND p_after_name IS NULL AND j.state = 'r'
-      ORDER BY j.channel_name, j.channel_args LIMIT 1)
-    UNION ALL
-    (SELECT j.channel_name, j.channel_args FROM mq_jobs AS j
-      WHERE p_names IS NULL AND j.state = 'r' AND j.channel_name > p_after_name
-      ORDER BY j.channel_name, j.channel_args LIMIT 1)
-    UNION ALL
-    (SELECT h.channel_name, h.channel_args
-      FROM (SELECT DISTINCT u.n FROM unnest(p_names) AS u(n)
-            WHERE p_after_name IS NULL OR u.n > p_after_name ORDER BY u.n) AS names
-      CROSS JOIN LATERAL (
-          SELECT j.channel_name, j.channel_args FROM mq_jobs AS j
-          WHERE j.state = 'r' AND j.channel_name = names.n
-          ORDER BY j.channel_args LIMIT 1) AS h)
-    LIMIT 1
-$function$;
-
 CREATE OR REPLACE FUNCTION public.mq_notify_channel(p_channel_name text)
  RETURNS text
  LANGUAGE sql
@@ -1561,6 +1557,105 @@ BEGIN
             ) AS n
         ) END - now()
     ))::float8;
+END;
+$function$;
+
+CREATE OR REPLACE FUNCTION public.mq_ready_groups(p_names text[], p_cursor_name text, p_cursor_args text, p_limit integer, p_excluded text[])
+ RETURNS TABLE(cn text, ca text)
+ LANGUAGE plpgsql
+ STABLE
+ SET enable_seqscan TO 'off'
+ SET enable_bitmapscan TO 'off'
+ SET jit TO 'off'
+ SET plan_cache_mode TO 'force_generic_plan'
+AS $function$
+#variable_conflict use_column
+BEGIN
+    IF p_names IS NULL AND p_cursor_name IS NOT NULL THEN
+        RETURN QUERY
+        WITH RECURSIVE after_cursor(cn, ca, n) AS (
+            SELECT g.channel_name, g.channel_args, 1
+            FROM mq_group_after_any(p_cursor_name, p_cursor_args) AS g
+          UNION ALL
+            SELECT g.channel_name, g.channel_args, a.n + 1
+            FROM after_cursor AS a
+            CROSS JOIN LATERAL mq_group_after_any(
+                a.cn, CASE WHEN a.cn = ANY(p_excluded) THEN NULL ELSE a.ca END) AS g
+            WHERE a.n < p_limit + cardinality(p_excluded)
+        ), from_start(cn, ca, n) AS (
+            SELECT g.channel_name, g.channel_args, 1
+            FROM mq_group_first_any() AS g
+            WHERE (g.channel_name, g.channel_args) <= (p_cursor_name, p_cursor_args)
+          UNION ALL
+            SELECT g.channel_name, g.channel_args, f.n + 1
+            FROM from_start AS f
+            CROSS JOIN LATERAL mq_group_after_any(
+                f.cn, CASE WHEN f.cn = ANY(p_excluded) THEN NULL ELSE f.ca END) AS g
+            WHERE f.n < p_limit + cardinality(p_excluded)
+              AND (g.channel_name, g.channel_args) <= (p_cursor_name, p_cursor_args)
+        )
+        SELECT v.cn, v.ca FROM (
+            SELECT a.cn, a.ca FROM after_cursor AS a
+            UNION ALL
+            SELECT f.cn, f.ca FROM from_start AS f
+        ) AS v
+        WHERE NOT (v.cn = ANY(p_excluded))
+        LIMIT p_limit;
+    ELSIF p_names IS NULL THEN
+        RETURN QUERY
+        WITH RECURSIVE from_start(cn, ca, n) AS (
+            SELECT g.channel_name, g.channel_args, 1 FROM mq_group_first_any() AS g
+          UNION ALL
+            SELECT g.channel_name, g.channel_args, f.n + 1
+            FROM from_start AS f
+            CROSS JOIN LATERAL mq_group_after_any(
+                f.cn, CASE WHEN f.cn = ANY(p_excluded) THEN NULL ELSE f.ca END) AS g
+            WHERE f.n < p_limit + cardinality(p_excluded)
+        )
+        SELECT f.cn, f.ca FROM from_start AS f WHERE NOT (f.cn = ANY(p_excluded)) LIMIT p_limit;
+    ELSIF p_cursor_name IS NOT NULL THEN
+        RETURN QUERY
+        WITH RECURSIVE after_cursor(cn, ca, n) AS (
+            SELECT g.channel_name, g.channel_args, 1
+            FROM mq_group_after_in(p_names, p_cursor_name, p_cursor_args) AS g
+          UNION ALL
+            SELECT g.channel_name, g.channel_args, a.n + 1
+            FROM after_cursor AS a
+            CROSS JOIN LATERAL mq_group_after_in(
+                p_names, a.cn, CASE WHEN a.cn = ANY(p_excluded) THEN NULL ELSE a.ca END) AS g
+            WHERE a.n < p_limit + cardinality(p_excluded)
+        ), from_start(cn, ca, n) AS (
+            SELECT g.channel_name, g.channel_args, 1
+            FROM mq_group_first_in(p_names) AS g
+            WHERE (g.channel_name, g.channel_args) <= (p_cursor_name, p_cursor_args)
+          UNION ALL
+            SELECT g.channel_name, g.channel_args, f.n + 1
+            FROM from_start AS f
+            CROSS JOIN LATERAL mq_group_after_in(
+                p_names, f.cn, CASE WHEN f.cn = ANY(p_excluded) THEN NULL ELSE f.ca END) AS g
+            WHERE f.n < p_limit + cardinality(p_excluded)
+              AND (g.channel_name, g.channel_args) <= (p_cursor_name, p_cursor_args)
+        )
+        SELECT v.cn, v.ca FROM (
+            SELECT a.cn, a.ca FROM after_cursor AS a
+            UNION ALL
+            SELECT f.cn, f.ca FROM from_start AS f
+        ) AS v
+        WHERE NOT (v.cn = ANY(p_excluded))
+        LIMIT p_limit;
+    ELSE
+        RETURN QUERY
+        WITH RECURSIVE from_start(cn, ca, n) AS (
+            SELECT g.channel_name, g.channel_args, 1 FROM mq_group_first_in(p_names) AS g
+          UNION ALL
+            SELECT g.channel_name, g.channel_args, f.n + 1
+            FROM from_start AS f
+            CROSS JOIN LATERAL mq_group_after_in(
+                p_names, f.cn, CASE WHEN f.cn = ANY(p_excluded) THEN NULL ELSE f.ca END) AS g
+            WHERE f.n < p_limit + cardinality(p_excluded)
+        )
+        SELECT f.cn, f.ca FROM from_start AS f WHERE NOT (f.cn = ANY(p_excluded)) LIMIT p_limit;
+    END IF;
 END;
 $function$;
 

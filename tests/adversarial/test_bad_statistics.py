@@ -143,6 +143,21 @@ def test_no_other_index_can_stand_in_for_the_runners_own(
     tokens = [token for _, token in big_queue]
     plans = {
         "lease": function_plan(db, "mq_lease", lease_params(limit=20, durable=False)),
+        **{
+            f"walk {statement}": function_plan(
+                db,
+                "mq_ready_groups",
+                {
+                    "names": None if statement < 2 else ["", "other"],
+                    "cursor_name": "" if statement % 2 == 0 else None,
+                    "cursor_args": "" if statement % 2 == 0 else None,
+                    "limit": 20,
+                    "excluded": [],
+                },
+                query=statement,
+            )
+            for statement in range(4)
+        },
         "renew": function_plan(
             db, "mq_renew", {"ids": ids, "tokens": tokens, "default_lease": timedelta(seconds=30)}
         ),

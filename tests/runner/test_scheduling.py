@@ -170,6 +170,26 @@ def _plan(db: psycopg.Connection[Any], channel_names: list[str] | None, cursor: 
     )
 
 
+def _walk_plan(
+    db: psycopg.Connection[Any], channel_names: list[str] | None, cursor: str | None
+) -> str:
+    """The plan of the group walk's statement that the lease of ``_plan`` runs: mq_ready_groups
+    picks one of four by whether the runner names its channels and has a cursor."""
+    statement = (0 if cursor is not None else 1) + (0 if channel_names is None else 2)
+    return function_plan(
+        db,
+        "mq_ready_groups",
+        {
+            "names": channel_names,
+            "cursor_name": cursor,
+            "cursor_args": "" if cursor is not None else None,
+            "limit": 100,
+            "excluded": [],
+        },
+        query=statement,
+    )
+
+
 def _fill(db: psycopg.Connection[Any], groups: int, jobs: int) -> None:
     db.execute(
         "INSERT INTO mq_payloads (id, name, retry_backoff) "
@@ -191,18 +211,35 @@ def _assert_index_only(plan: str) -> None:
     assert '"Actual Rows": 100' in plan  # and it did lease a full batch
 
 
+def _assert_walk_index_only(plan: str, groups: int) -> None:
+    assert '"Node Type": "Seq Scan"' not in plan
+    assert "mq_jobs_ready_idx" in plan
+    assert f'"Actual Rows": {groups},' in plan  # the groups it found
+
+
+def _assert_lease_and_walk(
+    db: psycopg.Connection[Any], names: list[str] | None, cursor: str | None, groups: int
+) -> None:
+    _assert_index_only(_plan(db, names, cursor))
+    _assert_walk_index_only(_walk_plan(db, names, cursor), groups)
+
+
 async def test_lease_plan_uses_indexes_with_a_million_ready_jobs(
     db: psycopg.Connection[Any],
 ) -> None:
     _fill(db, groups=1, jobs=1_000_000)
-    _assert_index_only(_plan(db, None, None))
-    _assert_index_only(_plan(db, ["ch0"], None))
+    _assert_lease_and_walk(db, None, None, groups=1)
+    _assert_lease_and_walk(db, ["ch0"], None, groups=1)
+    _assert_lease_and_walk(db, None, "ch0", groups=1)  # wrapped round to the cursor's group
+    _assert_lease_and_walk(db, ["ch0"], "ch0", groups=1)
 
 
 async def test_lease_plan_uses_indexes_with_ten_thousand_groups(
     db: psycopg.Connection[Any],
 ) -> None:
     _fill(db, groups=10_000, jobs=200_000)
-    _assert_index_only(_plan(db, None, None))
-    _assert_index_only(_plan(db, None, "ch5000"))  # round-robin from a cursor
-    _assert_index_only(_plan(db, [f"ch{i}" for i in range(0, 10_000, 50)], "ch70"))
+    names = [f"ch{i}" for i in range(0, 10_000, 50)]
+    _assert_lease_and_walk(db, None, None, groups=100)
+    _assert_lease_and_walk(db, None, "ch5000", groups=100)  # round-robin from a cursor
+    _assert_lease_and_walk(db, names, "ch70", groups=100)
+    _assert_lease_and_walk(db, names, None, groups=100)
