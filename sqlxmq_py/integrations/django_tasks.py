@@ -242,6 +242,7 @@ class SqlxmqBackend(BaseTaskBackend):
         """The task's result as the queue has it now, read on Django's connection.
 
         Raises:
+            ImportError: the task's function is no longer where it was enqueued from.
             TaskResultDoesNotExist: no task of this id is queued or kept (its result was kept
                 for ``retain_for`` and has been purged, or it never existed).
         """
@@ -337,7 +338,8 @@ async def run_django_task(current_job: CurrentJob) -> dict[str, Any]:
     payload = current_job.json()
     context: TaskResult[Any] | None = None
     try:
-        task = _load_task(str(payload["task"]))
+        # the backend it was enqueued on (``Task.using(backend=...)``), not the decorator's
+        task = _load_task(str(payload["task"])).using(backend=str(payload["backend"]))
         backend = task.get_backend()
         if not isinstance(backend, SqlxmqBackend):
             raise TypeError(f"task {task.module_path} runs on {type(backend).__name__}")
