@@ -70,6 +70,7 @@ else:
 
 from .. import CurrentJob, JobRegistry, _connections, job
 from .._connections import Rows
+from .._text import safe_text
 from ..admin import AttemptError, JobStatus, attempt_errors, job_status
 from ..errors import SqlxmqError
 from ..sql import query
@@ -366,11 +367,13 @@ async def run_django_task(current_job: CurrentJob) -> dict[str, Any]:
         else:
             value = await asyncio.to_thread(_call_in_thread, task.func, args, kwargs)
         value = _json(value, "a task's return value")
-    except Exception as exc:
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        raise  # the runner cancelled the attempt (timeout, cancel, shutdown): it records that
+    except BaseException as exc:
         if context is not None:
             _set(context, status=_status("FAILED"), finished_at=timezone.now())
             task_finished.send(SqlxmqBackend, task_result=context)
-        raise TaskFailed(f"[{worker}] {_class_path(type(exc))}: {exc}") from exc
+        raise TaskFailed(f"[{worker}] {_class_path(type(exc))}: {safe_text(exc, 2000)}") from exc
     _set(context, status=_status("SUCCESSFUL"), finished_at=timezone.now())
     _set(context, _return_value=value)
     task_finished.send(SqlxmqBackend, task_result=context)

@@ -240,3 +240,48 @@ def test_the_sqlxmq_worker_command_runs_django_tasks(
     db.autocommit = True
     assert wait_for_result(db, uuid.UUID(result.id), timeout=WAIT)["return_value"] == 9
     assert add.get_result(result.id).return_value == 9
+
+
+@pytest.mark.parametrize(
+    ("name", "class_path"),
+    [
+        ("unprintable", "tests.integrations.djangoapp.tasks.Unprintable"),
+        ("exits", "builtins.SystemExit"),
+        ("returns_a_set", "builtins.TypeError"),
+    ],
+)
+async def test_what_a_task_raises_or_returns_never_hides_its_failure(
+    tasks: ModuleType, apool: AsyncConnectionPool[Any], runner: Runner, name: str, class_path: str
+) -> None:
+    bad = await getattr(tasks, name).aenqueue()
+    async with runner(registry()):
+        with pytest.raises(JobFailedError, match="TaskFailed"):
+            await wait_for_result(apool, uuid.UUID(bad.id), timeout=WAIT)
+        good = await tasks.add.aenqueue(1, 1)  # the runner goes on
+        await wait_for_result(apool, uuid.UUID(good.id), timeout=WAIT)
+    result = await getattr(tasks, name).aget_result(bad.id)
+    assert result.status == "FAILED"
+    assert [e.exception_class_path for e in result.errors] == [class_path]
+
+
+def test_arguments_that_are_not_json_are_refused_at_enqueue(
+    django_db: Any, db: psycopg.Connection[Any]
+) -> None:
+    from .djangoapp.tasks import add
+
+    with pytest.raises(TypeError, match="JSON"):
+        add.enqueue({1, 2}, 3)
+    assert count_jobs(db) == 0
+
+
+@pytest.mark.usefixtures("django_db")
+def test_unknown_options_and_bad_values_are_refused_when_the_backend_is_made() -> None:
+    from django.core.exceptions import ImproperlyConfigured  # type: ignore[import-untyped]
+
+    from sqlxmq_py import ConfigurationError
+    from sqlxmq_py.integrations.django_tasks import SqlxmqBackend
+
+    with pytest.raises(ImproperlyConfigured, match="retry"):
+        SqlxmqBackend("x", {"OPTIONS": {"retry": 3}})
+    with pytest.raises(ConfigurationError, match="retries"):
+        SqlxmqBackend("x", {"OPTIONS": {"retries": -1}})

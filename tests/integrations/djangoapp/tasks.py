@@ -44,3 +44,23 @@ def whoami(context: TaskContext, tag: str) -> dict[str, Any]:
 def doomed() -> str:
     """Removed from this module by a test after it is enqueued (a deploy that dropped it)."""
     return "never"
+
+
+class Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no text for you")
+
+
+@task
+def unprintable() -> None:
+    raise Unprintable
+
+
+@task
+def exits() -> None:
+    raise SystemExit(3)
+
+
+@task
+def returns_a_set() -> set[int]:
+    return {1, 2}
