@@ -3,7 +3,8 @@
 The default database is the test database named by ``$SQLXMQ_DJANGO_DSN``; tests point it at
 their own fresh database with :func:`database_settings`. Django uses psycopg 3 when it is
 installed. ``other`` is a SQLite database, which sqlxmq_py must refuse. ``TASKS`` runs Django's
-Tasks (the django-tasks backport here) on sqlxmq_py, with the queues ``default`` and ``emails``.
+Tasks (the django-tasks backport here) on sqlxmq_py, with the queues ``default`` and ``emails``;
+``retrying`` gives a failed task one more attempt.
 """
 
 from __future__ import annotations
@@ -40,5 +41,9 @@ TASKS = {
         "BACKEND": "sqlxmq_py.integrations.django_tasks.SqlxmqBackend",
         "QUEUES": ["default", "emails"],
         "OPTIONS": {"database": "default", "retries": 0, "retain_for": 3600},
-    }
+    },
+    "retrying": {
+        "BACKEND": "sqlxmq_py.integrations.django_tasks.SqlxmqBackend",
+        "OPTIONS": {"retries": 1},
+    },
 }

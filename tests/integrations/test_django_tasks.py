@@ -285,3 +285,18 @@ def test_unknown_options_and_bad_values_are_refused_when_the_backend_is_made() -
         SqlxmqBackend("x", {"OPTIONS": {"retry": 3}})
     with pytest.raises(ConfigurationError, match="retries"):
         SqlxmqBackend("x", {"OPTIONS": {"retries": -1}})
+
+
+async def test_with_retries_a_failed_attempt_is_ready_again_and_counted(
+    tasks: ModuleType, apool: AsyncConnectionPool[Any], runner: Runner
+) -> None:
+    result = await tasks.flaky.aenqueue()
+    assert result.backend == "retrying"
+    async with runner(registry()):
+        assert await wait_for_result(apool, uuid.UUID(result.id), timeout=WAIT) is not None
+    await result.arefresh()
+    assert result.status == "SUCCESSFUL"
+    assert result.return_value == 2
+    assert result.attempts == 2
+    assert all(result.worker_ids)
+    assert [e.exception_class_path for e in result.errors] == ["builtins.ConnectionError"]

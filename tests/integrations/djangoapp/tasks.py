@@ -64,3 +64,11 @@ def exits() -> None:
 @task
 def returns_a_set() -> set[int]:
     return {1, 2}
+
+
+@task(backend="retrying", takes_context=True)
+def flaky(context: TaskContext) -> int:
+    """Fails its first attempt."""
+    if context.attempt == 1:
+        raise ConnectionError("try again")
+    return context.attempt
