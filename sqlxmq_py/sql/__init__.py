@@ -46,6 +46,7 @@ QueryName = Literal[
     "listener_delete",
     "status",
     "attempt_errors",
+    "payload_json",
     "wait_register",
     "list_jobs",
     "queue_counts",

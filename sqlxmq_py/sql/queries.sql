@@ -281,6 +281,13 @@ UNION ALL
 SELECT h.errors::text FROM mq_history AS h WHERE h.id = %(id)s
 LIMIT 1
 
+-- name: payload_json
+-- A job's JSON payload as text: queued or kept.
+SELECT p.payload_json::text FROM mq_payloads AS p WHERE p.id = %(id)s
+UNION ALL
+SELECT h.payload_json::text FROM mq_history AS h WHERE h.id = %(id)s
+LIMIT 1
+
 -- name: wait_register
 -- A caller waits for this job: notify it when the job finishes, and keep its result a while.
 UPDATE mq_payloads

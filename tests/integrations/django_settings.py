@@ -2,7 +2,9 @@
 
 The default database is the test database named by ``$SQLXMQ_DJANGO_DSN``; tests point it at
 their own fresh database with :func:`database_settings`. Django uses psycopg 3 when it is
-installed. ``other`` is a SQLite database, which sqlxmq_py must refuse.
+installed. ``other`` is a SQLite database, which sqlxmq_py must refuse. ``TASKS`` runs Django's
+Tasks (the django-tasks backport here) on sqlxmq_py, with the queues ``default`` and ``emails``;
+``retrying`` gives a failed task one more attempt.
 """
 
 from __future__ import annotations
@@ -33,4 +35,15 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 DATABASES = {
     "default": database_settings(os.environ.get("SQLXMQ_DJANGO_DSN", "dbname=postgres")),
     "other": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"},
+}
+TASKS = {
+    "default": {
+        "BACKEND": "sqlxmq_py.integrations.django_tasks.SqlxmqBackend",
+        "QUEUES": ["default", "emails"],
+        "OPTIONS": {"database": "default", "retries": 0, "retain_for": 3600},
+    },
+    "retrying": {
+        "BACKEND": "sqlxmq_py.integrations.django_tasks.SqlxmqBackend",
+        "OPTIONS": {"retries": 1},
+    },
 }
