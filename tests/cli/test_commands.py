@@ -31,6 +31,10 @@ COMMANDS = [
     "cancel",
     "purge",
     "clear",
+    "channels",
+    "pause",
+    "resume",
+    "limit",
     "demo",
     "dashboard",
 ]
