@@ -19,14 +19,19 @@ from psycopg_pool import AsyncConnectionPool
 from starlette.responses import Response
 
 from ..admin import (
+    ChannelInfo,
     JobStatus,
     attempt_errors,
     blocked_chains,
     cancel,
     job_status,
+    list_channels,
+    pause_channel,
     purge,
     queue_counts,
+    resume_channel,
     retry,
+    set_channel_limit,
     throughput,
 )
 from ..errors import JobCancelledError, JobFailedError, JobNotFoundError
@@ -37,6 +42,8 @@ from .operation import Input
 from .requests import (
     CancelJobsRequest,
     CancelRequest,
+    ChannelLimitRequest,
+    ChannelRequest,
     JobListQuery,
     PurgeRequest,
     RetryJobsRequest,
@@ -48,6 +55,8 @@ from .responses import (
     BlockedChains,
     CancelJobsResponse,
     CancelOutcome,
+    ChannelRow,
+    Channels,
     JobDetailsResponse,
     JobList,
     JobPending,
@@ -281,3 +290,47 @@ async def get_throughput(ctx: WebContext, given: Input) -> Response:
 async def get_blocked_chains(ctx: WebContext, given: Input) -> Response:
     pool = await ctx.pools.open()
     return answer(BlockedChains.of(await blocked_chains(pool)))
+
+
+async def get_channels(ctx: WebContext, given: Input) -> Response:
+    pool = await ctx.pools.open()
+    return answer(Channels.of(await list_channels(pool)))
+
+
+async def _channel(pool: AsyncConnectionPool[Any], channel_name: str) -> Response:
+    """The channel as it is now (a channel with nothing to say: not paused, no limit, no
+    jobs)."""
+    found = [c for c in await list_channels(pool) if c.channel_name == channel_name]
+    return answer(
+        ChannelRow.of(
+            found[0]
+            if found
+            else ChannelInfo(
+                channel_name=channel_name, paused=False, max_running=None, ready=0, running=0
+            )
+        )
+    )
+
+
+async def pause(ctx: WebContext, given: Input) -> Response:
+    channel_name = given.body_as(ChannelRequest).channel_name
+    pool = await ctx.pools.open()
+    with field_errors("channel_name"):
+        await pause_channel(pool, channel_name)
+    return await _channel(pool, channel_name)
+
+
+async def resume(ctx: WebContext, given: Input) -> Response:
+    channel_name = given.body_as(ChannelRequest).channel_name
+    pool = await ctx.pools.open()
+    with field_errors("channel_name"):
+        await resume_channel(pool, channel_name)
+    return await _channel(pool, channel_name)
+
+
+async def set_limit(ctx: WebContext, given: Input) -> Response:
+    request = given.body_as(ChannelLimitRequest)
+    pool = await ctx.pools.open()
+    with field_errors("channel_name"):
+        await set_channel_limit(pool, request.channel_name, request.max_running)
+    return await _channel(pool, request.channel_name)
