@@ -12,6 +12,7 @@ from ._channels import (
     channel_limits,
     list_channels,
     pause_channel,
+    paused_channels,
     resume_channel,
     set_channel_limit,
 )
@@ -55,6 +56,7 @@ __all__ = [
     "list_jobs",
     "list_schedules",
     "pause_channel",
+    "paused_channels",
     "purge",
     "queue_counts",
     "reschedule",

@@ -25,6 +25,7 @@ __all__ = [
     "channel_limits",
     "list_channels",
     "pause_channel",
+    "paused_channels",
     "resume_channel",
     "set_channel_limit",
 ]
@@ -148,6 +149,24 @@ def channel_limits(conn: AsyncConnectionLike) -> Coroutine[Any, Any, dict[str, i
 def channel_limits(conn: AnyConnection) -> dict[str, int] | Coroutine[Any, Any, dict[str, int]]:
     """The channel limits set with :func:`set_channel_limit`."""
     return _connections.run(conn, query("channel_limits"), None, _limits)
+
+
+def _paused(rows: Rows) -> list[str]:
+    return [name for name, _limit, paused in rows if paused]
+
+
+@overload
+def paused_channels(conn: SyncConnectionLike) -> list[str]: ...
+
+
+@overload
+def paused_channels(conn: AsyncConnectionLike) -> Coroutine[Any, Any, list[str]]: ...
+
+
+def paused_channels(conn: AnyConnection) -> list[str] | Coroutine[Any, Any, list[str]]:
+    """The paused channels, by name (a read of the small table of limits and pauses, not of
+    the queue)."""
+    return _connections.run(conn, query("channel_limits"), None, _paused)
 
 
 def _channels(rows: Rows) -> list[ChannelInfo]:

@@ -1,7 +1,7 @@
 """The dashboard's pages (Jinja2 templates in ``templates/``, rendered by ``render.py``):
-the overview, the job list and a job's page. Pages are readable without a token; the forms that
-change the queue are in ``actions.py``. The pages read through the same queries and query
-models as the HTTP API."""
+the overview, the job list, a job's page and the channels. Pages are readable without a token;
+the forms that change the queue are in ``actions.py``. The pages read through the same queries
+and query models as the HTTP API."""
 
 from __future__ import annotations
 
@@ -18,9 +18,28 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from .. import admin
-from ..admin import JobStatus, attempt_errors, blocked_chains, job_status, queue_counts, throughput
+from ..admin import (
+    JobStatus,
+    attempt_errors,
+    blocked_chains,
+    job_status,
+    list_channels,
+    paused_channels,
+    queue_counts,
+    throughput,
+)
 from . import queries
-from .actions import cancel_action, login, login_page, logout, purge_action, retry_action
+from .actions import (
+    cancel_action,
+    limit_action,
+    login,
+    login_page,
+    logout,
+    pause_action,
+    purge_action,
+    resume_action,
+    retry_action,
+)
 from .charts import bar_chart, bin_buckets
 from .context import WebContext, base_path
 from .fields import Model, QueryDigits, Text
@@ -59,6 +78,7 @@ async def overview(ctx: WebContext, request: Request) -> Response:
     pool = await ctx.pools.open()
     counts = await queue_counts(pool, exact=False)
     chains = await blocked_chains(pool)
+    paused = await paused_channels(pool)
     since = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=minutes - 1)
     buckets = await throughput(pool, since, chart_channel)
 
@@ -105,6 +125,7 @@ async def overview(ctx: WebContext, request: Request) -> Response:
         queued=sum(totals.values()),
         oldest=oldest,
         chains=chains,
+        paused=paused,
         minutes=minutes,
         ranges=CHART_RANGES,
         chart_channel=chart_channel,
@@ -227,6 +248,11 @@ async def job_page(ctx: WebContext, request: Request) -> Response:
     )
 
 
+async def channels_page(ctx: WebContext, request: Request) -> Response:
+    pool = await ctx.pools.open()
+    return render(ctx, request, "channels.html", channels=await list_channels(pool))
+
+
 def page_routes(ctx: WebContext) -> list[Route]:
     """The dashboard's routes."""
 
@@ -237,10 +263,14 @@ def page_routes(ctx: WebContext) -> list[Route]:
         route("/", overview),
         route("/jobs", jobs_page),
         route("/jobs/{id}", job_page),
+        route("/channels", channels_page),
         route("/login", login_page),
         route("/login", login, "POST"),
         route("/logout", logout, "POST"),
         route("/actions/retry", retry_action, "POST"),
         route("/actions/cancel", cancel_action, "POST"),
         route("/actions/purge", purge_action, "POST"),
+        route("/actions/pause", pause_action, "POST"),
+        route("/actions/resume", resume_action, "POST"),
+        route("/actions/limit", limit_action, "POST"),
     ]
