@@ -10,7 +10,7 @@ import psycopg
 from sqlxmq_py import CurrentJob, job, spawn_many
 from sqlxmq_py.admin import ChannelInfo, list_channels
 
-from .conftest import Cli
+from .conftest import Cli, run_cli
 
 
 @job(channel_name="mail")
@@ -61,8 +61,9 @@ def test_bad_limits_are_usage_errors_and_change_nothing(
     assert (result.returncode, result.stdout) == (0, "No channels: no jobs, limits or pauses.\n")
 
 
-def test_a_database_without_the_schema_is_an_error(cli: Cli, db: psycopg.Connection[Any]) -> None:
-    db.execute("DROP TABLE mq_channel_limits CASCADE")
-    result = cli("pause", "mail")
-    assert result.returncode == 1
-    assert result.stderr.startswith("sqlxmq: error:"), result.stderr
+def test_a_database_without_the_schema_is_an_error(empty_dsn: str) -> None:
+    for args in (("pause", "mail"), ("channels",), ("limit", "mail", "1")):
+        result = run_cli("--dsn", empty_dsn, *args)
+        assert result.returncode == 1, args
+        assert result.stderr.startswith("sqlxmq: error:"), result.stderr
+        assert "migrate" in result.stderr
