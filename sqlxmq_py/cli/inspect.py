@@ -15,6 +15,7 @@ from ..admin import (
     channel_limits,
     job_status,
     list_jobs,
+    paused_channels,
     queue_counts,
     throughput,
 )
@@ -109,6 +110,7 @@ def run_status(ctx: Context, args: argparse.Namespace) -> int:
         counts = queue_counts(conn)
         chains = blocked_chains(conn)
         limits = channel_limits(conn)
+        paused = paused_channels(conn)
         recent = throughput(conn, since)
     merged: dict[tuple[str, JobState], list[Any]] = {}
     for c in counts:  # "waiting" covers two row states: add them up
@@ -132,6 +134,7 @@ def run_status(ctx: Context, args: argparse.Namespace) -> int:
                 ],
                 "blocked_chains": chains,
                 "channel_limits": limits,
+                "paused_channels": paused,
                 "last_5_minutes": finished,
             }
         )
@@ -177,6 +180,12 @@ def run_status(ctx: Context, args: argparse.Namespace) -> int:
         print(render_table(["channel", "max running"], sorted(limits.items()), numeric=[1]))
     else:
         print("Channel limits: none")
+    print()
+    if paused:
+        print("Paused channels (runners start none of their jobs; `sqlxmq resume CHANNEL`):")
+        print("\n".join(f"  {name}" for name in paused))
+    else:
+        print("Paused channels: none")
     print()
     print(
         "Last 5 minutes: {completed} completed, {retried} retried, {failed} failed".format(

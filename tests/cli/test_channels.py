@@ -41,7 +41,12 @@ def test_pause_limit_resume_and_list(
         "ready": 3,
         "running": 0,
     }
+    status = cli("status").stdout
+    assert "Paused channels (runners start none of their jobs" in status
+    assert "\n  mail\n" in status
+    assert json.loads(cli("--json", "status").stdout)["paused_channels"] == ["mail"]
     assert cli("resume", "mail").stdout == "resumed mail\n"
+    assert "Paused channels: none" in cli("status").stdout
     assert cli("limit", "reports", "none").stdout == "removed the limit of reports\n"
     assert list_channels(db) == [
         ChannelInfo(channel_name="mail", paused=False, max_running=None, ready=3, running=0)
