@@ -72,6 +72,11 @@ class LeaseLoop:
             self._reread_limits = True
         self._wake.set()
 
+    def limits_loosened(self) -> None:
+        """Maintenance found a channel resumed or its limit raised: its jobs may run now."""
+        self._pacer.notified()
+        self._wake.set()
+
     def listening(self) -> None:
         """The listener (re)subscribed: anything spawned, paused or limited meanwhile was not
         notified."""

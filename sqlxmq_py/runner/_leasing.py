@@ -14,7 +14,7 @@ from .._connections import Rows
 from ..sql import query
 from ._connection import DedicatedConnection
 
-__all__ = ["PROMOTE_BATCH", "Leaser", "channel_caps"]
+__all__ = ["PROMOTE_BATCH", "Leaser", "caps_loosened", "channel_caps"]
 
 PROMOTE_BATCH = 5000
 """Scheduled jobs made ready per statement (mq_promote's LIMIT)."""
@@ -33,6 +33,12 @@ def channel_caps(rows: Rows, channel_names: Sequence[str] | None) -> dict[str, i
         elif limit is not None:
             caps[channel] = limit
     return caps
+
+
+def caps_loosened(old: dict[str, int], new: dict[str, int]) -> bool:
+    """Whether some channel may run more jobs under ``new`` caps than under ``old`` (resumed,
+    its limit raised or removed): jobs the runner left alone may be leased now."""
+    return any(channel not in new or new[channel] > cap for channel, cap in old.items())
 
 
 class Leaser:
@@ -120,10 +126,12 @@ class Leaser:
             self._limited_cursors[channel] = (rows[-1][4], rows[-1][5])
         return rows
 
-    async def refresh_limits(self) -> None:
-        """Reads the channel limits and pauses that concern this runner."""
+    async def refresh_limits(self) -> bool:
+        """Reads the channel limits and pauses that concern this runner; returns whether some
+        channel may run more jobs than before (see :func:`caps_loosened`)."""
         rows = await self._conn.execute(query("channel_limits"), writes=False)
-        self.limits = channel_caps(rows, self._channel_names)
+        old, self.limits = self.limits, channel_caps(rows, self._channel_names)
+        return caps_loosened(old, self.limits)
 
     async def set_idle(self, idle: bool) -> None:
         """Announces the runner idle (spawns notify it) or busy; also its heartbeat."""
