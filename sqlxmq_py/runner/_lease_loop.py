@@ -57,8 +57,9 @@ class LeaseLoop:
 
     def slot_freed(self, channel_name: str) -> None:
         """An attempt settled."""
-        if channel_name in self._leaser.limits:
-            # its channel's limit may have been all that held other jobs back
+        if self._leaser.limits.get(channel_name):
+            # its channel's limit may have been all that held other jobs back (a paused
+            # channel's, 0, holds them whatever runs)
             self._pacer.notified()
         self._wake.set()
 
