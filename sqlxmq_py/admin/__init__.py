@@ -9,6 +9,7 @@ from ..states import JobState
 from ._actions import cancel, reschedule, retry
 from ._channels import (
     ChannelInfo,
+    channel_info,
     channel_limits,
     list_channels,
     pause_channel,
@@ -49,6 +50,7 @@ __all__ = [
     "attempt_errors",
     "blocked_chains",
     "cancel",
+    "channel_info",
     "channel_limits",
     "delete_schedule",
     "job_status",

@@ -22,6 +22,7 @@ from ..sql import query
 
 __all__ = [
     "ChannelInfo",
+    "channel_info",
     "channel_limits",
     "list_channels",
     "pause_channel",
@@ -187,3 +188,30 @@ def list_channels(
     """Every channel with jobs, a limit or a pause, by name: paused or not, its limit and its
     ready and running jobs (counted exactly)."""
     return _connections.run(conn, query("list_channels"), None, _channels)
+
+
+def _one_channel(rows: Rows) -> ChannelInfo:
+    return ChannelInfo(**_ChannelRow(*rows[0])._asdict())
+
+
+@overload
+def channel_info(conn: SyncConnectionLike, channel_name: str) -> ChannelInfo: ...
+
+
+@overload
+def channel_info(
+    conn: AsyncConnectionLike, channel_name: str
+) -> Coroutine[Any, Any, ChannelInfo]: ...
+
+
+def channel_info(
+    conn: AnyConnection, channel_name: str
+) -> ChannelInfo | Coroutine[Any, Any, ChannelInfo]:
+    """One channel as :func:`list_channels` shows it (a channel with nothing to say: not
+    paused, no limit, no jobs), read through indexes whatever the length of the queue.
+
+    Raises:
+        ConfigurationError: ``channel_name`` is not a valid channel name.
+    """
+    params = {"channel_name": check_name("channel_name", channel_name)}
+    return _connections.run(conn, query("channel_info"), params, _one_channel)

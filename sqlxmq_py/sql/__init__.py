@@ -58,6 +58,7 @@ QueryName = Literal[
     "set_channel",
     "channel_limits",
     "list_channels",
+    "channel_info",
     "schedule_upsert",
     "schedules",
     "schedule_delete",

@@ -398,6 +398,18 @@ SELECT mq_set_channel(
 -- Channels with a limit (max_running, NULL: none) or paused: what runners read.
 SELECT channel_name, max_running, paused FROM mq_channel_limits ORDER BY channel_name
 
+-- name: channel_info
+-- One channel, as list_channels shows it, through the ready and leased jobs' indexes.
+SELECT %(channel_name)s::text,
+    coalesce((SELECT l.paused FROM mq_channel_limits AS l
+              WHERE l.channel_name = %(channel_name)s::text), false),
+    (SELECT l.max_running FROM mq_channel_limits AS l
+     WHERE l.channel_name = %(channel_name)s::text),
+    (SELECT count(*) FROM mq_jobs AS j
+     WHERE j.state = 'r' AND j.channel_name = %(channel_name)s::text),
+    (SELECT count(*) FROM mq_jobs AS j
+     WHERE j.state = 'l' AND j.channel_name = %(channel_name)s::text)
+
 -- name: list_channels
 -- Every channel with jobs, a limit or a pause, with its ready and running jobs.
 WITH counts AS (

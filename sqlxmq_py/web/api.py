@@ -19,11 +19,11 @@ from psycopg_pool import AsyncConnectionPool
 from starlette.responses import Response
 
 from ..admin import (
-    ChannelInfo,
     JobStatus,
     attempt_errors,
     blocked_chains,
     cancel,
+    channel_info,
     job_status,
     list_channels,
     pause_channel,
@@ -298,18 +298,7 @@ async def get_channels(ctx: WebContext, given: Input) -> Response:
 
 
 async def _channel(pool: AsyncConnectionPool[Any], channel_name: str) -> Response:
-    """The channel as it is now (a channel with nothing to say: not paused, no limit, no
-    jobs)."""
-    found = [c for c in await list_channels(pool) if c.channel_name == channel_name]
-    return answer(
-        ChannelRow.of(
-            found[0]
-            if found
-            else ChannelInfo(
-                channel_name=channel_name, paused=False, max_running=None, ready=0, running=0
-            )
-        )
-    )
+    return answer(ChannelRow.of(await channel_info(pool, channel_name)))
 
 
 async def pause(ctx: WebContext, given: Input) -> Response:

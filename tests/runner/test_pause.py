@@ -16,6 +16,7 @@ import pytest
 from sqlxmq_py import ConfigurationError, CurrentJob, job
 from sqlxmq_py.admin import (
     ChannelInfo,
+    channel_info,
     channel_limits,
     list_channels,
     pause_channel,
@@ -89,13 +90,17 @@ async def test_a_paused_channel_starts_nothing_its_running_job_finishes_and_resu
         await asyncio.wait_for(marker_ran.wait(), 10)
         assert not waited_ran.is_set()
         assert (job_row(db, waiting_id) or {}).get("state") == "r"
+        now = channel_info(db, "reports")
+        assert (now.paused, now.ready, now.running) == (True, 1, 1)
         # the job that ran when the channel was paused finishes normally
         release.set()
         await wait_until(lambda: job_row(db, running_id) is None)
         assert (job_row(db, waiting_id) or {}).get("state") == "r"
-        assert list_channels(db) == [
-            ChannelInfo(channel_name="reports", paused=True, max_running=None, ready=1, running=0)
-        ]
+        reports = ChannelInfo(
+            channel_name="reports", paused=True, max_running=None, ready=1, running=0
+        )
+        assert list_channels(db) == [reports]
+        assert channel_info(db, "reports") == reports
         resume_channel(db, "reports")
         await asyncio.wait_for(waited_ran.wait(), 10)
 
@@ -230,6 +235,12 @@ async def test_pause_resume_and_limits_are_kept_apart(
     assert [(c.channel_name, c.paused, c.max_running) for c in await list_channels(aconn)] == [
         ("b", True, 3)
     ]
+    assert await channel_info(aconn, "b") == ChannelInfo(
+        channel_name="b", paused=True, max_running=3, ready=0, running=0
+    )
+    assert channel_info(db, "nothing") == ChannelInfo(
+        channel_name="nothing", paused=False, max_running=None, ready=0, running=0
+    )
     resume_channel(db, "b")  # resuming keeps the limit
     assert channel_limits(db) == {"b": 3}
     assert db.execute("SELECT count(*) FROM mq_channel_limits").fetchone() == (1,)
