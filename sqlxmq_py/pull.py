@@ -4,7 +4,7 @@ fail them, on your own connection and in your own transactions.
 Fetching leases the jobs like a runner does (same fairness, same lease fencing): complete or
 fail each one before its lease expires, or it becomes ready again (each fetch first returns
 expired leases to the queue, so this works with no runner at all). Pull consumers do not renew
-leases and do not honour per-channel limits.
+leases and do not honour per-channel limits, but never fetch from a paused channel.
 """
 
 from __future__ import annotations
@@ -114,7 +114,6 @@ def _lease_params(
         "cursor_args": cursor_args,
         "limit": limit,
         "default_lease": lease,
-        "excluded": [],
         "durable": True,  # the caller's transaction commits as the caller decides
         "max_bytes": 2**62,
         "runner": None,  # taken by no runner: the caller's own code
@@ -137,7 +136,7 @@ def _fetch_sync(
         if _repair_due():
             cur.execute(query("repair"))
         cur.execute(query("promote"), promote)
-        cur.execute(query("lease"), lease)
+        cur.execute(query("fetch_lease"), lease)
         return cur.fetchall()
 
 
@@ -152,7 +151,7 @@ async def _fetch_async(
         if _repair_due():
             await cur.execute(query("repair"))
         await cur.execute(query("promote"), promote)
-        await cur.execute(query("lease"), lease)
+        await cur.execute(query("fetch_lease"), lease)
         return await cur.fetchall()
 
 

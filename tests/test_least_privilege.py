@@ -1,5 +1,6 @@
 """A role granted only mq_grant_usage() can do everything an application and its runners do:
-spawn, run, retry, fail, order, schedule, cancel, wait for results, consume without a runner."""
+spawn, run, retry, fail, order, schedule, cancel, wait for results, consume without a runner,
+pause and limit channels."""
 
 from __future__ import annotations
 
@@ -15,7 +16,17 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from sqlxmq_py import CurrentJob, JobRegistry, exists, job, migrate, spawn_many
-from sqlxmq_py.admin import cancel, job_status, list_jobs, queue_counts, retry
+from sqlxmq_py.admin import (
+    cancel,
+    job_status,
+    list_channels,
+    list_jobs,
+    pause_channel,
+    queue_counts,
+    resume_channel,
+    retry,
+    set_channel_limit,
+)
 from sqlxmq_py.pull import complete, fetch
 from sqlxmq_py.results import wait_for_result
 
@@ -103,6 +114,12 @@ async def test_everything_an_application_does_works_with_only_the_granted_privil
             assert list_jobs(conn, states=["completed"])
             assert queue_counts(conn) is not None
         pulled = work.builder().set_json("pulled").set_channel_name("pull").spawn(conn)
+        pause_channel(conn, "pull")
+        set_channel_limit(conn, "pull", 3)
+        assert fetch(conn, ["pull"]) == []
+        assert [c.paused for c in list_channels(conn) if c.channel_name == "pull"] == [True]
+        resume_channel(conn, "pull")
+        set_channel_limit(conn, "pull", None)
         (fetched,) = fetch(conn, ["pull"])
         assert fetched.id == pulled
         complete(conn, fetched, result=1)

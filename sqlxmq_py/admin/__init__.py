@@ -1,5 +1,6 @@
 """Looking at and managing jobs: status, listing, counts, cancel, retry, reschedule, blocked
-ordered chains, purging, per-channel limits and the live runners (workers).
+ordered chains, purging, channels (pause, resume, concurrency limits) and the live runners
+(workers).
 
 Like spawning, every function takes a sync connection or pool (and returns its result) or an
 async one (and returns an awaitable), and runs in the caller's transaction without committing it.
@@ -7,6 +8,16 @@ async one (and returns an awaitable), and runs in the caller's transaction witho
 
 from ..states import JobState
 from ._actions import cancel, reschedule, retry
+from ._channels import (
+    ChannelInfo,
+    channel_info,
+    channel_limits,
+    list_channels,
+    pause_channel,
+    paused_channels,
+    resume_channel,
+    set_channel_limit,
+)
 from ._counts import (
     ESTIMATE_ABOVE,
     BlockedChain,
@@ -22,7 +33,7 @@ from ._counts import ESTIMATE_RUNNING_ABOVE as ESTIMATE_RUNNING_ABOVE
 from ._counts import ESTIMATE_SAMPLE_ROWS as ESTIMATE_SAMPLE_ROWS
 from ._lists import list_jobs
 from ._lists import list_statement as list_statement
-from ._purge import PurgeResult, channel_limits, purge, set_channel_limit
+from ._purge import PurgeResult, purge
 from ._schedules import Schedule, delete_schedule, list_schedules
 from ._status import AttemptError, JobStatus, attempt_errors, job_status
 from ._workers import STALE_AFTER, WorkerInfo, list_workers
@@ -32,6 +43,7 @@ __all__ = [
     "STALE_AFTER",
     "AttemptError",
     "BlockedChain",
+    "ChannelInfo",
     "JobState",
     "JobStatus",
     "PurgeResult",
@@ -42,15 +54,20 @@ __all__ = [
     "attempt_errors",
     "blocked_chains",
     "cancel",
+    "channel_info",
     "channel_limits",
     "delete_schedule",
     "job_status",
+    "list_channels",
     "list_jobs",
     "list_schedules",
     "list_workers",
+    "pause_channel",
+    "paused_channels",
     "purge",
     "queue_counts",
     "reschedule",
+    "resume_channel",
     "retry",
     "set_channel_limit",
     "throughput",

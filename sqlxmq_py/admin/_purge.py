@@ -1,4 +1,4 @@
-"""Purging old failed jobs and history, and the per-channel concurrency limits."""
+"""Purging old failed jobs and history."""
 
 from __future__ import annotations
 
@@ -9,11 +9,10 @@ from typing import Any, NamedTuple, overload
 
 from .. import _connections
 from .._connections import AnyConnection, AsyncConnectionLike, Rows, SyncConnectionLike
-from .._validate import check_int, check_name
 from ..errors import ConfigurationError
 from ..sql import query
 
-__all__ = ["PurgeResult", "channel_limits", "purge", "set_channel_limit"]
+__all__ = ["PurgeResult", "purge"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,53 +82,3 @@ class _PurgedRow(NamedTuple):
 def _purged(rows: Rows) -> PurgeResult:
     r = _PurgedRow(*rows[0])
     return PurgeResult(failed=r.failed, history=r.history)
-
-
-@overload
-def set_channel_limit(
-    conn: SyncConnectionLike, channel_name: str, max_running: int | None
-) -> None: ...
-
-
-@overload
-def set_channel_limit(
-    conn: AsyncConnectionLike, channel_name: str, max_running: int | None
-) -> Coroutine[Any, Any, None]: ...
-
-
-def set_channel_limit(
-    conn: AnyConnection, channel_name: str, max_running: int | None
-) -> Coroutine[Any, Any, None] | None:
-    """Lets at most ``max_running`` jobs of the channel run at once across all runners
-    (``None`` removes the limit). Runners pick the change up within a few seconds."""
-    check_name("channel_name", channel_name)
-    if max_running is None:
-        return _connections.run(
-            conn, query("delete_channel_limit"), {"channel_name": channel_name}, _nothing
-        )
-    params = {
-        "channel_name": channel_name,
-        "max_running": check_int("max_running", max_running, minimum=0),
-    }
-    return _connections.run(conn, query("set_channel_limit"), params, _nothing)
-
-
-def _nothing(_rows: Rows) -> None:
-    return None
-
-
-def _limits(rows: Rows) -> dict[str, int]:
-    return dict(rows)
-
-
-@overload
-def channel_limits(conn: SyncConnectionLike) -> dict[str, int]: ...
-
-
-@overload
-def channel_limits(conn: AsyncConnectionLike) -> Coroutine[Any, Any, dict[str, int]]: ...
-
-
-def channel_limits(conn: AnyConnection) -> dict[str, int] | Coroutine[Any, Any, dict[str, int]]:
-    """The channel limits set with :func:`set_channel_limit`."""
-    return _connections.run(conn, query("channel_limits"), None, _limits)

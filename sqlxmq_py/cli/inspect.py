@@ -18,6 +18,7 @@ from ..admin import (
     job_status,
     list_jobs,
     list_workers,
+    paused_channels,
     queue_counts,
     throughput,
 )
@@ -126,6 +127,7 @@ def run_status(ctx: Context, args: argparse.Namespace) -> int:
         counts = queue_counts(conn)
         chains = blocked_chains(conn)
         limits = channel_limits(conn)
+        paused = paused_channels(conn)
         recent = throughput(conn, since)
     merged: dict[tuple[str, JobState], list[Any]] = {}
     for c in counts:  # "waiting" covers two row states: add them up
@@ -149,6 +151,7 @@ def run_status(ctx: Context, args: argparse.Namespace) -> int:
                 ],
                 "blocked_chains": chains,
                 "channel_limits": limits,
+                "paused_channels": paused,
                 "last_5_minutes": finished,
             }
         )
@@ -194,6 +197,12 @@ def run_status(ctx: Context, args: argparse.Namespace) -> int:
         print(render_table(["channel", "max running"], sorted(limits.items()), numeric=[1]))
     else:
         print("Channel limits: none")
+    print()
+    if paused:
+        print("Paused channels (runners start none of their jobs; `sqlxmq resume CHANNEL`):")
+        print("\n".join(f"  {name}" for name in paused))
+    else:
+        print("Paused channels: none")
     print()
     print(
         "Last 5 minutes: {completed} completed, {retried} retried, {failed} failed".format(

@@ -20,7 +20,7 @@ from ._health import FailureSpell
 from ._hookset import HookSet
 from ._keepalive import LeaseKeeper
 from ._leasing import PROMOTE_BATCH, Leaser
-from ._listener import SCHEDULED_PAYLOAD
+from ._listener import CONTROL_PAYLOAD, SCHEDULED_PAYLOAD
 from ._pacing import Pacer, promotion_delay, promotion_retry_delay
 
 __all__ = ["LeaseLoop"]
@@ -50,14 +50,16 @@ class LeaseLoop:
         self._wake = asyncio.Event()
         self._promote_now = asyncio.Event()
         self._stopping = False
+        self._reread_limits = False
         self._poll_health = FailureSpell()
 
     # --- news ---
 
     def slot_freed(self, channel_name: str) -> None:
         """An attempt settled."""
-        if channel_name in self._leaser.limits:
-            # its channel's limit may have been all that held other jobs back
+        if self._leaser.limits.get(channel_name):
+            # its channel's limit may have been all that held other jobs back (a paused
+            # channel's, 0, holds them whatever runs)
             self._pacer.notified()
         self._wake.set()
 
@@ -66,11 +68,21 @@ class LeaseLoop:
         self._pacer.notified()
         if payload == SCHEDULED_PAYLOAD:
             self._promote_now.set()
+        elif payload == CONTROL_PAYLOAD:
+            # a channel was paused, resumed or limited: know it before the next lease
+            self._reread_limits = True
+        self._wake.set()
+
+    def limits_loosened(self) -> None:
+        """Maintenance found a channel resumed or its limit raised: its jobs may run now."""
+        self._pacer.notified()
         self._wake.set()
 
     def listening(self) -> None:
-        """The listener (re)subscribed: anything spawned meanwhile was not notified."""
+        """The listener (re)subscribed: anything spawned, paused or limited meanwhile was not
+        notified."""
         self._pacer.notified()
+        self._reread_limits = True
         self._promote_now.set()
         self._wake.set()
 
@@ -101,6 +113,13 @@ class LeaseLoop:
         self, attempts: Attempts, keeper: LeaseKeeper | None, want: int, max_bytes: int
     ) -> None:
         try:
+            if self._reread_limits:
+                self._reread_limits = False  # news arriving while it reads asks again
+                try:
+                    await self._leaser.refresh_limits()
+                except Exception:
+                    self._reread_limits = True
+                    raise
             rows = await self._leaser.lease(want, max_bytes)
         except Exception as exc:
             wait = self._pacer.failed(self._loop.time())

@@ -1,6 +1,6 @@
 """Taking jobs for one runner: leases in one statement (channels with a concurrency limit each
-in their own), scheduled jobs made ready, and the runner's idle announcement that decides
-whether spawns wake it."""
+in their own, paused channels in none), scheduled jobs made ready, and the runner's idle
+announcement that decides whether spawns wake it."""
 
 from __future__ import annotations
 
@@ -15,10 +15,31 @@ from .._version import __version__
 from ..sql import query
 from ._connection import DedicatedConnection
 
-__all__ = ["PROMOTE_BATCH", "Leaser"]
+__all__ = ["PROMOTE_BATCH", "Leaser", "caps_loosened", "channel_caps"]
 
 PROMOTE_BATCH = 5000
 """Scheduled jobs made ready per statement (mq_promote's LIMIT)."""
+
+
+def channel_caps(rows: Rows, channel_names: Sequence[str] | None) -> dict[str, int]:
+    """The most jobs of each channel of ``channel_names`` (None: all) that may run at once,
+    from the rows of ``channel_limits`` (channel, limit or None, paused): 0 when paused;
+    channels without a limit or a pause are not listed."""
+    caps: dict[str, int] = {}
+    for channel, limit, paused in rows:
+        if channel_names is not None and channel not in channel_names:
+            continue
+        if paused:
+            caps[channel] = 0
+        elif limit is not None:
+            caps[channel] = limit
+    return caps
+
+
+def caps_loosened(old: dict[str, int], new: dict[str, int]) -> bool:
+    """Whether some channel may run more jobs under ``new`` caps than under ``old`` (resumed,
+    its limit raised or removed): jobs the runner left alone may be leased now."""
+    return any(channel not in new or new[channel] > cap for channel, cap in old.items())
 
 
 class Leaser:
@@ -46,7 +67,8 @@ class Leaser:
         self._cursor: tuple[str, str] | None = None
         self._limited_cursors: dict[str, tuple[str, str]] = {}
         self.limits: dict[str, int] = {}
-        """Channel limits that concern this runner: channel -> most jobs running at once."""
+        """Channel limits that concern this runner: channel -> most jobs running at once (0
+        for a paused channel)."""
         self.idle: bool | None = None
         """Whether the runner is announced idle (spawns notify it); None before the first."""
 
@@ -61,7 +83,8 @@ class Leaser:
 
     async def lease(self, want: int, max_bytes: int) -> Rows:
         """Leases up to ``want`` jobs holding at most about ``max_bytes`` of payload (the first
-        job whatever its size), from the unlimited channels first."""
+        job whatever its size), from the unlimited channels first; none from a channel whose
+        limit is 0 (or that is paused)."""
         limited = sorted(self.limits)
         cursor_name, cursor_args = self._cursor or (None, None)
         rows = await self._conn.execute(
@@ -81,6 +104,8 @@ class Leaser:
         if rows:
             self._cursor = (rows[-1][4], rows[-1][5])
         for channel in limited:
+            if not self.limits[channel]:
+                continue
             taken = len(rows)
             used = sum(row[14] for row in rows)
             if taken >= want or used >= max_bytes:
@@ -107,11 +132,12 @@ class Leaser:
             self._limited_cursors[channel] = (rows[-1][4], rows[-1][5])
         return rows
 
-    async def refresh_limits(self) -> None:
-        """Reads the channel limits that concern this runner."""
+    async def refresh_limits(self) -> bool:
+        """Reads the channel limits and pauses that concern this runner; returns whether some
+        channel may run more jobs than before (see :func:`caps_loosened`)."""
         rows = await self._conn.execute(query("channel_limits"), writes=False)
-        names = self._channel_names
-        self.limits = {c: n for c, n in rows if names is None or c in names}
+        old, self.limits = self.limits, channel_caps(rows, self._channel_names)
+        return caps_loosened(old, self.limits)
 
     async def set_idle(self, idle: bool) -> None:
         """Announces the runner idle (spawns notify it) or busy; also its heartbeat, and what

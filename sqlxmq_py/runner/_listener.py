@@ -27,13 +27,16 @@ from .._aio import within
 from .._logging import logger
 from ._connection import RECONNECT_WAIT, connect_kwargs, is_transient
 
-__all__ = ["ALL_CHANNELS", "Listener", "notify_channel"]
+__all__ = ["ALL_CHANNELS", "CONTROL_PAYLOAD", "Listener", "notify_channel"]
 
 ALL_CHANNELS = "mq"
 """The NOTIFY channel of runners that run every channel."""
 
 SCHEDULED_PAYLOAD = "s"
 """The notification payload sent for delayed jobs (the runner re-reads its timer)."""
+CONTROL_PAYLOAD = "c"
+"""The notification payload sent when a channel is paused, resumed or limited (mq_set_channel,
+migration 0007): the runner re-reads the limits before its next lease."""
 
 
 def notify_channel(channel_name: str) -> str:

@@ -245,6 +245,7 @@ class Runner:
             done=self._done_conn,
             names=self._registry.names,
             stats=self._stats,
+            on_loosened=leasing.limits_loosened,
             log=self._log,
         )
         for name, coro in (

@@ -41,17 +41,21 @@ async def maintenance_loop(
     done: DedicatedConnection,
     names: frozenset[str],
     stats: AttemptStats,
+    on_loosened: Callable[[], None],
     log: Any,
 ) -> None:
-    """Every ``interval`` seconds: re-read channel limits, run the shared upkeep, unpark the
-    jobs of ``names``, add the attempt counters, and now and then renew the announcement."""
+    """Every ``interval`` seconds: re-read channel limits and pauses (``on_loosened()`` when a
+    channel may run more jobs than before: a resume or a raised limit whose notification did
+    not arrive), run the shared upkeep, unpark the jobs of ``names``, add the attempt
+    counters, and now and then renew the announcement."""
     loop = asyncio.get_running_loop()
     next_heartbeat = loop.time() + HEARTBEAT_EVERY
     spell = FailureSpell()
     while True:
         await asyncio.sleep(interval)
         try:
-            await leaser.refresh_limits()
+            if await leaser.refresh_limits():
+                on_loosened()
             await maintain(upkeep, log)
             # parked jobs of the names this runner knows may run now
             await upkeep.execute(query("unpark"), {"names": sorted(names)})

@@ -155,6 +155,17 @@ FROM mq_lease(
     %(durable)s::boolean, %(max_bytes)s::bigint, %(runner)s::uuid
 )
 
+-- name: fetch_lease
+-- The pull API's lease: as lease, excluding the paused channels.
+SELECT id, lease_token, attempt, max_attempts, channel_name, channel_args, lease, name,
+    payload_json, payload_bytes, retry_backoff, job_key, retain_for, headers, payload_size
+FROM mq_lease(
+    %(channel_names)s::text[], %(cursor_name)s::text, %(cursor_args)s::text,
+    %(limit)s::integer, %(default_lease)s::interval,
+    ARRAY(SELECT l.channel_name FROM mq_channel_limits AS l WHERE l.paused),
+    %(durable)s::boolean, %(max_bytes)s::bigint
+)
+
 -- name: lease_limited
 -- Leases from one channel with a concurrency limit (mq_lease_limited).
 SELECT id, lease_token, attempt, max_attempts, channel_name, channel_args, lease, name,
@@ -389,16 +400,44 @@ WITH failed AS (
 )
 SELECT (SELECT count(*) FROM failed), (SELECT count(*) FROM history)
 
--- name: set_channel_limit
-INSERT INTO mq_channel_limits (channel_name, max_running)
-VALUES (%(channel_name)s, %(max_running)s)
-ON CONFLICT (channel_name) DO UPDATE SET max_running = excluded.max_running
-
--- name: delete_channel_limit
-DELETE FROM mq_channel_limits WHERE channel_name = %(channel_name)s
+-- name: set_channel
+-- Pauses or resumes a channel (%(paused)s NULL: unchanged) and, with %(change_limit)s, sets its
+-- limit (NULL: none); runners are told at commit (mq_set_channel, migration 0007).
+SELECT mq_set_channel(
+    %(channel_name)s::text, %(paused)s::boolean, %(change_limit)s::boolean,
+    %(max_running)s::integer
+)
 
 -- name: channel_limits
-SELECT channel_name, max_running FROM mq_channel_limits ORDER BY channel_name
+-- Channels with a limit (max_running, NULL: none) or paused: what runners read.
+SELECT channel_name, max_running, paused FROM mq_channel_limits ORDER BY channel_name
+
+-- name: channel_info
+-- One channel, as list_channels shows it, through the ready and leased jobs' indexes.
+SELECT %(channel_name)s::text,
+    coalesce((SELECT l.paused FROM mq_channel_limits AS l
+              WHERE l.channel_name = %(channel_name)s::text), false),
+    (SELECT l.max_running FROM mq_channel_limits AS l
+     WHERE l.channel_name = %(channel_name)s::text),
+    (SELECT count(*) FROM mq_jobs AS j
+     WHERE j.state = 'r' AND j.channel_name = %(channel_name)s::text),
+    (SELECT count(*) FROM mq_jobs AS j
+     WHERE j.state = 'l' AND j.channel_name = %(channel_name)s::text)
+
+-- name: list_channels
+-- Every channel with jobs, a limit or a pause, with its ready and running jobs.
+WITH counts AS (
+    SELECT j.channel_name,
+        count(*) FILTER (WHERE j.state = 'r') AS ready,
+        count(*) FILTER (WHERE j.state = 'l') AS running
+    FROM mq_jobs AS j
+    GROUP BY j.channel_name
+)
+SELECT coalesce(l.channel_name, c.channel_name), coalesce(l.paused, false), l.max_running,
+    coalesce(c.ready, 0), coalesce(c.running, 0)
+FROM mq_channel_limits AS l
+FULL JOIN counts AS c ON c.channel_name = l.channel_name
+ORDER BY 1
 
 -- name: schedule_upsert
 INSERT INTO mq_schedules (

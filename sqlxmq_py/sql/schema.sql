@@ -40,7 +40,8 @@ CREATE TABLE mq_batches (
 
 CREATE TABLE mq_channel_limits (
     channel_name text NOT NULL,
-    max_running integer NOT NULL,
+    max_running integer,
+    paused boolean NOT NULL DEFAULT false,
     CONSTRAINT mq_channel_limits_max_running_check CHECK ((max_running >= 0)),
     CONSTRAINT mq_channel_limits_pkey PRIMARY KEY (channel_name)
 );
@@ -1314,21 +1315,25 @@ AS $function$
 #variable_conflict use_column
 DECLARE
     v_max integer;
-    v_running integer;
+    v_paused boolean;
+    v_running integer := 0;
 BEGIN
-    SELECT l.max_running INTO v_max FROM mq_channel_limits AS l
+    SELECT l.max_running, l.paused INTO v_max, v_paused FROM mq_channel_limits AS l
     WHERE l.channel_name = p_channel_name
     FOR UPDATE SKIP LOCKED;
-    IF NOT FOUND THEN
+    IF NOT FOUND OR v_paused THEN
         RETURN;
     END IF;
-    SELECT count(*) INTO v_running FROM mq_jobs AS j
-    WHERE j.state = 'l' AND j.channel_name = p_channel_name;
-    IF least(p_limit, v_max - v_running) <= 0 THEN
+    IF v_max IS NOT NULL THEN
+        SELECT count(*) INTO v_running FROM mq_jobs AS j
+        WHERE j.state = 'l' AND j.channel_name = p_channel_name;
+    END IF;
+    IF least(p_limit, coalesce(v_max - v_running, p_limit)) <= 0 THEN
         RETURN;
     END IF;
     RETURN QUERY SELECT * FROM mq_lease(
-        ARRAY[p_channel_name], p_cursor_name, p_cursor_args, least(p_limit, v_max - v_running),
+        ARRAY[p_channel_name], p_cursor_name, p_cursor_args,
+        least(p_limit, coalesce(v_max - v_running, p_limit)),
         p_default_lease, '{}', p_durable, p_max_bytes, p_runner
     );
 END;
@@ -1874,6 +1879,27 @@ AS $function$
         WHEN p_attempt_at > now() THEN 's'
         ELSE 'r'
     END)::"char"
+$function$;
+
+CREATE OR REPLACE FUNCTION public.mq_set_channel(p_channel_name text, p_paused boolean, p_change_limit boolean, p_max_running integer)
+ RETURNS void
+ LANGUAGE plpgsql
+AS $function$
+BEGIN
+    INSERT INTO mq_channel_limits AS l (channel_name, max_running, paused)
+    VALUES (
+        p_channel_name,
+        CASE WHEN p_change_limit THEN p_max_running END,
+        coalesce(p_paused, false)
+    )
+    ON CONFLICT (channel_name) DO UPDATE
+    SET max_running = CASE WHEN p_change_limit THEN p_max_running ELSE l.max_running END,
+        paused = coalesce(p_paused, l.paused);
+    DELETE FROM mq_channel_limits AS l
+    WHERE l.channel_name = p_channel_name AND l.max_running IS NULL AND NOT l.paused;
+    PERFORM pg_notify('mq', 'c');
+    PERFORM pg_notify(mq_notify_channel(p_channel_name), 'c');
+END;
 $function$;
 
 CREATE OR REPLACE FUNCTION public.mq_spawn(name text, payload_json json DEFAULT NULL::json, channel_name text DEFAULT ''::text, channel_args text DEFAULT ''::text, delay interval DEFAULT '00:00:00'::interval, retries integer DEFAULT 4, retry_backoff interval DEFAULT '00:00:01'::interval, ordered boolean DEFAULT false, priority integer DEFAULT 0, payload_bytes bytea DEFAULT NULL::bytea, lease interval DEFAULT NULL::interval, commit_interval interval DEFAULT NULL::interval, run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, job_key text DEFAULT NULL::text, job_key_mode text DEFAULT 'replace'::text, throttle interval DEFAULT NULL::interval, retain_for interval DEFAULT NULL::interval, dead_letter text DEFAULT NULL::text, after uuid[] DEFAULT '{}'::uuid[], run_after_failed_parents boolean DEFAULT false, headers jsonb DEFAULT NULL::jsonb)

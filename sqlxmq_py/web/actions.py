@@ -1,6 +1,7 @@
 """The dashboard's forms: login, logout, and the actions that change the queue (retry, cancel,
-purge). Each action needs a login session, the session's CSRF token in the form, and a
-same-origin request; it answers with a redirect and a flash message."""
+purge; pause, resume and limit a channel). Each action needs a login session, the session's
+CSRF token in the form, and a same-origin request; it answers with a redirect and a flash
+message."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from urllib.parse import parse_qsl, quote
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from ..admin import cancel, purge, retry
+from ..admin import cancel, pause_channel, purge, resume_channel, retry, set_channel_limit
+from ..errors import ConfigurationError
 from .context import WebContext, base_path
 from .fields import canonical_uuid
 from .http import ApiError, bad
@@ -22,11 +24,14 @@ from .security import SESSION_COOKIE, SESSION_LIFETIME_S, cross_origin_reason, s
 __all__ = [
     "Form",
     "cancel_action",
+    "limit_action",
     "login",
     "login_page",
     "logout",
+    "pause_action",
     "purge_action",
     "read_form",
+    "resume_action",
     "retry_action",
 ]
 
@@ -184,6 +189,64 @@ async def purge_action(ctx: WebContext, request: Request) -> Response:
         f"{_plural(result.history, 'history entry')}."
     ).replace("entrys", "entries")
     return _done(request, form, message)
+
+
+def _channel(form: Form) -> str:
+    channel = form.get("channel")
+    if channel is None:
+        raise bad("channel", "channel: missing")
+    return channel
+
+
+def _limit(form: Form) -> int | None:
+    text = (form.get("limit") or "").strip()
+    if not text or text.lower() == "none":
+        return None
+    try:
+        return int(text)
+    except ValueError as exc:
+        raise bad("limit", "limit must be a whole number >= 0, or empty for none") from exc
+
+
+async def _change_channel(
+    ctx: WebContext, request: Request, change: str, limit: bool = False
+) -> Response:
+    form = await read_form(request)
+    refusal = _refuse(ctx, request, form)
+    if refusal is not None:
+        return refusal
+    channel = _channel(form)
+    max_running = _limit(form) if limit else None
+    pool = await ctx.pools.open()
+    try:
+        if change == "pause":
+            await pause_channel(pool, channel)
+            message = f"Paused {channel!r}: its running jobs finish, no new one starts."
+        elif change == "resume":
+            await resume_channel(pool, channel)
+            message = f"Resumed {channel!r}."
+        else:
+            await set_channel_limit(pool, channel, max_running)
+            message = (
+                f"Removed the limit of {channel!r}."
+                if max_running is None
+                else f"Limited {channel!r} to {_plural(max_running, 'running job')}."
+            )
+    except ConfigurationError as exc:
+        raise bad("limit" if limit else "channel", str(exc)) from exc
+    return _done(request, form, message)
+
+
+async def pause_action(ctx: WebContext, request: Request) -> Response:
+    return await _change_channel(ctx, request, "pause")
+
+
+async def resume_action(ctx: WebContext, request: Request) -> Response:
+    return await _change_channel(ctx, request, "resume")
+
+
+async def limit_action(ctx: WebContext, request: Request) -> Response:
+    return await _change_channel(ctx, request, "limit", limit=True)
 
 
 async def login_page(ctx: WebContext, request: Request) -> Response:

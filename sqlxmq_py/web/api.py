@@ -23,11 +23,16 @@ from ..admin import (
     attempt_errors,
     blocked_chains,
     cancel,
+    channel_info,
     job_status,
+    list_channels,
     list_workers,
+    pause_channel,
     purge,
     queue_counts,
+    resume_channel,
     retry,
+    set_channel_limit,
     throughput,
 )
 from ..errors import JobCancelledError, JobFailedError, JobNotFoundError
@@ -38,6 +43,8 @@ from .operation import Input
 from .requests import (
     CancelJobsRequest,
     CancelRequest,
+    ChannelLimitRequest,
+    ChannelRequest,
     JobListQuery,
     PurgeRequest,
     RetryJobsRequest,
@@ -49,6 +56,8 @@ from .responses import (
     BlockedChains,
     CancelJobsResponse,
     CancelOutcome,
+    ChannelRow,
+    Channels,
     JobDetailsResponse,
     JobList,
     JobPending,
@@ -289,3 +298,36 @@ async def get_blocked_chains(ctx: WebContext, given: Input) -> Response:
 async def get_workers(ctx: WebContext, given: Input) -> Response:
     pool = await ctx.pools.open()
     return answer(Workers.of(await list_workers(pool)))
+
+
+async def get_channels(ctx: WebContext, given: Input) -> Response:
+    pool = await ctx.pools.open()
+    return answer(Channels.of(await list_channels(pool)))
+
+
+async def _channel(pool: AsyncConnectionPool[Any], channel_name: str) -> Response:
+    return answer(ChannelRow.of(await channel_info(pool, channel_name)))
+
+
+async def pause(ctx: WebContext, given: Input) -> Response:
+    channel_name = given.body_as(ChannelRequest).channel_name
+    pool = await ctx.pools.open()
+    with field_errors("channel_name"):
+        await pause_channel(pool, channel_name)
+    return await _channel(pool, channel_name)
+
+
+async def resume(ctx: WebContext, given: Input) -> Response:
+    channel_name = given.body_as(ChannelRequest).channel_name
+    pool = await ctx.pools.open()
+    with field_errors("channel_name"):
+        await resume_channel(pool, channel_name)
+    return await _channel(pool, channel_name)
+
+
+async def set_limit(ctx: WebContext, given: Input) -> Response:
+    request = given.body_as(ChannelLimitRequest)
+    pool = await ctx.pools.open()
+    with field_errors("channel_name"):
+        await set_channel_limit(pool, request.channel_name, request.max_running)
+    return await _channel(pool, request.channel_name)

@@ -1,7 +1,7 @@
 """The dashboard's pages (Jinja2 templates in ``templates/``, rendered by ``render.py``):
-the overview, the job list, a job's page and the live workers. Pages are readable without a
-token; the forms that change the queue are in ``actions.py``. The pages read through the same
-queries and query models as the HTTP API."""
+the overview, the job list, a job's page, the channels and the live workers. Pages are
+readable without a token; the forms that change the queue are in ``actions.py``. The pages
+read through the same queries and query models as the HTTP API."""
 
 from __future__ import annotations
 
@@ -24,12 +24,24 @@ from ..admin import (
     attempt_errors,
     blocked_chains,
     job_status,
+    list_channels,
     list_workers,
+    paused_channels,
     queue_counts,
     throughput,
 )
 from . import queries
-from .actions import cancel_action, login, login_page, logout, purge_action, retry_action
+from .actions import (
+    cancel_action,
+    limit_action,
+    login,
+    login_page,
+    logout,
+    pause_action,
+    purge_action,
+    resume_action,
+    retry_action,
+)
 from .charts import bar_chart, bin_buckets
 from .context import WebContext, base_path
 from .fields import Model, QueryDigits, Text
@@ -68,6 +80,7 @@ async def overview(ctx: WebContext, request: Request) -> Response:
     pool = await ctx.pools.open()
     counts = await queue_counts(pool, exact=False)
     chains = await blocked_chains(pool)
+    paused = await paused_channels(pool)
     since = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=minutes - 1)
     buckets = await throughput(pool, since, chart_channel)
 
@@ -114,6 +127,7 @@ async def overview(ctx: WebContext, request: Request) -> Response:
         queued=sum(totals.values()),
         oldest=oldest,
         chains=chains,
+        paused=paused,
         minutes=minutes,
         ranges=CHART_RANGES,
         chart_channel=chart_channel,
@@ -244,6 +258,11 @@ async def workers_page(ctx: WebContext, request: Request) -> Response:
     )
 
 
+async def channels_page(ctx: WebContext, request: Request) -> Response:
+    pool = await ctx.pools.open()
+    return render(ctx, request, "channels.html", channels=await list_channels(pool))
+
+
 def page_routes(ctx: WebContext) -> list[Route]:
     """The dashboard's routes."""
 
@@ -255,10 +274,14 @@ def page_routes(ctx: WebContext) -> list[Route]:
         route("/jobs", jobs_page),
         route("/jobs/{id}", job_page),
         route("/workers", workers_page),
+        route("/channels", channels_page),
         route("/login", login_page),
         route("/login", login, "POST"),
         route("/logout", logout, "POST"),
         route("/actions/retry", retry_action, "POST"),
         route("/actions/cancel", cancel_action, "POST"),
         route("/actions/purge", purge_action, "POST"),
+        route("/actions/pause", pause_action, "POST"),
+        route("/actions/resume", resume_action, "POST"),
+        route("/actions/limit", limit_action, "POST"),
     ]

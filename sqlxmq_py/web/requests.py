@@ -36,6 +36,8 @@ __all__ = [
     "STATES",
     "CancelJobsRequest",
     "CancelRequest",
+    "ChannelLimitRequest",
+    "ChannelRequest",
     "EmptyRequest",
     "JobListQuery",
     "PurgeRequest",
@@ -221,6 +223,22 @@ class PurgeRequest(Model):
         None,
         description="Remove kept jobs that finished more than this many seconds ago (expired "
         "history is always removed).",
+    )
+
+
+class ChannelRequest(Model):
+    """The channel to pause or resume."""
+
+    channel_name: Text = Field(description='The channel ("" is the default channel).')
+
+
+class ChannelLimitRequest(Model):
+    """A channel's concurrency limit."""
+
+    channel_name: Text = Field(description='The channel ("" is the default channel).')
+    max_running: Annotated[int, Field(ge=0, le=_PRIORITY), Integer] | None = Field(
+        description="The most jobs of the channel that may run at once across all runners; "
+        "null removes the limit (a pause stays), 0 holds the channel like a pause."
     )
 
 

@@ -12,6 +12,7 @@ from pydantic import Field
 from ..admin import (
     AttemptError,
     BlockedChain,
+    ChannelInfo,
     JobStatus,
     PurgeResult,
     QueueCount,
@@ -27,6 +28,8 @@ __all__ = [
     "BlockedChains",
     "CancelJobsResponse",
     "CancelOutcome",
+    "ChannelRow",
+    "Channels",
     "Error",
     "JobDetailsResponse",
     "JobList",
@@ -292,6 +295,34 @@ class QueueCounts(Model):
         fields = CountRow.model_fields
         rows = [CountRow.model_construct(**{n: getattr(c, n) for n in fields}) for c in counts]
         return cls.model_construct(counts=rows, exact=all(c.exact for c in counts))
+
+
+class ChannelRow(Model):
+    """A channel: paused or not, its limit, its ready and running jobs."""
+
+    channel_name: str
+    paused: bool = Field(description="Runners start none of its jobs; running ones finish.")
+    max_running: Count | None = Field(
+        description="The most of its jobs that may run at once across all runners (null: no limit)."
+    )
+    ready: Count = Field(description="Jobs that may run now (or would, if not paused).")
+    running: Count
+
+    @classmethod
+    def of(cls, channel: ChannelInfo) -> ChannelRow:
+        """The row of an admin API ``ChannelInfo``."""
+        return cls.model_construct(**{n: getattr(channel, n) for n in cls.model_fields})
+
+
+class Channels(Model):
+    """Every channel with jobs, a limit or a pause, by name."""
+
+    channels: list[ChannelRow]
+
+    @classmethod
+    def of(cls, channels: list[ChannelInfo]) -> Channels:
+        """The answer for the admin API's ``ChannelInfo`` rows."""
+        return cls.model_construct(channels=[ChannelRow.of(c) for c in channels])
 
 
 class Bucket(Model):

@@ -94,6 +94,7 @@ def test_runner_statements_touch_few_pages_whatever_the_statistics(
     held = {"ids": ids, "tokens": tokens}
     statements: dict[str, tuple[bytes, dict[str, object]]] = {
         "lease": (query("lease"), lease_params(limit=20, durable=False)),
+        "fetch_lease": (query("fetch_lease"), lease_params(limit=20)),
         "complete": (
             query("complete"),
             {**held, "results": [None] * 20, "default_retain": timedelta(0), "wait": False},

@@ -32,6 +32,10 @@ COMMANDS = [
     "cancel",
     "purge",
     "clear",
+    "channels",
+    "pause",
+    "resume",
+    "limit",
     "demo",
     "dashboard",
 ]

@@ -67,7 +67,7 @@ def api_schema(dsn: str, db: psycopg.Connection[Any]) -> Iterator[Any]:
         asgi.shutdown_lifespans()  # closes the app's pool before the database is dropped
 
 
-WITHOUT_INPUT = {"/counts", "/blocked-chains", "/workers"}
+WITHOUT_INPUT = {"/counts", "/blocked-chains", "/workers", "/channels"}
 
 
 def _short_waits(case: Any) -> None:
@@ -87,7 +87,7 @@ def _short_waits(case: Any) -> None:
 
 def _check_every_operation(schema: Any, mode: GenerationMode, examples: int, **extra: Any) -> int:
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 15
+    assert len(operations) == 19
     calls = 0
     for operation in operations:
         if mode == GenerationMode.NEGATIVE and operation.path in WITHOUT_INPUT:
@@ -132,7 +132,8 @@ def test_api_links_hold_up_in_stateful_runs(api_schema: Any, dsn: str) -> None:
             # every scenario starts from the same jobs, so that a failing one replays the same
             with psycopg.connect(dsn, autocommit=True) as db:
                 db.execute(
-                    "TRUNCATE mq_jobs, mq_payloads, mq_history, mq_deps, mq_throttle, mq_stats"
+                    "TRUNCATE mq_jobs, mq_payloads, mq_history, mq_deps, mq_throttle, mq_stats, "
+                    "mq_channel_limits"
                 )
                 _seed(db)
 
