@@ -38,6 +38,7 @@ from ..admin import (
 from ..errors import JobCancelledError, JobFailedError, JobNotFoundError
 from . import queries
 from .context import WebContext, base_path
+from .fleet import ChannelRow, Channels, Workers
 from .http import ApiError, answer, bad, field_errors
 from .operation import Input
 from .requests import (
@@ -56,8 +57,6 @@ from .responses import (
     BlockedChains,
     CancelJobsResponse,
     CancelOutcome,
-    ChannelRow,
-    Channels,
     JobDetailsResponse,
     JobList,
     JobPending,
@@ -68,7 +67,6 @@ from .responses import (
     RetryJobsResponse,
     SpawnResponse,
     Throughput,
-    Workers,
 )
 from .spawn import INDEXED_FIELDS, build_spawn
 from .waiting import wait_turn

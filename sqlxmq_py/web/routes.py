@@ -27,6 +27,7 @@ from .api import (
     spawn_job,
     wait_for_job_result,
 )
+from .fleet import ChannelRow, Channels, Workers
 from .operation import Operation
 from .requests import (
     CancelJobsRequest,
@@ -45,8 +46,6 @@ from .responses import (
     BlockedChains,
     CancelJobsResponse,
     CancelOutcome,
-    ChannelRow,
-    Channels,
     JobDetailsResponse,
     JobList,
     JobPending,
@@ -57,7 +56,6 @@ from .responses import (
     RetryJobsResponse,
     SpawnResponse,
     Throughput,
-    Workers,
 )
 
 __all__ = ["OPERATIONS", "TAGS"]

@@ -14,7 +14,7 @@ import psycopg
 
 import sqlxmq_py
 from sqlxmq_py import CurrentJob, job
-from sqlxmq_py.web.responses import Workers
+from sqlxmq_py.web.fleet import Workers
 
 from .conftest import Runner, leased_job
 
