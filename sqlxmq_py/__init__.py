@@ -22,6 +22,7 @@ from .errors import (
     JobCancelledError,
     JobFailedError,
     JobNotFoundError,
+    JobProcessDiedError,
     JobTimeoutError,
     LeaseLostError,
     MigrationError,
@@ -32,6 +33,7 @@ from .errors import (
 )
 from .job import JobOptions, NamedJob, job
 from .migrate import migrate, migration_script
+from .process_job import ProcessJob
 from .registry import ErrorHandler, JobRegistry
 from .runner import JobRunnerHandle, JobRunnerOptions
 from .spawn import clear, clear_all, commit, exists, spawn_many, spawn_payloads
@@ -65,6 +67,7 @@ __all__ = [
     "JobRunnerHandle",
     "CurrentJob",
     "BlockingCurrentJob",
+    "ProcessJob",
     "JobInfo",
     "Checkpoint",
     # errors
@@ -75,6 +78,7 @@ __all__ = [
     "UnknownJobError",
     "LeaseLostError",
     "JobTimeoutError",
+    "JobProcessDiedError",
     "JobNotFoundError",
     "JobFailedError",
     "JobCancelledError",

@@ -12,6 +12,7 @@ from typing import Any
 
 from .current_job import BlockingCurrentJob, CurrentJob
 from .errors import ConfigurationError
+from .process_job import ProcessJob
 
 __all__ = ["context_parameters", "declared_types", "default_name"]
 
@@ -58,7 +59,7 @@ def declared_types(fn: Callable[..., Any]) -> tuple[object, object]:
         return Any, Any
     payload: object = Any
     annotation = hints.get(params[0].name) if params else None
-    if typing.get_origin(annotation) in (CurrentJob, BlockingCurrentJob):
+    if typing.get_origin(annotation) in (CurrentJob, BlockingCurrentJob, ProcessJob):
         (payload,) = typing.get_args(annotation)
     return payload, hints.get("return", Any)
 

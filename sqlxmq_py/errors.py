@@ -12,6 +12,7 @@ connection are psycopg errors and pass through unwrapped.
     ├── UnknownJobError                         a job row names no registered job
     ├── LeaseLostError                          the job's lease passed to another worker
     ├── JobTimeoutError                         a job ran past its timeout
+    ├── JobProcessDiedError                     a process-isolated job's worker process died
     ├── JobNotFoundError (also LookupError)     no such job is queued or kept in the history
     ├── JobFailedError                          a job waited for failed for good
     ├── JobCancelledError                       a job waited for was cancelled
@@ -29,6 +30,7 @@ __all__ = [
     "JobCancelledError",
     "JobFailedError",
     "JobNotFoundError",
+    "JobProcessDiedError",
     "JobTimeoutError",
     "LeaseLostError",
     "MigrationError",
@@ -81,6 +83,14 @@ class LeaseLostError(SqlxmqError):
 
 class JobTimeoutError(SqlxmqError):
     """A job ran longer than its ``timeout`` and was stopped."""
+
+    __module__ = "sqlxmq_py"
+
+
+class JobProcessDiedError(SqlxmqError):
+    """The worker process running a job declared with ``isolation="process"`` died before
+    the job returned (a crash, a signal, the kernel's out-of-memory killer, ``os._exit``); the
+    message says how it ended."""
 
     __module__ = "sqlxmq_py"
 

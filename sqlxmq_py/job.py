@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Concatenate, Generic, ParamSpec, Protocol, cast, overload
+from typing import Any, Concatenate, Generic, Literal, ParamSpec, Protocol, cast, overload
 
 from typing_extensions import TypeVar
 
@@ -34,6 +34,7 @@ from .codec import Codec, codec_for
 from .current_job import BlockingCurrentJob, CurrentJob
 from .errors import ConfigurationError
 from .payload import encode_result
+from .process_job import ProcessJob
 
 __all__ = [
     "JobDecorator",
@@ -43,6 +44,9 @@ __all__ = [
     "default_name",
     "job",
 ]
+
+Isolation = Literal["thread", "process"]
+"""Where a plain ``def`` job runs: in one of the runner's threads, or in a worker process."""
 
 P = ParamSpec("P")
 R = TypeVar("R", covariant=True)
@@ -69,6 +73,7 @@ class JobOptions:
     dead_letter: str | None = None
     dead_letter_channel: str | None = None
     cron: str | None = None
+    isolation: Isolation = "thread"
 
 
 class NamedJob(Generic[P, R, T]):
@@ -270,6 +275,11 @@ class JobDecorator(Protocol):
         self, fn: Callable[Concatenate[BlockingCurrentJob[T], P], R], /
     ) -> NamedJob[Concatenate[BlockingCurrentJob[T], P], R, T]: ...
 
+    @overload
+    def __call__(
+        self, fn: Callable[Concatenate[ProcessJob[T], P], R], /
+    ) -> NamedJob[Concatenate[ProcessJob[T], P], R, T]: ...
+
 
 @overload
 def job(
@@ -281,6 +291,12 @@ def job(
 def job(
     fn: Callable[Concatenate[BlockingCurrentJob[T], P], R], /
 ) -> NamedJob[Concatenate[BlockingCurrentJob[T], P], R, T]: ...
+
+
+@overload
+def job(
+    fn: Callable[Concatenate[ProcessJob[T], P], R], /
+) -> NamedJob[Concatenate[ProcessJob[T], P], R, T]: ...
 
 
 @overload
@@ -299,6 +315,7 @@ def job(
     retain_for: Duration | None = None,
     dead_letter: NamedJob[..., Any] | str | None = None,
     cron: str | None = None,
+    isolation: Isolation = "thread",
 ) -> JobDecorator: ...
 
 
@@ -319,6 +336,7 @@ def job(
     retain_for: Duration | None = None,
     dead_letter: NamedJob[..., Any] | str | None = None,
     cron: str | None = None,
+    isolation: Isolation = "thread",
 ) -> Any:
     """Declares a job. Use bare (``@job``) or with options (``@job(channel_name="foo")``).
 
@@ -343,6 +361,12 @@ def job(
             fails for good.
         cron: a crontab expression: the registry spawns this job at every tick (UTC; use
             ``JobRegistry.add_cron`` for a time zone, a payload or backfill).
+        isolation: ``"process"`` runs a plain ``def`` job in one of the runner's worker
+            processes (``set_processes``), for CPU-bound work: its timeout kills the process,
+            and a process that dies fails the attempt with ``JobProcessDiedError``. The function
+            takes a :class:`~sqlxmq_py.ProcessJob` and no context values, and must be
+            importable by its module and name (not defined inside a function). Default
+            ``"thread"``.
 
     Raises:
         ConfigurationError: an option is invalid, or the function cannot be a job.
@@ -381,6 +405,7 @@ def job(
         dead_letter=dead_letter_name,
         dead_letter_channel=dead_letter_channel,
         cron=None if cron is None else check_cron(cron),
+        isolation=_check_isolation(isolation),
     )
 
     def decorate(func: Callable[..., Any]) -> NamedJob[..., Any, Any]:
@@ -390,8 +415,36 @@ def job(
         if not job_name:
             raise ConfigurationError(f"cannot name job {func!r}; pass name=")
         check_name("name", job_name)
-        return NamedJob(func, dataclasses.replace(defaults, name=job_name))
+        named = NamedJob(func, dataclasses.replace(defaults, name=job_name))
+        if defaults.isolation == "process":
+            _check_process_job(named)
+        return named
 
     if fn is not None:
         return decorate(fn)
     return decorate
+
+
+def _check_isolation(isolation: object) -> Isolation:
+    if isolation == "thread":
+        return "thread"
+    if isolation == "process":
+        return "process"
+    raise ConfigurationError(f"isolation must be 'thread' or 'process', got {isolation!r}")
+
+
+def _check_process_job(named: NamedJob[..., Any, Any]) -> None:
+    """A process-isolated job must be a plain function that its worker process can import by
+    its module and qualified name, and take nothing but the job."""
+    fn = named.fn
+    where = f"job {named.name!r} (isolation='process')"
+    if named.is_async:
+        raise ConfigurationError(f"{where}: must be a plain def, not async def")
+    if "<locals>" in getattr(fn, "__qualname__", "<locals>"):
+        raise ConfigurationError(
+            f"{where}: must be defined at module level, so that its process can import it"
+        )
+    if len(inspect.signature(fn).parameters) != 1:
+        raise ConfigurationError(
+            f"{where}: takes only the running job (context values stay in the runner's process)"
+        )

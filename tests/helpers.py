@@ -43,6 +43,7 @@ async def running(
     cancel_grace: float | None = None,
     prepared: bool | None = None,
     listen_dsn: str | None = None,
+    processes: dict[str, Any] | None = None,
 ) -> AsyncIterator[JobRunnerHandle]:
     """A runner for ``jobs`` on ``dsn`` with short intervals (tests are quick), stopped when the
     block ends however it ends; a ``stop()`` that does not return within its own timeout plus
@@ -65,6 +66,8 @@ async def running(
         options.set_max_payload_bytes(max_payload_bytes)
     if cancel_grace is not None:
         options.set_cancel_grace(cancel_grace)
+    if processes is not None:
+        options.set_processes(**processes)
     handle = await options.run()
     try:
         yield handle

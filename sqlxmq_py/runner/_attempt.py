@@ -102,9 +102,11 @@ class Attempt:
     finished: float | None = None
 
     @property
-    def is_async(self) -> bool:
-        """Whether the job runs on the loop (cancellable) rather than in a thread."""
-        return self.named is None or self.named.is_async
+    def cancellable(self) -> bool:
+        """Whether the job can be stopped: it runs on the loop (its task is cancelled) or in a
+        worker process (killed), rather than in a thread."""
+        named = self.named
+        return named is None or named.is_async or named.options.isolation == "process"
 
 
 def leased_job(row: tuple[Any, ...]) -> LeasedJob:

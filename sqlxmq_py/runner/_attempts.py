@@ -44,6 +44,7 @@ from ._hookset import HookSet
 from ._jobs import JobSource, RunnableJob
 from ._keepalive import HeldLease
 from ._maintenance import AttemptStats
+from ._processes import ProcessLimits
 
 __all__ = ["MISSING_PAYLOAD", "Attempt", "Attempts"]
 
@@ -61,6 +62,7 @@ class Attempts:
         stats: AttemptStats,
         cancel_grace: float,
         max_threads: int,
+        processes: ProcessLimits,
         log: Any,
         on_free: Callable[[str], None],
     ) -> None:
@@ -83,6 +85,7 @@ class Attempts:
             host=host,
             hooks=hooks,
             max_threads=max_threads,
+            processes=processes,
             log=log,
             on_timeout=lambda a, delay: self._arm(a, delay, "timeout", record=True),
             grace=cancel_grace,
@@ -327,15 +330,16 @@ class Attempts:
         written.add_done_callback(recorded)
 
     def interrupt(self) -> int:
-        """``stop()``'s timeout passed: cancels every async job still running (its lease goes
-        back once it has stopped; one that ignores the cancellation is abandoned after the
-        grace period). Returns how many thread jobs still run: those cannot be interrupted,
-        keep their leases and settle normally when they return."""
+        """``stop()``'s timeout passed: cancels every async job still running and kills every
+        process job (its lease goes back once it has stopped; an async job that ignores the
+        cancellation is abandoned after the grace period). Returns how many thread jobs still
+        run: those cannot be interrupted, keep their leases and settle normally when they
+        return."""
         threads = 0
         for a in list(self._by_token.values()):
             if not a.running or a.abandoned:
                 continue
-            if not a.is_async:
+            if not a.cancellable:
                 threads += 1
             elif not a.interrupted and a.task is not None:
                 a.interrupted = True
@@ -345,14 +349,15 @@ class Attempts:
 
     def cancel_requested(self, token: uuid.UUID) -> None:
         """Someone asked to cancel this running job: ``current_job.cancelled`` becomes true, and
-        an async job's task is cancelled (a thread job must look at the flag)."""
+        an async job's task is cancelled, a process job's process killed (a thread job must look
+        at the flag)."""
         a = self._by_token.get(token.int)
         if a is None or a.settled:
             return
         if not a.job.cancelled:
             a.job.cancelled = True
             self._log.info("job_cancel_requested", **job_keys(a.job))
-        if a.running and a.is_async and not (a.cancelling or a.interrupted) and a.task:
+        if a.running and a.cancellable and not (a.cancelling or a.interrupted) and a.task:
             a.cancelling = True
             a.task.cancel()
             self._arm(a, self._grace, "a cancel request", record=True)

@@ -4,6 +4,7 @@ with its context values; and telling how the call ended, whatever the job did.""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -11,10 +12,12 @@ from typing import Any
 
 from ..current_job import BlockingCurrentJob, CurrentJob, JobHost, LeasedJob
 from ..errors import JobCancelledError, PayloadError
+from ..process_job import ProcessJob
 from ._attempt import MISSING_PAYLOAD, Attempt, Ended
 from ._execution import call_async, call_thread, job_keys
 from ._hookset import HookSet
 from ._jobs import JobSource, RunnableJob
+from ._processes import ProcessLimits, ProcessPool
 
 __all__ = ["JobCaller"]
 
@@ -29,6 +32,7 @@ class JobCaller:
         host: JobHost,
         hooks: HookSet,
         max_threads: int,
+        processes: ProcessLimits,
         log: Any,
         on_timeout: Callable[[Attempt, float], None],
         grace: float,
@@ -43,6 +47,8 @@ class JobCaller:
         self._on_timeout = on_timeout
         self._grace = grace
         self._threads: ThreadPoolExecutor | None = None
+        self._process_limits = processes
+        self._processes: ProcessPool | None = None
         self._no_context: set[str] = set()
         """Names of jobs that take no context values (their kwargs are always empty)."""
 
@@ -110,6 +116,16 @@ class JobCaller:
     ) -> Any:
         if is_async:
             return await call_async(named, info, kwargs, timeout)
+        if named.options.isolation == "process":
+            if self._processes is None:
+                self._processes = ProcessPool(self._process_limits)
+            fn = named.fn
+            return await self._processes.run(
+                fn.__module__,
+                fn.__qualname__,
+                process_job(job),
+                None if timeout is None else timeout.total_seconds(),
+            )
         return await call_thread(
             named,
             BlockingCurrentJob(job, self._host),
@@ -135,3 +151,21 @@ class JobCaller:
         """Lets the job threads end on their own (the runner has closed)."""
         if self._threads is not None:
             self._threads.shutdown(wait=False, cancel_futures=True)
+        if self._processes is not None:
+            self._processes.close()
+
+
+def process_job(job: LeasedJob) -> ProcessJob[Any]:
+    """What a process-isolated job's process receives of its lease."""
+    return ProcessJob(
+        id=job.id,
+        name=job.name,
+        attempt=job.attempt,
+        max_attempts=job.max_attempts,
+        channel_name=job.channel_name,
+        channel_args=job.channel_args,
+        job_key=job.job_key,
+        headers=json.loads(job.headers) if job.headers else {},
+        payload_json=job.payload_json,
+        payload_bytes=job.payload_bytes,
+    )

@@ -11,6 +11,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from ..hooks import RunnerHooks
 from ._jobs import JobSource
+from ._processes import DEFAULT_PROCESS_LIMITS, ProcessLimits
 
 __all__ = ["RunnerConfig"]
 
@@ -34,3 +35,4 @@ class RunnerConfig:
     max_payload_bytes: int = 64 * 1024 * 1024
     prepared_statements: bool | None = None
     listen_dsn: str | None = None
+    processes: ProcessLimits = DEFAULT_PROCESS_LIMITS

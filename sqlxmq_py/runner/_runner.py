@@ -192,6 +192,7 @@ class Runner:
             stats=self._stats,
             cancel_grace=config.cancel_grace,
             max_threads=config.max_concurrency,
+            processes=config.processes,
             log=self._log,
             on_free=leasing.slot_freed,
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any, Self
@@ -12,6 +13,7 @@ from .._validate import Duration, check_int, check_text, to_timedelta
 from ..errors import ConfigurationError
 from ..hooks import RunnerHooks
 from ._jobs import JobSource
+from ._processes import ProcessLimits
 from ._runner import Runner, RunnerConfig
 from .handle import JobRunnerHandle
 
@@ -22,6 +24,9 @@ DEFAULT_LEASE = timedelta(seconds=30)
 
 DEFAULT_CANCEL_GRACE = 5.0
 """Seconds a cancelled async job may take to stop before it is abandoned."""
+
+DEFAULT_JOBS_PER_PROCESS = 1000
+"""Jobs a worker process runs before it is replaced, unless told otherwise."""
 
 DEFAULT_MAX_PAYLOAD_BYTES = 64 * 1024 * 1024
 """The payload bytes a runner holds at once, unless told otherwise."""
@@ -51,6 +56,9 @@ class JobRunnerOptions:
         self._max_payload_bytes = DEFAULT_MAX_PAYLOAD_BYTES
         self._prepared_statements: bool | None = None
         self._listen_dsn: str | None = None
+        self._processes = ProcessLimits(
+            processes=os.cpu_count() or 1, max_jobs=DEFAULT_JOBS_PER_PROCESS, max_memory=None
+        )
 
     def set_concurrency(self, min_concurrency: int, max_concurrency: int) -> Self:
         """Leases more jobs whenever fewer than ``min_concurrency`` are held, up to
@@ -128,6 +136,30 @@ class JobRunnerOptions:
         self._cancel_grace = to_timedelta("cancel_grace", grace).total_seconds()
         return self
 
+    def set_processes(
+        self,
+        processes: int | None = None,
+        *,
+        max_jobs_per_process: int = DEFAULT_JOBS_PER_PROCESS,
+        max_memory_mb: int | None = None,
+    ) -> Self:
+        """The worker processes of jobs declared with ``isolation="process"``: at most
+        ``processes`` at once (default: the machine's cores), started when first needed; each
+        is replaced after ``max_jobs_per_process`` jobs (default 1,000), or after a job that
+        took its peak memory above ``max_memory_mb`` (default: no bound). Such jobs wait for a
+        free process; the runner's ``set_concurrency`` still bounds the jobs it holds."""
+        limit = None
+        if max_memory_mb is not None:
+            limit = check_int("max_memory_mb", max_memory_mb, minimum=1) * 1024 * 1024
+        self._processes = ProcessLimits(
+            processes=os.cpu_count() or 1
+            if processes is None
+            else check_int("processes", processes, minimum=1, maximum=1024),
+            max_jobs=check_int("max_jobs_per_process", max_jobs_per_process, minimum=1),
+            max_memory=limit,
+        )
+        return self
+
     def set_max_payload_bytes(self, max_bytes: int) -> Self:
         """The payload bytes the runner holds at once (default 64 MiB): a poll leases jobs
         until the payloads it holds reach this, always at least one job, so that a few large
@@ -185,6 +217,7 @@ class JobRunnerOptions:
             max_payload_bytes=self._max_payload_bytes,
             prepared_statements=self._prepared_statements,
             listen_dsn=self._listen_dsn,
+            processes=self._processes,
         )
 
     async def run(self) -> JobRunnerHandle:

@@ -36,6 +36,7 @@ from ..registry import JobRegistry
 from ..runner._attempts import Attempts
 from ..runner._hookset import HookSet
 from ..runner._maintenance import AttemptStats
+from ..runner._processes import DEFAULT_PROCESS_LIMITS
 from ..runner.options import DEFAULT_CANCEL_GRACE, DEFAULT_LEASE
 from ..sql import query
 from ._adapters import (
@@ -133,6 +134,7 @@ async def _drain(
         stats=AttemptStats(),
         cancel_grace=DEFAULT_CANCEL_GRACE,
         max_threads=1,
+        processes=DEFAULT_PROCESS_LIMITS,
         log=log,
         on_free=lambda _channel: None,
     )
