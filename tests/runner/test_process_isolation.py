@@ -16,6 +16,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from sqlxmq_py import (
     ConfigurationError,
+    JobCancelledError,
     JobFailedError,
     JobRegistry,
     NamedJob,
@@ -222,3 +223,21 @@ async def test_jobs_of_both_kinds_run_side_by_side(
     async with runner(registry), AsyncConnectionPool(dsn, open=False) as pool:
         assert await wait_for_result(pool, job_id, timeout=60) == 9
         await asyncio.wait_for(ran.wait(), 30)
+
+
+async def test_a_cancel_request_kills_a_running_process_job(
+    dsn: str,
+    conn: psycopg.Connection[Any],
+    db: psycopg.Connection[Any],
+    runner: Runner,
+    tmp_path: Path,
+) -> None:
+    started = tmp_path / "started"
+    job_id = _spawn(conn, pj.sleeper, {"started": str(started)})
+    async with runner([pj.sleeper]), AsyncConnectionPool(dsn, open=False) as pool:
+        await wait_until(started.exists)
+        admin.cancel(db, [job_id])
+        with pytest.raises(JobCancelledError):
+            await wait_for_result(pool, job_id, timeout=60)
+    pid = int(started.read_text())
+    await wait_until(lambda: not Path(f"/proc/{pid}").exists() or _zombie(pid))
