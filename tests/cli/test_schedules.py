@@ -39,7 +39,8 @@ def test_list_as_text_and_json(cli: Cli, db: psycopg.Connection[Any]) -> None:
     (listed,) = list_schedules(db)
     assert listed.next_tick is not None
     assert row.split()[:5] == ["nightly", "nightly_report", "0", "3", "*"]
-    assert "Europe/Paris" in row and "enabled" in row
+    assert "Europe/Paris" in row
+    assert "enabled" in row
     assert listed.next_tick.strftime("%Y-%m-%d %H:%M:%SZ") in row
     result = cli("--json", "schedules")
     assert result.returncode == 0, result.stderr

@@ -110,7 +110,8 @@ async def test_a_disabled_schedule_is_not_ticked_and_ticks_again_once_enabled(
     assert all(t > enabled_at for t in ticks)
     (listed,) = list_schedules(db)
     assert listed.enabled is True
-    assert listed.last_spawned_tick is not None and listed.last_spawned_tick in ticks
+    assert listed.last_spawned_tick is not None
+    assert listed.last_spawned_tick in ticks
 
 
 async def test_declaring_a_disabled_schedule_at_start_up_keeps_it_disabled(
