@@ -4,12 +4,14 @@ not re-enable it), trigger (one job, the tick's job, ticks untouched), delete.""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import psycopg
+from psycopg_pool import ConnectionPool
 
 from sqlxmq_py import CurrentJob, JobRegistry, job
 from sqlxmq_py.admin import (
@@ -19,7 +21,9 @@ from sqlxmq_py.admin import (
     list_schedules,
     trigger_schedule,
 )
+from sqlxmq_py.admin._schedules import ScheduleRow
 from sqlxmq_py.cron import upsert_schedules
+from sqlxmq_py.sql import query
 
 from ..helpers import Runner, count_jobs, maintenance_passed, wait_until
 
@@ -191,3 +195,36 @@ def test_an_enabled_schedule_keeps_its_clock_when_enabled_again(
     )
     assert enable_schedule(db, "s") is True  # already enabled: nothing to restart
     assert _last_tick(db, "s") == datetime(2020, 1, 1, tzinfo=UTC)
+
+
+async def test_a_runner_that_read_a_schedule_before_it_was_disabled_spawns_nothing(
+    dsn: str, db: psycopg.Connection[Any]
+) -> None:
+    await _declare(dsn, JobRegistry([report]).add_cron("* * * * * *", report, name="beat"))
+    last_tick = _make_due(db, "beat")
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        cur = await conn.execute(query("schedules"))
+        (row,) = [ScheduleRow(*r) for r in await cur.fetchall()]
+        assert row.enabled  # what the runner saw...
+        assert disable_schedule(db, "beat") is True  # ...before the operator's disable
+        cur = await conn.execute(
+            query("schedule_advance"),
+            {"name": "beat", "last_tick": last_tick, "new_tick": row.now, "spawned_tick": row.now},
+        )
+        assert await cur.fetchone() is None  # the compare-and-set refuses: nothing is spawned
+    assert _last_tick(db, "beat") == last_tick
+
+
+def test_trigger_through_a_pool_and_a_deleted_schedule_declared_again_is_enabled(
+    dsn: str, db: psycopg.Connection[Any]
+) -> None:
+    registry = JobRegistry([report]).add_cron("0 3 * * *", report, name="nightly")
+    asyncio.run(_declare(dsn, registry))
+    with ConnectionPool(dsn, min_size=1, max_size=1, open=True) as pool:
+        job_id = trigger_schedule(pool, "nightly")
+    assert job_id is not None
+    assert count_jobs(db) == 1  # committed when the pool took its connection back
+    assert disable_schedule(db, "nightly") is True
+    assert delete_schedule(db, "nightly") is True
+    asyncio.run(_declare(dsn, registry))
+    assert [s.enabled for s in list_schedules(db)] == [True]
