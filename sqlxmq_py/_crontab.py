@@ -62,9 +62,11 @@ def next_tick(
     """The next tick a runner will spawn (as :func:`due_ticks` would): at or before ``now`` when
     a tick is due and the runners have not spawned it yet."""
     window = max(backfill, ON_TIME_GRACE)
-    start = max(last_tick, now - window)
-    tick: datetime = croniter(cron, start.astimezone(check_zone(tz))).get_next(datetime)
-    return tick.astimezone(UTC)
+    start = max(last_tick, now - window - timedelta(seconds=1))
+    it = croniter(cron, start.astimezone(check_zone(tz)))
+    while (tick := it.get_next(datetime).astimezone(UTC)) < now - window:
+        pass  # the ticks due_ticks passes over: older than the window
+    return tick
 
 
 def tick_key(schedule_name: str, tick: datetime) -> str:

@@ -5,7 +5,8 @@ A schedule lives in ``mq_schedules``. The runner that holds the maintenance lock
 due ticks (croniter parses the expression) and, in one transaction, moves the schedule's
 ``last_tick`` forward with a compare-and-set and spawns one job per tick; a runner that lost the
 race spawns nothing. Ticks missed while no runner was up are skipped, unless a ``backfill``
-window asks for them.
+window asks for them. A schedule an operator disabled (``admin.disable_schedule``) is not
+ticked, and recording it again at start-up leaves it disabled.
 """
 
 from __future__ import annotations
