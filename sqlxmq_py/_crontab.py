@@ -10,7 +10,7 @@ from croniter import croniter
 
 from .errors import ConfigurationError
 
-__all__ = ["ON_TIME_GRACE", "check_cron", "check_zone", "due_ticks", "tick_key"]
+__all__ = ["ON_TIME_GRACE", "check_cron", "check_zone", "due_ticks", "next_tick", "tick_key"]
 
 ON_TIME_GRACE = timedelta(minutes=1)
 """A tick this late is still spawned without backfill (runner restarts, maintenance lag)."""
@@ -54,6 +54,19 @@ def due_ticks(
         return [], last_tick
     utc = [t.astimezone(UTC) for t in ticks]
     return [t for t in utc if t >= now - window and t > last_tick], utc[-1]
+
+
+def next_tick(
+    cron: str, tz: str, last_tick: datetime, now: datetime, backfill: timedelta
+) -> datetime:
+    """The next tick a runner will spawn (as :func:`due_ticks` would): at or before ``now`` when
+    a tick is due and the runners have not spawned it yet."""
+    window = max(backfill, ON_TIME_GRACE)
+    start = max(last_tick, now - window - timedelta(seconds=1))
+    it = croniter(cron, start.astimezone(check_zone(tz)))
+    while (tick := it.get_next(datetime).astimezone(UTC)) < now - window:
+        pass  # the ticks due_ticks passes over: older than the window
+    return tick
 
 
 def tick_key(schedule_name: str, tick: datetime) -> str:

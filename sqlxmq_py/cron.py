@@ -5,7 +5,8 @@ A schedule lives in ``mq_schedules``. The runner that holds the maintenance lock
 due ticks (croniter parses the expression) and, in one transaction, moves the schedule's
 ``last_tick`` forward with a compare-and-set and spawns one job per tick; a runner that lost the
 race spawns nothing. Ticks missed while no runner was up are skipped, unless a ``backfill``
-window asks for them.
+window asks for them. A schedule an operator disabled (``admin.disable_schedule``) is not
+ticked, and recording it again at start-up leaves it disabled.
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 from psycopg import AsyncConnection
 
-from ._crontab import ON_TIME_GRACE, check_cron, check_zone, due_ticks, tick_key
+from ._crontab import ON_TIME_GRACE, check_cron, check_zone, due_ticks
 from ._insert import insert_statement
 from ._validate import Duration, check_name, to_timedelta
-from .admin._schedules import ScheduleRow
-from .builder import SPAWN_HOOKS, JobBuilder
+from .admin._schedules import ScheduleRow, tick_builder
+from .builder import SPAWN_HOOKS
 from .payload import encode_json
 from .sql import query
 
@@ -109,27 +110,6 @@ class CronSchedule:
         }
 
 
-def _tick_builder(row: ScheduleRow, tick: datetime) -> JobBuilder:
-    """The job of one tick, with the options the schedule recorded from its job."""
-    builder = (
-        JobBuilder(
-            row.job_name,
-            channel_name=row.channel_name,
-            retries=row.max_attempts - 1,
-            retry_backoff=row.retry_backoff,
-            priority=row.priority,
-            ordered=row.ordered,
-            lease=row.lease,
-            retain_for=row.retain_for,
-        )
-        .set_channel_args(row.channel_args)
-        .set_dead_letter(row.dead_letter, channel_name=row.dead_letter_channel)
-    )
-    if row.payload_json is not None:
-        builder.set_raw_json(row.payload_json)
-    return builder.set_job_key(tick_key(row.name, tick), "unsafe_dedupe")
-
-
 async def upsert_schedules(conn: AsyncConnection[Any], schedules: Sequence[CronSchedule]) -> None:
     """Records (or updates) schedules; a schedule keeps its last tick across updates."""
     for schedule in schedules:
@@ -145,6 +125,8 @@ async def run_due_schedules(conn: AsyncConnection[Any]) -> list[tuple[str, datet
     spawned: list[tuple[str, datetime]] = []
     cur = await conn.execute(query("schedules"))
     for row in starmap(ScheduleRow, await cur.fetchall()):
+        if not row.enabled:
+            continue  # disabled by an operator (schedule_advance checks it again)
         name, last_tick = row.name, row.last_tick
         ticks, new_last = due_ticks(row.cron, row.timezone, last_tick, row.now, row.backfill)
         if new_last == last_tick:
@@ -152,12 +134,17 @@ async def run_due_schedules(conn: AsyncConnection[Any]) -> list[tuple[str, datet
         async with conn.transaction():
             cur = await conn.execute(
                 query("schedule_advance"),
-                {"name": name, "last_tick": last_tick, "new_tick": new_last},
+                {
+                    "name": name,
+                    "last_tick": last_tick,
+                    "new_tick": new_last,
+                    "spawned_tick": ticks[-1] if ticks else None,
+                },
             )
             if await cur.fetchone() is None:
                 continue  # another runner moved it on: its spawn stands
             if ticks:
-                builders = [_tick_builder(row, tick) for tick in ticks]
+                builders = [tick_builder(row, tick) for tick in ticks]
                 SPAWN_HOOKS.run(builders)
                 statement, params, _ = insert_statement([b.to_write() for b in builders])
                 await conn.execute(statement, params)

@@ -34,7 +34,14 @@ from ._counts import ESTIMATE_SAMPLE_ROWS as ESTIMATE_SAMPLE_ROWS
 from ._lists import list_jobs
 from ._lists import list_statement as list_statement
 from ._purge import PurgeResult, purge
-from ._schedules import Schedule, delete_schedule, list_schedules
+from ._schedules import (
+    Schedule,
+    delete_schedule,
+    disable_schedule,
+    enable_schedule,
+    list_schedules,
+    trigger_schedule,
+)
 from ._status import AttemptError, JobStatus, attempt_errors, job_status
 from ._workers import STALE_AFTER, WorkerInfo, list_workers
 
@@ -57,6 +64,8 @@ __all__ = [
     "channel_info",
     "channel_limits",
     "delete_schedule",
+    "disable_schedule",
+    "enable_schedule",
     "job_status",
     "list_channels",
     "list_jobs",
@@ -71,4 +80,5 @@ __all__ = [
     "retry",
     "set_channel_limit",
     "throughput",
+    "trigger_schedule",
 ]

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import structlog
 
 from .. import __version__
-from . import channels, inspect, manage, schema, tools, worker
+from . import channels, inspect, manage, schedules, schema, tools, worker
 from ._common import (
     EXIT_ERROR,
     EXIT_SIGINT,
@@ -39,7 +39,8 @@ EPILOG = """\
 exit codes:
   0    success
   1    error: the database is unreachable or has no schema, a job id is unknown,
-       some jobs could not be retried or cancelled, a confirmation was declined
+       some jobs could not be retried or cancelled, a schedule is unknown, a
+       confirmation was declined
   2    usage error: bad option, duration, job id or connection string, or a
        worker registry that cannot be imported
   130  interrupted by SIGINT (Ctrl-C); a worker: stopped at once by a second signal
@@ -71,6 +72,7 @@ def build_parser() -> Parser:
     inspect.register(commands)
     manage.register(commands)
     channels.register(commands)
+    schedules.register(commands)
     tools.register(commands)
     return parser
 

@@ -462,9 +462,33 @@ SET cron = excluded.cron, timezone = excluded.timezone, job_name = excluded.job_
 -- name: schedules
 SELECT name, cron, timezone, job_name, channel_name, channel_args, payload_json::text,
     max_attempts, retry_backoff, priority, lease, retain_for, dead_letter, dead_letter_channel,
-    ordered, backfill, last_tick, now()
+    ordered, backfill, last_tick, enabled, last_spawned_tick, now()
 FROM mq_schedules
 ORDER BY name
+
+-- name: schedule
+-- One schedule, as the schedules statement reads it.
+SELECT name, cron, timezone, job_name, channel_name, channel_args, payload_json::text,
+    max_attempts, retry_backoff, priority, lease, retain_for, dead_letter, dead_letter_channel,
+    ordered, backfill, last_tick, enabled, last_spawned_tick, now()
+FROM mq_schedules
+WHERE name = %(name)s
+
+-- name: schedule_enable
+-- Enables a schedule. Ticks that fell while it was disabled are passed over, never spawned
+-- late (even within its backfill window): its clock restarts at now.
+UPDATE mq_schedules
+SET enabled = true, updated_at = now(),
+    last_tick = CASE WHEN enabled THEN last_tick ELSE greatest(last_tick, now()) END
+WHERE name = %(name)s
+RETURNING name
+
+-- name: schedule_disable
+-- Disables a schedule: runners stop ticking it until it is enabled (schedule_upsert keeps it
+-- disabled).
+UPDATE mq_schedules SET enabled = false, updated_at = now()
+WHERE name = %(name)s
+RETURNING name
 
 -- name: schedule_delete
 DELETE FROM mq_schedules WHERE name = %(name)s RETURNING name
@@ -478,10 +502,13 @@ FROM mq_workers(%(stale)s::interval)
 -- name: schedule_advance
 -- Compare-and-set: only the caller that saw %(last_tick)s moves the schedule on. A row another
 -- runner has locked (it is spawning that tick now) is skipped, never waited for.
-UPDATE mq_schedules SET last_tick = %(new_tick)s
+-- A schedule disabled meanwhile is not moved on, and nothing is spawned for it.
+UPDATE mq_schedules
+SET last_tick = %(new_tick)s,
+    last_spawned_tick = coalesce(%(spawned_tick)s::timestamptz, last_spawned_tick)
 WHERE name = (
     SELECT s.name FROM mq_schedules AS s
-    WHERE s.name = %(name)s AND s.last_tick = %(last_tick)s
+    WHERE s.name = %(name)s AND s.last_tick = %(last_tick)s AND s.enabled
     FOR UPDATE SKIP LOCKED
 )
 RETURNING name

@@ -167,6 +167,8 @@ CREATE TABLE mq_schedules (
     backfill interval NOT NULL DEFAULT '00:00:00'::interval,
     last_tick timestamp with time zone NOT NULL,
     updated_at timestamp with time zone NOT NULL DEFAULT now(),
+    enabled boolean NOT NULL DEFAULT true,
+    last_spawned_tick timestamp with time zone,
     CONSTRAINT mq_schedules_pkey PRIMARY KEY (name)
 );
 

@@ -1,7 +1,7 @@
 """The dashboard's forms: login, logout, and the actions that change the queue (retry, cancel,
-purge; pause, resume and limit a channel). Each action needs a login session, the session's
-CSRF token in the form, and a same-origin request; it answers with a redirect and a flash
-message."""
+purge; pause, resume and limit a channel; enable, disable, trigger and delete a schedule). Each
+action needs a login session, the session's CSRF token in the form, and a same-origin request;
+it answers with a redirect and a flash message."""
 
 from __future__ import annotations
 
@@ -13,7 +13,18 @@ from urllib.parse import parse_qsl, quote
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from ..admin import cancel, pause_channel, purge, resume_channel, retry, set_channel_limit
+from ..admin import (
+    cancel,
+    delete_schedule,
+    disable_schedule,
+    enable_schedule,
+    pause_channel,
+    purge,
+    resume_channel,
+    retry,
+    set_channel_limit,
+    trigger_schedule,
+)
 from ..errors import ConfigurationError
 from .context import WebContext, base_path
 from .fields import canonical_uuid
@@ -22,6 +33,7 @@ from .render import FLASH_COOKIE, Session, html_error, is_https, render
 from .security import SESSION_COOKIE, SESSION_LIFETIME_S, cross_origin_reason, safe_next
 
 __all__ = [
+    "SCHEDULE_CHANGES",
     "Form",
     "cancel_action",
     "limit_action",
@@ -33,6 +45,7 @@ __all__ = [
     "read_form",
     "resume_action",
     "retry_action",
+    "schedule_action",
 ]
 
 MAX_FORM_BYTES = 1024 * 1024
@@ -247,6 +260,40 @@ async def resume_action(ctx: WebContext, request: Request) -> Response:
 
 async def limit_action(ctx: WebContext, request: Request) -> Response:
     return await _change_channel(ctx, request, "limit", limit=True)
+
+
+SCHEDULE_CHANGES = ("enable", "disable", "trigger", "delete")
+"""The schedule actions, each at ``/actions/schedule-<change>``."""
+
+
+async def schedule_action(ctx: WebContext, request: Request, change: str) -> Response:
+    """Enables, disables, triggers or deletes the form's ``schedule``."""
+    form = await read_form(request)
+    refusal = _refuse(ctx, request, form)
+    if refusal is not None:
+        return refusal
+    name = form.get("schedule")
+    if name is None:
+        raise bad("schedule", "schedule: missing")
+    pool = await ctx.pools.open()
+    try:
+        if change == "trigger":
+            job_id = await trigger_schedule(pool, name)
+            found = job_id is not None
+            message = f"Triggered {name!r}: spawned job {job_id}."
+        else:
+            operate = {
+                "enable": enable_schedule,
+                "disable": disable_schedule,
+                "delete": delete_schedule,
+            }[change]
+            found = await operate(pool, name)
+            message = f"{change.capitalize()}d {name!r}."
+    except ConfigurationError as exc:
+        raise bad("schedule", str(exc)) from exc
+    if not found:
+        raise ApiError(404, "not_found", f"no schedule is named {name!r}", field="schedule")
+    return _done(request, form, message)
 
 
 async def login_page(ctx: WebContext, request: Request) -> Response:

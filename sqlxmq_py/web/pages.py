@@ -1,10 +1,11 @@
 """The dashboard's pages (Jinja2 templates in ``templates/``, rendered by ``render.py``):
-the overview, the job list, a job's page, the channels and the live workers. Pages are
-readable without a token; the forms that change the queue are in ``actions.py``. The pages
-read through the same queries and query models as the HTTP API."""
+the overview, the job list, a job's page, the channels, the schedules and the live workers.
+Pages are readable without a token; the forms that change the queue are in ``actions.py``. The
+pages read through the same queries and query models as the HTTP API."""
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -25,6 +26,7 @@ from ..admin import (
     blocked_chains,
     job_status,
     list_channels,
+    list_schedules,
     list_workers,
     paused_channels,
     queue_counts,
@@ -32,6 +34,7 @@ from ..admin import (
 )
 from . import queries
 from .actions import (
+    SCHEDULE_CHANGES,
     cancel_action,
     limit_action,
     login,
@@ -41,6 +44,7 @@ from .actions import (
     purge_action,
     resume_action,
     retry_action,
+    schedule_action,
 )
 from .charts import bar_chart, bin_buckets
 from .context import WebContext, base_path
@@ -263,6 +267,11 @@ async def channels_page(ctx: WebContext, request: Request) -> Response:
     return render(ctx, request, "channels.html", channels=await list_channels(pool))
 
 
+async def schedules_page(ctx: WebContext, request: Request) -> Response:
+    pool = await ctx.pools.open()
+    return render(ctx, request, "schedules.html", schedules=await list_schedules(pool))
+
+
 def page_routes(ctx: WebContext) -> list[Route]:
     """The dashboard's routes."""
 
@@ -275,6 +284,7 @@ def page_routes(ctx: WebContext) -> list[Route]:
         route("/jobs/{id}", job_page),
         route("/workers", workers_page),
         route("/channels", channels_page),
+        route("/schedules", schedules_page),
         route("/login", login_page),
         route("/login", login, "POST"),
         route("/logout", logout, "POST"),
@@ -284,4 +294,13 @@ def page_routes(ctx: WebContext) -> list[Route]:
         route("/actions/pause", pause_action, "POST"),
         route("/actions/resume", resume_action, "POST"),
         route("/actions/limit", limit_action, "POST"),
+        *(
+            Route(
+                f"/actions/schedule-{change}",
+                page(ctx, functools.partial(schedule_action, change=change)),
+                methods=["POST"],
+                name=f"schedule_{change}_action",
+            )
+            for change in SCHEDULE_CHANGES
+        ),
     ]

@@ -57,6 +57,20 @@ from .responses import (
     SpawnResponse,
     Throughput,
 )
+from .schedule_models import (
+    ScheduleDeleted,
+    ScheduleRequest,
+    ScheduleResponse,
+    Schedules,
+    ScheduleTriggered,
+)
+from .schedules_api import (
+    delete_schedule_handler,
+    disable_schedule_handler,
+    enable_schedule_handler,
+    get_schedules,
+    trigger_schedule_handler,
+)
 
 __all__ = ["OPERATIONS", "TAGS"]
 
@@ -65,6 +79,7 @@ TAGS = {
     "bulk": "Many jobs at once.",
     "queue": "The queue as a whole: counts, throughput, blocked chains, live workers.",
     "channels": "Channels: pause and resume them, limit how many of their jobs run at once.",
+    "schedules": "Cron schedules: list them, enable, disable, trigger or delete one.",
 }
 """The groups of operations, in the order the document lists them."""
 
@@ -294,6 +309,75 @@ OPERATIONS: tuple[Operation, ...] = (
         body=ChannelLimitRequest,
         body_required=True,
         responses={200: (ChannelRow, "Set: the channel now.")},
+    ),
+    Operation(
+        method="GET",
+        path="/schedules",
+        operation_id="listSchedules",
+        tag="schedules",
+        summary="Cron schedules: expression, time zone, next and last tick, enabled",
+        handler=get_schedules,
+        responses={200: (Schedules, "The schedules, by name.")},
+    ),
+    Operation(
+        method="POST",
+        path="/schedules/enable",
+        operation_id="enableSchedule",
+        tag="schedules",
+        summary="Enable a schedule",
+        description="Runners tick it again from its next tick on: ticks that fell while it "
+        "was disabled are not spawned, whatever its backfill.",
+        handler=enable_schedule_handler,
+        changes=True,
+        body=ScheduleRequest,
+        body_required=True,
+        responses={200: (ScheduleResponse, "Enabled: the schedule now.")},
+        errors=(404,),
+    ),
+    Operation(
+        method="POST",
+        path="/schedules/disable",
+        operation_id="disableSchedule",
+        tag="schedules",
+        summary="Disable a schedule",
+        description="Runners stop ticking it. A runner that declares it at start-up keeps it "
+        "disabled: it stays so until it is enabled.",
+        handler=disable_schedule_handler,
+        changes=True,
+        body=ScheduleRequest,
+        body_required=True,
+        responses={200: (ScheduleResponse, "Disabled: the schedule now.")},
+        errors=(404,),
+    ),
+    Operation(
+        method="POST",
+        path="/schedules/trigger",
+        operation_id="triggerSchedule",
+        tag="schedules",
+        summary="Spawn a schedule's job now, once",
+        description="Spawns the job a tick spawns (same job, payload, channel and options; no "
+        "job key), whether or not the schedule is enabled. Its ticks are unchanged.",
+        handler=trigger_schedule_handler,
+        changes=True,
+        body=ScheduleRequest,
+        body_required=True,
+        responses={200: (ScheduleTriggered, "Spawned.")},
+        errors=(404,),
+    ),
+    Operation(
+        method="POST",
+        path="/schedules/delete",
+        operation_id="deleteSchedule",
+        tag="schedules",
+        summary="Delete a schedule",
+        description="A runner that still declares it records it again, enabled, when it "
+        "starts: disable it to stop it for good.",
+        handler=delete_schedule_handler,
+        changes=True,
+        body=ScheduleRequest,
+        body_required=True,
+        responses={200: (ScheduleDeleted, "Deleted.")},
+        errors=(404,),
     ),
 )
 """Every operation of the API, in the order the document lists them."""

@@ -81,3 +81,22 @@ def test_cron_options_are_validated() -> None:
         registry.add_cron("*/2 * * * *", tick)
     with pytest.raises(ConfigurationError, match="cron"):
         job(cron="61 * * * *")
+
+
+def test_next_tick_is_the_first_tick_due_ticks_will_spawn() -> None:
+    from sqlxmq_py._crontab import next_tick
+
+    paris = "Europe/Paris"
+    # on time: the next tick after the clock, in the schedule's zone (03:00 Paris is 02:00 UTC
+    # in March before the change to summer time)
+    upcoming = next_tick("0 3 * * *", paris, T0, T0, timedelta(0))
+    assert upcoming == datetime(2026, 3, 11, 2, 0, tzinfo=UTC)
+    # late (no runner for an hour, no backfill): the tick due now, the one due_ticks spawns
+    late_now = T0 + timedelta(hours=1)
+    due = next_tick("* * * * *", "UTC", T0, late_now, timedelta(0))
+    assert due <= late_now
+    ticks, _ = _ticks("* * * * *", T0, late_now, timedelta(0))
+    assert due == ticks[0]
+    # with a backfill window, the oldest missed tick still within it
+    ticks, _ = _ticks("* * * * *", T0, late_now, timedelta(minutes=10))
+    assert next_tick("* * * * *", "UTC", T0, late_now, timedelta(minutes=10)) == ticks[0]
