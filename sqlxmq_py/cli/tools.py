@@ -32,7 +32,13 @@ class _Serve(Protocol):
     """``sqlxmq_py.web.serve``: serves the dashboard until interrupted."""
 
     def __call__(
-        self, conninfo: str, *, host: str = ..., port: int = ..., token: str | None = ...
+        self,
+        conninfo: str,
+        *,
+        host: str = ...,
+        port: int = ...,
+        token: str | None = ...,
+        read_conninfo: str | None = ...,
     ) -> None: ...
 
 
@@ -80,6 +86,13 @@ def register(commands: Commands) -> None:
         help=f"require this bearer token (default: ${TOKEN_ENV}, which unlike an option is not "
         "visible to other users in `ps`; none: no authentication)",
     )
+    dashboard.add_argument(
+        "--read-dsn",
+        default=None,
+        metavar="DSN",
+        help="a second server, typically a streaming replica, for every read (pages, the API's "
+        "reads, /metrics); changes still go to --dsn. Pages say how fresh it is",
+    )
     dashboard.set_defaults(handler=run_dashboard)
 
 
@@ -122,5 +135,5 @@ def run_dashboard(ctx: Context, args: argparse.Namespace) -> int:
         )
     conninfo = ctx.conninfo()
     err(f"Dashboard for {ctx.database()} on http://{args.host}:{args.port}/ (Ctrl-C to stop)")
-    serve(conninfo, host=args.host, port=args.port, token=token)
+    serve(conninfo, host=args.host, port=args.port, token=token, read_conninfo=args.read_dsn)
     return EXIT_OK

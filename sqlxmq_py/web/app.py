@@ -24,6 +24,7 @@ from .http import ApiError
 from .operation import routes_of
 from .pages import page_routes
 from .render import html_error
+from .replica import ReadingRequests
 from .routes import OPERATIONS
 from .security import Sessions
 
@@ -91,7 +92,13 @@ def _metrics_app(conninfo: str) -> Any:
         return None
 
 
-def create_app(conninfo: str, *, token: str | None = None, title: str = "sqlxmq") -> Starlette:
+def create_app(
+    conninfo: str,
+    *,
+    token: str | None = None,
+    title: str = "sqlxmq",
+    read_conninfo: str | None = None,
+) -> Starlette:
     """The dashboard and HTTP API as an ASGI app, mountable under any prefix.
 
     Args:
@@ -99,6 +106,9 @@ def create_app(conninfo: str, *, token: str | None = None, title: str = "sqlxmq"
         token: the secret that state changes need (``Authorization: Bearer <token>`` for the
             API, a login for the dashboard). Without one, the app is read-only.
         title: shown in the dashboard's header and page titles.
+        read_conninfo: a second server, typically a streaming replica, that every read
+            (pages, the API's ``GET`` operations, ``/metrics``) goes to; changes still go to
+            ``conninfo``. Each page says how fresh the replica is.
 
     The app opens its own ``AsyncConnectionPool`` in its lifespan. Mounted in an application
     that does not run sub-application lifespans (Starlette and FastAPI do not), it opens the
@@ -111,7 +121,7 @@ def create_app(conninfo: str, *, token: str | None = None, title: str = "sqlxmq"
         conninfo=conninfo,
         token=token,
         title=title,
-        pools=PoolHolder(conninfo),
+        pools=PoolHolder(conninfo, read_conninfo),
         sessions=None if token is None else Sessions(token),
     )
 
@@ -147,7 +157,7 @@ def create_app(conninfo: str, *, token: str | None = None, title: str = "sqlxmq"
         Mount("/static", app=StaticFiles(packages=[("sqlxmq_py.web", "static")]), name="static"),
         *page_routes(ctx),
     ]
-    metrics = _metrics_app(conninfo)
+    metrics = _metrics_app(read_conninfo or conninfo)
     if metrics is not None:  # an ASGI app object: Starlette hands it the raw call
         routes.append(Route("/metrics", metrics, name="metrics"))
     app = Starlette(
@@ -155,6 +165,8 @@ def create_app(conninfo: str, *, token: str | None = None, title: str = "sqlxmq"
         lifespan=lifespan,
         exception_handlers={HTTPException: http_error, Exception: server_error},
     )
+    if ctx.pools.reads is not None:
+        app.add_middleware(ReadingRequests, reads=ctx.pools.reads.open)
     app.add_middleware(SecurityHeaders)
     app.state.sqlxmq = ctx
     return app
@@ -170,7 +182,12 @@ def _is_loopback(host: str) -> bool:
 
 
 def serve(
-    conninfo: str, *, host: str = "127.0.0.1", port: int = 8040, token: str | None = None
+    conninfo: str,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8040,
+    token: str | None = None,
+    read_conninfo: str | None = None,
 ) -> None:
     """Serves the dashboard with uvicorn until interrupted (blocking).
 
@@ -191,7 +208,7 @@ def serve(
         read_only=token is None,
     )
     uvicorn.run(
-        create_app(conninfo, token=token),
+        create_app(conninfo, token=token, read_conninfo=read_conninfo),
         host=host,
         port=port,
         log_level="info",

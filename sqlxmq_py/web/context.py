@@ -10,6 +10,7 @@ from typing import Any
 from psycopg_pool import AsyncConnectionPool
 
 from .._pooler import prepare_unless_pooled
+from .replica import READING
 from .security import Sessions
 
 __all__ = ["BASE_KEY", "RESULT_WAITERS", "PoolHolder", "WebContext", "base_path"]
@@ -35,8 +36,11 @@ class PoolHolder:
     mounted in an application that does not run sub-application lifespans, by the first request.
     """
 
-    def __init__(self, conninfo: str) -> None:
+    def __init__(self, conninfo: str, read_conninfo: str | None = None) -> None:
+        """``read_conninfo``: a second server (a replica) for requests that only read."""
         self._conninfo = conninfo
+        self.reads: PoolHolder | None = None if read_conninfo is None else PoolHolder(read_conninfo)
+        """The holder of the read pool, if there is one."""
         self.timeout = 10.0
         """Seconds a request waits for a connection before answering 503."""
         self._pool: AsyncConnectionPool[Any] | None = None
@@ -45,7 +49,10 @@ class PoolHolder:
 
     async def open(self) -> AsyncConnectionPool[Any]:
         """Opens the pool (without waiting for the database, so the app starts while the
-        database is down; requests then answer 503)."""
+        database is down; requests then answer 503). While a read is handled (``GET``), the
+        read pool when there is one."""
+        if self.reads is not None and READING.get():
+            return await self.reads.open()
         if self._pool is not None:
             return self._pool
         if self._lock is None:
@@ -80,6 +87,8 @@ class PoolHolder:
         self._lock = None
         if pool is not None:
             await pool.close()
+        if self.reads is not None:
+            await self.reads.close()
 
 
 @dataclass(kw_only=True)

@@ -17,6 +17,7 @@ from starlette.responses import HTMLResponse, Response
 from ..errors import ConfigurationError, PayloadError
 from .context import WebContext, base_path
 from .http import ApiError, database_error
+from .replica import STATE
 from .security import SESSION_COOKIE
 
 __all__ = [
@@ -182,6 +183,7 @@ def render(
         csrf=session.csrf,
         flash=unquote(flash)[:500] if flash else None,
         here=_here(request),
+        replica=STATE.get(),
         **values,
     )
     response = HTMLResponse(html, status_code=status, headers=dict(headers or {}))
