@@ -231,6 +231,7 @@ async def job_page(ctx: WebContext, request: Request) -> Response:
     details = await queries.job_details(pool, job_id)
     chain = await queries.job_chain(pool, job_id)
     parents, children = await queries.job_links(pool, job_id)
+    parent_statuses = await _statuses(pool, parents)
     return render(
         ctx,
         request,
@@ -243,7 +244,10 @@ async def job_page(ctx: WebContext, request: Request) -> Response:
         else json.dumps(status.result, indent=2, ensure_ascii=False),
         chain=chain,
         worker=await queries.job_worker(pool, job_id) if status.state == "running" else None,
-        parents=await _statuses(pool, parents),
+        parents=parent_statuses,
+        open_parents=sum(
+            1 for _, s in parent_statuses if s is not None and s.state not in FINISHED
+        ),
         children=await _statuses(pool, children),
         finished=status.state in FINISHED,
         error_summary=first_line(status.last_error),

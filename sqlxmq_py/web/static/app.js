@@ -28,7 +28,8 @@ document.addEventListener("DOMContentLoaded", function () {
       if (timer) { window.clearTimeout(timer); timer = null; }
       if (refresh.checked) { timer = window.setTimeout(function () { window.location.reload(); }, 5000); }
     };
-    try { refresh.checked = window.localStorage.getItem(key) === "1"; } catch (e) { /* storage off */ }
+    // on unless turned off (the choice is remembered in this browser)
+    try { refresh.checked = window.localStorage.getItem(key) !== "0"; } catch (e) { refresh.checked = true; }
     refresh.addEventListener("change", function () {
       try { window.localStorage.setItem(key, refresh.checked ? "1" : "0"); } catch (e) { /* storage off */ }
       arm();
