@@ -84,6 +84,11 @@ def browser() -> Iterator[Browser]:
 def page(browser: Browser) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     context.set_default_timeout(10_000)
+    # the overview reloads itself every 5 s by default: off here, so that no test's page is
+    # reloaded under it (test_the_overview_refreshes_itself_by_default checks the default)
+    context.add_init_script(
+        "try { window.localStorage.setItem('sqlxmq.autorefresh', '0'); } catch (e) {}"
+    )
     try:
         yield context.new_page()
     finally:
@@ -325,3 +330,68 @@ def test_api_docs_page_renders_the_generated_document_from_the_app_alone(
     expect(counts.locator(".live-responses-table .microlight").first).to_contain_text('"counts"')
     assert elsewhere == []
     assert problems == []
+
+
+def test_the_overview_refreshes_itself_by_default(
+    browser: Browser, live_server: LiveServer, tmp_path: Path
+) -> None:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        fresh = context.new_page()
+        fresh.goto(live_server.url + "/")
+        expect(fresh.locator("#autorefresh")).to_be_checked()
+        fresh.uncheck("#autorefresh")  # turned off once: remembered
+        fresh.reload()
+        expect(fresh.locator("#autorefresh")).not_to_be_checked()
+    finally:
+        context.close()
+
+
+def test_operator_pages_workers_channels_and_schedules(
+    page: Page, live_server: LiveServer, db: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    seed(db)
+    db.execute(
+        "INSERT INTO mq_listeners (id, channel_names, idle, host, pid, version, "
+        "min_concurrency, max_concurrency, heartbeat_at) VALUES "
+        "(gen_random_uuid(), ARRAY['images'], false, 'worker-1', 4242, '0.1.0', 10, 20, now()), "
+        "(gen_random_uuid(), NULL, true, 'worker-2', 777, '0.1.0', 16, 32, "
+        "now() - interval '2 minutes')"
+    )
+    db.execute(
+        "INSERT INTO mq_schedules (name, cron, timezone, job_name, channel_name, payload_json, "
+        "backfill, last_tick) VALUES ('nightly-report', '0 3 * * *', 'Europe/Paris', "
+        "'report', 'reports', '{\"kind\": \"daily\"}', interval '2 hours', now())"
+    )
+    page.goto(live_server.url + "/login")
+    page.fill('input[name="token"]', TOKEN)
+    page.click('button[type="submit"]')
+
+    page.goto(live_server.url + "/workers")
+    text = page.inner_text("body")
+    for expected in ("worker-1", "4242", "worker-2", "stale"):
+        assert expected in text
+    shot = tmp_path / "workers.png"
+    page.screenshot(path=str(shot), full_page=True)
+    check_screenshot(shot, 1280, 600)
+
+    page.goto(live_server.url + "/channels")
+    row = page.locator('tr[data-channel="emails"]')
+    row.locator('button:has-text("Pause")').click()
+    expect(page.locator('tr[data-channel="emails"]')).to_contain_text("paused")
+    assert db.execute(
+        "SELECT paused FROM mq_channel_limits WHERE channel_name = 'emails'"
+    ).fetchone() == (True,)
+    shot = tmp_path / "channels.png"
+    page.screenshot(path=str(shot), full_page=True)
+    check_screenshot(shot, 1280, 600)
+    page.goto(live_server.url + "/")
+    expect(page.locator("body")).to_contain_text("Paused")
+
+    page.goto(live_server.url + "/schedules")
+    text = page.inner_text("body")
+    for expected in ("nightly-report", "0 3 * * *", "Europe/Paris"):
+        assert expected in text
+    shot = tmp_path / "schedules.png"
+    page.screenshot(path=str(shot), full_page=True)
+    check_screenshot(shot, 1280, 600)
