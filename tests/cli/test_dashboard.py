@@ -10,6 +10,8 @@ import pytest
 
 from sqlxmq_py.cli import main
 
+NO_REPLICA = {"read_conninfo": None}
+
 
 @pytest.fixture
 def served(monkeypatch: pytest.MonkeyPatch) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
@@ -34,7 +36,9 @@ def test_dashboard_serves_with_the_token_from_the_environment(
 ) -> None:
     monkeypatch.setenv("SQLXMQ_DASHBOARD_TOKEN", "from-env")
     assert main(["--dsn", dsn, "dashboard", "--port", "9123"]) == 0
-    assert served == [((dsn,), {"host": "127.0.0.1", "port": 9123, "token": "from-env"})]
+    assert served == [
+        ((dsn,), {"host": "127.0.0.1", "port": 9123, "token": "from-env", "read_conninfo": None})
+    ]
     assert "http://127.0.0.1:9123/" in capsys.readouterr().err
 
 
@@ -50,8 +54,8 @@ def test_dashboard_token_option_wins_and_an_open_host_warns_that_reads_are_open(
     monkeypatch.delenv("SQLXMQ_DASHBOARD_TOKEN")
     assert main(["--dsn", dsn, "dashboard", "--host", "0.0.0.0"]) == 0
     assert served == [
-        ((dsn,), {"host": "127.0.0.1", "port": 8040, "token": "from-option"}),
-        ((dsn,), {"host": "0.0.0.0", "port": 8040, "token": None}),
+        ((dsn,), {"host": "127.0.0.1", "port": 8040, "token": "from-option", **NO_REPLICA}),
+        ((dsn,), {"host": "0.0.0.0", "port": 8040, "token": None, **NO_REPLICA}),
     ]
     warned = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
     assert len(warned) == 1  # only for the open host
@@ -68,3 +72,14 @@ def test_dashboard_without_the_extra_says_how_to_install_it(
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1
     assert "pip install 'sqlxmq_py[dashboard]'" in lines[0]
+
+
+@pytest.mark.usefixtures("in_process")
+def test_dashboard_reads_from_the_read_dsn(
+    dsn: str, served: list[tuple[tuple[Any, ...], dict[str, Any]]]
+) -> None:
+    replica = "postgresql://reader@replica.example:5432/app"
+    assert main(["--dsn", dsn, "dashboard", "--read-dsn", replica]) == 0
+    assert served == [
+        ((dsn,), {"host": "127.0.0.1", "port": 8040, "token": None, "read_conninfo": replica})
+    ]
