@@ -89,6 +89,11 @@ QueryName = Literal[
     "batch_status",
     "batch_members",
     "batch_cancel",
+    "bulk_count",
+    "bulk_batch",
+    "bulk_delete_history",
+    "bulk_chains",
+    "run_now",
 ]
 
 _NAME_LINE = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
