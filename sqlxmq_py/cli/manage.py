@@ -21,6 +21,7 @@ from ._common import (
     parse_job_id,
 )
 from ._output import human_age, print_json
+from .bulk import FILTER_HELP, add_filter_options, ids_or_filter, run_matching
 
 __all__ = ["register"]
 
@@ -33,13 +34,14 @@ def register(commands: Commands) -> None:
         summary="run failed jobs again",
         description=(
             "Runs failed jobs again, each with a fresh set of attempts. Retrying the failed\n"
-            "head of an ordered chain unblocks the chain once it succeeds. Exits 1 if an id\n"
-            "is not a failed job (unknown, or not failed)."
+            "head of an ordered chain unblocks the chain once it succeeds. With ids, exits 1\n"
+            "if an id is not a failed job (unknown, or not failed).\n\n" + FILTER_HELP
         ),
     )
     retry_cmd.add_argument(
-        "job_ids", nargs="+", type=parse_job_id, metavar="ID", help="ids of failed jobs"
+        "job_ids", nargs="*", type=parse_job_id, metavar="ID", help="ids of failed jobs"
     )
+    add_filter_options(retry_cmd, "retry")
     retry_cmd.set_defaults(handler=run_retry)
 
     cancel_cmd = add_command(
@@ -49,11 +51,14 @@ def register(commands: Commands) -> None:
         description=(
             "Cancels jobs. Waiting jobs leave the queue now (kept as cancelled history; an\n"
             "ordered chain closes up behind them; their continuations are cancelled too).\n"
-            "Running jobs are asked to stop: current_job.cancelled becomes true. Exits 1 if\n"
-            "an id is unknown."
+            "Running jobs are asked to stop: current_job.cancelled becomes true. With ids,\n"
+            "exits 1 if an id is unknown. A filter cancels only jobs not running yet\n"
+            "(scheduled, waiting, ready, retrying): a job a runner leases meanwhile runs.\n\n"
+            + FILTER_HELP
         ),
     )
-    cancel_cmd.add_argument("job_ids", nargs="+", type=parse_job_id, metavar="ID", help="job ids")
+    cancel_cmd.add_argument("job_ids", nargs="*", type=parse_job_id, metavar="ID", help="job ids")
+    add_filter_options(cancel_cmd, "cancel")
     cancel_cmd.add_argument(
         "--reason",
         default="cancelled",
@@ -103,7 +108,9 @@ def register(commands: Commands) -> None:
 
 
 def run_retry(ctx: Context, args: argparse.Namespace) -> int:
-    """Retries failed jobs."""
+    """Retries failed jobs: these ids, or every match of the filter options."""
+    if ids_or_filter(args, "retry"):
+        return run_matching(ctx, args, "retry")
     wanted = list(dict.fromkeys(args.job_ids))
     with ctx.connect() as conn:
         retried = set(retry(conn, wanted))
@@ -124,7 +131,9 @@ def run_retry(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def run_cancel(ctx: Context, args: argparse.Namespace) -> int:
-    """Cancels jobs."""
+    """Cancels jobs: these ids, or every match of the filter options."""
+    if ids_or_filter(args, "cancel"):
+        return run_matching(ctx, args, "cancel")
     wanted = list(dict.fromkeys(args.job_ids))
     with ctx.connect() as conn:
         outcomes = cancel(conn, wanted, reason=args.reason)
