@@ -1,0 +1,95 @@
+"""Bulk actions over HTTP (``/api/bulk/...``: count, retry, cancel, delete, run-now; the token;
+409 with the chains a delete would release; the OpenAPI document) and on the dashboard's job
+list (count first, a confirm step, login and CSRF)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import psycopg
+
+from sqlxmq_py import JobBuilder
+from sqlxmq_py.web.openapi import openapi_document
+
+from .conftest import AUTH, failed_job
+
+BULK = ["/api/bulk/retry", "/api/bulk/cancel", "/api/bulk/delete", "/api/bulk/run-now"]
+
+
+async def test_changes_need_the_token_and_a_criterion(
+    client: httpx.AsyncClient, db: psycopg.Connection[Any]
+) -> None:
+    failed_job(db)
+    for path in BULK:
+        response = await client.post(path, json={"all": True})
+        assert response.status_code == 401, path
+        empty = await client.post(path, json={}, headers=AUTH)
+        assert empty.status_code == 400, path
+        assert "at least one criterion" in empty.json()["detail"]
+    unknown = await client.post("/api/bulk/count", json={"states": ["lost"]})
+    assert unknown.status_code == 400
+    assert unknown.json()["field"] == "states"
+    assert db.execute("SELECT count(*) FROM mq_jobs WHERE state = 'f'").fetchone() == (1,)
+
+
+async def test_count_then_retry_cancel_and_run_now(
+    client: httpx.AsyncClient, db: psycopg.Connection[Any]
+) -> None:
+    failed = [failed_job(db, error=f"quota 100% used ({n})") for n in range(3)]
+    failed_job(db, error="other")
+    for _ in range(2):
+        JobBuilder("later").set_channel_name("images").set_delay(3600).spawn(db)
+    count = await client.post("/api/bulk/count", json={"error": "100% used"})
+    assert count.json() == {"count": 3, "chains": []}
+    by_action = await client.post(
+        "/api/bulk/count", json={"channel_name": "images", "action": "run_now"}
+    )
+    assert by_action.json()["count"] == 2
+    retried = await client.post("/api/bulk/retry", json={"error": "100% used"}, headers=AUTH)
+    assert retried.json() == {"changed": 3}
+    rows = db.execute("SELECT state::text FROM mq_jobs WHERE id = ANY(%s)", (failed,)).fetchall()
+    assert rows == [("r",)] * 3
+    ran = await client.post("/api/bulk/run-now", json={"name": "later"}, headers=AUTH)
+    assert ran.json() == {"changed": 2}
+    cancelled = await client.post(
+        "/api/bulk/cancel", json={"states": ["ready"], "reason": "enough"}, headers=AUTH
+    )
+    assert cancelled.json() == {"changed": 5}
+    history = db.execute("SELECT count(*) FROM mq_history WHERE last_error = 'enough'")
+    assert history.fetchone() == (5,)
+
+
+async def test_delete_answers_409_with_the_chains_unless_released(
+    client: httpx.AsyncClient, db: psycopg.Connection[Any]
+) -> None:
+    head = failed_job(db, channel_name="ledger", ordered=True, error="broken")
+    behind = JobBuilder("post").set_channel_name("ledger").set_ordered(True).spawn(db)
+    count = await client.post("/api/bulk/count", json={"error": "broken", "action": "delete"})
+    (chain,) = count.json()["chains"]
+    assert chain["head_id"] == str(head)
+    assert chain["waiting"] == 1
+    refused = await client.post("/api/bulk/delete", json={"error": "broken"}, headers=AUTH)
+    assert refused.status_code == 409
+    body = refused.json()
+    assert body["error"] == "chains_would_be_released"
+    assert body["field"] == "release_chains"
+    assert body["chains"] == [chain]
+    assert db.execute("SELECT count(*) FROM mq_jobs").fetchone() == (2,)
+    done = await client.post(
+        "/api/bulk/delete", json={"error": "broken", "release_chains": True}, headers=AUTH
+    )
+    assert done.json() == {"changed": 1}
+    row = db.execute("SELECT state::text FROM mq_jobs WHERE id = %s", (behind,)).fetchone()
+    assert row == ("r",)
+
+
+def test_the_document_lists_the_bulk_operations() -> None:
+    document = openapi_document()
+    for path in ["/bulk/count", "/bulk/retry", "/bulk/cancel", "/bulk/delete", "/bulk/run-now"]:
+        entry = document["paths"][path]["post"]
+        assert entry["tags"] == ["bulk"]
+    delete = document["paths"]["/bulk/delete"]["post"]
+    assert "409" in delete["responses"]
+    error = document["components"]["schemas"]["Error"]
+    assert "chains" in error["properties"]
