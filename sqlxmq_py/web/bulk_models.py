@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Literal, cast
 
-from pydantic import Field
+from pydantic import ConfigDict, Field, JsonValue
 
 from ..admin import JobFilter
 from ..states import StateName as JobStateName
@@ -24,11 +24,29 @@ __all__ = [
 ]
 
 
+_CRITERIA = (
+    ("states", "array"),
+    ("channel_name", "string"),
+    ("name", "string"),
+    ("job_key", "string"),
+    ("error", "string"),
+    ("older_than_s", "number"),
+    ("newer_than_s", "number"),
+)
+_ONE_CRITERION: list[JsonValue] = [
+    {"required": [name], "properties": {name: {"type": kind}}} for name, kind in _CRITERIA
+]
+_ONE_CRITERION.append({"required": ["all"], "properties": {"all": {"const": True}}})
+
+
 class BulkRequest(Model):
     """Every job matching all the criteria given (at least one, or all: true). Each action
     takes only the states it applies to: retry failed jobs; cancel scheduled, waiting, ready
     and retrying ones (never running ones); delete failed, completed and cancelled ones; run
     now scheduled and retrying ones."""
+
+    # beside the fields: one criterion at least (a non-null value), or all: true
+    model_config = ConfigDict(json_schema_extra={"anyOf": _ONE_CRITERION})
 
     states: list[StateName] | None = Field(
         None, description="Only jobs in these states (narrowing the action's own)."

@@ -13,6 +13,7 @@ from sqlxmq_py import JobBuilder
 from sqlxmq_py.web.openapi import openapi_document
 
 from .conftest import AUTH, failed_job
+from .test_pages import SAME_ORIGIN, csrf_of, login
 
 BULK = ["/api/bulk/retry", "/api/bulk/cancel", "/api/bulk/delete", "/api/bulk/run-now"]
 
@@ -93,3 +94,64 @@ def test_the_document_lists_the_bulk_operations() -> None:
     assert "409" in delete["responses"]
     error = document["components"]["schemas"]["Error"]
     assert "chains" in error["properties"]
+
+
+async def test_dashboard_counts_first_then_acts_with_login_and_csrf(
+    client: httpx.AsyncClient, db: psycopg.Connection[Any]
+) -> None:
+    for n in range(3):
+        failed_job(db, error=f"timeout {n}")
+    failed_job(db, channel_name="other", error="timeout")
+    anonymous = await client.get("/jobs?state=failed&channel_name=images")
+    assert 'id="bulk-matching"' not in anonymous.text
+    csrf = await login(client)
+    page = await client.get("/jobs?state=failed&channel_name=images")
+    assert 'id="bulk-matching"' in page.text
+    form = {"state": "failed", "channel_name": "images", "action": "retry", "next": "/jobs"}
+    no_csrf = await client.post("/actions/bulk", data=form, headers=SAME_ORIGIN)
+    assert no_csrf.status_code == 403
+    cross = await client.post(
+        "/actions/bulk", data={**form, "csrf": csrf}, headers={"Origin": "http://evil.example"}
+    )
+    assert cross.status_code == 403
+    confirm = await client.post("/actions/bulk", data={**form, "csrf": csrf}, headers=SAME_ORIGIN)
+    assert confirm.status_code == 200
+    assert "Retry all 3 matching jobs?" in confirm.text
+    assert db.execute("SELECT count(*) FROM mq_jobs WHERE state = 'f'").fetchone() == (4,)
+    done = await client.post(
+        "/actions/bulk",
+        data={**form, "csrf": csrf_of(confirm.text), "confirm_count": "3"},
+        headers=SAME_ORIGIN,
+    )
+    assert done.status_code == 303
+    assert "Retried%203%20jobs." in done.headers["set-cookie"]
+    assert db.execute("SELECT count(*) FROM mq_jobs WHERE state = 'f'").fetchone() == (1,)
+    empty = await client.post(
+        "/actions/bulk", data={"action": "retry", "csrf": csrf}, headers=SAME_ORIGIN
+    )
+    assert empty.status_code == 400
+
+
+async def test_dashboard_delete_asks_to_release_chains(
+    client: httpx.AsyncClient, db: psycopg.Connection[Any]
+) -> None:
+    head = failed_job(db, channel_name="ledger", ordered=True, error="broken")
+    JobBuilder("post").set_channel_name("ledger").set_ordered(True).spawn(db)
+    csrf = await login(client)
+    form = {"channel_name": "ledger", "action": "delete", "csrf": csrf}
+    confirm = await client.post("/actions/bulk", data=form, headers=SAME_ORIGIN)
+    assert 'id="bulk-chains"' in confirm.text
+    assert str(head) in confirm.text
+    assert 'name="release_chains"' in confirm.text
+    unreleased = await client.post(
+        "/actions/bulk", data={**form, "confirm_count": "1"}, headers=SAME_ORIGIN
+    )
+    assert unreleased.status_code == 409
+    assert db.execute("SELECT count(*) FROM mq_jobs").fetchone() == (2,)
+    released = await client.post(
+        "/actions/bulk",
+        data={**form, "confirm_count": "1", "release_chains": "1"},
+        headers=SAME_ORIGIN,
+    )
+    assert released.status_code == 303
+    assert db.execute("SELECT state::text FROM mq_jobs").fetchall() == [("r",)]
