@@ -222,9 +222,11 @@ OPERATIONS: tuple[Operation, ...] = (
         operation_id="countMatchingJobs",
         tag="bulk",
         summary="Count the jobs matching a filter (what a bulk action would change)",
-        description="Read-only: what to show before asking to retry, cancel or delete them "
-        "all. With action delete, also the ordered chains the delete would release.",
+        description="Changes nothing: what to show before asking to retry, cancel or delete "
+        "them all (it needs the token, as the actions it comes before do). With action "
+        "delete, also the ordered chains the delete would release.",
         handler=bulk_count,
+        changes=True,
         body=BulkCountRequest,
         body_required=True,
         responses={200: (BulkCountResponse, "The count.")},

@@ -15,7 +15,7 @@ from sqlxmq_py.web.openapi import openapi_document
 from .conftest import AUTH, failed_job
 from .test_pages import SAME_ORIGIN, csrf_of, login
 
-BULK = ["/api/bulk/retry", "/api/bulk/cancel", "/api/bulk/delete", "/api/bulk/run-now"]
+BULK = [f"/api/bulk/{action}" for action in ("count", "retry", "cancel", "delete", "run-now")]
 
 
 async def test_changes_need_the_token_and_a_criterion(
@@ -28,7 +28,7 @@ async def test_changes_need_the_token_and_a_criterion(
         empty = await client.post(path, json={}, headers=AUTH)
         assert empty.status_code == 400, path
         assert "at least one criterion" in empty.json()["detail"]
-    unknown = await client.post("/api/bulk/count", json={"states": ["lost"]})
+    unknown = await client.post("/api/bulk/count", json={"states": ["lost"]}, headers=AUTH)
     assert unknown.status_code == 400
     assert unknown.json()["field"] == "states"
     assert db.execute("SELECT count(*) FROM mq_jobs WHERE state = 'f'").fetchone() == (1,)
@@ -41,10 +41,10 @@ async def test_count_then_retry_cancel_and_run_now(
     failed_job(db, error="other")
     for _ in range(2):
         JobBuilder("later").set_channel_name("images").set_delay(3600).spawn(db)
-    count = await client.post("/api/bulk/count", json={"error": "100% used"})
+    count = await client.post("/api/bulk/count", json={"error": "100% used"}, headers=AUTH)
     assert count.json() == {"count": 3, "chains": []}
     by_action = await client.post(
-        "/api/bulk/count", json={"channel_name": "images", "action": "run_now"}
+        "/api/bulk/count", json={"channel_name": "images", "action": "run_now"}, headers=AUTH
     )
     assert by_action.json()["count"] == 2
     retried = await client.post("/api/bulk/retry", json={"error": "100% used"}, headers=AUTH)
@@ -66,7 +66,9 @@ async def test_delete_answers_409_with_the_chains_unless_released(
 ) -> None:
     head = failed_job(db, channel_name="ledger", ordered=True, error="broken")
     behind = JobBuilder("post").set_channel_name("ledger").set_ordered(True).spawn(db)
-    count = await client.post("/api/bulk/count", json={"error": "broken", "action": "delete"})
+    count = await client.post(
+        "/api/bulk/count", json={"error": "broken", "action": "delete"}, headers=AUTH
+    )
     (chain,) = count.json()["chains"]
     assert chain["head_id"] == str(head)
     assert chain["waiting"] == 1
