@@ -40,7 +40,15 @@ from ._common import (
 )
 from ._output import print_json
 
-__all__ = ["add_filter_options", "has_filter", "register", "run_matching"]
+__all__ = [
+    "FILTER_HELP",
+    "add_filter_options",
+    "describe_chains",
+    "has_filter",
+    "ids_or_filter",
+    "register",
+    "run_matching",
+]
 
 _VERBS: dict[BulkAction, tuple[str, str]] = {
     "retry": ("retry", "retried"),
@@ -131,7 +139,8 @@ def _confirm(question: str) -> None:
         raise CliError("aborted: nothing was changed", EXIT_ERROR)
 
 
-def _describe_chains(chains: list[BlockedChain]) -> str:
+def describe_chains(chains: list[BlockedChain]) -> str:
+    """One indented line per chain: channel, args, head, jobs waiting."""
     lines = [
         f"  {c.channel_name!r} (args {c.channel_args!r}): head {c.head_id} ({c.head_name}), "
         f"{c.waiting} waiting"
@@ -149,7 +158,7 @@ def _release_chains(ctx: Context, args: argparse.Namespace, chains: list[Blocked
     waiting = sum(c.waiting for c in chains)
     err(
         f"Deleting these jobs removes the failed head of {len(chains)} ordered chain(s), "
-        f"which runs the {waiting} job(s) waiting behind:\n" + _describe_chains(chains)
+        f"which runs the {waiting} job(s) waiting behind:\n" + describe_chains(chains)
     )
     if args.yes:
         raise CliError(

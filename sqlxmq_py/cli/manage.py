@@ -21,7 +21,7 @@ from ._common import (
     parse_job_id,
 )
 from ._output import human_age, print_json
-from .bulk import FILTER_HELP, add_filter_options, ids_or_filter, run_matching
+from .bulk import FILTER_HELP, add_filter_options, describe_chains, ids_or_filter, run_matching
 
 __all__ = ["register"]
 
@@ -73,7 +73,9 @@ def register(commands: Commands) -> None:
         description=(
             "Deletes expired history (always), history that finished longer ago than\n"
             "--history-older-than, and failed jobs that failed longer ago than\n"
-            "--failed-older-than. Waiting and running jobs are never touched.\n\n"
+            "--failed-older-than. Waiting and running jobs are never touched. The failed\n"
+            "head of an ordered chain with jobs behind it is kept (deleting it would run\n"
+            "them): the command lists such chains; --release-chains purges them too.\n\n"
             "Durations are a number and a unit: 90s, 15m, 12h, 30d, 2w, or a\n"
             "combination like 1h30m."
         ),
@@ -89,6 +91,11 @@ def register(commands: Commands) -> None:
         type=parse_duration,
         metavar="DURATION",
         help="delete kept history (completed or cancelled jobs) that finished before this",
+    )
+    purge_cmd.add_argument(
+        "--release-chains",
+        action="store_true",
+        help="purge failed chain heads too, running the jobs waiting behind them",
     )
     purge_cmd.set_defaults(handler=run_purge)
 
@@ -168,15 +175,38 @@ def run_purge(ctx: Context, args: argparse.Namespace) -> int:
             conn,
             failed_before=args.failed_older_than,
             history_before=args.history_older_than,
+            release_chains=args.release_chains,
         )
     elapsed = time.monotonic() - started
     if ctx.json:
-        print_json({"failed": result.failed, "history": result.history, "seconds": elapsed})
+        kept = [
+            {
+                "channel_name": c.channel_name,
+                "channel_args": c.channel_args,
+                "head_id": c.head_id,
+                "waiting": c.waiting,
+            }
+            for c in result.chains_kept
+        ]
+        print_json(
+            {
+                "failed": result.failed,
+                "history": result.history,
+                "seconds": elapsed,
+                "chains_kept": kept,
+            }
+        )
     else:
         print(
             f"Purged {result.failed} failed job{'s' if result.failed != 1 else ''} and "
             f"{result.history} history entr{'ies' if result.history != 1 else 'y'} "
             f"in {elapsed:.2f} s."
+        )
+    if result.chains_kept and not ctx.json:
+        err(
+            f"Kept the failed head of {len(result.chains_kept)} ordered chain(s): purging it "
+            "would run the jobs waiting behind it (retry or cancel it, or purge with "
+            "--release-chains):\n" + describe_chains(list(result.chains_kept))
         )
     return EXIT_OK
 

@@ -56,6 +56,7 @@ QueryName = Literal[
     "reschedule",
     "blocked_chains",
     "purge",
+    "purge_chains",
     "set_channel",
     "channel_limits",
     "list_channels",

@@ -385,11 +385,17 @@ ORDER BY h.channel_name, h.channel_args
 
 -- name: purge
 -- Failed jobs older than the cutoff, and history that expired or finished before its cutoff.
+-- Without %(release_chains)s, the failed head of an ordered chain with jobs behind it is kept:
+-- deleting it would run them (purge_chains lists the heads kept).
 WITH failed AS (
-    DELETE FROM mq_jobs
-    WHERE %(failed)s AND state = 'f'
-      AND attempt_at < coalesce(%(failed_at)s::timestamptz, now() - %(failed_age)s::interval)
-    RETURNING id
+    DELETE FROM mq_jobs AS j
+    WHERE %(failed)s AND j.state = 'f'
+      AND j.attempt_at < coalesce(%(failed_at)s::timestamptz, now() - %(failed_age)s::interval)
+      AND (%(release_chains)s::boolean OR j.ord_seq IS NULL OR NOT EXISTS (
+          SELECT 1 FROM mq_jobs AS n
+          WHERE n.channel_name = j.channel_name AND n.channel_args = j.channel_args
+            AND n.ord_seq > j.ord_seq))
+    RETURNING j.id
 ), failed_payloads AS (
     DELETE FROM mq_payloads AS p USING failed WHERE p.id = failed.id
 ), history AS (
@@ -399,6 +405,23 @@ WITH failed AS (
     RETURNING id
 )
 SELECT (SELECT count(*) FROM failed), (SELECT count(*) FROM history)
+
+-- name: purge_chains
+-- The ordered chains whose failed head is older than purge's cutoff, with jobs waiting behind
+-- it: what a purge without %(release_chains)s keeps (the columns of blocked_chains).
+SELECT h.channel_name, h.channel_args, h.id, p.name, p.last_error,
+    (SELECT count(*) FROM mq_jobs AS b
+     WHERE b.channel_name = h.channel_name AND b.channel_args = h.channel_args
+       AND b.ord_seq > h.ord_seq)
+FROM mq_jobs AS h JOIN mq_payloads AS p ON p.id = h.id
+WHERE %(failed)s AND h.state = 'f' AND h.ord_seq IS NOT NULL
+  AND h.attempt_at < coalesce(%(failed_at)s::timestamptz, now() - %(failed_age)s::interval)
+  AND EXISTS (
+      SELECT 1 FROM mq_jobs AS b
+      WHERE b.channel_name = h.channel_name AND b.channel_args = h.channel_args
+        AND b.ord_seq > h.ord_seq
+  )
+ORDER BY h.channel_name, h.channel_args
 
 -- name: set_channel
 -- Pauses or resumes a channel (%(paused)s NULL: unchanged) and, with %(change_limit)s, sets its

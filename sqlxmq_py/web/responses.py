@@ -259,11 +259,16 @@ class PurgeResponse(Model):
 
     failed: Count
     history: Count
+    chains_kept: list[BlockedChainResponse] = Field(
+        description="Ordered chains whose failed head was kept: removing it would run the jobs "
+        "behind it (send release_chains: true)."
+    )
 
     @classmethod
     def of(cls, result: PurgeResult) -> PurgeResponse:
         """The answer for a ``PurgeResult``."""
-        return cls.model_construct(failed=result.failed, history=result.history)
+        kept = BlockedChains.of(list(result.chains_kept)).chains
+        return cls.model_construct(failed=result.failed, history=result.history, chains_kept=kept)
 
 
 class CountRow(Model):

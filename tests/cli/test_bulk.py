@@ -121,3 +121,19 @@ def test_run_now_by_id_and_filter(
     assert "Made ready 1 job." in by_filter.stdout
     assert count_jobs(db, "state = 'r'") == 2
     assert second is not None
+
+
+def test_purge_lists_the_chains_it_keeps(
+    cli: Cli, conn: psycopg.Connection[Any], db: psycopg.Connection[Any]
+) -> None:
+    head, _ = spawn_many(conn, [chained.builder(), chained.builder()])
+    conn.commit()
+    _fail(db, [head], "broken")
+    kept = cli("purge", "--failed-older-than", "0s")
+    assert kept.returncode == 0, kept.stderr
+    assert "Purged 0 failed jobs" in kept.stdout
+    assert "Kept the failed head of 1 ordered chain(s)" in kept.stderr
+    assert str(head) in kept.stderr
+    released = cli("--json", "purge", "--failed-older-than", "0s", "--release-chains")
+    assert json.loads(released.stdout)["failed"] == 1
+    assert count_jobs(db, "state = 'r'") == 1

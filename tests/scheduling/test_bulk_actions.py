@@ -22,6 +22,7 @@ from sqlxmq_py.admin import (
     chains_released,
     count_matching,
     delete_matching,
+    purge,
     retry_matching,
     run_now,
 )
@@ -211,3 +212,22 @@ async def test_run_now_makes_a_delayed_job_ready(
     assert run_now(db, [by_id]) == 0  # ready already
     async with runner([later]):
         await asyncio.wait_for(done.wait(), 30)
+
+
+async def test_purge_keeps_a_failed_chain_head_unless_told(
+    conn: psycopg.Connection[Any], db: psycopg.Connection[Any], aconn: psycopg.AsyncConnection[Any]
+) -> None:
+    chain = spawn_many(conn, [step.builder().set_channel_name("p").set_json(i) for i in range(2)])
+    loose = _spawn(conn, 1, "p-loose")
+    conn.commit()
+    _fail(db, [chain[0], *loose], "old")
+    result = purge(db, failed_before=timedelta(0))
+    assert (result.failed, result.history) == (1, 0)
+    (kept,) = result.chains_kept
+    assert (kept.head_id, kept.waiting) == (chain[0], 1)
+    assert state_of(db, chain[0]) == "f"
+    assert state_of(db, chain[1]) == "b"
+    released = await purge(aconn, failed_before=timedelta(0), release_chains=True)
+    await aconn.commit()
+    assert (released.failed, released.chains_kept) == (1, ())
+    assert state_of(db, chain[1]) == "r"
