@@ -29,7 +29,7 @@ ACTION_STATES: Mapping[BulkAction, frozenset[JobState]] = {
     "delete": frozenset({JobState.FAILED, JobState.COMPLETED, JobState.CANCELLED}),
     "run_now": frozenset({JobState.SCHEDULED, JobState.RETRYING}),
 }
-"""The states each bulk action applies to (see ``sqlxmq_py.admin._bulk``'s docstring)."""
+"""The states each bulk action applies to (see the module's docstring)."""
 
 
 class EmptyFilterError(ConfigurationError):
@@ -127,12 +127,6 @@ def filter_params(job_filter: JobFilter, action: BulkAction | None) -> dict[str,
     wanted = set(JobState if action is None else ACTION_STATES[action])
     if job_filter.states is not None:
         wanted &= {s for s in map(to_state, job_filter.states) if s is not None}
-        if action is not None and job_filter.states and not wanted:
-            allowed = ", ".join(s for s in JobState if s in ACTION_STATES[action])
-            raise ConfigurationError(
-                f"{action} applies to {allowed} jobs, none of the states given "
-                f"({', '.join(map(str, job_filter.states))})"
-            )
     older, newer = job_filter.older_than, job_filter.newer_than
     return {
         "labels": sorted({code for state in wanted for code in state.codes}),

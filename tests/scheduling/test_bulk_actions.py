@@ -231,11 +231,3 @@ async def test_purge_keeps_a_failed_chain_head_unless_told(
     await aconn.commit()
     assert (released.failed, released.chains_kept) == (1, ())
     assert state_of(db, chain[1]) == "r"
-
-
-def test_states_an_action_does_not_apply_to_are_refused(db: psycopg.Connection[Any]) -> None:
-    with pytest.raises(ConfigurationError, match="cancel applies to scheduled"):
-        cancel_matching(db, JobFilter(states=["running"]))
-    with pytest.raises(ConfigurationError, match="retry applies to failed"):
-        count_matching(db, JobFilter(states=["ready"]), action="retry")
-    assert count_matching(db, JobFilter(states=["ready"])) == 0
