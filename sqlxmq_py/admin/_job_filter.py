@@ -29,7 +29,8 @@ ACTION_STATES: Mapping[BulkAction, frozenset[JobState]] = {
     "delete": frozenset({JobState.FAILED, JobState.COMPLETED, JobState.CANCELLED}),
     "run_now": frozenset({JobState.SCHEDULED, JobState.RETRYING}),
 }
-"""The states each bulk action applies to (see the module's docstring)."""
+"""The states each bulk action applies to (see ``sqlxmq_py.admin._bulk``'s docstring); a
+filter's ``states`` narrow them, so a filter naming only other states matches nothing."""
 
 
 class EmptyFilterError(ConfigurationError):

@@ -231,3 +231,14 @@ async def test_purge_keeps_a_failed_chain_head_unless_told(
     await aconn.commit()
     assert (released.failed, released.chains_kept) == (1, ())
     assert state_of(db, chain[1]) == "r"
+
+
+def test_states_an_action_does_not_apply_to_match_nothing(
+    conn: psycopg.Connection[Any], db: psycopg.Connection[Any]
+) -> None:
+    ids = _spawn(conn, 2, "n")
+    assert count_matching(db, JobFilter(states=["ready"])) == 2
+    assert count_matching(db, JobFilter(states=["ready"]), action="retry") == 0
+    assert retry_matching(db, JobFilter(states=["ready"])) == 0
+    assert cancel_matching(db, JobFilter(states=["running", "failed"])) == 0
+    assert all(state_of(db, i) == "r" for i in ids)
