@@ -1,13 +1,15 @@
 """Errors raised by sqlxmq_py.
 
 Every error derives from :class:`SqlxmqError`. Errors raised by PostgreSQL on the caller's own
-connection are psycopg errors and pass through unwrapped.
+connection are psycopg errors and pass through unwrapped. The two errors of the bulk actions
+live in ``sqlxmq_py.admin``, beside the functions that raise them.
 
 ::
 
     SqlxmqError
     ├── ConfigurationError (also ValueError)   an invalid option, caught when it is set
-    │   └── DuplicateJobError                   two jobs registered under one name
+    │   ├── DuplicateJobError                   two jobs registered under one name
+    │   └── admin.EmptyFilterError              a bulk action's filter has no criterion
     ├── PayloadError (also ValueError)         a payload that cannot be encoded or decoded
     ├── UnknownJobError                         a job row names no registered job
     ├── LeaseLostError                          the job's lease passed to another worker
@@ -17,6 +19,7 @@ connection are psycopg errors and pass through unwrapped.
     ├── JobFailedError                          a job waited for failed for good
     ├── JobCancelledError                       a job waited for was cancelled
     ├── EmbeddedServerError                     the embedded PostgreSQL is missing or failed
+    ├── admin.ChainsWouldBeReleasedError        a bulk delete would run jobs of ordered chains
     └── SchemaError                             the database schema is missing or unusable
         └── MigrationError                      a migration could not be applied
 """

@@ -1,4 +1,5 @@
-"""Looking at and managing jobs: status, listing, counts, cancel, retry, reschedule, blocked
+"""Looking at and managing jobs: status, listing, counts, cancel, retry, reschedule, bulk
+actions on every job matching a filter (retry, cancel, delete, run now), blocked
 ordered chains, purging, channels (pause, resume, concurrency limits) and the live runners
 (workers).
 
@@ -8,6 +9,19 @@ async one (and returns an awaitable), and runs in the caller's transaction witho
 
 from ..states import JobState
 from ._actions import cancel, reschedule, retry
+from ._bulk import (
+    ACTION_STATES,
+    BulkAction,
+    ChainsWouldBeReleasedError,
+    EmptyFilterError,
+    JobFilter,
+    cancel_matching,
+    chains_released,
+    count_matching,
+    delete_matching,
+    retry_matching,
+    run_now,
+)
 from ._channels import (
     ChannelInfo,
     channel_info,
@@ -46,11 +60,16 @@ from ._status import AttemptError, JobStatus, attempt_errors, job_status
 from ._workers import STALE_AFTER, WorkerInfo, list_workers
 
 __all__ = [
+    "ACTION_STATES",
     "ESTIMATE_ABOVE",
     "STALE_AFTER",
     "AttemptError",
     "BlockedChain",
+    "BulkAction",
+    "ChainsWouldBeReleasedError",
     "ChannelInfo",
+    "EmptyFilterError",
+    "JobFilter",
     "JobState",
     "JobStatus",
     "PurgeResult",
@@ -61,8 +80,12 @@ __all__ = [
     "attempt_errors",
     "blocked_chains",
     "cancel",
+    "cancel_matching",
+    "chains_released",
     "channel_info",
     "channel_limits",
+    "count_matching",
+    "delete_matching",
     "delete_schedule",
     "disable_schedule",
     "enable_schedule",
@@ -78,6 +101,8 @@ __all__ = [
     "reschedule",
     "resume_channel",
     "retry",
+    "retry_matching",
+    "run_now",
     "set_channel_limit",
     "throughput",
     "trigger_schedule",

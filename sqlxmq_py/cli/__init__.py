@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import structlog
 
 from .. import __version__
-from . import channels, inspect, manage, schedules, schema, tools, worker
+from . import bulk, channels, inspect, manage, schedules, schema, tools, worker
 from ._common import (
     EXIT_ERROR,
     EXIT_SIGINT,
@@ -71,6 +71,7 @@ def build_parser() -> Parser:
     worker.register(commands)
     inspect.register(commands)
     manage.register(commands)
+    bulk.register(commands)
     channels.register(commands)
     schedules.register(commands)
     tools.register(commands)

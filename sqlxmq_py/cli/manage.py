@@ -21,6 +21,7 @@ from ._common import (
     parse_job_id,
 )
 from ._output import human_age, print_json
+from .bulk import FILTER_HELP, add_filter_options, describe_chains, ids_or_filter, run_matching
 
 __all__ = ["register"]
 
@@ -33,13 +34,14 @@ def register(commands: Commands) -> None:
         summary="run failed jobs again",
         description=(
             "Runs failed jobs again, each with a fresh set of attempts. Retrying the failed\n"
-            "head of an ordered chain unblocks the chain once it succeeds. Exits 1 if an id\n"
-            "is not a failed job (unknown, or not failed)."
+            "head of an ordered chain unblocks the chain once it succeeds. With ids, exits 1\n"
+            "if an id is not a failed job (unknown, or not failed).\n\n" + FILTER_HELP
         ),
     )
     retry_cmd.add_argument(
-        "job_ids", nargs="+", type=parse_job_id, metavar="ID", help="ids of failed jobs"
+        "job_ids", nargs="*", type=parse_job_id, metavar="ID", help="ids of failed jobs"
     )
+    add_filter_options(retry_cmd, "retry")
     retry_cmd.set_defaults(handler=run_retry)
 
     cancel_cmd = add_command(
@@ -49,11 +51,14 @@ def register(commands: Commands) -> None:
         description=(
             "Cancels jobs. Waiting jobs leave the queue now (kept as cancelled history; an\n"
             "ordered chain closes up behind them; their continuations are cancelled too).\n"
-            "Running jobs are asked to stop: current_job.cancelled becomes true. Exits 1 if\n"
-            "an id is unknown."
+            "Running jobs are asked to stop: current_job.cancelled becomes true. With ids,\n"
+            "exits 1 if an id is unknown. A filter cancels only jobs not running yet\n"
+            "(scheduled, waiting, ready, retrying): a job a runner leases meanwhile runs.\n\n"
+            + FILTER_HELP
         ),
     )
-    cancel_cmd.add_argument("job_ids", nargs="+", type=parse_job_id, metavar="ID", help="job ids")
+    cancel_cmd.add_argument("job_ids", nargs="*", type=parse_job_id, metavar="ID", help="job ids")
+    add_filter_options(cancel_cmd, "cancel")
     cancel_cmd.add_argument(
         "--reason",
         default="cancelled",
@@ -68,7 +73,9 @@ def register(commands: Commands) -> None:
         description=(
             "Deletes expired history (always), history that finished longer ago than\n"
             "--history-older-than, and failed jobs that failed longer ago than\n"
-            "--failed-older-than. Waiting and running jobs are never touched.\n\n"
+            "--failed-older-than. Waiting and running jobs are never touched. The failed\n"
+            "head of an ordered chain with jobs behind it is kept (deleting it would run\n"
+            "them): the command lists such chains; --release-chains purges them too.\n\n"
             "Durations are a number and a unit: 90s, 15m, 12h, 30d, 2w, or a\n"
             "combination like 1h30m."
         ),
@@ -84,6 +91,11 @@ def register(commands: Commands) -> None:
         type=parse_duration,
         metavar="DURATION",
         help="delete kept history (completed or cancelled jobs) that finished before this",
+    )
+    purge_cmd.add_argument(
+        "--release-chains",
+        action="store_true",
+        help="purge failed chain heads too, running the jobs waiting behind them",
     )
     purge_cmd.set_defaults(handler=run_purge)
 
@@ -103,7 +115,9 @@ def register(commands: Commands) -> None:
 
 
 def run_retry(ctx: Context, args: argparse.Namespace) -> int:
-    """Retries failed jobs."""
+    """Retries failed jobs: these ids, or every match of the filter options."""
+    if ids_or_filter(args, "retry"):
+        return run_matching(ctx, args, "retry")
     wanted = list(dict.fromkeys(args.job_ids))
     with ctx.connect() as conn:
         retried = set(retry(conn, wanted))
@@ -124,7 +138,9 @@ def run_retry(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def run_cancel(ctx: Context, args: argparse.Namespace) -> int:
-    """Cancels jobs."""
+    """Cancels jobs: these ids, or every match of the filter options."""
+    if ids_or_filter(args, "cancel"):
+        return run_matching(ctx, args, "cancel")
     wanted = list(dict.fromkeys(args.job_ids))
     with ctx.connect() as conn:
         outcomes = cancel(conn, wanted, reason=args.reason)
@@ -159,15 +175,38 @@ def run_purge(ctx: Context, args: argparse.Namespace) -> int:
             conn,
             failed_before=args.failed_older_than,
             history_before=args.history_older_than,
+            release_chains=args.release_chains,
         )
     elapsed = time.monotonic() - started
     if ctx.json:
-        print_json({"failed": result.failed, "history": result.history, "seconds": elapsed})
+        kept = [
+            {
+                "channel_name": c.channel_name,
+                "channel_args": c.channel_args,
+                "head_id": c.head_id,
+                "waiting": c.waiting,
+            }
+            for c in result.chains_kept
+        ]
+        print_json(
+            {
+                "failed": result.failed,
+                "history": result.history,
+                "seconds": elapsed,
+                "chains_kept": kept,
+            }
+        )
     else:
         print(
             f"Purged {result.failed} failed job{'s' if result.failed != 1 else ''} and "
             f"{result.history} history entr{'ies' if result.history != 1 else 'y'} "
             f"in {elapsed:.2f} s."
+        )
+    if result.chains_kept and not ctx.json:
+        err(
+            f"Kept the failed head of {len(result.chains_kept)} ordered chain(s): purging it "
+            "would run the jobs waiting behind it (retry or cancel it, or purge with "
+            "--release-chains):\n" + describe_chains(list(result.chains_kept))
         )
     return EXIT_OK
 

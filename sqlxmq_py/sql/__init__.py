@@ -56,6 +56,7 @@ QueryName = Literal[
     "reschedule",
     "blocked_chains",
     "purge",
+    "purge_chains",
     "set_channel",
     "channel_limits",
     "list_channels",
@@ -92,6 +93,11 @@ QueryName = Literal[
     "batch_status",
     "batch_members",
     "batch_cancel",
+    "bulk_count",
+    "bulk_batch",
+    "bulk_delete_history",
+    "bulk_chains",
+    "run_now",
 ]
 
 _NAME_LINE = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)

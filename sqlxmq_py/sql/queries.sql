@@ -385,11 +385,17 @@ ORDER BY h.channel_name, h.channel_args
 
 -- name: purge
 -- Failed jobs older than the cutoff, and history that expired or finished before its cutoff.
+-- Without %(release_chains)s, the failed head of an ordered chain with jobs behind it is kept:
+-- deleting it would run them (purge_chains lists the heads kept).
 WITH failed AS (
-    DELETE FROM mq_jobs
-    WHERE %(failed)s AND state = 'f'
-      AND attempt_at < coalesce(%(failed_at)s::timestamptz, now() - %(failed_age)s::interval)
-    RETURNING id
+    DELETE FROM mq_jobs AS j
+    WHERE %(failed)s AND j.state = 'f'
+      AND j.attempt_at < coalesce(%(failed_at)s::timestamptz, now() - %(failed_age)s::interval)
+      AND (%(release_chains)s::boolean OR j.ord_seq IS NULL OR NOT EXISTS (
+          SELECT 1 FROM mq_jobs AS n
+          WHERE n.channel_name = j.channel_name AND n.channel_args = j.channel_args
+            AND n.ord_seq > j.ord_seq))
+    RETURNING j.id
 ), failed_payloads AS (
     DELETE FROM mq_payloads AS p USING failed WHERE p.id = failed.id
 ), history AS (
@@ -399,6 +405,23 @@ WITH failed AS (
     RETURNING id
 )
 SELECT (SELECT count(*) FROM failed), (SELECT count(*) FROM history)
+
+-- name: purge_chains
+-- The ordered chains whose failed head is older than purge's cutoff, with jobs waiting behind
+-- it: what a purge without %(release_chains)s keeps (the columns of blocked_chains).
+SELECT h.channel_name, h.channel_args, h.id, p.name, p.last_error,
+    (SELECT count(*) FROM mq_jobs AS b
+     WHERE b.channel_name = h.channel_name AND b.channel_args = h.channel_args
+       AND b.ord_seq > h.ord_seq)
+FROM mq_jobs AS h JOIN mq_payloads AS p ON p.id = h.id
+WHERE %(failed)s AND h.state = 'f' AND h.ord_seq IS NOT NULL
+  AND h.attempt_at < coalesce(%(failed_at)s::timestamptz, now() - %(failed_age)s::interval)
+  AND EXISTS (
+      SELECT 1 FROM mq_jobs AS b
+      WHERE b.channel_name = h.channel_name AND b.channel_args = h.channel_args
+        AND b.ord_seq > h.ord_seq
+  )
+ORDER BY h.channel_name, h.channel_args
 
 -- name: set_channel
 -- Pauses or resumes a channel (%(paused)s NULL: unchanged) and, with %(change_limit)s, sets its
@@ -1093,3 +1116,145 @@ WITH sealed AS (
 SELECT count(*) FILTER (WHERE outcome = 'cancelled'),
     count(*) FILTER (WHERE outcome = 'requested')
 FROM cancelled
+
+-- Bulk actions (sqlxmq_py.admin.retry_matching and its siblings). Each batch statement walks
+-- the primary key upwards from %(after)s (keyset: the id after which the previous batch
+-- stopped), takes up to %(batch)s jobs matching the filter, acts on them, and returns the last
+-- id it took (NULL when none: the walk is over) and how many it changed. A filter parameter
+-- that is NULL matches everything; %(error)s is an ILIKE pattern built in Python with its %
+-- and _ escaped; the age cutoffs are a time or an interval back from now(). %(labels)s are
+-- the admin index labels (sqlxmq_py.states) wanted from mq_jobs, %(history_states)s the kept
+-- states wanted from mq_history.
+
+-- name: bulk_count
+SELECT (SELECT count(*) FROM mq_jobs AS j JOIN mq_payloads AS p ON p.id = j.id
+        WHERE (CASE WHEN j.state = 's' AND j.attempts > 0 THEN 't'::"char" ELSE j.state END)
+              = ANY(%(labels)s::"char"[])
+          AND (%(channel_name)s::text IS NULL OR j.channel_name = %(channel_name)s::text)
+          AND (%(job_key)s::text IS NULL OR j.job_key = %(job_key)s::text)
+          AND (%(name)s::text IS NULL OR p.name = %(name)s::text)
+          AND (%(error)s::text IS NULL OR p.last_error ILIKE %(error)s::text)
+          AND (%(older_at)s::timestamptz IS NULL AND %(older_age)s::interval IS NULL
+               OR p.created_at < coalesce(%(older_at)s::timestamptz,
+                                          now() - %(older_age)s::interval))
+          AND (%(newer_at)s::timestamptz IS NULL AND %(newer_age)s::interval IS NULL
+               OR p.created_at >= coalesce(%(newer_at)s::timestamptz,
+                                           now() - %(newer_age)s::interval)))
+    + (SELECT count(*) FROM mq_history AS h
+       WHERE h.state = ANY(%(history_states)s::text[])
+         AND (%(channel_name)s::text IS NULL OR h.channel_name = %(channel_name)s::text)
+         AND (%(job_key)s::text IS NULL OR h.job_key = %(job_key)s::text)
+         AND (%(name)s::text IS NULL OR h.name = %(name)s::text)
+         AND (%(error)s::text IS NULL OR h.last_error ILIKE %(error)s::text)
+         AND (%(older_at)s::timestamptz IS NULL AND %(older_age)s::interval IS NULL
+              OR h.created_at < coalesce(%(older_at)s::timestamptz,
+                                         now() - %(older_age)s::interval))
+         AND (%(newer_at)s::timestamptz IS NULL AND %(newer_age)s::interval IS NULL
+              OR h.created_at >= coalesce(%(newer_at)s::timestamptz,
+                                          now() - %(newer_age)s::interval)))
+
+-- name: bulk_batch
+-- One batch of matching queued jobs, acted on by %(action)s: 'retry' (mq_retry: failed jobs
+-- run again with a fresh set of attempts), 'cancel' (mq_cancel_now: jobs that are not leased,
+-- locked and checked again, so a job a runner leases meanwhile is left to run), 'run_now'
+-- (mq_reschedule to now()) or 'delete' (failed jobs removed like purge's; with
+-- %(release_chains)s false the failed head of an ordered chain with jobs behind it is kept).
+WITH batch AS MATERIALIZED (
+    SELECT j.id, j.state, j.channel_name, j.channel_args, j.ord_seq
+    FROM mq_jobs AS j JOIN mq_payloads AS p ON p.id = j.id
+    WHERE j.id > %(after)s::uuid
+      AND (CASE WHEN j.state = 's' AND j.attempts > 0 THEN 't'::"char" ELSE j.state END)
+          = ANY(%(labels)s::"char"[])
+      AND (%(channel_name)s::text IS NULL OR j.channel_name = %(channel_name)s::text)
+      AND (%(job_key)s::text IS NULL OR j.job_key = %(job_key)s::text)
+      AND (%(name)s::text IS NULL OR p.name = %(name)s::text)
+      AND (%(error)s::text IS NULL OR p.last_error ILIKE %(error)s::text)
+      AND (%(older_at)s::timestamptz IS NULL AND %(older_age)s::interval IS NULL
+           OR p.created_at < coalesce(%(older_at)s::timestamptz, now() - %(older_age)s::interval))
+      AND (%(newer_at)s::timestamptz IS NULL AND %(newer_age)s::interval IS NULL
+           OR p.created_at >= coalesce(%(newer_at)s::timestamptz,
+                                       now() - %(newer_age)s::interval))
+    ORDER BY j.id
+    LIMIT %(batch)s::integer
+), deleted AS (
+    DELETE FROM mq_jobs AS j
+    WHERE %(action)s::text = 'delete' AND j.state = 'f'
+      AND j.id = ANY(ARRAY(SELECT b.id FROM batch AS b))
+      AND (%(release_chains)s::boolean OR j.ord_seq IS NULL OR NOT EXISTS (
+          SELECT 1 FROM mq_jobs AS n
+          WHERE n.channel_name = j.channel_name AND n.channel_args = j.channel_args
+            AND n.ord_seq > j.ord_seq))
+    RETURNING j.id
+), deleted_payloads AS (
+    DELETE FROM mq_payloads AS p USING deleted AS d WHERE p.id = d.id
+)
+SELECT (SELECT b.id FROM batch AS b ORDER BY b.id DESC LIMIT 1),
+    CASE %(action)s::text
+        WHEN 'retry' THEN (SELECT count(*) FROM mq_retry(ARRAY(SELECT b.id FROM batch AS b)))
+        WHEN 'cancel' THEN (SELECT count(*) FROM mq_cancel_now(
+            ARRAY(SELECT b.id FROM batch AS b), %(reason)s::text))
+        WHEN 'run_now' THEN (SELECT count(*) FROM mq_reschedule(
+            ARRAY(SELECT b.id FROM batch AS b WHERE b.state = 's'), now(), NULL, NULL))
+        ELSE (SELECT count(*) FROM deleted)
+    END
+
+-- name: bulk_delete_history
+-- One batch of matching kept jobs, deleted (see bulk_batch for the parameters).
+WITH batch AS MATERIALIZED (
+    SELECT h.id FROM mq_history AS h
+    WHERE h.id > %(after)s::uuid
+      AND h.state = ANY(%(history_states)s::text[])
+      AND (%(channel_name)s::text IS NULL OR h.channel_name = %(channel_name)s::text)
+      AND (%(job_key)s::text IS NULL OR h.job_key = %(job_key)s::text)
+      AND (%(name)s::text IS NULL OR h.name = %(name)s::text)
+      AND (%(error)s::text IS NULL OR h.last_error ILIKE %(error)s::text)
+      AND (%(older_at)s::timestamptz IS NULL AND %(older_age)s::interval IS NULL
+           OR h.created_at < coalesce(%(older_at)s::timestamptz, now() - %(older_age)s::interval))
+      AND (%(newer_at)s::timestamptz IS NULL AND %(newer_age)s::interval IS NULL
+           OR h.created_at >= coalesce(%(newer_at)s::timestamptz,
+                                       now() - %(newer_age)s::interval))
+    ORDER BY h.id
+    LIMIT %(batch)s::integer
+), deleted AS (
+    DELETE FROM mq_history AS h WHERE h.id = ANY(ARRAY(SELECT b.id FROM batch AS b))
+    RETURNING h.id
+)
+SELECT (SELECT b.id FROM batch AS b ORDER BY b.id DESC LIMIT 1), (SELECT count(*) FROM deleted)
+
+-- name: bulk_chains
+-- The ordered chains a delete of matching failed jobs would release: their failed head
+-- matches the filter and jobs wait behind it (the columns of blocked_chains).
+SELECT h.channel_name, h.channel_args, h.id, p.name, p.last_error,
+    (SELECT count(*) FROM mq_jobs AS b
+     WHERE b.channel_name = h.channel_name AND b.channel_args = h.channel_args
+       AND b.ord_seq > h.ord_seq)
+FROM mq_jobs AS h JOIN mq_payloads AS p ON p.id = h.id
+WHERE h.state = 'f' AND h.ord_seq IS NOT NULL
+  AND 'f' = ANY(%(labels)s::"char"[])
+  AND (%(channel_name)s::text IS NULL OR h.channel_name = %(channel_name)s::text)
+  AND (%(job_key)s::text IS NULL OR h.job_key = %(job_key)s::text)
+  AND (%(name)s::text IS NULL OR p.name = %(name)s::text)
+  AND (%(error)s::text IS NULL OR p.last_error ILIKE %(error)s::text)
+  AND (%(older_at)s::timestamptz IS NULL AND %(older_age)s::interval IS NULL
+       OR p.created_at < coalesce(%(older_at)s::timestamptz, now() - %(older_age)s::interval))
+  AND (%(newer_at)s::timestamptz IS NULL AND %(newer_age)s::interval IS NULL
+       OR p.created_at >= coalesce(%(newer_at)s::timestamptz, now() - %(newer_age)s::interval))
+  AND EXISTS (
+      SELECT 1 FROM mq_jobs AS b
+      WHERE b.channel_name = h.channel_name AND b.channel_args = h.channel_args
+        AND b.ord_seq > h.ord_seq
+  )
+  AND NOT EXISTS (
+      SELECT 1 FROM mq_jobs AS e
+      WHERE e.channel_name = h.channel_name AND e.channel_args = h.channel_args
+        AND e.ord_seq < h.ord_seq
+  )
+ORDER BY h.channel_name, h.channel_args
+
+-- name: run_now
+-- Scheduled and retrying jobs with these ids become ready now (or wait for their chain or
+-- parents: mq_reschedule decides).
+SELECT mq_reschedule FROM mq_reschedule(
+    ARRAY(SELECT j.id FROM mq_jobs AS j WHERE j.id = ANY(%(ids)s::uuid[]) AND j.state = 's'),
+    now(), NULL, NULL
+)

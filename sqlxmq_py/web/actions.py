@@ -201,6 +201,13 @@ async def purge_action(ctx: WebContext, request: Request) -> Response:
         f"Purged {_plural(result.failed, 'failed job')} and "
         f"{_plural(result.history, 'history entry')}."
     ).replace("entrys", "entries")
+    if result.chains_kept:
+        waiting = sum(c.waiting for c in result.chains_kept)
+        message += (
+            f" Kept the failed head of {_plural(len(result.chains_kept), 'ordered chain')}: "
+            f"purging it would run the {waiting} waiting behind (retry or cancel it, or delete "
+            "it with the job list's bulk delete, which asks)."
+        )
     return _done(request, form, message)
 
 

@@ -270,6 +270,7 @@ async def purge_jobs(ctx: WebContext, given: Input) -> Response:
         pool,
         failed_before=_seconds(request.failed_older_than_s),
         history_before=_seconds(request.history_older_than_s),
+        release_chains=request.release_chains,
     )
     return answer(PurgeResponse.of(result))
 

@@ -26,7 +26,8 @@ _MEANINGS = {
     403: "State changes are disabled: the app was started without a token.",
     404: "No such job is queued or kept in the history.",
     409: "The job is not in a state that allows this (conflict), or it failed for good "
-    "(job_failed) or was cancelled (job_cancelled); job holds its status.",
+    "(job_failed) or was cancelled (job_cancelled); job holds its status. A bulk delete that "
+    "would release ordered chains answers chains_would_be_released, with the chains.",
     413: f"The body is larger than {MAX_BODY_BYTES} bytes.",
     415: "The body is not application/json.",
     503: "The database is unavailable or has no sqlxmq_py schema.",

@@ -46,6 +46,7 @@ from .actions import (
     retry_action,
     schedule_action,
 )
+from .bulk_actions import bulk_action
 from .charts import bar_chart, bin_buckets
 from .context import WebContext, base_path
 from .fields import Model, QueryDigits, Text
@@ -295,6 +296,7 @@ def page_routes(ctx: WebContext) -> list[Route]:
         route("/actions/retry", retry_action, "POST"),
         route("/actions/cancel", cancel_action, "POST"),
         route("/actions/purge", purge_action, "POST"),
+        route("/actions/bulk", bulk_action, "POST"),
         route("/actions/pause", pause_action, "POST"),
         route("/actions/resume", resume_action, "POST"),
         route("/actions/limit", limit_action, "POST"),

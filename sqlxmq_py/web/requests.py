@@ -224,6 +224,11 @@ class PurgeRequest(Model):
         description="Remove kept jobs that finished more than this many seconds ago (expired "
         "history is always removed).",
     )
+    release_chains: bool = Field(
+        False,
+        description="Remove the failed head of an ordered chain too, which runs the jobs "
+        "waiting behind it (without it, such heads are kept and listed in chains_kept).",
+    )
 
 
 class ChannelRequest(Model):

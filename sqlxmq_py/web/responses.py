@@ -47,6 +47,7 @@ ERROR_CODES = (
     "conflict",
     "job_failed",
     "job_cancelled",
+    "chains_would_be_released",
     "payload_too_large",
     "unsupported_media_type",
     "unavailable",
@@ -61,6 +62,7 @@ ErrorCode = Literal[
     "conflict",
     "job_failed",
     "job_cancelled",
+    "chains_would_be_released",
     "payload_too_large",
     "unsupported_media_type",
     "unavailable",
@@ -105,6 +107,9 @@ class Error(Model):
     field: str | None = Field(description="The request field at fault, if one is.")
     job: JobStatusResponse | None = Field(
         None, description="The job's status, when its state refused the request."
+    )
+    chains: list[BlockedChainResponse] | None = Field(
+        None, description="The ordered chains a delete would release (chains_would_be_released)."
     )
 
 
@@ -254,11 +259,16 @@ class PurgeResponse(Model):
 
     failed: Count
     history: Count
+    chains_kept: list[BlockedChainResponse] = Field(
+        description="Ordered chains whose failed head was kept: removing it would run the jobs "
+        "behind it (send release_chains: true)."
+    )
 
     @classmethod
     def of(cls, result: PurgeResult) -> PurgeResponse:
         """The answer for a ``PurgeResult``."""
-        return cls.model_construct(failed=result.failed, history=result.history)
+        kept = BlockedChains.of(list(result.chains_kept)).chains
+        return cls.model_construct(failed=result.failed, history=result.history, chains_kept=kept)
 
 
 class CountRow(Model):

@@ -27,6 +27,15 @@ from .api import (
     spawn_job,
     wait_for_job_result,
 )
+from .bulk_api import bulk_cancel, bulk_count, bulk_delete, bulk_retry, bulk_run_now
+from .bulk_models import (
+    BulkCancelRequest,
+    BulkCountRequest,
+    BulkCountResponse,
+    BulkDeleteRequest,
+    BulkRequest,
+    BulkResponse,
+)
 from .fleet import ChannelRow, Channels, Workers
 from .operation import Operation
 from .requests import (
@@ -221,6 +230,80 @@ OPERATIONS: tuple[Operation, ...] = (
         changes=True,
         body=PurgeRequest,
         responses={200: (PurgeResponse, "How many were removed.")},
+    ),
+    Operation(
+        method="POST",
+        path="/bulk/count",
+        operation_id="countMatchingJobs",
+        tag="bulk",
+        summary="Count the jobs matching a filter (what a bulk action would change)",
+        description="Changes nothing: what to show before asking to retry, cancel or delete "
+        "them all (it needs the token, as the actions it comes before do). With action "
+        "delete, also the ordered chains the delete would release.",
+        handler=bulk_count,
+        changes=True,
+        body=BulkCountRequest,
+        body_required=True,
+        responses={200: (BulkCountResponse, "The count.")},
+    ),
+    Operation(
+        method="POST",
+        path="/bulk/retry",
+        operation_id="retryMatchingJobs",
+        tag="bulk",
+        summary="Run every matching failed job again",
+        description="Each with a fresh set of attempts, in batches of 1000 (each its own "
+        "transaction).",
+        handler=bulk_retry,
+        changes=True,
+        body=BulkRequest,
+        body_required=True,
+        responses={200: (BulkResponse, "How many were retried.")},
+    ),
+    Operation(
+        method="POST",
+        path="/bulk/cancel",
+        operation_id="cancelMatchingJobs",
+        tag="bulk",
+        summary="Cancel every matching job that is not running",
+        description="Scheduled, waiting, ready and retrying jobs, in batches of 1000; a job "
+        "a runner leases meanwhile runs and is not cancelled. Kept as cancelled history.",
+        handler=bulk_cancel,
+        changes=True,
+        body=BulkCancelRequest,
+        body_required=True,
+        responses={200: (BulkResponse, "How many were cancelled.")},
+    ),
+    Operation(
+        method="POST",
+        path="/bulk/delete",
+        operation_id="deleteMatchingJobs",
+        tag="bulk",
+        summary="Delete every matching failed, completed or cancelled job",
+        description="Failed jobs leave the queue and kept jobs the history, in batches of "
+        "1000. Deleting the failed head of an ordered chain runs the jobs behind it: unless "
+        "release_chains is true, such a delete answers 409 with the chains and deletes "
+        "nothing.",
+        handler=bulk_delete,
+        changes=True,
+        body=BulkDeleteRequest,
+        body_required=True,
+        responses={200: (BulkResponse, "How many were deleted.")},
+        errors=(409,),
+    ),
+    Operation(
+        method="POST",
+        path="/bulk/run-now",
+        operation_id="runMatchingJobsNow",
+        tag="bulk",
+        summary="Make every matching scheduled or retrying job ready now",
+        description="With the attempts they have left; a job behind its ordered chain or "
+        "waiting for parents runs when they let it.",
+        handler=bulk_run_now,
+        changes=True,
+        body=BulkRequest,
+        body_required=True,
+        responses={200: (BulkResponse, "How many were made ready.")},
     ),
     Operation(
         method="GET",

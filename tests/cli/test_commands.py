@@ -32,6 +32,8 @@ COMMANDS = [
     "cancel",
     "purge",
     "clear",
+    "delete",
+    "run-now",
     "channels",
     "pause",
     "resume",
@@ -389,7 +391,7 @@ def test_database_without_schema_says_to_migrate(empty_dsn: str) -> None:
     ("args", "message"),
     [
         (["show", "not-a-uuid"], "invalid job id 'not-a-uuid'"),
-        (["retry"], "the following arguments are required: ID"),
+        (["retry"], "give job ids, or filter options"),
         (["jobs", "--state", "lost"], "invalid choice: 'lost'"),
         (["jobs", "--limit", "0"], "at least 1"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),

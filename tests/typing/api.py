@@ -24,7 +24,16 @@ from sqlxmq_py import (
     job,
     spawn_many,
 )
-from sqlxmq_py.admin import JobStatus, job_status, list_jobs
+from sqlxmq_py.admin import (
+    JobFilter,
+    JobStatus,
+    count_matching,
+    delete_matching,
+    job_status,
+    list_jobs,
+    retry_matching,
+    run_now,
+)
 from sqlxmq_py.job_to_write import JobToWrite
 from sqlxmq_py.spawn import spawn_payloads
 
@@ -60,6 +69,10 @@ def sync_side(conn: psycopg.Connection[Any], pool: ConnectionPool[Any]) -> None:
     assert_type(spawn_many(conn, [bare.builder()]), list[uuid.UUID])
     assert_type(exists(conn, uuid.uuid4()), bool)
     assert_type(job_status(conn, uuid.uuid4()), JobStatus | None)
+    failed = JobFilter(states=["failed"], error="timeout")
+    assert_type(count_matching(conn, failed, action="retry"), int)
+    assert_type(retry_matching(pool, failed, batch_size=500), int)
+    assert_type(run_now(conn, [uuid.uuid4()]), int)
 
 
 async def async_side(aconn: psycopg.AsyncConnection[Any], apool: AsyncConnectionPool[Any]) -> None:
@@ -67,6 +80,7 @@ async def async_side(aconn: psycopg.AsyncConnection[Any], apool: AsyncConnection
     assert_type(await bare.builder().spawn(apool), uuid.UUID)
     assert_type(await exists(apool, uuid.uuid4()), bool)
     assert_type(await job_status(aconn, uuid.uuid4()), JobStatus | None)
+    assert_type(await delete_matching(apool, JobFilter(all=True), release_chains=True), int)
     options = JobRegistry([bare, threaded]).runner(apool).set_concurrency(1, 2)
     assert_type(options, JobRunnerOptions)
     assert_type(await options.run(), JobRunnerHandle)

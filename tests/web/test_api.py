@@ -491,10 +491,11 @@ async def test_bulk_retry_and_cancel(
 async def test_purge(client: httpx.AsyncClient, db: psycopg.Connection[Any]) -> None:
     failed_job(db)
     kept = await client.post("/api/purge", json={"failed_older_than_s": 3600}, headers=AUTH)
-    assert kept.json() == {"failed": 0, "history": 0}
+    assert kept.json() == {"failed": 0, "history": 0, "chains_kept": []}
     done = await client.post("/api/purge", json={"failed_older_than_s": 0}, headers=AUTH)
-    assert done.json() == {"failed": 1, "history": 0}
-    assert (await client.post("/api/purge", headers=AUTH)).json() == {"failed": 0, "history": 0}
+    assert done.json() == {"failed": 1, "history": 0, "chains_kept": []}
+    nothing = {"failed": 0, "history": 0, "chains_kept": []}
+    assert (await client.post("/api/purge", headers=AUTH)).json() == nothing
     bad = await client.post("/api/purge", json={"failed_older_than_s": -1}, headers=AUTH)
     assert bad.status_code == 400
     assert bad.json()["field"] == "failed_older_than_s"
