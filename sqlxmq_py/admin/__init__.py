@@ -35,7 +35,7 @@ from ._lists import list_jobs
 from ._lists import list_statement as list_statement
 from ._purge import PurgeResult, purge
 from ._schedules import Schedule, delete_schedule, list_schedules
-from ._status import AttemptError, JobStatus, attempt_errors, job_status
+from ._status import AttemptError, Interruptions, JobStatus, attempt_errors, job_status
 from ._workers import STALE_AFTER, WorkerInfo, list_workers
 
 __all__ = [
@@ -44,6 +44,7 @@ __all__ = [
     "AttemptError",
     "BlockedChain",
     "ChannelInfo",
+    "Interruptions",
     "JobState",
     "JobStatus",
     "PurgeResult",

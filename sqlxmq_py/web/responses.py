@@ -299,6 +299,7 @@ class Bucket(Model):
     completed: Count
     retried: Count
     failed: Count
+    interrupted: Count
 
 
 class Throughput(Model):
@@ -314,7 +315,11 @@ class Throughput(Model):
         """The answer for the admin API's buckets."""
         rows = [
             Bucket.model_construct(
-                minute=b.minute, completed=b.completed, retried=b.retried, failed=b.failed
+                minute=b.minute,
+                completed=b.completed,
+                retried=b.retried,
+                failed=b.failed,
+                interrupted=b.interrupted,
             )
             for b in buckets
         ]
