@@ -329,13 +329,16 @@ class Attempts:
     def interrupt(self) -> int:
         """``stop()``'s timeout passed: cancels every async job still running (its lease goes
         back once it has stopped; one that ignores the cancellation is abandoned after the
-        grace period). Returns how many thread jobs still run: those cannot be interrupted,
-        keep their leases and settle normally when they return."""
+        grace period). Returns how many thread jobs still run: those cannot be cancelled and
+        keep their leases; they see ``current_job.stopping``, and one that raises then is
+        handed back as interrupted (one that returns completes)."""
         threads = 0
         for a in list(self._by_token.values()):
             if not a.running or a.abandoned:
                 continue
+            a.job.stopping = True
             if not a.is_async:
+                a.interrupted = True
                 threads += 1
             elif not a.interrupted and a.task is not None:
                 a.interrupted = True
