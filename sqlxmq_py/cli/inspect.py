@@ -141,6 +141,7 @@ def run_status(ctx: Context, args: argparse.Namespace) -> int:
         "completed": sum(b.completed for b in recent),
         "retried": sum(b.retried for b in recent),
         "failed": sum(b.failed for b in recent),
+        "interrupted": sum(b.interrupted for b in recent),
     }
     if ctx.json:
         print_json(
@@ -206,9 +207,8 @@ def run_status(ctx: Context, args: argparse.Namespace) -> int:
         print("Paused channels: none")
     print()
     print(
-        "Last 5 minutes: {completed} completed, {retried} retried, {failed} failed".format(
-            **finished
-        )
+        "Last 5 minutes: {completed} completed, {retried} retried, {failed} failed, "
+        "{interrupted} interrupted".format(**finished)
     )
     return EXIT_OK
 
