@@ -32,9 +32,9 @@ JobOutcome: TypeAlias = Literal[
 ]
 """How an attempt ended: completed; failed with a retry to come; failed for good; cancelled;
 its lease went elsewhere; interrupted (handed back unfinished by a stopping runner, the
-attempt not counted); returned without completing
-(``auto_complete=False``) or ignored its cancellation; parked (the runner does not know its
-name: it waits for one that does, its attempt not counted)."""
+attempt not counted; called ``released`` before migration 0009); returned without
+completing (``auto_complete=False``) or ignored its cancellation; parked (the runner does
+not know its name: it waits for one that does, its attempt not counted)."""
 
 
 class RunnerHooks:

@@ -92,7 +92,9 @@ class Attempt:
     running: bool = True
     """The job function has not returned (nor been abandoned)."""
     interrupted: bool = False
-    """``stop()`` cancelled it: its lease goes back without using up an attempt."""
+    """``stop()``'s timeout passed while it ran: an async job is cancelled, a thread job sees
+    ``current_job.stopping``; if it then stops unfinished, its lease goes back without using up
+    an attempt."""
     cancelling: bool = False
     """A cancel request cancelled its task."""
     abandoned: bool = False
