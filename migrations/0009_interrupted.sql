@@ -30,12 +30,15 @@ RETURNS jsonb LANGUAGE sql STABLE AS $$
 $$;
 
 -- Hands leases back without using up an attempt (a runner stopping before its jobs finished,
--- or one that could not start them), recording the interruption on each job with p_by (the
--- runner's host:pid; a runner of an older version passes none). A job someone asked to cancel
--- is cancelled instead: a deploy does not run it again. Returns each job with 'interrupted' or
--- 'cancelled'.
+-- or one that could not start them). With p_started (the attempts ran and were interrupted),
+-- each job records the interruption with p_by (the runner's host:pid). A job someone asked to
+-- cancel is cancelled instead: a deploy does not run it again. Returns each job with
+-- 'interrupted' or 'cancelled'; a caller that passes no p_by (a runner of an older version,
+-- during a rolling deploy) gets 'released' as before, and its hand-backs are still recorded.
 DROP FUNCTION mq_release(uuid[], uuid[]);
-CREATE FUNCTION mq_release(p_ids uuid[], p_tokens uuid[], p_by text DEFAULT NULL)
+CREATE FUNCTION mq_release(
+    p_ids uuid[], p_tokens uuid[], p_by text DEFAULT NULL, p_started boolean DEFAULT true
+)
 RETURNS TABLE (id uuid, outcome text)
 LANGUAGE plpgsql
 SET enable_seqscan = off
@@ -63,14 +66,17 @@ BEGIN
           AND NOT (j.id = ANY(v_cancel))
         RETURNING j.id, j.channel_name, j.attempts + 1 AS attempt
     ), noted AS (
+        -- by an array of ids, not a join: a join may be planned as a walk of every payload
         UPDATE mq_payloads AS p
-        SET errors = mq_add_interruption(p.errors, r.attempt, p_by)
-        FROM released AS r
-        WHERE p.id = r.id
+        SET errors = mq_add_interruption(
+            p.errors, (SELECT r.attempt FROM released AS r WHERE r.id = p.id), p_by
+        )
+        WHERE p_started AND p.id = ANY(ARRAY(SELECT r.id FROM released AS r))
     ), woken AS (
         SELECT mq_wake(ARRAY(SELECT r.channel_name FROM released AS r))
     )
-    SELECT r.id, 'interrupted'::text FROM released AS r, woken;
+    SELECT r.id, CASE WHEN p_by IS NULL THEN 'released' ELSE 'interrupted' END
+    FROM released AS r, woken;
     RETURN QUERY
     SELECT c, 'cancelled'::text
     FROM mq_cancel_now(

@@ -164,7 +164,7 @@ INTERRUPTED_WHY = "runner stopping"
 def hand_back(state: str | None) -> Settled:
     """A lease handed back at ``stop()``: 'interrupted' (the attempt is not counted and the job
     is ready at once), 'cancelled' (someone had asked), or None (the lease was gone)."""
-    if state == "interrupted":
+    if state in ("interrupted", "released"):  # 'released': as mq_release said before 0009
         return Settled(
             outcome="interrupted",
             event="job_interrupted",

@@ -168,7 +168,7 @@ class Batcher:
         elif kind == "park":
             params.update(errors=[i.error for i in items])
         else:
-            params.update(by=runner_identity())
+            params.update(by=runner_identity(), started=True)
 
         rows = await self._conn.execute(query(kind), params)
         # by the id's int: hashed in C, where a UUID's hash is Python code

@@ -144,6 +144,7 @@ class LeaseLoop:
                     "ids": [r[0] for r in unstarted],
                     "tokens": [r[1] for r in unstarted],
                     "by": runner_identity(),
+                    "started": False,  # never ran: not an interruption
                 },
             )
         if rows and keeper is not None:

@@ -204,9 +204,12 @@ SELECT lease_token, report FROM mq_renew(
 )
 
 -- name: release
--- Hands leases back without using up an attempt, recording the interruption with the runner
--- (host:pid); returns (id, 'interrupted' | 'cancelled') (mq_release).
-SELECT id, outcome FROM mq_release(%(ids)b::uuid[], %(tokens)b::uuid[], %(by)s::text)
+-- Hands leases back without using up an attempt; with started, each job records the
+-- interruption with the runner (by: host:pid); returns (id, 'interrupted' | 'cancelled')
+-- (mq_release).
+SELECT id, outcome FROM mq_release(
+    %(ids)b::uuid[], %(tokens)b::uuid[], %(by)s::text, %(started)s::boolean
+)
 
 -- name: park
 -- Parks leased jobs whose name this runner does not know (mq_park): (id, 'parked' |

@@ -1685,7 +1685,7 @@ BEGIN
 END;
 $function$;
 
-CREATE OR REPLACE FUNCTION public.mq_release(p_ids uuid[], p_tokens uuid[], p_by text DEFAULT NULL::text)
+CREATE OR REPLACE FUNCTION public.mq_release(p_ids uuid[], p_tokens uuid[], p_by text DEFAULT NULL::text, p_started boolean DEFAULT true)
  RETURNS TABLE(id uuid, outcome text)
  LANGUAGE plpgsql
  SET enable_seqscan TO 'off'
@@ -1713,14 +1713,17 @@ BEGIN
           AND NOT (j.id = ANY(v_cancel))
         RETURNING j.id, j.channel_name, j.attempts + 1 AS attempt
     ), noted AS (
+        -- by an array of ids, not a join: a join may be planned as a walk of every payload
         UPDATE mq_payloads AS p
-        SET errors = mq_add_interruption(p.errors, r.attempt, p_by)
-        FROM released AS r
-        WHERE p.id = r.id
+        SET errors = mq_add_interruption(
+            p.errors, (SELECT r.attempt FROM released AS r WHERE r.id = p.id), p_by
+        )
+        WHERE p_started AND p.id = ANY(ARRAY(SELECT r.id FROM released AS r))
     ), woken AS (
         SELECT mq_wake(ARRAY(SELECT r.channel_name FROM released AS r))
     )
-    SELECT r.id, 'interrupted'::text FROM released AS r, woken;
+    SELECT r.id, CASE WHEN p_by IS NULL THEN 'released' ELSE 'interrupted' END
+    FROM released AS r, woken;
     RETURN QUERY
     SELECT c, 'cancelled'::text
     FROM mq_cancel_now(

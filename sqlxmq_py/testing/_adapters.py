@@ -199,7 +199,7 @@ class Writer:
 
     def release(self, job: LeasedJob) -> asyncio.Future[Outcome]:
         """Hands the lease back now (``mq_release``)."""
-        return self._write("release", job, {"by": runner_identity()})
+        return self._write("release", job, {"by": runner_identity(), "started": True})
 
     def park(self, job: LeasedJob, reason: str) -> asyncio.Future[Outcome]:
         """Parks the job now (``mq_park``), ``reason`` recorded as its last error."""

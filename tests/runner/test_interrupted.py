@@ -17,7 +17,7 @@ import psycopg
 import structlog
 from prometheus_client import CollectorRegistry
 
-from sqlxmq_py import CurrentJob, JobRegistry, NamedJob, job
+from sqlxmq_py import CurrentJob, JobBuilder, JobRegistry, NamedJob, job
 from sqlxmq_py.admin import attempt_errors, cancel, job_status
 from sqlxmq_py.current_job import BlockingCurrentJob, JobInfo
 from sqlxmq_py.hooks import JobOutcome, RunnerHooks
@@ -246,3 +246,42 @@ async def test_a_thread_job_that_returns_while_stopping_completes(
     await stop_within(handle, 0)
     assert hooks.outcomes == ["completed"]
     assert job_row(db, job_id) is None
+
+
+def test_older_runners_and_unstarted_hand_backs(
+    conn: psycopg.Connection[Any], db: psycopg.Connection[Any]
+) -> None:
+    """A runner of an older version (two arguments) still gets 'released' and its hand-back is
+    recorded; a lease handed back before its job started is not an interruption."""
+    old, unstarted = (JobBuilder("x").spawn(conn) for _ in range(2))
+    conn.commit()
+    for job_id, call in (
+        (old, "SELECT outcome FROM mq_release(ARRAY[%s]::uuid[], ARRAY[%s]::uuid[])"),
+        (
+            unstarted,
+            "SELECT outcome FROM mq_release(ARRAY[%s]::uuid[], ARRAY[%s]::uuid[], 'h:1', false)",
+        ),
+    ):
+        (leased,) = _lease(db, job_id)
+        answer = db.execute(call, (job_id, leased)).fetchall()
+        assert answer == ([("released",)] if job_id == old else [("interrupted",)])
+    db.commit()
+    old_status = job_status(db, old)
+    assert old_status is not None
+    assert old_status.interrupted is not None
+    assert (old_status.interrupted.count, old_status.interrupted.last_by) == (1, "")
+    assert "by an unknown runner" in str(old_status.interrupted)
+    unstarted_status = job_status(db, unstarted)
+    assert unstarted_status is not None
+    assert (unstarted_status.attempts, unstarted_status.interrupted) == (0, None)
+
+
+def _lease(db: psycopg.Connection[Any], job_id: uuid.UUID) -> list[uuid.UUID]:
+    """Leases the job as a runner would (one attempt); returns its lease token."""
+    row = db.execute(
+        "UPDATE mq_jobs SET state = 'l', attempts = attempts + 1, lease_token = gen_random_uuid()"
+        " WHERE id = %s RETURNING lease_token",
+        (job_id,),
+    ).fetchone()
+    assert row is not None
+    return [row[0]]

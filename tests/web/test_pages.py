@@ -402,7 +402,7 @@ async def test_an_interrupted_job_shows_its_interruptions_and_the_overview_count
         row = token.fetchone()
         assert row is not None
         released = db.execute(
-            "SELECT outcome FROM mq_release(ARRAY[%s]::uuid[], ARRAY[%s]::uuid[], %s)",
+            "SELECT outcome FROM mq_release(ARRAY[%s]::uuid[], ARRAY[%s]::uuid[], %s, true)",
             (job_id, row[0], "web-7:4242"),
         )
         assert released.fetchall() == [("interrupted",)]

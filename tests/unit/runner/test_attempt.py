@@ -121,6 +121,7 @@ def test_an_error_that_cannot_be_printed_still_settles() -> None:
     ("state", "outcome", "event"),
     [
         ("interrupted", "interrupted", "job_interrupted"),
+        ("released", "interrupted", "job_interrupted"),  # what mq_release said before 0009
         ("cancelled", "cancelled", "job_cancelled"),
         (None, "lease_lost", "lease_lost"),
     ],
