@@ -77,6 +77,8 @@ class LeasedJob:
     completed: bool = False
     lease_lost: bool = False
     cancelled: bool = False
+    stopping: bool = False
+    """The runner was told to stop and its stop timeout passed (``JobInfo.stopping``)."""
 
 
 def encode_job_result(job: LeasedJob, result: object) -> str | None:
@@ -182,6 +184,15 @@ class JobInfo:
         """True once someone asked to cancel this job (``sqlxmq_py.admin.cancel``): stop soon. A job
         that then raises is recorded as cancelled, not retried; one that returns completes."""
         return self._job.cancelled
+
+    @property
+    def stopping(self) -> bool:
+        """True once the runner was told to stop (``stop()``, SIGTERM) and its stop timeout
+        passed with this job still running. An async job is cancelled then; a thread job cannot
+        be, so it should look at this flag: one that then raises is handed back as interrupted
+        (the attempt is not counted and the job is ready at once for another runner); one that
+        returns completes."""
+        return self._job.stopping
 
     @property
     def lease_lost(self) -> bool:

@@ -26,14 +26,15 @@ JobOutcome: TypeAlias = Literal[
     "failed",
     "cancelled",
     "lease_lost",
-    "released",
+    "interrupted",
     "abandoned",
     "parked",
 ]
 """How an attempt ended: completed; failed with a retry to come; failed for good; cancelled;
-its lease went elsewhere; handed back at shutdown; returned without completing
-(``auto_complete=False``) or ignored its cancellation; parked (the runner does not know its
-name: it waits for one that does, its attempt not counted)."""
+its lease went elsewhere; interrupted (handed back unfinished by a stopping runner, the
+attempt not counted; called ``released`` before migration 0009); returned without
+completing (``auto_complete=False``) or ignored its cancellation; parked (the runner does
+not know its name: it waits for one that does, its attempt not counted)."""
 
 
 class RunnerHooks:

@@ -90,7 +90,10 @@ _OUTCOME_COUNTERS: dict[str, tuple[str, str]] = {
     "retrying": ("sqlxmq_jobs_retried", "Attempts that failed with a retry to come"),
     "cancelled": ("sqlxmq_jobs_cancelled", "Jobs cancelled while running"),
     "lease_lost": ("sqlxmq_jobs_lease_lost", "Attempts whose lease passed to another runner"),
-    "released": ("sqlxmq_jobs_released", "Jobs handed back unfinished when a runner stopped"),
+    "interrupted": (
+        "sqlxmq_jobs_interrupted",
+        "Attempts handed back unfinished when a runner stopped (not counted as attempts)",
+    ),
     "abandoned": (
         "sqlxmq_jobs_abandoned",
         "Jobs that returned without completing (auto_complete=False)",
@@ -142,7 +145,7 @@ class PrometheusHooks(RunnerHooks):
     Counters (labels ``job_name``, ``channel``): ``sqlxmq_jobs_started_total``,
     ``sqlxmq_jobs_completed_total``, ``sqlxmq_jobs_failed_total`` (final failures),
     ``sqlxmq_jobs_retried_total``, ``sqlxmq_jobs_cancelled_total``,
-    ``sqlxmq_jobs_lease_lost_total``, ``sqlxmq_jobs_released_total``,
+    ``sqlxmq_jobs_lease_lost_total``, ``sqlxmq_jobs_interrupted_total``,
     ``sqlxmq_jobs_abandoned_total``; the histogram ``sqlxmq_job_duration_seconds`` (plus label
     ``outcome``); the gauge ``sqlxmq_jobs_running``; and ``sqlxmq_runner_polls_total``,
     ``sqlxmq_runner_jobs_leased_total``, ``sqlxmq_lease_renewals_total{result}``.

@@ -56,7 +56,7 @@ from ._schedules import (
     list_schedules,
     trigger_schedule,
 )
-from ._status import AttemptError, JobStatus, attempt_errors, job_status
+from ._status import AttemptError, Interruptions, JobStatus, attempt_errors, job_status
 from ._workers import STALE_AFTER, WorkerInfo, list_workers
 
 __all__ = [
@@ -69,6 +69,7 @@ __all__ = [
     "ChainsWouldBeReleasedError",
     "ChannelInfo",
     "EmptyFilterError",
+    "Interruptions",
     "JobFilter",
     "JobState",
     "JobStatus",

@@ -172,6 +172,8 @@ class StatsBucket:
     completed: int
     retried: int
     failed: int
+    interrupted: int = 0
+    """Attempts handed back unfinished by a stopping runner (not counted as attempts)."""
 
 
 class _BucketRow(NamedTuple):
@@ -181,6 +183,7 @@ class _BucketRow(NamedTuple):
     completed: int
     retried: int
     failed: int
+    interrupted: int
 
 
 def _buckets(rows: Rows) -> list[StatsBucket]:
@@ -202,9 +205,9 @@ def throughput(
 def throughput(
     conn: AnyConnection, since: datetime, channel_name: str | None = None
 ) -> list[StatsBucket] | Coroutine[Any, Any, list[StatsBucket]]:
-    """Completed, retried and failed attempts per minute since ``since`` (timezone-aware), for
-    one channel or all; minutes without any are left out. Runners report every few seconds and
-    the counts are kept for seven days."""
+    """Completed, retried, failed and interrupted attempts per minute since ``since``
+    (timezone-aware), for one channel or all; minutes without any are left out. Runners report
+    every few seconds and the counts are kept for seven days."""
     if not isinstance(since, datetime) or since.tzinfo is None:
         raise ConfigurationError(f"since must be a timezone-aware datetime, got {since!r}")
     if channel_name is not None:

@@ -15,7 +15,48 @@ from ..sql import query
 from ..states import JobState, state_of
 from ._ids import ids
 
-__all__ = ["AttemptError", "JobStatus", "StatusRow", "attempt_errors", "job_status", "statuses"]
+__all__ = [
+    "AttemptError",
+    "Interruptions",
+    "JobStatus",
+    "StatusRow",
+    "attempt_errors",
+    "interruptions",
+    "job_status",
+    "statuses",
+]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Interruptions:
+    """How often a job's attempts were interrupted: handed back unfinished by a runner that was
+    told to stop (a graceful deploy). Those attempts were not counted."""
+
+    count: int
+    """Interrupted attempts among the job's last 25 recorded attempt outcomes."""
+    last_at: datetime
+    last_by: str
+    """The runner that handed it back, as ``host:pid`` (empty if it did not say)."""
+
+    def __str__(self) -> str:
+        times = "time" if self.count == 1 else "times"
+        by = self.last_by or "an unknown runner"
+        return f"interrupted {self.count} {times}, last at {self.last_at.isoformat()} by {by}"
+
+
+def interruptions(errors_json: str | None) -> Interruptions | None:
+    """The interruptions recorded in a job's errors list (JSON text), or None if none."""
+    if not errors_json:
+        return None
+    marked = [e for e in json.loads(errors_json) if "interrupted" in e]
+    if not marked:
+        return None
+    last = marked[-1]
+    return Interruptions(
+        count=len(marked),
+        last_at=datetime.fromisoformat(last["at"]),
+        last_by=str(last["interrupted"]),
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,6 +80,9 @@ class JobStatus:
     result: Any
     """The job's return value, when it completed and was kept (``retain_for``)."""
     cancel_requested: bool
+    interrupted: Interruptions | None = None
+    """Whether (and how often) a stopping runner handed the job back unfinished; only
+    :func:`job_status` reads it (listed jobs leave it None)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,6 +94,9 @@ class AttemptError:
     error: str
     """The error's text (its first 4,000 characters; ``JobStatus.last_error`` has all of the
     last one)."""
+    interrupted_by: str | None = None
+    """Set when the attempt was not an error but was interrupted: the runner that handed it back
+    (``host:pid``)."""
 
 
 def _attempt_errors(rows: Rows) -> list[AttemptError]:
@@ -60,6 +107,7 @@ def _attempt_errors(rows: Rows) -> list[AttemptError]:
             attempt=int(e["attempt"]),
             at=datetime.fromisoformat(e["at"]),
             error=str(e["error"]),
+            interrupted_by=None if "interrupted" not in e else str(e["interrupted"]),
         )
         for e in json.loads(rows[0][0])
     ]
@@ -79,7 +127,8 @@ def attempt_errors(
     conn: AnyConnection, job_id: uuid.UUID
 ) -> list[AttemptError] | Coroutine[Any, Any, list[AttemptError]]:
     """The errors of a job's failed attempts, oldest first (the last 25 attempts), queued or
-    kept; empty for a job that never failed or is gone."""
+    kept; empty for a job that never failed or is gone. Interrupted attempts are listed too,
+    with ``interrupted_by`` set."""
     (checked,) = ids([job_id])
     return _connections.run(conn, query("attempt_errors"), {"id": checked}, _attempt_errors)
 
@@ -107,7 +156,9 @@ class StatusRow(NamedTuple):
 
 
 def _status(row: tuple[Any, ...]) -> JobStatus:
-    r = StatusRow(*row)
+    """A row of ``status`` (which adds the errors list) or of ``list_jobs*``."""
+    r = StatusRow(*row[: len(StatusRow._fields)])
+    errors = row[len(StatusRow._fields)] if len(row) > len(StatusRow._fields) else None
     return JobStatus(
         id=r.id,
         name=r.name,
@@ -124,6 +175,7 @@ def _status(row: tuple[Any, ...]) -> JobStatus:
         last_error=r.last_error,
         result=None if r.result is None else json.loads(r.result),
         cancel_requested=r.cancel_requested,
+        interrupted=interruptions(errors),
     )
 
 

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ..admin import (
+    Interruptions,
     JobStatus,
     WorkerInfo,
     attempt_errors,
@@ -140,6 +141,7 @@ def run_status(ctx: Context, args: argparse.Namespace) -> int:
         "completed": sum(b.completed for b in recent),
         "retried": sum(b.retried for b in recent),
         "failed": sum(b.failed for b in recent),
+        "interrupted": sum(b.interrupted for b in recent),
     }
     if ctx.json:
         print_json(
@@ -205,9 +207,8 @@ def run_status(ctx: Context, args: argparse.Namespace) -> int:
         print("Paused channels: none")
     print()
     print(
-        "Last 5 minutes: {completed} completed, {retried} retried, {failed} failed".format(
-            **finished
-        )
+        "Last 5 minutes: {completed} completed, {retried} retried, {failed} failed, "
+        "{interrupted} interrupted".format(**finished)
     )
     return EXIT_OK
 
@@ -286,6 +287,7 @@ def run_show(ctx: Context, args: argparse.Namespace) -> int:
         ("created", human_time(status.created_at)),
         ("finished", human_time(status.finished_at)),
         ("cancel requested", "yes" if status.cancel_requested else "no"),
+        ("interrupted", _interrupted(status.interrupted)),
     ]
     width = max(len(label) for label, _ in fields)
     for label, value in fields:
@@ -303,6 +305,13 @@ def run_show(ctx: Context, args: argparse.Namespace) -> int:
     else:
         print(f"{'last error':<{width}}  -")
     return EXIT_OK
+
+
+def _interrupted(i: Interruptions | None) -> str:
+    """How often stopping runners handed the job back unfinished (attempts not counted)."""
+    if i is None:
+        return "-"
+    return f"{_plural(i.count, 'time')}, last at {human_time(i.last_at)} by {i.last_by or '?'}"
 
 
 def _indent(text: str, spaces: int) -> str:

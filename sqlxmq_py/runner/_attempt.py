@@ -92,7 +92,9 @@ class Attempt:
     running: bool = True
     """The job function has not returned (nor been abandoned)."""
     interrupted: bool = False
-    """``stop()`` cancelled it: its lease goes back without using up an attempt."""
+    """``stop()``'s timeout passed while it ran: an async job is cancelled, a thread job sees
+    ``current_job.stopping``; if it then stops unfinished, its lease goes back without using up
+    an attempt."""
     cancelling: bool = False
     """A cancel request cancelled its task."""
     abandoned: bool = False
@@ -157,11 +159,20 @@ def failure(job: LeasedJob, state: str | None, exc: BaseException, text: str) ->
     return Settled(outcome=outcome, event="job_failed", level=level, keys=details, error=exc)
 
 
+INTERRUPTED_WHY = "runner stopping"
+"""Why an attempt was interrupted, as its log line says."""
+
+
 def hand_back(state: str | None) -> Settled:
-    """A lease handed back at ``stop()``: 'released', 'cancelled' (someone had asked), or
-    None (the lease was gone)."""
-    if state == "released":
-        return Settled(outcome="released", event="job_released")
+    """A lease handed back at ``stop()``: 'interrupted' (the attempt is not counted and the job
+    is ready at once), 'cancelled' (someone had asked), or None (the lease was gone)."""
+    if state in ("interrupted", "released"):  # 'released': as mq_release said before 0009
+        return Settled(
+            outcome="interrupted",
+            event="job_interrupted",
+            level="info",  # expected on every deploy: nothing failed
+            keys={"why": INTERRUPTED_WHY, "detail": "handed back: ready at once, attempt not used"},
+        )
     if state == "cancelled":
         return Settled(
             outcome="cancelled", event="job_cancelled", keys={"error": "cancelled while running"}

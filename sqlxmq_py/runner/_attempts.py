@@ -333,13 +333,16 @@ class Attempts:
         """``stop()``'s timeout passed: cancels every async job still running and kills every
         process job (its lease goes back once it has stopped; an async job that ignores the
         cancellation is abandoned after the grace period). Returns how many thread jobs still
-        run: those cannot be interrupted, keep their leases and settle normally when they
-        return."""
+        run: those cannot be cancelled and keep their leases; they see
+        ``current_job.stopping``, and one that raises then is handed back as interrupted (one
+        that returns completes)."""
         threads = 0
         for a in list(self._by_token.values()):
             if not a.running or a.abandoned:
                 continue
+            a.job.stopping = True
             if not a.cancellable:
+                a.interrupted = True
                 threads += 1
             elif not a.interrupted and a.task is not None:
                 a.interrupted = True

@@ -23,7 +23,7 @@ from .._logging import logger
 from ..current_job import LeasedJob
 from ..sql import query
 from ._connection import DedicatedConnection
-from ._execution import safe_text
+from ._execution import runner_identity, safe_text
 
 __all__ = ["MAX_BATCH", "Batcher", "Outcome"]
 
@@ -36,7 +36,7 @@ _BUSY_RETRY_MAX = 1.0
 Kind = Literal["complete", "fail", "release", "park"]
 Outcome = str | None
 """What the database says: 'completed'; 'r', 's', 'f' or 'c' for a failure (ready again,
-scheduled, failed for good, cancelled); 'released' or 'cancelled' for a hand-back; 'parked'
+scheduled, failed for good, cancelled); 'interrupted' or 'cancelled' for a hand-back; 'parked'
 or 'cancelled' for a job whose name the runner does not know; None when
 the lease was gone (or the outcome could not be written at all)."""
 
@@ -167,6 +167,8 @@ class Batcher:
             )
         elif kind == "park":
             params.update(errors=[i.error for i in items])
+        else:
+            params.update(by=runner_identity(), started=True)
 
         rows = await self._conn.execute(query(kind), params)
         # by the id's int: hashed in C, where a UUID's hash is Python code

@@ -89,6 +89,8 @@ class JobCaller:
                 raise  # cancelled from outside (the event loop is closing): its lease expires
             return ("raised", exc)  # the job raised CancelledError itself
         except BaseException as exc:  # SystemExit and KeyboardInterrupt too: a job's failure
+            if a.interrupted and not (job.completed or job.completing or job.completing_in_tx):
+                return ("interrupted", None)  # it stopped because the runner is stopping
             return ("raised", exc)
         finally:
             if a.watchdog is not None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import os
+import socket
 import traceback
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -30,12 +32,19 @@ __all__ = [
     "describe_error",
     "error_summary",
     "job_keys",
+    "runner_identity",
     "safe_text",
     "tx_completion",
 ]
 
 MAX_ERROR_CHARS = 16_000
 """The longest error text recorded for an attempt (its head and the end of its traceback)."""
+
+
+def runner_identity() -> str:
+    """This runner as the jobs it interrupts record it: ``host:pid``."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
 
 _MAX_CHAIN = 20  # causes and contexts shown in a traceback; a longer chain is cut
 

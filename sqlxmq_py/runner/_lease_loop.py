@@ -16,6 +16,7 @@ from .._text import error_summary
 from ..sql import query
 from ._attempts import Attempts
 from ._connection import DedicatedConnection
+from ._execution import runner_identity
 from ._health import FailureSpell
 from ._hookset import HookSet
 from ._keepalive import LeaseKeeper
@@ -139,7 +140,12 @@ class LeaseLoop:
         if unstarted:
             await self._done.execute(
                 query("release"),
-                {"ids": [r[0] for r in unstarted], "tokens": [r[1] for r in unstarted]},
+                {
+                    "ids": [r[0] for r in unstarted],
+                    "tokens": [r[1] for r in unstarted],
+                    "by": runner_identity(),
+                    "started": False,  # never ran: not an interruption
+                },
             )
         if rows and keeper is not None:
             keeper.leased(min(row[6] for row in rows))

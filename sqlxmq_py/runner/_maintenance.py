@@ -21,7 +21,7 @@ from ._connection import DedicatedConnection
 
 __all__ = ["AttemptStats", "maintain"]
 
-_STAT_COLUMNS = {"completed": 0, "retrying": 1, "failed": 2}
+_STAT_COLUMNS = {"completed": 0, "retrying": 1, "failed": 2, "interrupted": 3}
 
 
 async def maintain(conn: DedicatedConnection, log: Any) -> None:
@@ -52,13 +52,14 @@ class AttemptStats:
         self._counts: dict[tuple[int, str], list[int]] = {}  # (Unix minute, channel)
 
     def add(self, channel_name: str, outcome: JobOutcome) -> None:
-        """Counts one finished attempt (completed, retrying or failed; others are not counted)."""
+        """Counts one finished attempt (completed, retrying, failed or interrupted; others are not
+        counted)."""
         column = _STAT_COLUMNS.get(outcome)
         if column is not None:
             key = (int(time.time()) // 60, channel_name)
             counts = self._counts.get(key)
             if counts is None:
-                counts = self._counts[key] = [0, 0, 0]
+                counts = self._counts[key] = [0, 0, 0, 0]
             counts[column] += 1
 
     async def flush(self, conn: DedicatedConnection) -> None:
@@ -75,11 +76,12 @@ class AttemptStats:
                     "completed": [c[0] for c in counts.values()],
                     "retried": [c[1] for c in counts.values()],
                     "failed": [c[2] for c in counts.values()],
+                    "interrupted": [c[3] for c in counts.values()],
                 },
             )
         except Exception:
             for key, values in counts.items():
-                merged = self._counts.setdefault(key, [0, 0, 0])
+                merged = self._counts.setdefault(key, [0, 0, 0, 0])
                 for i, n in enumerate(values):
                     merged[i] += n
             raise

@@ -338,7 +338,8 @@ class Runner:
             self._log.warning(
                 "runner_waiting_for_thread_jobs",
                 jobs=threads,
-                detail="thread jobs cannot be interrupted: their leases are kept until they return",
+                detail="thread jobs cannot be cancelled: their leases are kept until they return "
+                "(one that raises once current_job.stopping is true is handed back)",
             )
 
     async def _close(self) -> None:

@@ -204,9 +204,12 @@ SELECT lease_token, report FROM mq_renew(
 )
 
 -- name: release
--- Hands leases back without using up an attempt; returns (id, 'released' | 'cancelled')
+-- Hands leases back without using up an attempt; with started, each job records the
+-- interruption with the runner (by: host:pid); returns (id, 'interrupted' | 'cancelled')
 -- (mq_release).
-SELECT id, outcome FROM mq_release(%(ids)b::uuid[], %(tokens)b::uuid[])
+SELECT id, outcome FROM mq_release(
+    %(ids)b::uuid[], %(tokens)b::uuid[], %(by)s::text, %(started)s::boolean
+)
 
 -- name: park
 -- Parks leased jobs whose name this runner does not know (mq_park): (id, 'parked' |
@@ -276,12 +279,13 @@ DELETE FROM mq_listeners WHERE id = %(id)s
 -- name: status
 SELECT j.id, p.name, j.state::text, j.attempts, j.max_attempts, j.channel_name, j.channel_args,
     j.priority, j.job_key, j.attempt_at, p.created_at, NULL::timestamptz, p.last_error, NULL::text,
-    j.cancel_requested
+    j.cancel_requested, p.errors::text
 FROM mq_jobs AS j JOIN mq_payloads AS p ON p.id = j.id
 WHERE j.id = %(id)s
 UNION ALL
 SELECT h.id, h.name, h.state, h.attempts, h.max_attempts, h.channel_name, h.channel_args,
-    h.priority, h.job_key, NULL, h.created_at, h.finished_at, h.last_error, h.result::text, false
+    h.priority, h.job_key, NULL, h.created_at, h.finished_at, h.last_error, h.result::text, false,
+    h.errors::text
 FROM mq_history AS h
 WHERE h.id = %(id)s
 
@@ -544,19 +548,21 @@ UNLISTEN mq_done
 
 -- name: stats_add
 -- A runner's counts of finished attempts since its last flush, per minute and channel.
-INSERT INTO mq_stats AS s (bucket, channel_name, completed, retried, failed)
+INSERT INTO mq_stats AS s (bucket, channel_name, completed, retried, failed, interrupted)
 SELECT * FROM unnest(
     %(buckets)s::timestamptz[], %(channel_names)s::text[], %(completed)s::bigint[],
-    %(retried)s::bigint[], %(failed)s::bigint[]
+    %(retried)s::bigint[], %(failed)s::bigint[], %(interrupted)s::bigint[]
 )
 ON CONFLICT (bucket, channel_name) DO UPDATE
 SET completed = s.completed + excluded.completed,
     retried = s.retried + excluded.retried,
-    failed = s.failed + excluded.failed
+    failed = s.failed + excluded.failed,
+    interrupted = s.interrupted + excluded.interrupted
 
 -- name: stats
 -- Finished attempts per minute (all channels, or one) since a time.
-SELECT bucket, sum(completed)::bigint, sum(retried)::bigint, sum(failed)::bigint
+SELECT bucket, sum(completed)::bigint, sum(retried)::bigint, sum(failed)::bigint,
+    sum(interrupted)::bigint
 FROM mq_stats
 WHERE bucket >= %(since)s::timestamptz
   AND (%(channel_name)s::text IS NULL OR channel_name = %(channel_name)s)

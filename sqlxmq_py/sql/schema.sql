@@ -178,6 +178,7 @@ CREATE TABLE mq_stats (
     completed bigint NOT NULL DEFAULT 0,
     retried bigint NOT NULL DEFAULT 0,
     failed bigint NOT NULL DEFAULT 0,
+    interrupted bigint NOT NULL DEFAULT 0,
     CONSTRAINT mq_stats_pkey PRIMARY KEY (bucket, channel_name)
 );
 
@@ -253,6 +254,26 @@ AS $function$
         FROM jsonb_array_elements(
             coalesce(p_errors, '[]'::jsonb) || jsonb_build_array(jsonb_build_object(
                 'attempt', p_attempt, 'at', now(), 'error', left(p_error, 4000)
+            ))
+        ) WITH ORDINALITY AS a(e, n)
+        ORDER BY a.n DESC
+        LIMIT 25
+    ) AS x
+$function$;
+
+CREATE OR REPLACE FUNCTION public.mq_add_interruption(p_errors jsonb, p_attempt integer, p_by text)
+ RETURNS jsonb
+ LANGUAGE sql
+ STABLE
+AS $function$
+    SELECT jsonb_agg(x.e ORDER BY x.n)
+    FROM (
+        SELECT a.e, a.n
+        FROM jsonb_array_elements(
+            coalesce(p_errors, '[]'::jsonb) || jsonb_build_array(jsonb_build_object(
+                'attempt', p_attempt, 'at', now(),
+                'error', 'interrupted: its runner stopped before the job finished',
+                'interrupted', coalesce(left(p_by, 200), '')
             ))
         ) WITH ORDINALITY AS a(e, n)
         ORDER BY a.n DESC
@@ -1666,7 +1687,7 @@ BEGIN
 END;
 $function$;
 
-CREATE OR REPLACE FUNCTION public.mq_release(p_ids uuid[], p_tokens uuid[])
+CREATE OR REPLACE FUNCTION public.mq_release(p_ids uuid[], p_tokens uuid[], p_by text DEFAULT NULL::text, p_started boolean DEFAULT true)
  RETURNS TABLE(id uuid, outcome text)
  LANGUAGE plpgsql
  SET enable_seqscan TO 'off'
@@ -1692,11 +1713,19 @@ BEGIN
         FROM unnest(p_ids, p_tokens) AS t(id, token)
         WHERE j.id = ANY(p_ids) AND j.id = t.id AND j.lease_token = t.token
           AND NOT (j.id = ANY(v_cancel))
-        RETURNING j.id, j.channel_name
+        RETURNING j.id, j.channel_name, j.attempts + 1 AS attempt
+    ), noted AS (
+        -- by an array of ids, not a join: a join may be planned as a walk of every payload
+        UPDATE mq_payloads AS p
+        SET errors = mq_add_interruption(
+            p.errors, (SELECT r.attempt FROM released AS r WHERE r.id = p.id), p_by
+        )
+        WHERE p_started AND p.id = ANY(ARRAY(SELECT r.id FROM released AS r))
     ), woken AS (
         SELECT mq_wake(ARRAY(SELECT r.channel_name FROM released AS r))
     )
-    SELECT r.id, 'released'::text FROM released AS r, woken;
+    SELECT r.id, CASE WHEN p_by IS NULL THEN 'released' ELSE 'interrupted' END
+    FROM released AS r, woken;
     RETURN QUERY
     SELECT c, 'cancelled'::text
     FROM mq_cancel_now(

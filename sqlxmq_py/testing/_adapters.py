@@ -25,6 +25,7 @@ from ..current_job import JobInfo, LeasedJob, encode_job_result
 from ..errors import ConfigurationError, LeaseLostError, PayloadError
 from ..hooks import JobOutcome, RunnerHooks
 from ..registry import JobRegistry
+from ..runner._execution import runner_identity
 from ..sql import query
 from ._pool import TransactionPool
 
@@ -198,7 +199,7 @@ class Writer:
 
     def release(self, job: LeasedJob) -> asyncio.Future[Outcome]:
         """Hands the lease back now (``mq_release``)."""
-        return self._write("release", job, {})
+        return self._write("release", job, {"by": runner_identity(), "started": True})
 
     def park(self, job: LeasedJob, reason: str) -> asyncio.Future[Outcome]:
         """Parks the job now (``mq_park``), ``reason`` recorded as its last error."""

@@ -47,7 +47,7 @@ class BurstCounts(RunnerHooks):
     def job_finished(self, job: JobInfo, outcome: JobOutcome, duration_s: float | None) -> None:
         if outcome == "completed":
             self.completed += 1
-        elif outcome != "released":  # handed back at a stop: the attempt did not fail
+        elif outcome != "interrupted":  # handed back at a stop: the attempt did not fail
             self.not_completed[outcome] = self.not_completed.get(outcome, 0) + 1
         self.settled.set()
 

@@ -153,7 +153,10 @@ async def _drain(
                 return ran
             row = rows[0]
             if len(ran) >= limit:
-                await db.execute(query("release"), {"ids": [row[0]], "tokens": [row[1]]})
+                await db.execute(
+                    query("release"),
+                    {"ids": [row[0]], "tokens": [row[1]], "by": None, "started": False},
+                )
                 raise AssertionError(
                     f"drain ran {limit} attempts and jobs are still due (a job that spawns "
                     f"itself, or retries without end?); the last ones: "

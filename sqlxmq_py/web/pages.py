@@ -117,6 +117,7 @@ async def overview(ctx: WebContext, request: Request) -> Response:
         "completed": sum(b.completed for b in buckets),
         "retried": sum(b.retried for b in buckets),
         "failed": sum(b.failed for b in buckets),
+        "interrupted": sum(b.interrupted for b in buckets),
     }
     step = int(bins[0].width.total_seconds() // 60) if bins else 1
     per = "minute" if step == 1 else f"{step} minutes"

@@ -72,6 +72,14 @@ Pending = Literal["uncommitted", "scheduled", "waiting", "ready", "running", "re
 Outcome = Literal["cancelled", "requested"]
 
 
+class InterruptionsResponse(Model):
+    """How often stopping runners handed a job back unfinished (attempts not counted)."""
+
+    count: Count
+    last_at: Timestamp = Field(description="When it was last interrupted.")
+    last_by: str = Field(description="The runner that last handed it back, as host:pid.")
+
+
 class JobStatusResponse(Model):
     """A job's status."""
 
@@ -92,11 +100,23 @@ class JobStatusResponse(Model):
     last_error: str | None = Field(description="With its traceback.")
     result: Any = Field(description="The job's return value, when it completed and was kept.")
     cancel_requested: bool
+    interrupted: InterruptionsResponse | None = Field(
+        None, description="Its interruptions by stopping runners (single jobs only, not lists)."
+    )
 
     @classmethod
     def of(cls, status: JobStatus) -> JobStatusResponse:
         """The answer for an admin ``JobStatus``."""
-        return cls.model_construct(**{name: getattr(status, name) for name in cls.model_fields})
+        fields = {name: getattr(status, name) for name in cls.model_fields}
+        i = status.interrupted
+        fields["interrupted"] = (
+            None
+            if i is None
+            else InterruptionsResponse.model_construct(
+                count=i.count, last_at=i.last_at, last_by=i.last_by
+            )
+        )
+        return cls.model_construct(**fields)
 
 
 class Error(Model):
@@ -309,6 +329,7 @@ class Bucket(Model):
     completed: Count
     retried: Count
     failed: Count
+    interrupted: Count
 
 
 class Throughput(Model):
@@ -324,7 +345,11 @@ class Throughput(Model):
         """The answer for the admin API's buckets."""
         rows = [
             Bucket.model_construct(
-                minute=b.minute, completed=b.completed, retried=b.retried, failed=b.failed
+                minute=b.minute,
+                completed=b.completed,
+                retried=b.retried,
+                failed=b.failed,
+                interrupted=b.interrupted,
             )
             for b in buckets
         ]

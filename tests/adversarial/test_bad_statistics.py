@@ -104,7 +104,7 @@ def test_runner_statements_touch_few_pages_whatever_the_statistics(
             {**held, "delays": [timedelta(seconds=1)] * 20, "errors": ["x"] * 20, "wait": False},
         ),
         "renew": (query("renew"), {**held, "default_lease": timedelta(seconds=30)}),
-        "release": (query("release"), held),
+        "release": (query("release"), {**held, "by": "host:1", "started": True}),
         "promote": (query("promote"), {"channel_names": None, "exclusive": True}),
         "expire_leases": (query("expire_leases"), {}),
         "maintain": (query("maintain"), {}),
@@ -163,7 +163,10 @@ def test_no_other_index_can_stand_in_for_the_runners_own(
             db, "mq_renew", {"ids": ids, "tokens": tokens, "default_lease": timedelta(seconds=30)}
         ),
         "release": function_plan(
-            db, "mq_release", {"ids": ids, "tokens": tokens}, variables={"v_cancel": []}
+            db,
+            "mq_release",
+            {"ids": ids, "tokens": tokens, "by": "host:1", "started": True},
+            variables={"v_cancel": []},
         ),
         "promote": function_plan(
             db,

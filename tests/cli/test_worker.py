@@ -51,6 +51,36 @@ async def test_first_sigterm_lets_the_running_job_finish_and_exits_0(
 
 
 @pytest.mark.usefixtures("tables")
+async def test_sigterm_past_the_shutdown_timeout_hands_the_job_back_as_interrupted(
+    conn: psycopg.Connection[Any], db: psycopg.Connection[Any], dsn: str, worker: Worker
+) -> None:
+    process = worker("tests.cli.app:registry", "--shutdown-timeout", "0")
+    process.wait_for("worker_started")
+    job_id = gated.builder().spawn(conn)
+    conn.commit()
+    await wait_until(lambda: started(db) == 1)
+
+    process.signal(signal.SIGTERM)
+    line = process.wait_for("job_interrupted")
+    assert (line["job_id"], line["attempt"], line["why"]) == (str(job_id), 1, "runner stopping")
+    assert await asyncio.to_thread(process.wait, 60) == 0
+
+    status = job_status(db, job_id)
+    assert status is not None
+    assert (status.state, status.attempts) == ("ready", 0)  # at once, no attempt used
+    assert status.interrupted is not None
+    assert status.interrupted.count == 1
+    assert status.interrupted.last_by.endswith(f":{process.proc.pid}")
+    assert db.execute("SELECT count(*) FROM effects").fetchone() == (0,)
+    shown = run_cli("--dsn", dsn, "show", str(job_id))
+    assert shown.returncode == 0, shown.stderr
+    assert "1 time, last at " in shown.stdout
+    assert f"by {status.interrupted.last_by}" in shown.stdout
+    summary = run_cli("--dsn", dsn, "status")
+    assert "1 interrupted" in summary.stdout
+
+
+@pytest.mark.usefixtures("tables")
 @pytest.mark.parametrize(
     ("kind", "first", "second", "code"),
     [
@@ -88,6 +118,8 @@ async def test_second_signal_stops_at_once_handing_back_only_what_stopped(
         # the cancelled coroutine has stopped: handed back, another runner may run it at once,
         # without using up an attempt
         assert (status.state, status.attempts) == ("ready", 0)
+        assert status.interrupted is not None
+        assert status.interrupted.count == 1
     else:
         # a thread cannot be stopped: its lease is kept (the process exited with the thread),
         # so no runner starts the job before that lease expires

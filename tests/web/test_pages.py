@@ -390,3 +390,36 @@ def test_app_contract(dsn: str) -> None:
     assert isinstance(create_app(dsn, token=TOKEN, title="t"), Starlette)
     with pytest.raises(ValueError, match="token"):
         create_app(dsn, token="  ")
+
+
+async def test_an_interrupted_job_shows_its_interruptions_and_the_overview_counts_them(
+    client: httpx.AsyncClient, db: psycopg.Connection[Any]
+) -> None:
+    job_id = JobBuilder("deploy").set_channel_name("reports").spawn(db)
+    for _ in range(2):  # leased, then handed back by a stopping runner, twice
+        (leased,) = fetch(db, ["reports"])
+        token = db.execute("SELECT lease_token FROM mq_jobs WHERE id = %s", (leased.id,))
+        row = token.fetchone()
+        assert row is not None
+        released = db.execute(
+            "SELECT outcome FROM mq_release(ARRAY[%s]::uuid[], ARRAY[%s]::uuid[], %s, true)",
+            (job_id, row[0], "web-7:4242"),
+        )
+        assert released.fetchall() == [("interrupted",)]
+    db.execute(
+        "INSERT INTO mq_stats (bucket, channel_name, interrupted) "
+        "VALUES (date_trunc('minute', now()), 'reports', 2)"
+    )
+    db.commit()
+
+    html = (await client.get(f"/jobs/{job_id}")).text
+    shown = html[html.index('id="job-interrupted"') :]
+    assert shown.startswith('id="job-interrupted">2 times (attempts not counted), last at ')
+    assert "by web-7:4242</dd>" in shown
+    assert "0 interrupted" not in (await client.get("/")).text
+    assert "2 interrupted" in (await client.get("/")).text
+
+    status = (await client.get(f"/api/jobs/{job_id}")).json()
+    assert (status["attempts"], status["state"]) == (0, "ready")
+    assert status["interrupted"]["count"] == 2
+    assert status["interrupted"]["last_by"] == "web-7:4242"

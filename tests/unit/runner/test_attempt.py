@@ -120,7 +120,8 @@ def test_an_error_that_cannot_be_printed_still_settles() -> None:
 @pytest.mark.parametrize(
     ("state", "outcome", "event"),
     [
-        ("released", "released", "job_released"),
+        ("interrupted", "interrupted", "job_interrupted"),
+        ("released", "interrupted", "job_interrupted"),  # what mq_release said before 0009
         ("cancelled", "cancelled", "job_cancelled"),
         (None, "lease_lost", "lease_lost"),
     ],
@@ -129,6 +130,12 @@ def test_a_hand_back_at_stop(state: str | None, outcome: str, event: str) -> Non
     settled = hand_back(state)
     assert (settled.outcome, settled.event) == (outcome, event)
     assert settled.error is None
+
+
+def test_an_interrupted_attempt_says_why_at_info() -> None:
+    settled = hand_back("interrupted")
+    assert settled.level == "info"
+    assert settled.keys["why"] == "runner stopping"
 
 
 @pytest.mark.parametrize(
@@ -148,7 +155,7 @@ def test_parking_a_job_of_an_unknown_name(
 
 def test_only_a_lost_write_marks_the_lease_lost() -> None:
     job = a_job()
-    lost_if_gone(job, hand_back("released"))
+    lost_if_gone(job, hand_back("interrupted"))
     assert not job.lease_lost
     lost_if_gone(job, lost("complete"))
     assert job.lease_lost
