@@ -19,9 +19,7 @@ import inspect
 import typing
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from dataclasses import dataclass
-from datetime import timedelta
-from typing import Any, Concatenate, Generic, Literal, ParamSpec, Protocol, cast, overload
+from typing import Any, Concatenate, Generic, ParamSpec, Protocol, cast, overload
 
 from typing_extensions import TypeVar
 
@@ -33,6 +31,7 @@ from .builder import DEFAULT_RETRIES, DEFAULT_RETRY_BACKOFF, JobBuilder
 from .codec import Codec, codec_for
 from .current_job import BlockingCurrentJob, CurrentJob
 from .errors import ConfigurationError
+from .job_options import Isolation, JobOptions, check_isolation, check_process_job
 from .payload import encode_result
 from .process_job import ProcessJob
 
@@ -45,35 +44,11 @@ __all__ = [
     "job",
 ]
 
-Isolation = Literal["thread", "process"]
-"""Where a plain ``def`` job runs: in one of the runner's threads, or in a worker process."""
-
 P = ParamSpec("P")
 R = TypeVar("R", covariant=True)
 T = TypeVar("T", default=Any)
 """A job's declared payload type (``Any``: plain JSON)."""
 X = TypeVar("X")
-
-
-@dataclass(frozen=True, kw_only=True)
-class JobOptions:
-    """The defaults a job was declared with; ``NamedJob.builder()`` starts from them."""
-
-    name: str
-    aliases: tuple[str, ...] = ()
-    channel_name: str = ""
-    retries: int = DEFAULT_RETRIES
-    backoff: timedelta = DEFAULT_RETRY_BACKOFF
-    ordered: bool = False
-    auto_complete: bool = True
-    lease: timedelta | None = None
-    priority: int = 0
-    timeout: timedelta | None = None
-    retain_for: timedelta | None = None
-    dead_letter: str | None = None
-    dead_letter_channel: str | None = None
-    cron: str | None = None
-    isolation: Isolation = "thread"
 
 
 class NamedJob(Generic[P, R, T]):
@@ -405,7 +380,7 @@ def job(
         dead_letter=dead_letter_name,
         dead_letter_channel=dead_letter_channel,
         cron=None if cron is None else check_cron(cron),
-        isolation=_check_isolation(isolation),
+        isolation=check_isolation(isolation),
     )
 
     def decorate(func: Callable[..., Any]) -> NamedJob[..., Any, Any]:
@@ -417,34 +392,9 @@ def job(
         check_name("name", job_name)
         named = NamedJob(func, dataclasses.replace(defaults, name=job_name))
         if defaults.isolation == "process":
-            _check_process_job(named)
+            check_process_job(named.name, func)
         return named
 
     if fn is not None:
         return decorate(fn)
     return decorate
-
-
-def _check_isolation(isolation: object) -> Isolation:
-    if isolation == "thread":
-        return "thread"
-    if isolation == "process":
-        return "process"
-    raise ConfigurationError(f"isolation must be 'thread' or 'process', got {isolation!r}")
-
-
-def _check_process_job(named: NamedJob[..., Any, Any]) -> None:
-    """A process-isolated job must be a plain function that its worker process can import by
-    its module and qualified name, and take nothing but the job."""
-    fn = named.fn
-    where = f"job {named.name!r} (isolation='process')"
-    if named.is_async:
-        raise ConfigurationError(f"{where}: must be a plain def, not async def")
-    if "<locals>" in getattr(fn, "__qualname__", "<locals>"):
-        raise ConfigurationError(
-            f"{where}: must be defined at module level, so that its process can import it"
-        )
-    if len(inspect.signature(fn).parameters) != 1:
-        raise ConfigurationError(
-            f"{where}: takes only the running job (context values stay in the runner's process)"
-        )

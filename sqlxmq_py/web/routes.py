@@ -10,20 +10,15 @@ from .api import (
     cancel_job,
     cancel_jobs,
     get_blocked_chains,
-    get_channels,
     get_counts,
     get_job,
     get_job_details,
     get_job_result,
     get_throughput,
-    get_workers,
     list_jobs,
-    pause,
     purge_jobs,
-    resume,
     retry_job,
     retry_jobs,
-    set_limit,
     spawn_job,
     wait_for_job_result,
 )
@@ -36,13 +31,10 @@ from .bulk_models import (
     BulkRequest,
     BulkResponse,
 )
-from .fleet import ChannelRow, Channels, Workers
 from .operation import Operation
 from .requests import (
     CancelJobsRequest,
     CancelRequest,
-    ChannelLimitRequest,
-    ChannelRequest,
     EmptyRequest,
     JobListQuery,
     PurgeRequest,
@@ -66,20 +58,7 @@ from .responses import (
     SpawnResponse,
     Throughput,
 )
-from .schedule_models import (
-    ScheduleDeleted,
-    ScheduleRequest,
-    ScheduleResponse,
-    Schedules,
-    ScheduleTriggered,
-)
-from .schedules_api import (
-    delete_schedule_handler,
-    disable_schedule_handler,
-    enable_schedule_handler,
-    get_schedules,
-    trigger_schedule_handler,
-)
+from .routes_fleet import FLEET_OPERATIONS
 
 __all__ = ["OPERATIONS", "TAGS"]
 
@@ -333,134 +312,6 @@ OPERATIONS: tuple[Operation, ...] = (
         handler=get_blocked_chains,
         responses={200: (BlockedChains, "The chains.")},
     ),
-    Operation(
-        method="GET",
-        path="/workers",
-        operation_id="getWorkers",
-        tag="queue",
-        summary="The live runners, with the jobs each runs now",
-        description="Every runner announces itself and renews its announcement every 10 s; "
-        "one that stops removes it. A runner whose heartbeat is older than 30 s is listed as "
-        "stale until maintenance removes it (after 5 minutes).",
-        handler=get_workers,
-        responses={200: (Workers, "The runners, by host and pid.")},
-    ),
-    Operation(
-        method="GET",
-        path="/channels",
-        operation_id="listChannels",
-        tag="channels",
-        summary="Channels with jobs, a limit or a pause: paused or not, limit, jobs",
-        handler=get_channels,
-        responses={200: (Channels, "The channels, by name.")},
-    ),
-    Operation(
-        method="POST",
-        path="/channels/pause",
-        operation_id="pauseChannel",
-        tag="channels",
-        summary="Pause a channel",
-        description="Runners (and pull consumers) start none of the channel's jobs until it "
-        "is resumed; its running jobs finish. Runners stop within a maintenance interval (1 s "
-        "by default), at once where notifications reach them.",
-        handler=pause,
-        changes=True,
-        body=ChannelRequest,
-        body_required=True,
-        responses={200: (ChannelRow, "Paused: the channel now.")},
-    ),
-    Operation(
-        method="POST",
-        path="/channels/resume",
-        operation_id="resumeChannel",
-        tag="channels",
-        summary="Resume a paused channel (its limit stays)",
-        handler=resume,
-        changes=True,
-        body=ChannelRequest,
-        body_required=True,
-        responses={200: (ChannelRow, "Resumed: the channel now.")},
-    ),
-    Operation(
-        method="POST",
-        path="/channels/limit",
-        operation_id="setChannelLimit",
-        tag="channels",
-        summary="Set or remove a channel's concurrency limit across all runners",
-        handler=set_limit,
-        changes=True,
-        body=ChannelLimitRequest,
-        body_required=True,
-        responses={200: (ChannelRow, "Set: the channel now.")},
-    ),
-    Operation(
-        method="GET",
-        path="/schedules",
-        operation_id="listSchedules",
-        tag="schedules",
-        summary="Cron schedules: expression, time zone, next and last tick, enabled",
-        handler=get_schedules,
-        responses={200: (Schedules, "The schedules, by name.")},
-    ),
-    Operation(
-        method="POST",
-        path="/schedules/enable",
-        operation_id="enableSchedule",
-        tag="schedules",
-        summary="Enable a schedule",
-        description="Runners tick it again from its next tick on: ticks that fell while it "
-        "was disabled are not spawned, whatever its backfill.",
-        handler=enable_schedule_handler,
-        changes=True,
-        body=ScheduleRequest,
-        body_required=True,
-        responses={200: (ScheduleResponse, "Enabled: the schedule now.")},
-        errors=(404,),
-    ),
-    Operation(
-        method="POST",
-        path="/schedules/disable",
-        operation_id="disableSchedule",
-        tag="schedules",
-        summary="Disable a schedule",
-        description="Runners stop ticking it. A runner that declares it at start-up keeps it "
-        "disabled: it stays so until it is enabled.",
-        handler=disable_schedule_handler,
-        changes=True,
-        body=ScheduleRequest,
-        body_required=True,
-        responses={200: (ScheduleResponse, "Disabled: the schedule now.")},
-        errors=(404,),
-    ),
-    Operation(
-        method="POST",
-        path="/schedules/trigger",
-        operation_id="triggerSchedule",
-        tag="schedules",
-        summary="Spawn a schedule's job now, once",
-        description="Spawns the job a tick spawns (same job, payload, channel and options; no "
-        "job key), whether or not the schedule is enabled. Its ticks are unchanged.",
-        handler=trigger_schedule_handler,
-        changes=True,
-        body=ScheduleRequest,
-        body_required=True,
-        responses={200: (ScheduleTriggered, "Spawned.")},
-        errors=(404,),
-    ),
-    Operation(
-        method="POST",
-        path="/schedules/delete",
-        operation_id="deleteSchedule",
-        tag="schedules",
-        summary="Delete a schedule",
-        description="A runner that still declares it records it again, enabled, when it "
-        "starts: disable it to stop it for good.",
-        handler=delete_schedule_handler,
-        changes=True,
-        body=ScheduleRequest,
-        body_required=True,
-        responses={200: (ScheduleDeleted, "Deleted.")},
-        errors=(404,),
-    ),
+    *FLEET_OPERATIONS,
 )
 """Every operation of the API, in the order the document lists them."""
