@@ -137,7 +137,7 @@ def test_api_links_hold_up_in_stateful_runs(api_schema: Any, dsn: str) -> None:
             with psycopg.connect(dsn, autocommit=True) as db:
                 db.execute(
                     "TRUNCATE mq_jobs, mq_payloads, mq_history, mq_deps, mq_throttle, mq_stats, "
-                    "mq_channel_limits"
+                    "mq_channel_limits, mq_schedules"
                 )
                 _seed(db)
 
