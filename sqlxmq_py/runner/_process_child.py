@@ -73,10 +73,6 @@ def _raised(exc: BaseException) -> tuple[Any, ...]:
         sendable: BaseException | None = exc
     except Exception:
         sendable = None
-    if sendable is not None:
-        sendable.__traceback__ = None
-        sendable.__context__ = None
-        sendable.__cause__ = None
     return ("raised", sendable, path, text, _peak_rss())
 
 

@@ -146,8 +146,9 @@ class ProcessPool:
             await self._end(worker, exchange)
             raise
         except (EOFError, OSError):
+            how = await self._how(worker)
             raise JobProcessDiedError(
-                f"the process running job {job.name!r} ({job.id}) died: {self._how(worker)}"
+                f"the process running job {job.name!r} ({job.id}) died: {how}"
             ) from None
 
     async def _end(self, worker: _Worker, exchange: asyncio.Future[Any]) -> None:
@@ -157,8 +158,9 @@ class ProcessPool:
         if not exchange.cancelled():
             exchange.exception()  # retrieved: it is the EOF the kill caused
 
-    def _how(self, worker: _Worker) -> str:
-        worker.process.join(1)
+    async def _how(self, worker: _Worker) -> str:
+        # reaped in the pool's threads: the event loop never waits for a dying process
+        await asyncio.get_running_loop().run_in_executor(self._threads, worker.process.join, 1)
         code = worker.process.exitcode
         if code is None:
             return "it stopped answering"

@@ -13,7 +13,7 @@ from .._validate import Duration, check_int, check_text, to_timedelta
 from ..errors import ConfigurationError
 from ..hooks import RunnerHooks
 from ._jobs import JobSource
-from ._processes import ProcessLimits
+from ._processes import DEFAULT_PROCESS_LIMITS, ProcessLimits
 from ._runner import Runner, RunnerConfig
 from .handle import JobRunnerHandle
 
@@ -25,7 +25,7 @@ DEFAULT_LEASE = timedelta(seconds=30)
 DEFAULT_CANCEL_GRACE = 5.0
 """Seconds a cancelled async job may take to stop before it is abandoned."""
 
-DEFAULT_JOBS_PER_PROCESS = 1000
+DEFAULT_JOBS_PER_PROCESS = DEFAULT_PROCESS_LIMITS.max_jobs
 """Jobs a worker process runs before it is replaced, unless told otherwise."""
 
 DEFAULT_MAX_PAYLOAD_BYTES = 64 * 1024 * 1024
@@ -56,9 +56,7 @@ class JobRunnerOptions:
         self._max_payload_bytes = DEFAULT_MAX_PAYLOAD_BYTES
         self._prepared_statements: bool | None = None
         self._listen_dsn: str | None = None
-        self._processes = ProcessLimits(
-            processes=os.cpu_count() or 1, max_jobs=DEFAULT_JOBS_PER_PROCESS, max_memory=None
-        )
+        self._processes = DEFAULT_PROCESS_LIMITS
 
     def set_concurrency(self, min_concurrency: int, max_concurrency: int) -> Self:
         """Leases more jobs whenever fewer than ``min_concurrency`` are held, up to
