@@ -269,6 +269,7 @@ class Attempts:
             self.running -= 1
             if self.running == 0:
                 self.all_done.set()
+            self._on_free(a.job.channel_name)
 
     def _duration(self, a: Attempt) -> float:
         end = a.finished if a.finished is not None else self._loop.time()

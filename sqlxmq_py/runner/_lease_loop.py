@@ -22,7 +22,7 @@ from ._hookset import HookSet
 from ._keepalive import LeaseKeeper
 from ._leasing import PROMOTE_BATCH, Leaser
 from ._listener import CONTROL_PAYLOAD, SCHEDULED_PAYLOAD
-from ._pacing import Pacer, promotion_delay, promotion_retry_delay
+from ._pacing import Pacer, occupied, promotion_delay, promotion_retry_delay
 
 __all__ = ["LeaseLoop"]
 
@@ -104,7 +104,8 @@ class LeaseLoop:
         pacer = self._pacer
         while not self._stopping:
             self._wake.clear()
-            plan = pacer.plan(self._loop.time(), len(attempts), attempts.held_bytes)
+            held = occupied(attempts.running, len(attempts), pacer.max_concurrency)
+            plan = pacer.plan(self._loop.time(), held, attempts.held_bytes)
             if plan.want:
                 await self._poll(attempts, keeper, plan.want, plan.max_bytes)
                 continue

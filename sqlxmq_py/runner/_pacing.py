@@ -10,7 +10,14 @@ from dataclasses import dataclass
 
 from ._health import backoff
 
-__all__ = ["FAILURE_WAIT_MAX", "Pacer", "Plan", "promotion_delay", "promotion_retry_delay"]
+__all__ = [
+    "FAILURE_WAIT_MAX",
+    "Pacer",
+    "Plan",
+    "occupied",
+    "promotion_delay",
+    "promotion_retry_delay",
+]
 
 FAILURE_WAIT_FIRST = 0.05
 FAILURE_WAIT_MAX = 5.0
@@ -145,3 +152,11 @@ def promotion_delay(full: bool, wait: float | None, interval: float) -> float:
 def promotion_retry_delay(failures: int) -> float:
     """Seconds until the next promotion after ``failures`` failed ones in a row."""
     return backoff(failures, first=PROMOTE_RETRY_FIRST, most=PROMOTE_RETRY_MAX, cap=9)
+
+
+def occupied(running: int, held: int, max_concurrency: int) -> int:
+    """The slots taken, for :meth:`Pacer.plan`: the job functions running. An attempt whose
+    function has returned and whose outcome is being written takes no slot, so that the next
+    lease overlaps the completion's round trip instead of waiting for it; but the runner never
+    holds more than twice ``max_concurrency`` leases, however slowly outcomes are written."""
+    return max(running, held - max_concurrency)

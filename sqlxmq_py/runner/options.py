@@ -59,8 +59,10 @@ class JobRunnerOptions:
         self._processes = DEFAULT_PROCESS_LIMITS
 
     def set_concurrency(self, min_concurrency: int, max_concurrency: int) -> Self:
-        """Leases more jobs whenever fewer than ``min_concurrency`` are held, up to
-        ``max_concurrency`` in one statement (default 16 and 32)."""
+        """Leases more jobs whenever fewer than ``min_concurrency`` job functions run, up to
+        ``max_concurrency`` running at once (default 16 and 32). A job whose function has
+        returned no longer takes a slot while its outcome is written, so the next lease
+        overlaps that write; the runner holds at most twice ``max_concurrency`` leases."""
         low = check_int("min_concurrency", min_concurrency, minimum=1)
         high = check_int("max_concurrency", max_concurrency, minimum=1, maximum=100_000)
         if low > high:

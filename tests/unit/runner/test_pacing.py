@@ -12,6 +12,7 @@ from sqlxmq_py.runner._pacing import (
     PROMOTE_GAP,
     Pacer,
     Plan,
+    occupied,
     promotion_delay,
     promotion_retry_delay,
 )
@@ -164,3 +165,26 @@ def test_failed_promotions_back_off_to_five_seconds() -> None:
     assert delays[0] == pytest.approx(0.1)
     assert delays == sorted(delays)
     assert delays[-1] == 5.0
+
+
+@pytest.mark.parametrize(
+    ("running", "held", "taken"),
+    [
+        (0, 0, 0),
+        (5, 5, 5),  # every held job runs
+        (0, 20, 0),  # 20 outcomes being written take no slot: the next lease overlaps them
+        (3, 20, 3),
+        (0, 30, 10),  # past max_concurrency, the outcomes still being written take slots
+        (0, 40, 20),  # so the runner holds at most twice max_concurrency leases
+        (20, 40, 20),
+    ],
+)
+def test_a_job_whose_outcome_is_being_written_takes_no_slot_up_to_a_bound(
+    running: int, held: int, taken: int
+) -> None:
+    assert occupied(running, held, 20) == taken
+    p = pacer()
+    if taken < p.min_concurrency:
+        assert p.plan(0.0, taken, 0).want == 20 - taken
+    else:
+        assert p.plan(0.0, taken, 0).want == 0

@@ -1,0 +1,58 @@
+"""A slot frees when the job function returns, not when its outcome is written: the next lease
+overlaps the completion's round trip. Attacked with completions that cannot be written: the
+runner still runs at most ``max`` functions at once and holds at most twice ``max`` leases."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+from sqlxmq_py import CurrentJob, job, spawn_many
+
+from ..helpers import PollSignals, Runner, count_jobs, wait_until
+
+
+def _completions_waiting(db: psycopg.Connection[Any], blocker: int) -> bool:
+    """Whether another session waits for a lock the ``blocker`` session holds."""
+    row = db.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))",
+        (blocker,),
+    ).fetchone()
+    return row is not None and row[0] > 0
+
+
+async def test_blocked_completions_never_let_the_runner_hold_more_than_twice_max(
+    conn: psycopg.Connection[Any], db: psycopg.Connection[Any], owner_dsn: str, runner: Runner
+) -> None:
+    started = 0
+    running = 0
+    peak = 0
+
+    @job
+    async def quick(current_job: CurrentJob) -> None:
+        nonlocal started, running, peak
+        started += 1
+        running += 1
+        peak = max(peak, running)
+        running -= 1
+
+    spawn_many(conn, [quick.builder() for _ in range(40)])
+    conn.commit()
+    polls = PollSignals()
+    with psycopg.connect(owner_dsn) as blocker:
+        # a completion deletes the job's payload row: this lock makes it wait; leasing only
+        # reads that table and goes on
+        blocker.execute("LOCK TABLE mq_payloads IN SHARE MODE")
+        async with runner([quick], concurrency=(2, 4), hooks=[polls]):
+            # 4 leased and returned, their completion waits; their slots are free, so 4 more
+            # are leased and run; then the 8 held leases take 4 slots, and it leases no more
+            await wait_until(lambda: started == 8, timeout=10)
+            await wait_until(lambda: _completions_waiting(db, blocker.info.backend_pid))
+            assert count_jobs(db, "state = 'l'") == 8
+            assert started == 8
+            assert sum(leased for leased, _ in polls.polls) == 8
+            blocker.rollback()  # the completions are written; the rest drains
+            await wait_until(lambda: count_jobs(db) == 0, timeout=20)
+    assert started == 40
+    assert peak <= 4
