@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import psycopg
+from psycopg.pq import ExecStatus
 from psycopg.rows import tuple_row
 from tenacity import (
     AsyncRetrying,
@@ -23,6 +24,8 @@ from ._health import ConnectionHealth
 __all__ = ["RECONNECT_WAIT", "DedicatedConnection", "connect_kwargs", "is_transient"]
 
 T = TypeVar("T")
+
+TUPLES_OK = ExecStatus.TUPLES_OK
 
 RECONNECT_WAIT = wait_exponential(multiplier=0.05, max=5.0) + wait_random(0, 0.2)
 """Backoff between reconnection attempts: 50 ms doubling to 5 s, with jitter."""
@@ -101,6 +104,9 @@ class DedicatedConnection:
 
     def _before_sleep(self, state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
+        self._report(exc, retry_in_s=state.upcoming_sleep, attempt=state.attempt_number)
+
+    def _report(self, exc: BaseException | None, *, retry_in_s: float, attempt: int) -> None:
         read_only = isinstance(exc, psycopg.Error) and exc.sqlstate == READ_ONLY
         # a read-only spell's connection was closed on purpose (see run()): not "lost"
         event, level = self._health.retrying(read_only=read_only, connected=self._conn is not None)
@@ -108,8 +114,8 @@ class DedicatedConnection:
             event,
             role=self._role,
             error=str(exc).strip(),
-            retry_in_s=round(state.upcoming_sleep, 3),
-            attempt=state.attempt_number,
+            retry_in_s=round(retry_in_s, 3),
+            attempt=attempt,
         )
 
     async def run(
@@ -121,6 +127,15 @@ class DedicatedConnection:
         """Runs ``work`` on the connection; transient failures are retried with backoff. Work
         that only reads (``writes`` False) succeeding on a read-only database does not end a
         read-only spell."""
+        if self._health.failing is None:
+            # the common case, without building a retrying state per statement: a transient
+            # failure is tried once more at once, then with backoff and a log line per retry
+            try:
+                return await self._once(work, writes)
+            except Exception as exc:
+                if not is_transient(exc) or self._closing():
+                    raise
+                self._report(exc, retry_in_s=0.0, attempt=1)
         async for attempt in AsyncRetrying(
             retry=retry_if_exception(is_transient),
             wait=RECONNECT_WAIT,
@@ -129,20 +144,27 @@ class DedicatedConnection:
             reraise=True,
         ):
             with attempt:
-                conn = await self._connection()
-                try:
-                    result = await work(conn)
-                except psycopg.Error as exc:
-                    if exc.sqlstate == READ_ONLY and self._conn is conn:
-                        # after a failover the next connection may reach the new primary
-                        await conn.close()
-                    if (conn.broken or conn.closed) and self._conn is conn:
-                        self._conn = None
-                    raise
-                if self._health.succeeded(writes=writes):
-                    logger.info("connection_restored", role=self._role)
-                return result
+                return await self._once(work, writes)
         raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
+
+    async def _once(
+        self,
+        work: Callable[[psycopg.AsyncConnection[tuple[Any, ...]]], Awaitable[T]],
+        writes: bool,
+    ) -> T:
+        conn = await self._connection()
+        try:
+            result = await work(conn)
+        except psycopg.Error as exc:
+            if exc.sqlstate == READ_ONLY and self._conn is conn:
+                # after a failover the next connection may reach the new primary
+                await conn.close()
+            if (conn.broken or conn.closed) and self._conn is conn:
+                self._conn = None
+            raise
+        if self._health.succeeded(writes=writes):
+            logger.info("connection_restored", role=self._role)
+        return result
 
     async def execute(
         self, query: bytes, params: Mapping[str, object] | None = None, *, writes: bool = True
@@ -151,7 +173,9 @@ class DedicatedConnection:
 
         async def statement(conn: psycopg.AsyncConnection[tuple[Any, ...]]) -> Rows:
             cur = await conn.execute(query, params)
-            return await cur.fetchall() if cur.description is not None else []
+            # the result's status, not cur.description, which builds a Column per field
+            result = cur.pgresult
+            return await cur.fetchall() if result and result.status == TUPLES_OK else []
 
         return await self.run(statement, writes=writes)
 
