@@ -58,6 +58,7 @@ from ._schedules import (
 )
 from ._status import AttemptError, Interruptions, JobStatus, attempt_errors, job_status
 from ._workers import STALE_AFTER, WorkerInfo, list_workers
+from ._workflows import WorkflowCancelled, cancel_workflow, retry_step, workflow_status
 
 __all__ = [
     "ACTION_STATES",
@@ -107,4 +108,9 @@ __all__ = [
     "set_channel_limit",
     "throughput",
     "trigger_schedule",
+    # workflows
+    "WorkflowCancelled",
+    "cancel_workflow",
+    "retry_step",
+    "workflow_status",
 ]
