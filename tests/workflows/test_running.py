@@ -1,0 +1,181 @@
+"""Workflows under a real runner: a step that adds a bounded fan-out to its own workflow and a
+join that reads every shard's result, checked from inside the jobs; typed parents' results;
+the context outside a workflow."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from sqlxmq_py import CurrentJob, job
+from sqlxmq_py.workflow import Step, Workflow
+
+from ..helpers import Runner, wait_until
+from ._util import status
+
+BOUND = 3
+SHARDS = 12
+
+
+@job(channel_name="wf-run", retries=0)
+async def fan(current_job: CurrentJob) -> None:
+    """Adds SHARDS shards (at most BOUND at once) and a join after them, in the transaction
+    that completes it."""
+    ctx = current_job.workflow
+    assert ctx is not None
+    shards = [
+        Step(name=f"shard{i}", builder=shard.builder().set_json(i), group="shards")
+        for i in range(SHARDS)
+    ]
+    join = Step(
+        name="sum", builder=total.builder(), after=tuple(s.name for s in shards)
+    )
+    async with current_job.pool.connection() as conn, conn.transaction():
+        await ctx.add(conn, [*shards, join], limits={"shards": BOUND})
+        await current_job.complete(conn)
+
+
+@job(channel_name="wf-run", retries=0)
+async def shard(current_job: CurrentJob) -> int:
+    """Counts itself as running (committed), stays a little, then stops counting itself in the
+    transaction that completes it: the gauge is exact at every release."""
+    async with current_job.pool.connection() as conn, conn.transaction():
+        cur = await conn.execute("UPDATE gauge SET now = now + 1 RETURNING now")
+        row = await cur.fetchone()
+        assert row is not None
+        await conn.execute("INSERT INTO seen (n) VALUES (%s)", (row[0],))
+    await asyncio.sleep(0.02)  # work, so that shards overlap
+    value = int(current_job.json()) ** 2
+    async with current_job.pool.connection() as conn, conn.transaction():
+        await conn.execute("UPDATE gauge SET now = now - 1")
+        await current_job.complete(conn, result=value)
+    return value
+
+
+@job(channel_name="wf-run", retries=0)
+async def total(current_job: CurrentJob) -> None:
+    """Records the sum of its parents' results."""
+    ctx = current_job.workflow
+    assert ctx is not None
+    results = await ctx.parent_results(current_job.pool)
+    async with current_job.pool.connection() as conn, conn.transaction():
+        await conn.execute(
+            "INSERT INTO sums (step, parents, total) VALUES (%s, %s, %s)",
+            (ctx.step, len(results), sum(results.values())),
+        )
+        await current_job.complete(conn)
+
+
+async def test_a_bounded_dynamic_fan_out_then_a_join(
+    runner: Runner, db: psycopg.Connection[Any], dsn: str
+) -> None:
+    db.execute("CREATE TABLE gauge (now integer NOT NULL)")
+    db.execute("INSERT INTO gauge VALUES (0)")
+    db.execute("CREATE TABLE seen (n integer NOT NULL)")
+    db.execute("CREATE TABLE sums (step text PRIMARY KEY, parents integer, total integer)")
+    wf = Workflow("fan")
+    wf.add("fan", fan.builder())
+    async with await psycopg.AsyncConnection.connect(dsn) as conn:
+        spawned = await wf.spawn(conn)
+        await conn.commit()
+    async with runner([fan, shard, total], concurrency=(8, 8)):
+        await wait_until(
+            lambda: db.execute("SELECT count(*) FROM sums").fetchone() == (1,), timeout=60
+        )
+    assert db.execute("SELECT parents, total FROM sums").fetchone() == (
+        SHARDS,
+        sum(i * i for i in range(SHARDS)),
+    )
+    row = db.execute("SELECT count(*), max(n) FROM seen").fetchone()
+    assert row is not None
+    assert row[0] == SHARDS
+    assert 1 <= row[1] <= BOUND
+    st = status(db, spawned.id)
+    assert st.state == "completed"
+    assert [s.name for s in st.steps] == ["fan", *(f"shard{i}" for i in range(SHARDS)), "sum"]
+    assert st.step("shard4").result == 16
+    assert st.step("shard4").group == "shards"
+
+
+@dataclass(frozen=True)
+class Measure:
+    """A typed result."""
+
+    name: str
+    value: float
+
+
+@job(channel_name="wf-typed", retries=0)
+async def measure(current_job: CurrentJob[str]) -> Measure:
+    """Returns a typed result."""
+    return Measure(name=current_job.payload, value=len(current_job.payload) / 2)
+
+
+@job(channel_name="wf-typed", retries=0)
+async def report(current_job: CurrentJob) -> None:
+    """Records its parents' results as decoded, with their types."""
+    ctx = current_job.workflow
+    assert ctx is not None
+    typed = await ctx.parent_results(current_job.pool, jobs=[measure])
+    plain = await ctx.parent_results(current_job.pool)
+    parents = await ctx.parents(current_job.pool, jobs=[measure])
+    async with current_job.pool.connection() as conn, conn.transaction():
+        for name, value in typed.items():
+            assert isinstance(value, Measure)
+            await conn.execute(
+                "INSERT INTO reports (step, kind, value, plain) VALUES (%s, %s, %s, %s)",
+                (name, type(value).__name__, value.value, str(plain[name])),
+            )
+        await conn.execute(
+            "INSERT INTO reports (step, kind) VALUES ('parents', %s)",
+            (",".join(f"{p.step}:{p.state}" for p in parents),),
+        )
+        await current_job.complete(conn)
+
+
+async def test_typed_parents_results(
+    runner: Runner, db: psycopg.Connection[Any], dsn: str
+) -> None:
+    db.execute("CREATE TABLE reports (step text, kind text, value float, plain text)")
+    wf = Workflow("typed")
+    wf.add("m1", measure.builder().set_json("ab"))
+    wf.add("m2", measure.builder().set_json("abcd"))
+    wf.add("report", report.builder(), after=["m1", "m2"])
+    with psycopg.connect(dsn) as conn:
+        spawned = wf.spawn(conn)
+        conn.commit()
+    async with runner([measure, report]):
+        await wait_until(
+            lambda: status(db, spawned.id).state == "completed", timeout=30, interval=0.05
+        )
+    rows = db.execute("SELECT step, kind, value, plain FROM reports ORDER BY step").fetchall()
+    assert rows == [
+        ("m1", "Measure", 1.0, "{'name': 'ab', 'value': 1.0}"),
+        ("m2", "Measure", 2.0, "{'name': 'abcd', 'value': 2.0}"),
+        ("parents", "m1:completed,m2:completed", None, None),
+    ]
+
+
+@job(channel_name="wf-plain", retries=0)
+async def outside(current_job: CurrentJob) -> None:
+    """Records whether it sees a workflow."""
+    async with current_job.pool.connection() as conn, conn.transaction():
+        await conn.execute(
+            "INSERT INTO outside VALUES (%s)", (current_job.workflow is None,)
+        )
+        await current_job.complete(conn)
+
+
+async def test_a_job_outside_any_workflow_has_no_context(
+    runner: Runner, db: psycopg.Connection[Any], dsn: str
+) -> None:
+    db.execute("CREATE TABLE outside (none boolean)")
+    with psycopg.connect(dsn) as conn:
+        outside.builder().spawn(conn)
+        conn.commit()
+    async with runner([outside]):
+        await wait_until(lambda: db.execute("SELECT count(*) FROM outside").fetchone() == (1,))
+    assert db.execute("SELECT none FROM outside").fetchone() == (True,)
