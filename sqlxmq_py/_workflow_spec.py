@@ -38,7 +38,6 @@ __all__ = [
     "check_graph",
     "check_limits",
     "check_workflow_id",
-    "link_params",
     "prepare",
     "read_status",
     "workflow_error",
@@ -136,7 +135,8 @@ class Step:
         check_text("step name", self.name)
         if not self.name:
             raise ConfigurationError("a step name must not be empty")
-        if isinstance(self.after, str):
+        after: object = self.after
+        if isinstance(after, str):
             raise ConfigurationError(
                 f"after of step {self.name!r} takes a list of step names, not one string"
             )
@@ -213,7 +213,7 @@ def _check_acyclic(steps: Mapping[str, Step]) -> None:
                 mark[path.pop()] = 2
                 stack.pop()
             elif mark[nxt] == 1:
-                cycle = path[path.index(nxt) :] + [nxt]
+                cycle = [*path[path.index(nxt) :], nxt]
                 raise WorkflowCycleError(
                     "the steps' dependencies form a cycle: " + " -> ".join(reversed(cycle))
                 )

@@ -43,7 +43,7 @@ import uuid
 from collections.abc import Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, Protocol, overload
 
 from ._connections import AnyConnection, AsyncConnectionLike, Rows, SyncConnectionLike
 from ._ids import new_job_ids
@@ -73,7 +73,21 @@ from .errors import ConfigurationError
 from .sql import query
 
 if TYPE_CHECKING:
-    from .job import NamedJob
+    from .codec import Codec
+
+
+class TypedJob(Protocol):
+    """A job whose declared result type decodes its steps' results (a ``NamedJob``)."""
+
+    @property
+    def name(self) -> str:
+        """The job's registered name."""
+        ...
+
+    @property
+    def result_codec(self) -> Codec | None:
+        """The codec of its declared result type (None: plain JSON)."""
+        ...
 
 __all__ = [
     "DEFAULT_RETAIN_FOR",
@@ -86,6 +100,7 @@ __all__ = [
     "Step",
     "StepNotRetryableError",
     "StepState",
+    "TypedJob",
     "UnknownStepError",
     "Workflow",
     "WorkflowClosedError",
@@ -286,7 +301,7 @@ class ParentResult:
     unless it completed."""
 
 
-def _decoder(jobs: Iterable[NamedJob[..., Any, Any]]) -> Any:
+def _decoder(jobs: Iterable[TypedJob]) -> Any:
     by_name = {j.name: j for j in jobs}
 
     def decode(rows: Rows) -> list[ParentResult]:
@@ -326,16 +341,16 @@ class WorkflowContext:
 
     @overload
     def parents(
-        self, conn: SyncConnectionLike, *, jobs: Iterable[NamedJob[..., Any, Any]] = ()
+        self, conn: SyncConnectionLike, *, jobs: Iterable[TypedJob] = ()
     ) -> list[ParentResult]: ...
 
     @overload
     def parents(
-        self, conn: AsyncConnectionLike, *, jobs: Iterable[NamedJob[..., Any, Any]] = ()
+        self, conn: AsyncConnectionLike, *, jobs: Iterable[TypedJob] = ()
     ) -> Coroutine[Any, Any, list[ParentResult]]: ...
 
     def parents(
-        self, conn: AnyConnection, *, jobs: Iterable[NamedJob[..., Any, Any]] = ()
+        self, conn: AnyConnection, *, jobs: Iterable[TypedJob] = ()
     ) -> list[ParentResult] | Coroutine[Any, Any, list[ParentResult]]:
         """This step's parents (by name) and how each ended. A parent's result is decoded as
         its job's declared return type when its job is among ``jobs``, else as plain JSON.
@@ -348,16 +363,16 @@ class WorkflowContext:
 
     @overload
     def parent_results(
-        self, conn: SyncConnectionLike, *, jobs: Iterable[NamedJob[..., Any, Any]] = ()
+        self, conn: SyncConnectionLike, *, jobs: Iterable[TypedJob] = ()
     ) -> dict[str, Any]: ...
 
     @overload
     def parent_results(
-        self, conn: AsyncConnectionLike, *, jobs: Iterable[NamedJob[..., Any, Any]] = ()
+        self, conn: AsyncConnectionLike, *, jobs: Iterable[TypedJob] = ()
     ) -> Coroutine[Any, Any, dict[str, Any]]: ...
 
     def parent_results(
-        self, conn: AnyConnection, *, jobs: Iterable[NamedJob[..., Any, Any]] = ()
+        self, conn: AnyConnection, *, jobs: Iterable[TypedJob] = ()
     ) -> dict[str, Any] | Coroutine[Any, Any, dict[str, Any]]:
         """The results of this step's parents that completed, by step name (a skipped, failed
         or cancelled parent has no entry); decoded as in :meth:`parents`."""

@@ -79,10 +79,13 @@ __all__ = [
     "Schedule",
     "StatsBucket",
     "WorkerInfo",
+    # workflows
+    "WorkflowCancelled",
     "attempt_errors",
     "blocked_chains",
     "cancel",
     "cancel_matching",
+    "cancel_workflow",
     "chains_released",
     "channel_info",
     "channel_limits",
@@ -104,13 +107,10 @@ __all__ = [
     "resume_channel",
     "retry",
     "retry_matching",
+    "retry_step",
     "run_now",
     "set_channel_limit",
     "throughput",
     "trigger_schedule",
-    # workflows
-    "WorkflowCancelled",
-    "cancel_workflow",
-    "retry_step",
     "workflow_status",
 ]

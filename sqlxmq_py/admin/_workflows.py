@@ -29,7 +29,7 @@ def workflow_status(
 
 def workflow_status(
     conn: AnyConnection, workflow_id: uuid.UUID
-) -> WorkflowStatus | None | Coroutine[Any, Any, WorkflowStatus | None]:
+) -> WorkflowStatus | Coroutine[Any, Any, WorkflowStatus | None] | None:
     """The workflow with its steps (state, job, attempts, parents, result or error), in the
     order they were added; None if there is no such workflow (or it expired). Readable after
     the steps' jobs left the queue."""

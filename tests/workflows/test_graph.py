@@ -39,7 +39,9 @@ def test_fan_out_then_join_waits_for_every_parent(conn: psycopg.Connection[Any])
         "d": "waiting",
     }
     settle(conn, "a", result={"rows": 3})
-    assert ready(conn, "b") and ready(conn, "c") and not ready(conn, "d")
+    assert ready(conn, "b")
+    assert ready(conn, "c")
+    assert not ready(conn, "d")
     settle(conn, "b", result="B")
     # one parent of the join is not enough
     assert not ready(conn, "d")
@@ -85,7 +87,9 @@ def test_graph_errors_name_the_step(conn: psycopg.Connection[Any]) -> None:
     cyc.add("y", on("y"), after=["x"])
     cyc.add("z", on("z"), after=["y"])
     cyc.add("free", on("free"))
-    with pytest.raises(WorkflowCycleError, match="x -> y -> z -> x|y -> z -> x -> y|z -> x -> y"):
+    with pytest.raises(
+        WorkflowCycleError, match=r"a cycle: (x -> y -> z -> x|y -> z -> x -> y|z -> x -> y -> z)"
+    ):
         cyc.spawn(conn)
     selfish = Workflow("self")
     selfish.add("s", on("s"), after=["s"])

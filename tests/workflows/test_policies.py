@@ -12,8 +12,8 @@ import psycopg
 import pytest
 
 from sqlxmq_py.admin import cancel, cancel_workflow, purge, retry_step
-from sqlxmq_py.workflow import StepNotRetryableError, Workflow, WorkflowClosedError, add_steps
 from sqlxmq_py.workflow import Step as NewStep
+from sqlxmq_py.workflow import StepNotRetryableError, Workflow, WorkflowClosedError, add_steps
 
 from ._util import lease, on, ready, settle, states, status
 
@@ -56,10 +56,13 @@ def test_each_policy_when_a_parent_fails_for_good(conn: psycopg.Connection[Any])
         "after_c": "ready",
     }
     st = status(conn, spawned.id)
-    assert st.step("b").held_by == "a" and st.step("b").error == "parent step a failed"
+    assert st.step("b").held_by == "a"
+    assert st.step("b").error == "parent step a failed"
     assert st.step("after_b").held_by == "b"
-    assert st.step("a").error is not None and "a broke" in st.step("a").error
-    assert not ready(conn, "b") and not ready(conn, "c")
+    assert st.step("a").error is not None
+    assert "a broke" in st.step("a").error
+    assert not ready(conn, "b")
+    assert not ready(conn, "c")
     settle(conn, "ok", result="fine")
     assert ready(conn, "d")
     settle(conn, "d")
@@ -83,7 +86,8 @@ def test_parked_steps_are_cancelled_once_nothing_can_retry_them(
     assert purge(conn, failed_before=timedelta(0)).failed == 1
     conn.commit()
     st = status(conn, spawned.id)
-    assert st.finished_at is not None and st.expires_at is not None
+    assert st.finished_at is not None
+    assert st.expires_at is not None
     assert st.state == "failed"
     assert db.execute("SELECT count(*) FROM mq_jobs").fetchone() == (0,)
     with pytest.raises(StepNotRetryableError, match="purged"):
@@ -122,7 +126,8 @@ def test_retry_a_failed_step_rearms_what_it_held_and_the_rest_continues(
     }
     assert got["after_b_run"] == "ready"  # released when b was cancelled; not taken back
     settle(conn, "a", result="second time")
-    assert ready(conn, "b") and ready(conn, "c")
+    assert ready(conn, "b")
+    assert ready(conn, "c")
     settle(conn, "b")
     settle(conn, "c")
     settle(conn, "after_b")

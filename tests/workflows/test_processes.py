@@ -85,9 +85,11 @@ async def test_fifty_steps_with_joins_survive_a_sigkilled_runner(
         assert finished_at is not None
         for parent in step.parents:
             parent_finished = status.step(parent).finished_at
-            assert parent_finished is not None and parent_finished <= finished_at
+            assert parent_finished is not None
+            assert parent_finished <= finished_at
     assert db.execute("SELECT count(*) FROM mq_jobs").fetchone() == (0,)
     # the kill interrupted a step: it ran again (after its lease expired) on the survivor
     row = db.execute("SELECT count(*) FROM mq_history WHERE attempts > 1").fetchone()
-    assert row is not None and row[0] >= 1
+    assert row is not None
+    assert row[0] >= 1
     assert survivor.poll() is None

@@ -30,9 +30,7 @@ async def fan(current_job: CurrentJob) -> None:
         Step(name=f"shard{i}", builder=shard.builder().set_json(i), group="shards")
         for i in range(SHARDS)
     ]
-    join = Step(
-        name="sum", builder=total.builder(), after=tuple(s.name for s in shards)
-    )
+    join = Step(name="sum", builder=total.builder(), after=tuple(s.name for s in shards))
     async with current_job.pool.connection() as conn, conn.transaction():
         await ctx.add(conn, [*shards, join], limits={"shards": BOUND})
         await current_job.complete(conn)
@@ -136,9 +134,7 @@ async def report(current_job: CurrentJob) -> None:
         await current_job.complete(conn)
 
 
-async def test_typed_parents_results(
-    runner: Runner, db: psycopg.Connection[Any], dsn: str
-) -> None:
+async def test_typed_parents_results(runner: Runner, db: psycopg.Connection[Any], dsn: str) -> None:
     db.execute("CREATE TABLE reports (step text, kind text, value float, plain text)")
     wf = Workflow("typed")
     wf.add("m1", measure.builder().set_json("ab"))
@@ -163,9 +159,7 @@ async def test_typed_parents_results(
 async def outside(current_job: CurrentJob) -> None:
     """Records whether it sees a workflow."""
     async with current_job.pool.connection() as conn, conn.transaction():
-        await conn.execute(
-            "INSERT INTO outside VALUES (%s)", (current_job.workflow is None,)
-        )
+        await conn.execute("INSERT INTO outside VALUES (%s)", (current_job.workflow is None,))
         await current_job.complete(conn)
 
 

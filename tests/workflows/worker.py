@@ -1,8 +1,8 @@
 """A runner process for the workflow tests: ``python -m tests.workflows.worker DSN``.
 
-Each step reads its parents' results, prints ``start <step>``, works a little, then records its effect (its name and
-how many parents' results it saw) in the same transaction that completes it, and returns its
-name. Prints ``ready`` once running; stops on SIGTERM.
+Each step reads its parents' results, prints ``start <step>``, works a little, then records
+its effect (its name and how many parents' results it saw) in the same transaction that
+completes it, and returns its name. Prints ``ready`` once running; stops on SIGTERM.
 """
 
 from __future__ import annotations
