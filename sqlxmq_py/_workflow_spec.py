@@ -352,6 +352,25 @@ class WorkflowStatus:
             return "failed"
         return "completed"
 
+    def depths(self) -> dict[str, int]:
+        """Each step's depth in the graph: 0 for a step without parents, else one more than
+        its deepest parent (the column a drawing puts it in)."""
+        parents = {s.name: s.parents for s in self.steps}
+        depth: dict[str, int] = {}
+        for root in parents:
+            stack = [root]
+            while stack:
+                name = stack[-1]
+                todo = [p for p in parents.get(name, ()) if p not in depth and p in parents]
+                if todo:
+                    stack.extend(todo)
+                    continue
+                stack.pop()
+                depth[name] = 1 + max(
+                    (depth[p] for p in parents.get(name, ()) if p in depth), default=-1
+                )
+        return depth
+
     def step(self, name: str) -> WorkflowStepStatus:
         """The step named ``name``.
 

@@ -89,6 +89,7 @@ class TypedJob(Protocol):
         """The codec of its declared result type (None: plain JSON)."""
         ...
 
+
 __all__ = [
     "DEFAULT_RETAIN_FOR",
     "STEP_HEADER",
