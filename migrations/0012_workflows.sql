@@ -31,9 +31,8 @@
 -- - Adding steps (spawn, or a running step adding to its own workflow) and cancelling take the
 --   same lock first.
 
+-- (no index: the workflow's own tables find its jobs; jobs outside workflows pay nothing)
 ALTER TABLE mq_jobs ADD COLUMN IF NOT EXISTS workflow_id uuid;
-CREATE INDEX IF NOT EXISTS mq_jobs_workflow_idx ON mq_jobs (workflow_id)
-    WHERE workflow_id IS NOT NULL;
 
 CREATE TABLE IF NOT EXISTS mq_workflows (
     id uuid PRIMARY KEY,

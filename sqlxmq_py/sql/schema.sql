@@ -291,8 +291,6 @@ CREATE INDEX mq_jobs_scheduled_idx ON public.mq_jobs USING btree (attempt_at) WH
 
 CREATE INDEX mq_jobs_uncommitted_idx ON public.mq_jobs USING btree (commit_deadline) WHERE (state = 'u'::"char");
 
-CREATE INDEX mq_jobs_workflow_idx ON public.mq_jobs USING btree (workflow_id) WHERE (workflow_id IS NOT NULL);
-
 CREATE INDEX mq_payloads_name_idx ON public.mq_payloads USING btree ("left"(name, 512), id) WHERE (name IS NOT NULL);
 
 CREATE INDEX mq_throttle_until_idx ON public.mq_throttle USING btree (until);

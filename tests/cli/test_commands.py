@@ -40,6 +40,9 @@ COMMANDS = [
     "limit",
     "demo",
     "dashboard",
+    "workflow",
+    "workflow-cancel",
+    "workflow-retry",
 ]
 
 
