@@ -70,8 +70,14 @@ CREATE TABLE IF NOT EXISTS mq_workflow_steps (
     finished_at timestamptz,
     PRIMARY KEY (workflow_id, step)
 );
-CREATE INDEX IF NOT EXISTS mq_workflow_steps_open_idx ON mq_workflow_steps (workflow_id, state)
-    WHERE state IN ('waiting', 'pending');
+-- (settling reads a workflow's steps by state, and its waiting steps in the order they were
+-- added: per group, and those of no group; each settle reads what it may act on, not the
+-- whole workflow)
+CREATE INDEX IF NOT EXISTS mq_workflow_steps_state_idx ON mq_workflow_steps (workflow_id, state);
+CREATE INDEX IF NOT EXISTS mq_workflow_steps_waiting_idx
+    ON mq_workflow_steps (workflow_id, step_group, seq) WHERE state = 'waiting';
+CREATE INDEX IF NOT EXISTS mq_workflow_steps_waiting_free_idx
+    ON mq_workflow_steps (workflow_id, seq) WHERE state = 'waiting' AND step_group IS NULL;
 
 CREATE TABLE IF NOT EXISTS mq_workflow_edges (
     workflow_id uuid NOT NULL,
@@ -86,11 +92,12 @@ CREATE TABLE IF NOT EXISTS mq_workflow_edges (
 CREATE INDEX IF NOT EXISTS mq_workflow_edges_parent_idx
     ON mq_workflow_edges (workflow_id, parent);
 
--- The most steps of a group (in one workflow) released at once.
+-- The groups of a workflow's steps, each with the most of its steps released at once (NULL:
+-- no limit).
 CREATE TABLE IF NOT EXISTS mq_workflow_groups (
     workflow_id uuid NOT NULL REFERENCES mq_workflows (id) ON DELETE CASCADE,
     step_group text NOT NULL,
-    max_running integer NOT NULL CHECK (max_running > 0),
+    max_running integer CHECK (max_running > 0),
     PRIMARY KEY (workflow_id, step_group)
 );
 
@@ -144,10 +151,13 @@ BEGIN
             finished_at = now()
         FROM (
             SELECT DISTINCT ON (e.child) e.child, e.parent, p.state
-            FROM mq_workflow_edges AS e
-            JOIN mq_workflow_steps AS p
-              ON p.workflow_id = e.workflow_id AND p.step = e.parent
-            WHERE e.workflow_id = p_workflow AND p.state IN ('failed', 'cancelled')
+            FROM mq_workflow_steps AS p
+            JOIN mq_workflow_edges AS e
+              ON e.workflow_id = p.workflow_id AND e.parent = p.step
+            JOIN mq_workflow_steps AS c
+              ON c.workflow_id = e.workflow_id AND c.step = e.child
+            WHERE p.workflow_id = p_workflow AND p.state IN ('failed', 'cancelled')
+              AND c.state = 'waiting' AND c.on_parent_failure <> 'run'
             ORDER BY e.child, e.parent
         ) AS f
         WHERE s.workflow_id = p_workflow AND s.step = f.child AND s.state = 'waiting'
@@ -159,11 +169,38 @@ BEGIN
 
     IF v_wf.cancelled_at IS NULL THEN
         -- release: every parent ended as the step's policy requires, and its group has room
-        WITH ready AS (
-            SELECT s.step, s.step_group,
-                row_number() OVER (PARTITION BY s.step_group ORDER BY s.seq) AS rank
-            FROM mq_workflow_steps AS s
-            WHERE s.workflow_id = p_workflow AND s.state = 'waiting'
+        -- (per group, its first waiting steps, as many as it has room for; then those of no
+        -- group)
+        WITH room AS MATERIALIZED (
+            SELECT g.step_group, g.max_running - (
+                SELECT count(*) FROM mq_workflow_steps AS r
+                WHERE r.workflow_id = p_workflow AND r.state = 'pending'
+                  AND r.step_group = g.step_group
+            ) AS free
+            FROM mq_workflow_groups AS g
+            WHERE g.workflow_id = p_workflow
+        ), ready AS MATERIALIZED (
+            SELECT c.step
+            FROM room AS m
+            CROSS JOIN LATERAL (
+                SELECT s.step FROM mq_workflow_steps AS s
+                WHERE s.workflow_id = p_workflow AND s.state = 'waiting'
+                  AND s.step_group = m.step_group
+                  AND NOT EXISTS (
+                      SELECT 1 FROM mq_workflow_edges AS e
+                      JOIN mq_workflow_steps AS p
+                        ON p.workflow_id = e.workflow_id AND p.step = e.parent
+                      WHERE e.workflow_id = p_workflow AND e.child = s.step
+                        AND (p.state IN ('waiting', 'pending')
+                             OR (p.state IN ('failed', 'cancelled')
+                                 AND s.on_parent_failure <> 'run'))
+                  )
+                ORDER BY s.seq
+                LIMIT CASE WHEN m.free IS NOT NULL THEN greatest(m.free, 0) END
+            ) AS c
+            UNION ALL
+            SELECT s.step FROM mq_workflow_steps AS s
+            WHERE s.workflow_id = p_workflow AND s.state = 'waiting' AND s.step_group IS NULL
               AND NOT EXISTS (
                   SELECT 1 FROM mq_workflow_edges AS e
                   JOIN mq_workflow_steps AS p
@@ -173,19 +210,10 @@ BEGIN
                          OR (p.state IN ('failed', 'cancelled')
                              AND s.on_parent_failure <> 'run'))
               )
-        ), room AS (
-            SELECT g.step_group, g.max_running - (
-                SELECT count(*) FROM mq_workflow_steps AS r
-                WHERE r.workflow_id = p_workflow AND r.step_group = g.step_group
-                  AND r.state = 'pending'
-            ) AS free
-            FROM mq_workflow_groups AS g
-            WHERE g.workflow_id = p_workflow
         ), released AS (
             UPDATE mq_workflow_steps AS s SET state = 'pending'
-            FROM ready AS r LEFT JOIN room AS m ON m.step_group = r.step_group
-            WHERE s.workflow_id = p_workflow AND s.step = r.step
-              AND (m.free IS NULL OR r.rank <= m.free)
+            FROM ready AS r
+            WHERE s.workflow_id = p_workflow AND s.step = r.step AND s.state = 'waiting'
             RETURNING s.job_id
         )
         SELECT coalesce(array_agg(r.job_id ORDER BY r.job_id), '{}') INTO v_released
@@ -401,6 +429,10 @@ BEGIN
     INSERT INTO mq_workflow_edges (workflow_id, child, parent)
     SELECT DISTINCT p_workflow, e.child, e.parent
     FROM unnest(p_children, p_parents) AS e(child, parent);
+    INSERT INTO mq_workflow_groups (workflow_id, step_group, max_running)
+    SELECT DISTINCT p_workflow, g.grp, NULL::integer FROM unnest(p_groups) AS g(grp)
+    WHERE g.grp IS NOT NULL
+    ON CONFLICT (workflow_id, step_group) DO NOTHING;
     INSERT INTO mq_workflow_groups (workflow_id, step_group, max_running)
     SELECT p_workflow, g.grp, g.n FROM unnest(p_limit_groups, p_limits) AS g(grp, n)
     ON CONFLICT (workflow_id, step_group) DO UPDATE SET max_running = excluded.max_running;

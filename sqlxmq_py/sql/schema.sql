@@ -202,7 +202,7 @@ CREATE TABLE mq_workflow_edges (
 CREATE TABLE mq_workflow_groups (
     workflow_id uuid NOT NULL,
     step_group text NOT NULL,
-    max_running integer NOT NULL,
+    max_running integer,
     CONSTRAINT mq_workflow_groups_max_running_check CHECK ((max_running > 0)),
     CONSTRAINT mq_workflow_groups_pkey PRIMARY KEY (workflow_id, step_group),
     CONSTRAINT mq_workflow_groups_workflow_id_fkey FOREIGN KEY (workflow_id) REFERENCES mq_workflows(id) ON DELETE CASCADE
@@ -297,7 +297,11 @@ CREATE INDEX mq_throttle_until_idx ON public.mq_throttle USING btree (until);
 
 CREATE INDEX mq_workflow_edges_parent_idx ON public.mq_workflow_edges USING btree (workflow_id, parent);
 
-CREATE INDEX mq_workflow_steps_open_idx ON public.mq_workflow_steps USING btree (workflow_id, state) WHERE (state = ANY (ARRAY['waiting'::text, 'pending'::text]));
+CREATE INDEX mq_workflow_steps_state_idx ON public.mq_workflow_steps USING btree (workflow_id, state);
+
+CREATE INDEX mq_workflow_steps_waiting_free_idx ON public.mq_workflow_steps USING btree (workflow_id, seq) WHERE ((state = 'waiting'::text) AND (step_group IS NULL));
+
+CREATE INDEX mq_workflow_steps_waiting_idx ON public.mq_workflow_steps USING btree (workflow_id, step_group, seq) WHERE (state = 'waiting'::text);
 
 CREATE INDEX mq_workflows_expires_idx ON public.mq_workflows USING btree (expires_at) WHERE (expires_at IS NOT NULL);
 
@@ -2288,6 +2292,10 @@ BEGIN
     SELECT DISTINCT p_workflow, e.child, e.parent
     FROM unnest(p_children, p_parents) AS e(child, parent);
     INSERT INTO mq_workflow_groups (workflow_id, step_group, max_running)
+    SELECT DISTINCT p_workflow, g.grp, NULL::integer FROM unnest(p_groups) AS g(grp)
+    WHERE g.grp IS NOT NULL
+    ON CONFLICT (workflow_id, step_group) DO NOTHING;
+    INSERT INTO mq_workflow_groups (workflow_id, step_group, max_running)
     SELECT p_workflow, g.grp, g.n FROM unnest(p_limit_groups, p_limits) AS g(grp, n)
     ON CONFLICT (workflow_id, step_group) DO UPDATE SET max_running = excluded.max_running;
     UPDATE mq_jobs AS j SET workflow_id = p_workflow, state = 'w'
@@ -2368,10 +2376,13 @@ BEGIN
             finished_at = now()
         FROM (
             SELECT DISTINCT ON (e.child) e.child, e.parent, p.state
-            FROM mq_workflow_edges AS e
-            JOIN mq_workflow_steps AS p
-              ON p.workflow_id = e.workflow_id AND p.step = e.parent
-            WHERE e.workflow_id = p_workflow AND p.state IN ('failed', 'cancelled')
+            FROM mq_workflow_steps AS p
+            JOIN mq_workflow_edges AS e
+              ON e.workflow_id = p.workflow_id AND e.parent = p.step
+            JOIN mq_workflow_steps AS c
+              ON c.workflow_id = e.workflow_id AND c.step = e.child
+            WHERE p.workflow_id = p_workflow AND p.state IN ('failed', 'cancelled')
+              AND c.state = 'waiting' AND c.on_parent_failure <> 'run'
             ORDER BY e.child, e.parent
         ) AS f
         WHERE s.workflow_id = p_workflow AND s.step = f.child AND s.state = 'waiting'
@@ -2383,11 +2394,38 @@ BEGIN
 
     IF v_wf.cancelled_at IS NULL THEN
         -- release: every parent ended as the step's policy requires, and its group has room
-        WITH ready AS (
-            SELECT s.step, s.step_group,
-                row_number() OVER (PARTITION BY s.step_group ORDER BY s.seq) AS rank
-            FROM mq_workflow_steps AS s
-            WHERE s.workflow_id = p_workflow AND s.state = 'waiting'
+        -- (per group, its first waiting steps, as many as it has room for; then those of no
+        -- group)
+        WITH room AS MATERIALIZED (
+            SELECT g.step_group, g.max_running - (
+                SELECT count(*) FROM mq_workflow_steps AS r
+                WHERE r.workflow_id = p_workflow AND r.state = 'pending'
+                  AND r.step_group = g.step_group
+            ) AS free
+            FROM mq_workflow_groups AS g
+            WHERE g.workflow_id = p_workflow
+        ), ready AS MATERIALIZED (
+            SELECT c.step
+            FROM room AS m
+            CROSS JOIN LATERAL (
+                SELECT s.step FROM mq_workflow_steps AS s
+                WHERE s.workflow_id = p_workflow AND s.state = 'waiting'
+                  AND s.step_group = m.step_group
+                  AND NOT EXISTS (
+                      SELECT 1 FROM mq_workflow_edges AS e
+                      JOIN mq_workflow_steps AS p
+                        ON p.workflow_id = e.workflow_id AND p.step = e.parent
+                      WHERE e.workflow_id = p_workflow AND e.child = s.step
+                        AND (p.state IN ('waiting', 'pending')
+                             OR (p.state IN ('failed', 'cancelled')
+                                 AND s.on_parent_failure <> 'run'))
+                  )
+                ORDER BY s.seq
+                LIMIT CASE WHEN m.free IS NOT NULL THEN greatest(m.free, 0) END
+            ) AS c
+            UNION ALL
+            SELECT s.step FROM mq_workflow_steps AS s
+            WHERE s.workflow_id = p_workflow AND s.state = 'waiting' AND s.step_group IS NULL
               AND NOT EXISTS (
                   SELECT 1 FROM mq_workflow_edges AS e
                   JOIN mq_workflow_steps AS p
@@ -2397,19 +2435,10 @@ BEGIN
                          OR (p.state IN ('failed', 'cancelled')
                              AND s.on_parent_failure <> 'run'))
               )
-        ), room AS (
-            SELECT g.step_group, g.max_running - (
-                SELECT count(*) FROM mq_workflow_steps AS r
-                WHERE r.workflow_id = p_workflow AND r.step_group = g.step_group
-                  AND r.state = 'pending'
-            ) AS free
-            FROM mq_workflow_groups AS g
-            WHERE g.workflow_id = p_workflow
         ), released AS (
             UPDATE mq_workflow_steps AS s SET state = 'pending'
-            FROM ready AS r LEFT JOIN room AS m ON m.step_group = r.step_group
-            WHERE s.workflow_id = p_workflow AND s.step = r.step
-              AND (m.free IS NULL OR r.rank <= m.free)
+            FROM ready AS r
+            WHERE s.workflow_id = p_workflow AND s.step = r.step AND s.state = 'waiting'
             RETURNING s.job_id
         )
         SELECT coalesce(array_agg(r.job_id ORDER BY r.job_id), '{}') INTO v_released
