@@ -2349,6 +2349,7 @@ DECLARE
     v_n integer;
     v_released uuid[];
     v_channels text[];
+    v_doom record;
 BEGIN
     SELECT * INTO v_wf FROM mq_workflows AS w WHERE w.id = p_workflow;
     IF NOT FOUND OR v_wf.finished_at IS NOT NULL THEN
@@ -2360,21 +2361,19 @@ BEGIN
             -- re-arm: the parent that held these steps was retried
             UPDATE mq_workflow_steps AS s
             SET state = 'waiting', held_by = NULL, error = NULL, finished_at = NULL
-            FROM mq_workflow_steps AS h
             WHERE s.workflow_id = p_workflow AND s.state IN ('cancelled', 'skipped')
               AND s.held_by IS NOT NULL AND NOT s.job_gone
-              AND h.workflow_id = p_workflow AND h.step = s.held_by
-              AND h.state IN ('waiting', 'pending');
+              AND EXISTS (
+                  SELECT 1 FROM mq_workflow_steps AS h
+                  WHERE h.workflow_id = p_workflow AND h.step = s.held_by
+                    AND h.state IN ('waiting', 'pending')
+              );
             GET DIAGNOSTICS v_n = ROW_COUNT;
             v_changed := v_changed + v_n;
         END IF;
-        -- doom: a waiting step (not 'run') with a parent that failed or was cancelled
-        UPDATE mq_workflow_steps AS s
-        SET state = CASE s.on_parent_failure WHEN 'skip' THEN 'skipped' ELSE 'cancelled' END,
-            held_by = f.parent,
-            error = 'parent step ' || f.parent || ' ' || f.state,
-            finished_at = now()
-        FROM (
+        -- doom: a waiting step (not 'run') with a parent that failed or was cancelled (one
+        -- by one, each by its key: there are few, and no plan can then scan for them)
+        FOR v_doom IN
             SELECT DISTINCT ON (e.child) e.child, e.parent, p.state
             FROM mq_workflow_steps AS p
             JOIN mq_workflow_edges AS e
@@ -2384,11 +2383,15 @@ BEGIN
             WHERE p.workflow_id = p_workflow AND p.state IN ('failed', 'cancelled')
               AND c.state = 'waiting' AND c.on_parent_failure <> 'run'
             ORDER BY e.child, e.parent
-        ) AS f
-        WHERE s.workflow_id = p_workflow AND s.step = f.child AND s.state = 'waiting'
-          AND s.on_parent_failure <> 'run';
-        GET DIAGNOSTICS v_n = ROW_COUNT;
-        v_changed := v_changed + v_n;
+        LOOP
+            UPDATE mq_workflow_steps AS s
+            SET state = CASE s.on_parent_failure WHEN 'skip' THEN 'skipped' ELSE 'cancelled' END,
+                held_by = v_doom.parent,
+                error = 'parent step ' || v_doom.parent || ' ' || v_doom.state,
+                finished_at = now()
+            WHERE s.workflow_id = p_workflow AND s.step = v_doom.child AND s.state = 'waiting';
+            v_changed := v_changed + 1;
+        END LOOP;
         EXIT WHEN v_changed = 0;
     END LOOP;
 
@@ -2437,8 +2440,9 @@ BEGIN
               )
         ), released AS (
             UPDATE mq_workflow_steps AS s SET state = 'pending'
-            FROM ready AS r
-            WHERE s.workflow_id = p_workflow AND s.step = r.step AND s.state = 'waiting'
+            WHERE s.workflow_id = p_workflow
+              AND s.step = ANY (ARRAY(SELECT r.step FROM ready AS r))
+              AND s.state = 'waiting'
             RETURNING s.job_id
         )
         SELECT coalesce(array_agg(r.job_id ORDER BY r.job_id), '{}') INTO v_released
