@@ -5,6 +5,7 @@ the context outside a workflow."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -173,3 +174,79 @@ async def test_a_job_outside_any_workflow_has_no_context(
     async with runner([outside]):
         await wait_until(lambda: db.execute("SELECT count(*) FROM outside").fetchone() == (1,))
     assert db.execute("SELECT none FROM outside").fetchone() == (True,)
+
+
+_barriers: dict[str, asyncio.Barrier] = {}
+
+
+async def _meet(current_job: CurrentJob) -> None:
+    """Waits until the other parent of the same join is running too (on the other runner)."""
+    ctx = current_job.workflow
+    assert ctx is not None
+    barrier = _barriers.setdefault(str(ctx.id), asyncio.Barrier(2))
+    # (each runner has a slot for every parent, so both meet; were one late, the test would
+    # still hold, with the parents ending apart)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(barrier.wait(), timeout=10)
+
+
+@job(channel_name="wf-left", retries=0)
+async def left(current_job: CurrentJob) -> str:
+    """A parent served only by the first runner."""
+    await _meet(current_job)
+    return "left"
+
+
+@job(channel_name="wf-right", retries=0)
+async def right(current_job: CurrentJob) -> str:
+    """A parent served only by the second runner."""
+    await _meet(current_job)
+    return "right"
+
+
+@job(channel_name="wf-join", retries=0)
+async def joined(current_job: CurrentJob) -> None:
+    """Records that it ran and what it saw, in the transaction that completes it."""
+    ctx = current_job.workflow
+    assert ctx is not None
+    seen = await ctx.parent_results(current_job.pool)
+    async with current_job.pool.connection() as conn, conn.transaction():
+        await conn.execute(
+            "INSERT INTO joins (workflow_id, seen) VALUES (%s, %s)",
+            (ctx.id, ",".join(f"{k}={v}" for k, v in sorted(seen.items()))),
+        )
+        await current_job.complete(conn)
+
+
+async def test_joins_whose_parents_end_together_on_two_runners_run_once(
+    runner: Runner, db: psycopg.Connection[Any], dsn: str
+) -> None:
+    """Twenty joins, each after a parent on one runner and a parent on the other that finish
+    together (each waits for the other to run): each join runs once, after both."""
+    db.execute("CREATE TABLE joins (workflow_id uuid, seen text)")
+    ids = []
+    with psycopg.connect(dsn) as conn:
+        for _ in range(20):
+            wf = Workflow("pair")
+            wf.add("l", left.builder())
+            wf.add("r", right.builder())
+            wf.add("j", joined.builder(), after=["l", "r"])
+            ids.append(wf.spawn(conn).id)
+        conn.commit()
+    jobs = [left, right, joined]
+    async with (
+        runner(jobs, channel_names=["wf-left", "wf-join"], concurrency=(24, 24)),
+        runner(jobs, channel_names=["wf-right", "wf-join"], concurrency=(24, 24)),
+    ):
+        await wait_until(
+            lambda: db.execute("SELECT count(*) FROM joins").fetchone() == (20,), timeout=60
+        )
+        await wait_until(
+            lambda: all(status(db, i).finished_at is not None for i in ids), timeout=30
+        )
+    rows = db.execute("SELECT workflow_id, count(*), min(seen) FROM joins GROUP BY 1").fetchall()
+    assert sorted(rows) == sorted((i, 1, "l=left,r=right") for i in ids)
+    attempts = db.execute(
+        "SELECT attempts, count(*) FROM mq_history WHERE name = %s GROUP BY 1", (joined.name,)
+    ).fetchall()
+    assert attempts == [(1, 20)]
