@@ -136,3 +136,25 @@ def test_a_join_added_after_its_parents_ended_sees_them(conn: psycopg.Connection
     assert not ready(conn, "late_bc")
     settle(conn, "c")
     assert ready(conn, "late_bc")
+
+
+async def test_spawn_on_a_pool_an_async_pool_and_an_autocommit_connection(
+    dsn: str, pool: Any, apool: Any
+) -> None:
+    """A pool lends a connection for a transaction of its own, an autocommit connection gets
+    one too: the steps and their workflow land together either way."""
+    spawned = [_diamond().spawn(pool), await _diamond().spawn(apool)]
+    with psycopg.connect(dsn, autocommit=True) as auto:
+        spawned.append(_diamond().spawn(auto))
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as aauto:
+        spawned.append(await _diamond().spawn(aauto))
+    with psycopg.connect(dsn) as conn:
+        for s in spawned:
+            assert states(conn, s.id) == {
+                "a": "ready",
+                "b": "waiting",
+                "c": "waiting",
+                "d": "waiting",
+            }
+        row = conn.execute("SELECT count(*) FROM mq_jobs").fetchone()
+        assert row == (16,)
