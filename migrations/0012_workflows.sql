@@ -47,6 +47,7 @@ CREATE TABLE IF NOT EXISTS mq_workflows (
 );
 CREATE INDEX IF NOT EXISTS mq_workflows_expires_idx ON mq_workflows (expires_at)
     WHERE expires_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS mq_workflows_created_idx ON mq_workflows (created_at);
 
 CREATE TABLE IF NOT EXISTS mq_workflow_steps (
     workflow_id uuid NOT NULL REFERENCES mq_workflows (id) ON DELETE CASCADE,

@@ -35,11 +35,13 @@ __all__ = [
     "WorkflowNotFoundError",
     "WorkflowStatus",
     "WorkflowStepStatus",
+    "WorkflowSummary",
     "check_graph",
     "check_limits",
     "check_workflow_id",
     "prepare",
     "read_status",
+    "read_summaries",
     "workflow_error",
 ]
 
@@ -341,7 +343,7 @@ class WorkflowStatus:
     steps: list[WorkflowStepStatus] = field(default_factory=list)
 
     @property
-    def state(self) -> Literal["running", "completed", "failed", "cancelled"]:
+    def state(self) -> WorkflowState:
         """``cancelled`` once cancelled; else ``running`` while a step waits or runs;
         ``failed`` if a step failed or was cancelled; ``completed`` otherwise."""
         if self.cancelled_at is not None:
@@ -428,3 +430,58 @@ def read_status(rows: Rows) -> WorkflowStatus | None:
         expires_at=expires_at,
         steps=steps,
     )
+
+
+WorkflowState = Literal["running", "completed", "failed", "cancelled"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkflowSummary:
+    """A workflow with its steps counted by state (``list_workflows``)."""
+
+    id: uuid.UUID
+    name: str
+    created_at: datetime
+    cancelled_at: datetime | None
+    finished_at: datetime | None
+    total: int
+    waiting: int
+    pending: int
+    """Released: ready, running or retrying."""
+    completed: int
+    failed: int
+    cancelled: int
+    skipped: int
+
+    @property
+    def state(self) -> WorkflowState:
+        """As :attr:`WorkflowStatus.state`."""
+        if self.cancelled_at is not None:
+            return "cancelled"
+        if self.waiting or self.pending:
+            return "running"
+        return "failed" if self.failed or self.cancelled else "completed"
+
+
+def read_summaries(rows: Rows) -> list[WorkflowSummary]:
+    """``workflow_list`` rows as summaries."""
+    return [
+        WorkflowSummary(
+            id=wf_id,
+            name=name,
+            created_at=created_at,
+            cancelled_at=cancelled_at,
+            finished_at=finished_at,
+            total=total,
+            waiting=waiting,
+            pending=pending,
+            completed=completed,
+            failed=failed,
+            cancelled=cancelled,
+            skipped=skipped,
+        )
+        for (
+            wf_id, name, created_at, cancelled_at, finished_at, total, waiting, pending,
+            completed, failed, cancelled, skipped,
+        ) in rows
+    ]  # fmt: skip

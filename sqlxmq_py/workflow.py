@@ -64,6 +64,7 @@ from ._workflow_spec import (
     WorkflowNotFoundError,
     WorkflowStatus,
     WorkflowStepStatus,
+    WorkflowSummary,
     check_graph,
     check_limits,
     prepare,
@@ -111,6 +112,7 @@ __all__ = [
     "WorkflowNotFoundError",
     "WorkflowStatus",
     "WorkflowStepStatus",
+    "WorkflowSummary",
     "add_steps",
     "context_of",
 ]

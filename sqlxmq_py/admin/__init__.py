@@ -58,7 +58,13 @@ from ._schedules import (
 )
 from ._status import AttemptError, Interruptions, JobStatus, attempt_errors, job_status
 from ._workers import STALE_AFTER, WorkerInfo, list_workers
-from ._workflows import WorkflowCancelled, cancel_workflow, retry_step, workflow_status
+from ._workflows import (
+    WorkflowCancelled,
+    cancel_workflow,
+    list_workflows,
+    retry_step,
+    workflow_status,
+)
 
 __all__ = [
     "ACTION_STATES",
@@ -99,6 +105,7 @@ __all__ = [
     "list_jobs",
     "list_schedules",
     "list_workers",
+    "list_workflows",
     "pause_channel",
     "paused_channels",
     "purge",

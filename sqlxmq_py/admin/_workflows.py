@@ -9,12 +9,24 @@ from dataclasses import dataclass
 from typing import Any, overload
 
 from .._connections import AnyConnection, AsyncConnectionLike, Rows, SyncConnectionLike
-from .._validate import check_text
+from .._validate import check_int, check_text
 from .._workflow_io import run_checked
-from .._workflow_spec import WorkflowStatus, check_workflow_id, read_status
+from .._workflow_spec import (
+    WorkflowStatus,
+    WorkflowSummary,
+    check_workflow_id,
+    read_status,
+    read_summaries,
+)
 from ..sql import query
 
-__all__ = ["WorkflowCancelled", "cancel_workflow", "retry_step", "workflow_status"]
+__all__ = [
+    "WorkflowCancelled",
+    "cancel_workflow",
+    "list_workflows",
+    "retry_step",
+    "workflow_status",
+]
 
 
 @overload
@@ -112,3 +124,27 @@ def retry_step(
     """
     params = {"workflow_id": check_workflow_id(workflow_id), "step": check_text("step", step)}
     return run_checked(conn, query("workflow_retry"), params, _retried)
+
+
+@overload
+def list_workflows(
+    conn: SyncConnectionLike, *, name: str | None = None, limit: int = 50
+) -> list[WorkflowSummary]: ...
+
+
+@overload
+def list_workflows(
+    conn: AsyncConnectionLike, *, name: str | None = None, limit: int = 50
+) -> Coroutine[Any, Any, list[WorkflowSummary]]: ...
+
+
+def list_workflows(
+    conn: AnyConnection, *, name: str | None = None, limit: int = 50
+) -> list[WorkflowSummary] | Coroutine[Any, Any, list[WorkflowSummary]]:
+    """The newest workflows first (only those called ``name``, if given), at most ``limit``,
+    each with its steps counted by state. Finished workflows are listed until they expire."""
+    params = {
+        "name": None if name is None else check_text("name", name),
+        "limit": check_int("limit", limit, minimum=1),
+    }
+    return run_checked(conn, query("workflow_list"), params, read_summaries)

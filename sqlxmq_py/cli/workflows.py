@@ -1,15 +1,23 @@
-"""``sqlxmq workflow``, ``workflow-cancel`` and ``workflow-retry``: a workflow's graph with
-each step's state, cancelling it, retrying a failed step."""
+"""``sqlxmq workflows``, ``workflow``, ``workflow-cancel`` and ``workflow-retry``: the recent
+workflows, a workflow's graph with each step's state, cancelling it, retrying a failed step."""
 
 from __future__ import annotations
 
 import argparse
 import uuid
 
-from ..admin import cancel_workflow, retry_step, workflow_status
+from ..admin import cancel_workflow, list_workflows, retry_step, workflow_status
 from ..workflow import WorkflowStatus
-from ._common import EXIT_ERROR, EXIT_OK, CliError, Commands, Context, add_command
-from ._output import first_line, human_time, print_json, render_table
+from ._common import (
+    EXIT_ERROR,
+    EXIT_OK,
+    CliError,
+    Commands,
+    Context,
+    add_command,
+    positive_int,
+)
+from ._output import first_line, human_time, jsonable, print_json, render_table
 
 __all__ = ["graph_text", "register"]
 
@@ -25,7 +33,23 @@ def _workflow_id(text: str) -> uuid.UUID:
 
 
 def register(commands: Commands) -> None:
-    """Adds the ``workflow``, ``workflow-cancel`` and ``workflow-retry`` commands."""
+    """Adds the ``workflows``, ``workflow``, ``workflow-cancel`` and ``workflow-retry``
+    commands."""
+    list_cmd = add_command(
+        commands,
+        "workflows",
+        summary="list the newest workflows with their steps counted by state",
+        description=(
+            "Lists workflows, newest first: id, name, state, and how many steps wait, run\n"
+            "(ready, running or retrying), completed, failed, were cancelled or skipped."
+        ),
+    )
+    list_cmd.add_argument("--name", help="only workflows of this name")
+    list_cmd.add_argument(
+        "--limit", type=positive_int, default=50, help="at most this many (default 50)"
+    )
+    list_cmd.set_defaults(handler=run_workflows)
+
     show = add_command(
         commands,
         "workflow",
@@ -99,6 +123,31 @@ def _status(ctx: Context, workflow_id: uuid.UUID) -> WorkflowStatus:
     if status is None:
         raise CliError(f"no workflow {workflow_id} (it never existed, or it expired)", EXIT_ERROR)
     return status
+
+
+def run_workflows(ctx: Context, args: argparse.Namespace) -> int:
+    """Lists workflows."""
+    with ctx.connect() as conn:
+        found = list_workflows(conn, name=args.name, limit=args.limit)
+    if ctx.json:
+        print_json({"workflows": [{**jsonable(w), "state": w.state} for w in found]})
+        return EXIT_OK
+    if not found:
+        print("No workflows.")
+        return EXIT_OK
+    rows = [
+        (
+            w.id, w.name, w.state, w.total, w.waiting, w.pending, w.completed, w.failed,
+            w.cancelled, w.skipped, human_time(w.created_at),
+        )
+        for w in found
+    ]  # fmt: skip
+    headers = [
+        "id", "name", "state", "steps", "waiting", "running", "completed", "failed",
+        "cancelled", "skipped", "created",
+    ]  # fmt: skip
+    print(render_table(headers, rows, numeric=range(3, 10)))
+    return EXIT_OK
 
 
 def run_workflow(ctx: Context, args: argparse.Namespace) -> int:

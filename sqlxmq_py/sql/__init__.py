@@ -103,6 +103,7 @@ QueryName = Literal[
     "workflow_cancel",
     "workflow_retry",
     "workflow_parent_results",
+    "workflow_list",
 ]
 
 _NAME_LINE = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)

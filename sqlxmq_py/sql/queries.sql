@@ -1305,3 +1305,23 @@ FROM mq_workflow_edges AS e
 JOIN mq_workflow_steps AS p ON p.workflow_id = e.workflow_id AND p.step = e.parent
 WHERE e.workflow_id = %(workflow_id)s::uuid AND e.child = %(step)s::text
 ORDER BY p.step
+
+-- name: workflow_list
+-- The newest workflows first (of one name, if given), each with its steps counted by state.
+SELECT w.id, w.name, w.created_at, w.cancelled_at, w.finished_at,
+    c.total, c.waiting, c.pending, c.completed, c.failed, c.cancelled, c.skipped
+FROM mq_workflows AS w
+CROSS JOIN LATERAL (
+    SELECT count(*) AS total,
+        count(*) FILTER (WHERE s.state = 'waiting') AS waiting,
+        count(*) FILTER (WHERE s.state = 'pending') AS pending,
+        count(*) FILTER (WHERE s.state = 'completed') AS completed,
+        count(*) FILTER (WHERE s.state = 'failed') AS failed,
+        count(*) FILTER (WHERE s.state = 'cancelled') AS cancelled,
+        count(*) FILTER (WHERE s.state = 'skipped') AS skipped
+    FROM mq_workflow_steps AS s
+    WHERE s.workflow_id = w.id
+) AS c
+WHERE %(name)s::text IS NULL OR w.name = %(name)s::text
+ORDER BY w.created_at DESC, w.id DESC
+LIMIT %(limit)s::integer

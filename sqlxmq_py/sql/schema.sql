@@ -303,6 +303,8 @@ CREATE INDEX mq_workflow_steps_waiting_free_idx ON public.mq_workflow_steps USIN
 
 CREATE INDEX mq_workflow_steps_waiting_idx ON public.mq_workflow_steps USING btree (workflow_id, step_group, seq) WHERE (state = 'waiting'::text);
 
+CREATE INDEX mq_workflows_created_idx ON public.mq_workflows USING btree (created_at);
+
 CREATE INDEX mq_workflows_expires_idx ON public.mq_workflows USING btree (expires_at) WHERE (expires_at IS NOT NULL);
 
 -- functions

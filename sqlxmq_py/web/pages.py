@@ -53,7 +53,7 @@ from .fields import Model, QueryDigits, Text
 from .http import path_id, read_query
 from .render import PageHandler, first_line, html_error, page, render
 from .requests import STATES, JobListQuery
-from .workflows import workflow_page
+from .workflows import workflow_page, workflows_page
 
 __all__ = ["page_routes"]
 
@@ -292,6 +292,7 @@ def page_routes(ctx: WebContext) -> list[Route]:
         route("/workers", workers_page),
         route("/channels", channels_page),
         route("/schedules", schedules_page),
+        route("/workflows", workflows_page),
         route("/workflows/{id}", workflow_page),
         route("/login", login_page),
         route("/login", login, "POST"),

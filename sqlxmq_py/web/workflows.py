@@ -1,5 +1,6 @@
-"""The dashboard's workflow page (``/workflows/{id}``): the graph drawn as server-rendered SVG
-(steps in columns by depth, an arrow from each parent), and the steps as a table. Every name
+"""The dashboard's workflow pages: the newest workflows (``/workflows``), and one workflow
+(``/workflows/{id}``) with its graph drawn as server-rendered SVG (steps in columns by depth,
+an arrow from each parent) and its steps as a table. Every name
 and error is escaped by the template; nothing is loaded from elsewhere."""
 
 from __future__ import annotations
@@ -9,13 +10,13 @@ from dataclasses import dataclass
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..admin import workflow_status
+from ..admin import list_workflows, workflow_status
 from ..workflow import WorkflowStatus, WorkflowStepStatus
 from .context import WebContext
 from .http import path_id
 from .render import html_error, render
 
-__all__ = ["Drawing", "draw", "workflow_page"]
+__all__ = ["Drawing", "draw", "workflow_page", "workflows_page"]
 
 NODE_WIDTH = 180
 NODE_HEIGHT = 44
@@ -130,3 +131,9 @@ async def workflow_page(ctx: WebContext, request: Request) -> Response:
         node_width=NODE_WIDTH,
         node_height=NODE_HEIGHT,
     )
+
+
+async def workflows_page(ctx: WebContext, request: Request) -> Response:
+    """The newest workflows, each with its steps counted by state."""
+    pool = await ctx.pools.open()
+    return render(ctx, request, "workflows.html", workflows=await list_workflows(pool, limit=100))

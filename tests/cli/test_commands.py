@@ -40,6 +40,7 @@ COMMANDS = [
     "limit",
     "demo",
     "dashboard",
+    "workflows",
     "workflow",
     "workflow-cancel",
     "workflow-retry",

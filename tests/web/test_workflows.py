@@ -58,3 +58,20 @@ async def test_unknown_and_bad_ids(client: httpx.AsyncClient) -> None:
     assert "does not exist" in missing.text
     bad = await client.get("/workflows/nope")
     assert bad.status_code == 400
+
+
+async def test_the_list_links_each_workflow_escaped(
+    client: httpx.AsyncClient, conn: psycopg.Connection[Any]
+) -> None:
+    empty = await client.get("/workflows")
+    assert empty.status_code == 200
+    assert "No workflows" in empty.text
+    wf = Workflow(EVIL)
+    wf.add("a", wf_page_step.builder())
+    spawned = wf.spawn(conn)
+    conn.commit()
+    page = await client.get("/workflows")
+    assert page.status_code == 200
+    assert EVIL not in page.text
+    assert html.escape(EVIL, quote=False) in page.text
+    assert f'href="/workflows/{spawned.id}"' in page.text

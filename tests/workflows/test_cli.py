@@ -87,3 +87,28 @@ def test_an_unknown_workflow(cli: Cli) -> None:
     bad = cli("workflow", "not-a-uuid")
     assert bad.returncode == 2
     assert "invalid workflow id 'not-a-uuid'" in bad.stderr
+
+
+def test_the_list_newest_first_with_counts(cli: Cli, conn: psycopg.Connection[Any]) -> None:
+    assert cli("workflows").stdout == "No workflows.\n"
+    ids = []
+    for name in ("first", "second", "second"):
+        wf = Workflow(name)
+        wf.add("a", on("a"))
+        wf.add("b", on("b"), after=["a"])
+        ids.append(wf.spawn(conn).id)
+        conn.commit()
+    result = cli("workflows")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == [
+        "ID", "NAME", "STATE", "STEPS", "WAITING", "RUNNING", "COMPLETED", "FAILED",
+        "CANCELLED", "SKIPPED", "CREATED",
+    ]  # fmt: skip
+    assert [line.split()[:10] for line in lines[1:]] == [
+        [str(i), name, "running", "2", "1", "1", "0", "0", "0", "0"]
+        for i, name in zip(reversed(ids), ("second", "second", "first"), strict=True)
+    ]
+    only = json.loads(cli("--json", "workflows", "--name", "first").stdout)["workflows"]
+    assert [(w["id"], w["state"], w["total"]) for w in only] == [(str(ids[0]), "running", 2)]
+    assert len(cli("workflows", "--limit", "1").stdout.splitlines()) == 2
