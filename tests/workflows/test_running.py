@@ -250,3 +250,55 @@ async def test_joins_whose_parents_end_together_on_two_runners_run_once(
         "SELECT attempts, count(*) FROM mq_history WHERE name = %s GROUP BY 1", (joined.name,)
     ).fetchall()
     assert attempts == [(1, 20)]
+
+
+_slow_started = asyncio.Event()
+
+
+@job(channel_name="wf-cancel", retries=3)
+async def slow(current_job: CurrentJob) -> None:
+    """Runs until asked to stop, then raises (recorded as cancelled, not retried)."""
+    _slow_started.set()
+    while True:
+        await asyncio.sleep(0.02)  # a slice of the job's own work, then a look at its flag
+        if current_job.cancelled:
+            raise RuntimeError("stopped: cancelled")
+
+
+@job(channel_name="wf-cancel", retries=0)
+async def never(current_job: CurrentJob) -> None:
+    """Must not run: its workflow is cancelled before it is released."""
+    async with current_job.pool.connection() as conn, conn.transaction():
+        await conn.execute("INSERT INTO ran VALUES (%s)", (current_job.name,))
+
+
+async def test_cancel_a_workflow_while_a_step_runs(
+    runner: Runner, db: psycopg.Connection[Any], dsn: str
+) -> None:
+    from sqlxmq_py.admin import cancel_workflow
+
+    db.execute("CREATE TABLE ran (name text)")
+    _slow_started.clear()
+    wf = Workflow("doomed")
+    wf.add("slow", slow.builder())
+    wf.add("after", never.builder(), after=["slow"])
+    wf.add("anyway", never.builder(), after=["slow"], on_parent_failure="run")
+    with psycopg.connect(dsn) as conn:
+        spawned = wf.spawn(conn)
+        conn.commit()
+    async with runner([slow, never], lease=1.5):
+        await asyncio.wait_for(_slow_started.wait(), 30)
+        done = cancel_workflow(db, spawned.id)
+        db.commit()
+        assert (done.cancelled, done.requested) == (2, 1)
+        await wait_until(lambda: status(db, spawned.id).finished_at is not None, timeout=30)
+    st = status(db, spawned.id)
+    assert st.state == "cancelled"
+    assert {s.name: s.state for s in st.steps} == {
+        "slow": "cancelled",
+        "after": "cancelled",
+        "anyway": "cancelled",
+    }
+    assert st.step("slow").attempts == 1  # cancelled, not retried
+    assert db.execute("SELECT count(*) FROM ran").fetchone() == (0,)
+    assert db.execute("SELECT count(*) FROM mq_jobs").fetchone() == (0,)
