@@ -9,7 +9,7 @@ from typing import Any
 
 import psycopg
 
-from sqlxmq_py.pull import complete, fail
+from sqlxmq_py.pull import complete, fail, fetch
 from sqlxmq_py.workflow import Step, Workflow, add_steps
 
 from ._util import lease, on, status
@@ -95,3 +95,54 @@ def test_a_step_added_while_its_parent_ends(dsn: str, db: psycopg.Connection[Any
             assert row in (("r",), ("s",)), i
             db.execute("DELETE FROM mq_jobs")
             db.commit()
+
+
+def test_a_wide_workflow_settled_by_six_threads_at_once(
+    dsn: str, db: psycopg.Connection[Any]
+) -> None:
+    """100 roots, 10 joins on 10 roots each and a final join, settled by six connections at
+    once (a third of the roots fail their first attempt): no deadlock, each join released once
+    and after all of its parents, every step completed."""
+    wf = Workflow("wide")
+    for i in range(100):
+        wf.add(f"r{i}", on("stress", retries=1).set_json(i))
+    for j in range(10):
+        wf.add(f"j{j}", on("stress").set_json(100 + j), after=[f"r{j * 10 + k}" for k in range(10)])
+    wf.add("end", on("stress").set_json(200), after=[f"j{j}" for j in range(10)])
+    spawned = wf.spawn(db)
+    db.commit()
+    stop = threading.Event()
+
+    def work() -> int:
+        done = 0
+        with psycopg.connect(dsn) as conn:
+            while not stop.is_set():
+                got = fetch(conn, ["wf-stress"])
+                conn.commit()
+                for f in got:
+                    payload = f.payload_json
+                    assert payload is not None
+                    if int(payload) < 100 and int(payload) % 3 == 0 and f.attempt == 1:
+                        fail(conn, f, "first attempt", delay=0)
+                    else:
+                        complete(conn, f, int(payload))
+                        done += 1
+                    conn.commit()
+                if status(conn, spawned.id).finished_at is not None:
+                    stop.set()
+        return done
+
+    with ThreadPoolExecutor(6) as pool:
+        counts = [f.result(timeout=120) for f in [pool.submit(work) for _ in range(6)]]
+    assert sum(counts) == 111
+    st = status(db, spawned.id)
+    assert st.state == "completed"
+    assert all(s.state == "completed" for s in st.steps)
+    for s in st.steps:
+        for parent in s.parents:
+            p_done, s_done = st.step(parent).finished_at, s.finished_at
+            assert p_done is not None
+            assert s_done is not None
+            assert p_done <= s_done
+    assert st.step("r3").attempts == 2
+    assert st.step("end").result == 200
