@@ -11,7 +11,8 @@
 --   completed  its job completed (its result is kept here)
 --   failed     its job failed for good (out of attempts); retry_step makes it pending again
 --   cancelled  its job was cancelled, or a parent failed or was cancelled (policy 'cancel')
---   skipped    a parent failed or was cancelled (policy 'skip'); its dependents treat it as
+--   skipped    a parent failed or was cancelled (policy 'skip'), or the step skipped itself
+--              (it completed after WorkflowContext.skip); its dependents treat it as
 --              completed without a result
 --
 -- A step with policy 'run' is released once every parent has ended, whatever the outcome. A
@@ -63,6 +64,8 @@ CREATE TABLE IF NOT EXISTS mq_workflow_steps (
     ),
     -- the parent whose failure or cancellation cancelled or skipped this step
     held_by text,
+    -- set by the running step itself (WorkflowContext.skip): it ends as skipped, not completed
+    skip_reason text,
     result json,
     error text,
     -- the step's job left the queue (completed, cancelled, purged)
@@ -309,9 +312,21 @@ BEGIN
     END IF;
     UPDATE mq_workflow_steps AS s
     SET job_gone = true,
-        state = CASE WHEN s.state IN ('waiting', 'pending') THEN v_state ELSE s.state END,
-        result = CASE WHEN s.state IN ('waiting', 'pending') THEN v_result ELSE s.result END,
-        error = CASE WHEN s.state IN ('waiting', 'pending') THEN v_error ELSE s.error END,
+        state = CASE
+            WHEN s.state NOT IN ('waiting', 'pending') THEN s.state
+            WHEN v_state = 'completed' AND s.skip_reason IS NOT NULL THEN 'skipped'
+            ELSE v_state
+        END,
+        result = CASE
+            WHEN s.state NOT IN ('waiting', 'pending') THEN s.result
+            WHEN s.skip_reason IS NOT NULL THEN NULL
+            ELSE v_result
+        END,
+        error = CASE
+            WHEN s.state NOT IN ('waiting', 'pending') THEN s.error
+            WHEN v_state = 'completed' THEN s.skip_reason
+            ELSE v_error
+        END,
         finished_at = coalesce(s.finished_at, now())
     WHERE s.job_id = OLD.id;
     IF FOUND THEN
@@ -339,7 +354,8 @@ BEGIN
         WHERE s.job_id = NEW.id AND s.state IN ('waiting', 'pending');
     ELSE
         UPDATE mq_workflow_steps AS s
-        SET state = 'pending', result = NULL, error = NULL, finished_at = NULL
+        SET state = 'pending', result = NULL, error = NULL, finished_at = NULL,
+            skip_reason = NULL
         WHERE s.job_id = NEW.id AND s.state = 'failed';
     END IF;
     IF FOUND THEN
@@ -510,4 +526,18 @@ BEGIN
     PERFORM mq_retry(ARRAY[v_step.job_id]);
     RETURN v_step.job_id;
 END;
+$$;
+
+-- A running step asks to end as skipped (WorkflowContext.skip), in the transaction that
+-- completes it: it then counts only if that transaction commits. Returns whether the step is
+-- pending (else nothing changed).
+CREATE OR REPLACE FUNCTION mq_workflow_skip_self(p_workflow uuid, p_step text, p_reason text)
+RETURNS boolean
+LANGUAGE sql AS $$
+    WITH marked AS (
+        UPDATE mq_workflow_steps AS s SET skip_reason = p_reason
+        WHERE s.workflow_id = p_workflow AND s.step = p_step AND s.state = 'pending'
+        RETURNING 1
+    )
+    SELECT EXISTS (SELECT 1 FROM marked)
 $$;

@@ -29,11 +29,12 @@ When a parent fails for good or is cancelled, a step's ``on_parent_failure`` dec
 A failed step can be retried (``sqlxmq_py.admin.retry_step``): the steps it cancelled or
 skipped wait for it again and run once it succeeds; the rest of the workflow is not held up
 meanwhile. Conditional steps are added by the step that decides on them
-(``current_job.workflow.add``), or skipped by their parent's policy; a step that must not do
-its work returns early (it completes). Steps of a group run at most ``max_running`` at once
-(:meth:`Workflow.limit`, or ``limits=`` when a running step adds steps): a dynamic fan-out
-bounded per workflow. See ``sqlxmq_py.admin.workflow_status`` for the graph with each step's
-state, and ``cancel_workflow`` to cancel it all.
+(``current_job.workflow.add``), or skip themselves (``current_job.workflow.skip``: the step
+ends as skipped, and its dependents treat it as completed without a result). Steps of a
+group run at most ``max_running`` at once (:meth:`Workflow.limit`, or ``limits=`` when a
+running step adds steps): a dynamic fan-out bounded per workflow. See
+``sqlxmq_py.admin.workflow_status`` for the graph with each step's state, and
+``cancel_workflow`` to cancel it all.
 """
 
 from __future__ import annotations
@@ -325,6 +326,10 @@ def _decoder(jobs: Iterable[TypedJob]) -> Any:
     return decode
 
 
+def _first_bool(rows: Rows) -> bool:
+    return bool(rows[0][0])
+
+
 def _as_dict(parents: list[ParentResult]) -> dict[str, Any]:
     return {p.step: p.result for p in parents if p.state == "completed"}
 
@@ -383,6 +388,21 @@ class WorkflowContext:
         if isinstance(found, list):
             return _as_dict(found)
         return _as_dict_later(found)
+
+    @overload
+    def skip(self, conn: SyncConnectionLike, reason: str) -> bool: ...
+
+    @overload
+    def skip(self, conn: AsyncConnectionLike, reason: str) -> Coroutine[Any, Any, bool]: ...
+
+    def skip(self, conn: AnyConnection, reason: str) -> bool | Coroutine[Any, Any, bool]:
+        """Makes this step end as ``skipped`` (with ``reason``) instead of ``completed`` when it
+        completes: a conditional step deciding it has nothing to do. Its dependents treat it as
+        completed without a result. Call it in the transaction the step completes in
+        (``complete(conn=tx)``), so that it counts only if that transaction commits. Returns
+        False (and changes nothing) if the step is not running (released and not ended)."""
+        params = {"workflow_id": self.id, "step": self.step, "reason": check_text("reason", reason)}
+        return run_checked(conn, query("workflow_skip_self"), params, _first_bool)
 
     @overload
     def add(

@@ -104,6 +104,7 @@ QueryName = Literal[
     "workflow_retry",
     "workflow_parent_results",
     "workflow_list",
+    "workflow_skip_self",
 ]
 
 _NAME_LINE = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)

@@ -1325,3 +1325,6 @@ CROSS JOIN LATERAL (
 WHERE %(name)s::text IS NULL OR w.name = %(name)s::text
 ORDER BY w.created_at DESC, w.id DESC
 LIMIT %(limit)s::integer
+
+-- name: workflow_skip_self
+SELECT mq_workflow_skip_self(%(workflow_id)s::uuid, %(step)s::text, %(reason)s::text)

@@ -218,6 +218,7 @@ CREATE TABLE mq_workflow_steps (
     step_group text,
     state text NOT NULL DEFAULT 'waiting'::text,
     held_by text,
+    skip_reason text,
     result json,
     error text,
     job_gone boolean NOT NULL DEFAULT false,
@@ -1311,7 +1312,8 @@ BEGIN
         WHERE s.job_id = NEW.id AND s.state IN ('waiting', 'pending');
     ELSE
         UPDATE mq_workflow_steps AS s
-        SET state = 'pending', result = NULL, error = NULL, finished_at = NULL
+        SET state = 'pending', result = NULL, error = NULL, finished_at = NULL,
+            skip_reason = NULL
         WHERE s.job_id = NEW.id AND s.state = 'failed';
     END IF;
     IF FOUND THEN
@@ -1339,9 +1341,21 @@ BEGIN
     END IF;
     UPDATE mq_workflow_steps AS s
     SET job_gone = true,
-        state = CASE WHEN s.state IN ('waiting', 'pending') THEN v_state ELSE s.state END,
-        result = CASE WHEN s.state IN ('waiting', 'pending') THEN v_result ELSE s.result END,
-        error = CASE WHEN s.state IN ('waiting', 'pending') THEN v_error ELSE s.error END,
+        state = CASE
+            WHEN s.state NOT IN ('waiting', 'pending') THEN s.state
+            WHEN v_state = 'completed' AND s.skip_reason IS NOT NULL THEN 'skipped'
+            ELSE v_state
+        END,
+        result = CASE
+            WHEN s.state NOT IN ('waiting', 'pending') THEN s.result
+            WHEN s.skip_reason IS NOT NULL THEN NULL
+            ELSE v_result
+        END,
+        error = CASE
+            WHEN s.state NOT IN ('waiting', 'pending') THEN s.error
+            WHEN v_state = 'completed' THEN s.skip_reason
+            ELSE v_error
+        END,
         finished_at = coalesce(s.finished_at, now())
     WHERE s.job_id = OLD.id;
     IF FOUND THEN
@@ -2484,6 +2498,18 @@ BEGIN
         'workflow ' || p_workflow || ' finished'
     );
 END;
+$function$;
+
+CREATE OR REPLACE FUNCTION public.mq_workflow_skip_self(p_workflow uuid, p_step text, p_reason text)
+ RETURNS boolean
+ LANGUAGE sql
+AS $function$
+    WITH marked AS (
+        UPDATE mq_workflow_steps AS s SET skip_reason = p_reason
+        WHERE s.workflow_id = p_workflow AND s.step = p_step AND s.state = 'pending'
+        RETURNING 1
+    )
+    SELECT EXISTS (SELECT 1 FROM marked)
 $function$;
 
 CREATE OR REPLACE FUNCTION public.mq_workflow_steps_changed()

@@ -49,6 +49,7 @@ async def extract(current_job: CurrentJob) -> Total:
         current_job.pool, [Step(name="more", builder=load.builder())], limits={"g": 2}
     )
     assert_type(added, dict[str, uuid.UUID])
+    assert_type(await ctx.skip(current_job.pool, "nothing to do"), bool)
     return Total(value=1)
 
 

@@ -211,3 +211,36 @@ def test_cancel_a_whole_workflow_while_a_step_runs(conn: psycopg.Connection[Any]
     again = cancel_workflow(conn, spawned.id)
     conn.commit()
     assert (again.cancelled, again.requested) == (0, 0)
+
+
+def test_a_step_that_skips_itself(
+    conn: psycopg.Connection[Any], db: psycopg.Connection[Any]
+) -> None:
+    """A conditional step decides it has nothing to do: it ends as skipped (with its reason),
+    its dependents run without its result; a skip in a rolled-back transaction counts nothing."""
+    from sqlxmq_py.pull import complete
+    from sqlxmq_py.workflow import WorkflowContext
+
+    wf = Workflow("conditional")
+    wf.add("check", on("check"))
+    wf.add("work", on("work"))
+    wf.add("report", on("report"), after=["check", "work"])
+    spawned = wf.spawn(conn)
+    conn.commit()
+    ctx = WorkflowContext(id=spawned.id, step="check")
+    # not released yet for a step that waits; a step that runs may skip itself
+    assert not WorkflowContext(id=spawned.id, step="report").skip(conn, "no")
+    conn.rollback()
+    running = lease(conn, "check")
+    assert ctx.skip(conn, "nothing new")
+    conn.rollback()  # the skip and the completion go together: neither happened
+    assert states(conn, spawned.id)["check"] == "running"
+    assert ctx.skip(conn, "nothing new")
+    complete(conn, running, "ignored")
+    conn.commit()
+    settle(conn, "work", result=7)
+    st = status(conn, spawned.id)
+    assert (st.step("check").state, st.step("check").error) == ("skipped", "nothing new")
+    assert st.step("check").result is None
+    assert ready(conn, "report")
+    assert WorkflowContext(id=spawned.id, step="report").parent_results(db) == {"work": 7}
