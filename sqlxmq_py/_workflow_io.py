@@ -1,9 +1,11 @@
 """The I/O half of workflows: the usual spawn statement and ``workflow_link`` sent together in
-one pipeline (one round trip), on the caller's connection and in the caller's transaction."""
+one pipeline (one round trip), on the caller's connection and in the caller's transaction, for
+a new workflow (``Workflow.spawn``) or steps added to one (:func:`add_steps`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine, Mapping
+import uuid
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from contextlib import nullcontext
 from typing import Any, TypeVar, overload
 
@@ -21,11 +23,20 @@ from ._connections import (
     schema_missing,
 )
 from ._insert import insert_statement
-from ._workflow_spec import Prepared, workflow_error
+from ._workflow_spec import (
+    Prepared,
+    Step,
+    check_graph,
+    check_limits,
+    check_workflow_id,
+    prepare,
+    workflow_error,
+)
 from .builder import SPAWN_HOOKS
+from .errors import ConfigurationError
 from .sql import query
 
-__all__ = ["link", "run_checked"]
+__all__ = ["add_steps", "link", "run_checked"]
 
 T = TypeVar("T")
 Params = Mapping[str, object]
@@ -143,3 +154,62 @@ def run_checked(
         if friendly is not None:
             raise friendly from exc
         raise
+
+
+@overload
+def add_steps(
+    conn: SyncConnectionLike,
+    workflow_id: uuid.UUID,
+    steps: Iterable[Step],
+    *,
+    limits: Mapping[str, int] | None = None,
+) -> dict[str, uuid.UUID]: ...
+
+
+@overload
+def add_steps(
+    conn: AsyncConnectionLike,
+    workflow_id: uuid.UUID,
+    steps: Iterable[Step],
+    *,
+    limits: Mapping[str, int] | None = None,
+) -> Coroutine[Any, Any, dict[str, uuid.UUID]]: ...
+
+
+def add_steps(
+    conn: AnyConnection,
+    workflow_id: uuid.UUID,
+    steps: Iterable[Step],
+    *,
+    limits: Mapping[str, int] | None = None,
+) -> dict[str, uuid.UUID] | Coroutine[Any, Any, dict[str, uuid.UUID]]:
+    """Adds steps to a workflow that is neither cancelled nor finished, in the caller's
+    transaction and in one round trip; their parents may be new steps or steps it already
+    has (a parent that has already ended counts as it ended). ``limits`` sets (or replaces)
+    groups' ``max_running``. The workflow's row stays locked until that transaction ends, so
+    keep it short. Returns each new step's job id, by step name.
+
+    Raises:
+        WorkflowNotFoundError: no such workflow.
+        WorkflowClosedError: the workflow was cancelled or has finished.
+        DuplicateStepError: two steps, new or old, have one name.
+        UnknownStepError: a new step runs after a step the workflow does not have.
+        WorkflowCycleError: the new steps' dependencies form a cycle.
+    """
+    checked_id = check_workflow_id(workflow_id)
+    checked = list(steps)
+    if not checked:
+        raise ConfigurationError("add_steps() needs at least one step")
+    for s in checked:
+        if not isinstance(s, Step):
+            raise ConfigurationError(f"add_steps() takes Step objects, got {s!r}")
+    check_graph(checked, complete=False)
+    prepared = prepare(
+        checked_id,
+        checked,
+        check_limits(limits or {}),
+        create=False,
+        name="",
+        retain_for=None,
+    )
+    return link(conn, prepared, prepared.step_ids)

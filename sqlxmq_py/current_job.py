@@ -28,8 +28,8 @@ from .payload import decode_json, encode_result
 from .sql import query
 
 if TYPE_CHECKING:
+    from ._workflow_context import WorkflowContext
     from .codec import Codec
-    from .workflow import WorkflowContext
 
 T = TypeVar("T", default=Any)
 """A job's declared payload type (``Any``: plain JSON)."""
@@ -184,7 +184,7 @@ class JobInfo:
     def workflow(self) -> WorkflowContext | None:
         """The workflow this job is a step of (its id, its step name, its parents' results,
         adding steps); None if it is no workflow's step. See :mod:`sqlxmq_py.workflow`."""
-        from .workflow import context_of
+        from ._workflow_context import context_of
 
         return context_of(self.headers)
 

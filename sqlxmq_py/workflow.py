@@ -39,17 +39,17 @@ running step adds steps): a dynamic fan-out bounded per workflow. See
 
 from __future__ import annotations
 
-import json
 import uuid
-from collections.abc import Coroutine, Iterable, Mapping
+from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Protocol, overload
+from typing import Any, overload
 
-from ._connections import AnyConnection, AsyncConnectionLike, Rows, SyncConnectionLike
+from ._connections import AnyConnection, AsyncConnectionLike, SyncConnectionLike
 from ._ids import new_job_ids
 from ._validate import Duration, check_text, to_timedelta
-from ._workflow_io import link, run_checked
+from ._workflow_context import ParentResult, TypedJob, WorkflowContext, context_of
+from ._workflow_io import add_steps, link
 from ._workflow_spec import (
     STEP_HEADER,
     WORKFLOW_HEADER,
@@ -63,34 +63,13 @@ from ._workflow_spec import (
     WorkflowCycleError,
     WorkflowError,
     WorkflowNotFoundError,
-    WorkflowStatus,
-    WorkflowStepStatus,
-    WorkflowSummary,
     check_graph,
     check_limits,
     prepare,
 )
+from ._workflow_status import WorkflowStatus, WorkflowStepStatus, WorkflowSummary
 from .builder import JobBuilder
 from .errors import ConfigurationError
-from .sql import query
-
-if TYPE_CHECKING:
-    from .codec import Codec
-
-
-class TypedJob(Protocol):
-    """A job whose declared result type decodes its steps' results (a ``NamedJob``)."""
-
-    @property
-    def name(self) -> str:
-        """The job's registered name."""
-        ...
-
-    @property
-    def result_codec(self) -> Codec | None:
-        """The codec of its declared result type (None: plain JSON)."""
-        ...
-
 
 __all__ = [
     "DEFAULT_RETAIN_FOR",
@@ -230,218 +209,3 @@ class Workflow:
             retain_for=self._retain_for,
         )
         return link(conn, prepared, SpawnedWorkflow(id=workflow_id, step_ids=prepared.step_ids))
-
-
-@overload
-def add_steps(
-    conn: SyncConnectionLike,
-    workflow_id: uuid.UUID,
-    steps: Iterable[Step],
-    *,
-    limits: Mapping[str, int] | None = None,
-) -> dict[str, uuid.UUID]: ...
-
-
-@overload
-def add_steps(
-    conn: AsyncConnectionLike,
-    workflow_id: uuid.UUID,
-    steps: Iterable[Step],
-    *,
-    limits: Mapping[str, int] | None = None,
-) -> Coroutine[Any, Any, dict[str, uuid.UUID]]: ...
-
-
-def add_steps(
-    conn: AnyConnection,
-    workflow_id: uuid.UUID,
-    steps: Iterable[Step],
-    *,
-    limits: Mapping[str, int] | None = None,
-) -> dict[str, uuid.UUID] | Coroutine[Any, Any, dict[str, uuid.UUID]]:
-    """Adds steps to a workflow that is neither cancelled nor finished, in the caller's
-    transaction and in one round trip; their parents may be new steps or steps it already
-    has (a parent that has already ended counts as it ended). ``limits`` sets (or replaces)
-    groups' ``max_running``. The workflow's row stays locked until that transaction ends, so
-    keep it short. Returns each new step's job id, by step name.
-
-    Raises:
-        WorkflowNotFoundError: no such workflow.
-        WorkflowClosedError: the workflow was cancelled or has finished.
-        DuplicateStepError: two steps, new or old, have one name.
-        UnknownStepError: a new step runs after a step the workflow does not have.
-        WorkflowCycleError: the new steps' dependencies form a cycle.
-    """
-    from ._workflow_spec import check_workflow_id
-
-    checked_id = check_workflow_id(workflow_id)
-    checked = list(steps)
-    if not checked:
-        raise ConfigurationError("add_steps() needs at least one step")
-    for s in checked:
-        if not isinstance(s, Step):
-            raise ConfigurationError(f"add_steps() takes Step objects, got {s!r}")
-    check_graph(checked, complete=False)
-    prepared = prepare(
-        checked_id,
-        checked,
-        check_limits(limits or {}),
-        create=False,
-        name="",
-        retain_for=None,
-    )
-    return link(conn, prepared, prepared.step_ids)
-
-
-@dataclass(frozen=True, kw_only=True)
-class ParentResult:
-    """A parent of a running step and how it ended."""
-
-    step: str
-    job_name: str
-    state: StepState
-    result: Any
-    """What it returned (decoded, as its job's declared type when ``jobs`` names it), or None
-    unless it completed."""
-
-
-def _decoder(jobs: Iterable[TypedJob]) -> Any:
-    by_name = {j.name: j for j in jobs}
-
-    def decode(rows: Rows) -> list[ParentResult]:
-        out = []
-        for step, job_name, state, text in rows:
-            value: Any = None
-            if text is not None:
-                named = by_name.get(job_name)
-                codec = None if named is None else named.result_codec
-                value = (
-                    json.loads(text)
-                    if codec is None
-                    else codec.decode(text, what=f"result of step {step!r} ({job_name!r})")
-                )
-            out.append(ParentResult(step=step, job_name=job_name, state=state, result=value))
-        return out
-
-    return decode
-
-
-def _first_bool(rows: Rows) -> bool:
-    return bool(rows[0][0])
-
-
-def _as_dict(parents: list[ParentResult]) -> dict[str, Any]:
-    return {p.step: p.result for p in parents if p.state == "completed"}
-
-
-async def _as_dict_later(pending: Coroutine[Any, Any, list[ParentResult]]) -> dict[str, Any]:
-    return _as_dict(await pending)
-
-
-@dataclass(frozen=True, kw_only=True)
-class WorkflowContext:
-    """What a running step knows of its workflow (``current_job.workflow``)."""
-
-    id: uuid.UUID
-    """The workflow's id."""
-    step: str
-    """This step's name."""
-
-    @overload
-    def parents(
-        self, conn: SyncConnectionLike, *, jobs: Iterable[TypedJob] = ()
-    ) -> list[ParentResult]: ...
-
-    @overload
-    def parents(
-        self, conn: AsyncConnectionLike, *, jobs: Iterable[TypedJob] = ()
-    ) -> Coroutine[Any, Any, list[ParentResult]]: ...
-
-    def parents(
-        self, conn: AnyConnection, *, jobs: Iterable[TypedJob] = ()
-    ) -> list[ParentResult] | Coroutine[Any, Any, list[ParentResult]]:
-        """This step's parents (by name) and how each ended. A parent's result is decoded as
-        its job's declared return type when its job is among ``jobs``, else as plain JSON.
-
-        Raises:
-            PayloadError: a result does not validate as its job's declared type.
-        """
-        params = {"workflow_id": self.id, "step": self.step}
-        return run_checked(conn, query("workflow_parent_results"), params, _decoder(jobs))
-
-    @overload
-    def parent_results(
-        self, conn: SyncConnectionLike, *, jobs: Iterable[TypedJob] = ()
-    ) -> dict[str, Any]: ...
-
-    @overload
-    def parent_results(
-        self, conn: AsyncConnectionLike, *, jobs: Iterable[TypedJob] = ()
-    ) -> Coroutine[Any, Any, dict[str, Any]]: ...
-
-    def parent_results(
-        self, conn: AnyConnection, *, jobs: Iterable[TypedJob] = ()
-    ) -> dict[str, Any] | Coroutine[Any, Any, dict[str, Any]]:
-        """The results of this step's parents that completed, by step name (a skipped, failed
-        or cancelled parent has no entry); decoded as in :meth:`parents`."""
-        found = self.parents(conn, jobs=jobs)
-        if isinstance(found, list):
-            return _as_dict(found)
-        return _as_dict_later(found)
-
-    @overload
-    def skip(self, conn: SyncConnectionLike, reason: str) -> bool: ...
-
-    @overload
-    def skip(self, conn: AsyncConnectionLike, reason: str) -> Coroutine[Any, Any, bool]: ...
-
-    def skip(self, conn: AnyConnection, reason: str) -> bool | Coroutine[Any, Any, bool]:
-        """Makes this step end as ``skipped`` (with ``reason``) instead of ``completed`` when it
-        completes: a conditional step deciding it has nothing to do. Its dependents treat it as
-        completed without a result. Call it in the transaction the step completes in
-        (``complete(conn=tx)``), so that it counts only if that transaction commits. Returns
-        False (and changes nothing) if the step is not running (released and not ended)."""
-        params = {"workflow_id": self.id, "step": self.step, "reason": check_text("reason", reason)}
-        return run_checked(conn, query("workflow_skip_self"), params, _first_bool)
-
-    @overload
-    def add(
-        self,
-        conn: SyncConnectionLike,
-        steps: Iterable[Step],
-        *,
-        limits: Mapping[str, int] | None = None,
-    ) -> dict[str, uuid.UUID]: ...
-
-    @overload
-    def add(
-        self,
-        conn: AsyncConnectionLike,
-        steps: Iterable[Step],
-        *,
-        limits: Mapping[str, int] | None = None,
-    ) -> Coroutine[Any, Any, dict[str, uuid.UUID]]: ...
-
-    def add(
-        self,
-        conn: AnyConnection,
-        steps: Iterable[Step],
-        *,
-        limits: Mapping[str, int] | None = None,
-    ) -> dict[str, uuid.UUID] | Coroutine[Any, Any, dict[str, uuid.UUID]]:
-        """Adds steps to this workflow (dynamic fan-out), in ``conn``'s transaction: pass the
-        transaction the step completes in (``complete(conn=tx)``) so that the new steps exist
-        if, and only if, this step completes. See :func:`add_steps`."""
-        return add_steps(conn, self.id, steps, limits=limits)
-
-
-def context_of(headers: Mapping[str, str]) -> WorkflowContext | None:
-    """The workflow a running job (by its headers) is a step of; None if it is none's."""
-    value = headers.get(WORKFLOW_HEADER)
-    step = headers.get(STEP_HEADER)
-    if value is None or step is None:
-        return None
-    try:
-        return WorkflowContext(id=uuid.UUID(value), step=step)
-    except ValueError:
-        return None

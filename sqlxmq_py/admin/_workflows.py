@@ -11,13 +11,8 @@ from typing import Any, overload
 from .._connections import AnyConnection, AsyncConnectionLike, Rows, SyncConnectionLike
 from .._validate import check_int, check_text
 from .._workflow_io import run_checked
-from .._workflow_spec import (
-    WorkflowStatus,
-    WorkflowSummary,
-    check_workflow_id,
-    read_status,
-    read_summaries,
-)
+from .._workflow_spec import check_workflow_id
+from .._workflow_status import WorkflowStatus, WorkflowSummary, read_status, read_summaries
 from ..sql import query
 
 __all__ = [
