@@ -162,6 +162,10 @@ class Workflow:
             ConfigurationError: an invalid option, or a builder with a job key, parents
                 (``set_after``), ``ordered`` or a commit interval.
         """
+        if isinstance(after, str):
+            raise ConfigurationError(
+                f"after of step {name!r} takes a list of step names, not one string"
+            )
         step = Step(
             name=name,
             builder=builder,

@@ -97,6 +97,10 @@ def test_graph_errors_name_the_step(conn: psycopg.Connection[Any]) -> None:
         selfish.spawn(conn)
     with pytest.raises(ValueError, match="on_parent_failure"):
         Workflow("p").add("a", on("a"), on_parent_failure="maybe")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="not one string"):
+        Workflow("s").add("b", on("b"), after="a")
+    with pytest.raises(ValueError, match="not one string"):
+        Step(name="b", builder=on("b"), after="a")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="cannot have a job key"):
         Workflow("k").add("a", on("a").set_job_key("k"))
     # nothing reached the database
