@@ -28,6 +28,7 @@ from .payload import decode_json, encode_result
 from .sql import query
 
 if TYPE_CHECKING:
+    from ._workflow_context import WorkflowContext
     from .codec import Codec
 
 T = TypeVar("T", default=Any)
@@ -178,6 +179,14 @@ class JobInfo:
     def headers(self) -> dict[str, str]:
         """The headers the job was spawned with (``JobBuilder.set_header``)."""
         return json.loads(self._job.headers) if self._job.headers else {}
+
+    @property
+    def workflow(self) -> WorkflowContext | None:
+        """The workflow this job is a step of (its id, its step name, its parents' results,
+        adding steps); None if it is no workflow's step. See :mod:`sqlxmq_py.workflow`."""
+        from ._workflow_context import context_of
+
+        return context_of(self.headers)
 
     @property
     def cancelled(self) -> bool:

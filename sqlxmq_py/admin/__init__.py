@@ -58,6 +58,13 @@ from ._schedules import (
 )
 from ._status import AttemptError, Interruptions, JobStatus, attempt_errors, job_status
 from ._workers import STALE_AFTER, WorkerInfo, list_workers
+from ._workflows import (
+    WorkflowCancelled,
+    cancel_workflow,
+    list_workflows,
+    retry_step,
+    workflow_status,
+)
 
 __all__ = [
     "ACTION_STATES",
@@ -78,10 +85,13 @@ __all__ = [
     "Schedule",
     "StatsBucket",
     "WorkerInfo",
+    # workflows
+    "WorkflowCancelled",
     "attempt_errors",
     "blocked_chains",
     "cancel",
     "cancel_matching",
+    "cancel_workflow",
     "chains_released",
     "channel_info",
     "channel_limits",
@@ -95,6 +105,7 @@ __all__ = [
     "list_jobs",
     "list_schedules",
     "list_workers",
+    "list_workflows",
     "pause_channel",
     "paused_channels",
     "purge",
@@ -103,8 +114,10 @@ __all__ = [
     "resume_channel",
     "retry",
     "retry_matching",
+    "retry_step",
     "run_now",
     "set_channel_limit",
     "throughput",
     "trigger_schedule",
+    "workflow_status",
 ]

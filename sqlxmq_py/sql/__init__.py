@@ -98,6 +98,13 @@ QueryName = Literal[
     "bulk_delete_history",
     "bulk_chains",
     "run_now",
+    "workflow_link",
+    "workflow_status",
+    "workflow_cancel",
+    "workflow_retry",
+    "workflow_parent_results",
+    "workflow_list",
+    "workflow_skip_self",
 ]
 
 _NAME_LINE = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)

@@ -1264,3 +1264,67 @@ SELECT mq_reschedule FROM mq_reschedule(
     ARRAY(SELECT j.id FROM mq_jobs AS j WHERE j.id = ANY(%(ids)s::uuid[]) AND j.state = 's'),
     now(), NULL, NULL
 )
+
+-- name: workflow_link
+-- Sent in one pipeline after the usual spawn statement of the steps' jobs.
+SELECT mq_workflow_link(
+    %(workflow_id)s::uuid, %(create)s::boolean, %(name)s::text, %(retain_for)s::interval,
+    %(steps)s::text[], %(job_ids)s::uuid[], %(job_names)s::text[], %(policies)s::text[],
+    %(groups)s::text[], %(children)s::text[], %(parents)s::text[],
+    %(limit_groups)s::text[], %(limits)s::integer[]
+)
+
+-- name: workflow_status
+-- The workflow's columns on every row, then one step per row in the order they were added
+-- (NULLs for a workflow without steps); attempts from the job, else from its history row.
+SELECT w.id, w.name, w.created_at, w.cancelled_at, w.finished_at, w.expires_at,
+    s.step, s.state, s.job_id, s.job_name,
+    ARRAY(
+        SELECT e.parent FROM mq_workflow_edges AS e
+        WHERE e.workflow_id = w.id AND e.child = s.step ORDER BY e.parent
+    ),
+    s.on_parent_failure, s.step_group,
+    coalesce(j.attempts, (SELECT h.attempts FROM mq_history AS h WHERE h.id = s.job_id)),
+    j.state::text, s.held_by, s.result::text, s.error, s.finished_at
+FROM mq_workflows AS w
+LEFT JOIN mq_workflow_steps AS s ON s.workflow_id = w.id
+LEFT JOIN mq_jobs AS j ON j.id = s.job_id
+WHERE w.id = %(workflow_id)s::uuid
+ORDER BY s.seq
+
+-- name: workflow_cancel
+SELECT c.cancelled, c.requested FROM mq_workflow_cancel(%(workflow_id)s::uuid, %(reason)s::text) AS c
+
+-- name: workflow_retry
+SELECT mq_workflow_retry(%(workflow_id)s::uuid, %(step)s::text)
+
+-- name: workflow_parent_results
+-- The step's parents: name, job name, state and result.
+SELECT p.step, p.job_name, p.state, p.result::text
+FROM mq_workflow_edges AS e
+JOIN mq_workflow_steps AS p ON p.workflow_id = e.workflow_id AND p.step = e.parent
+WHERE e.workflow_id = %(workflow_id)s::uuid AND e.child = %(step)s::text
+ORDER BY p.step
+
+-- name: workflow_list
+-- The newest workflows first (of one name, if given), each with its steps counted by state.
+SELECT w.id, w.name, w.created_at, w.cancelled_at, w.finished_at,
+    c.total, c.waiting, c.pending, c.completed, c.failed, c.cancelled, c.skipped
+FROM mq_workflows AS w
+CROSS JOIN LATERAL (
+    SELECT count(*) AS total,
+        count(*) FILTER (WHERE s.state = 'waiting') AS waiting,
+        count(*) FILTER (WHERE s.state = 'pending') AS pending,
+        count(*) FILTER (WHERE s.state = 'completed') AS completed,
+        count(*) FILTER (WHERE s.state = 'failed') AS failed,
+        count(*) FILTER (WHERE s.state = 'cancelled') AS cancelled,
+        count(*) FILTER (WHERE s.state = 'skipped') AS skipped
+    FROM mq_workflow_steps AS s
+    WHERE s.workflow_id = w.id
+) AS c
+WHERE %(name)s::text IS NULL OR w.name = %(name)s::text
+ORDER BY w.created_at DESC, w.id DESC
+LIMIT %(limit)s::integer
+
+-- name: workflow_skip_self
+SELECT mq_workflow_skip_self(%(workflow_id)s::uuid, %(step)s::text, %(reason)s::text)

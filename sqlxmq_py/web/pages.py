@@ -53,6 +53,7 @@ from .fields import Model, QueryDigits, Text
 from .http import path_id, read_query
 from .render import PageHandler, first_line, html_error, page, render
 from .requests import STATES, JobListQuery
+from .workflows import workflow_page, workflows_page
 
 __all__ = ["page_routes"]
 
@@ -291,6 +292,8 @@ def page_routes(ctx: WebContext) -> list[Route]:
         route("/workers", workers_page),
         route("/channels", channels_page),
         route("/schedules", schedules_page),
+        route("/workflows", workflows_page),
+        route("/workflows/{id}", workflow_page),
         route("/login", login_page),
         route("/login", login, "POST"),
         route("/logout", logout, "POST"),

@@ -40,6 +40,10 @@ COMMANDS = [
     "limit",
     "demo",
     "dashboard",
+    "workflows",
+    "workflow",
+    "workflow-cancel",
+    "workflow-retry",
 ]
 
 

@@ -1,0 +1,139 @@
+"""The dashboard's workflow pages: the newest workflows (``/workflows``), and one workflow
+(``/workflows/{id}``) with its graph drawn as server-rendered SVG (steps in columns by depth,
+an arrow from each parent) and its steps as a table. Every name
+and error is escaped by the template; nothing is loaded from elsewhere."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..admin import list_workflows, workflow_status
+from ..workflow import WorkflowStatus, WorkflowStepStatus
+from .context import WebContext
+from .http import path_id
+from .render import html_error, render
+
+__all__ = ["Drawing", "draw", "workflow_page", "workflows_page"]
+
+NODE_WIDTH = 180
+NODE_HEIGHT = 44
+COLUMN_GAP = 70
+ROW_GAP = 18
+MARGIN = 12
+
+FILL = {
+    "waiting": "#3a4452",
+    "ready": "#2f5f8a",
+    "running": "#2f7a8a",
+    "retrying": "#8a6d2b",
+    "completed": "#2b7a43",
+    "failed": "#8a2b2b",
+    "cancelled": "#5a5a5a",
+    "skipped": "#4a4f6a",
+}
+"""A step's box colour by its display state."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Node:
+    """A step's box."""
+
+    step: WorkflowStepStatus
+    x: int
+    y: int
+    fill: str
+    label: str
+    """The name, cut to fit the box."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Edge:
+    """An arrow from a parent's box to a child's, as an SVG path."""
+
+    path: str
+    parent: str
+    child: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Drawing:
+    """The graph laid out: boxes, arrows and the picture's size."""
+
+    nodes: list[Node]
+    edges: list[Edge]
+    width: int
+    height: int
+
+
+def _label(name: str) -> str:
+    return name if len(name) <= 24 else name[:23] + "…"
+
+
+def draw(status: WorkflowStatus) -> Drawing:
+    """Lays the graph out: a column per depth, steps in a column in the order they were
+    added, an arrow from each parent's right edge to its child's left edge."""
+    depths = status.depths()
+    rows: dict[int, int] = {}
+    places: dict[str, tuple[int, int]] = {}
+    nodes = []
+    for s in status.steps:
+        column = depths.get(s.name, 0)
+        row = rows.get(column, 0)
+        rows[column] = row + 1
+        x = MARGIN + column * (NODE_WIDTH + COLUMN_GAP)
+        y = MARGIN + row * (NODE_HEIGHT + ROW_GAP)
+        places[s.name] = (x, y)
+        nodes.append(Node(step=s, x=x, y=y, fill=FILL[s.display], label=_label(s.name)))
+    edges = []
+    for s in status.steps:
+        cx, cy = places[s.name]
+        for parent in s.parents:
+            if parent not in places:
+                continue
+            px, py = places[parent]
+            x1, y1 = px + NODE_WIDTH, py + NODE_HEIGHT // 2
+            x2, y2 = cx - 6, cy + NODE_HEIGHT // 2
+            bend = (x2 - x1) // 2
+            edges.append(
+                Edge(
+                    path=f"M{x1},{y1} C{x1 + bend},{y1} {x2 - bend},{y2} {x2},{y2}",
+                    parent=parent,
+                    child=s.name,
+                )
+            )
+    columns = max(rows, default=0) + 1
+    width = 2 * MARGIN + columns * NODE_WIDTH + (columns - 1) * COLUMN_GAP
+    height = 2 * MARGIN + max(rows.values(), default=1) * (NODE_HEIGHT + ROW_GAP) - ROW_GAP
+    return Drawing(nodes=nodes, edges=edges, width=width, height=height)
+
+
+async def workflow_page(ctx: WebContext, request: Request) -> Response:
+    """A workflow's graph with each step's state."""
+    workflow_id = path_id(request)
+    pool = await ctx.pools.open()
+    status = await workflow_status(pool, workflow_id)
+    if status is None:
+        return html_error(
+            ctx,
+            request,
+            404,
+            f"Workflow {workflow_id} does not exist (it never existed, or it expired).",
+        )
+    return render(
+        ctx,
+        request,
+        "workflow.html",
+        workflow=status,
+        drawing=draw(status),
+        node_width=NODE_WIDTH,
+        node_height=NODE_HEIGHT,
+    )
+
+
+async def workflows_page(ctx: WebContext, request: Request) -> Response:
+    """The newest workflows, each with its steps counted by state."""
+    pool = await ctx.pools.open()
+    return render(ctx, request, "workflows.html", workflows=await list_workflows(pool, limit=100))
