@@ -1009,7 +1009,8 @@ LIMIT %(limit)s::integer
 -- name: schema_objects
 -- The schema as the migrations leave it, for sqlxmq_py/sql/schema.sql (python -m
 -- sqlxmq_py.schema): every table, sequence, index, function and trigger of the current schema,
--- one CREATE statement each, in a stable order, without owners, grants or comments. Built from
+-- one CREATE statement each, in a stable order, without owners, grants or comments (partitions
+-- made by date, and their indexes, are left out: the day decides them). Built from
 -- pg_catalog's own deparsers, so that every server version writes the same text (NOT NULL
 -- constraints are left out of the constraint list: PostgreSQL 18 lists them there too).
 SELECT o.kind, o.name, o.ddl FROM (
@@ -1036,9 +1037,21 @@ SELECT o.kind, o.name, o.ddl FROM (
             E',\n'
         )
         || E'\n)'
+        || coalesce(' PARTITION BY ' || pg_get_partkeydef(c.oid), '')
         || coalesce(' WITH (' || array_to_string(c.reloptions, ', ') || ')', '') || ';' AS ddl
     FROM pg_class AS c
     WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'p')
+      AND NOT c.relispartition
+    UNION ALL
+    SELECT 1, c.relname::text,
+        'CREATE TABLE ' || quote_ident(c.relname) || ' PARTITION OF '
+        || quote_ident(b.relname) || ' ' || pg_get_expr(c.relpartbound, c.oid)
+        || coalesce(' WITH (' || array_to_string(c.reloptions, ', ') || ')', '') || ';'
+    FROM pg_class AS c
+    JOIN pg_inherits AS i ON i.inhrelid = c.oid
+    JOIN pg_class AS b ON b.oid = i.inhparent
+    WHERE c.relnamespace = current_schema()::regnamespace AND c.relispartition
+      AND pg_get_expr(c.relpartbound, c.oid) = 'DEFAULT'
     UNION ALL
     SELECT 2, c.relname::text,
         'CREATE SEQUENCE ' || quote_ident(c.relname) || ' AS ' || format_type(s.seqtypid, NULL)
@@ -1052,7 +1065,7 @@ SELECT o.kind, o.name, o.ddl FROM (
     FROM pg_index AS x
     JOIN pg_class AS i ON i.oid = x.indexrelid
     JOIN pg_class AS t ON t.oid = x.indrelid
-    WHERE t.relnamespace = current_schema()::regnamespace
+    WHERE t.relnamespace = current_schema()::regnamespace AND NOT i.relispartition
       AND NOT EXISTS (SELECT 1 FROM pg_constraint AS k WHERE k.conindid = x.indexrelid)
     UNION ALL
     SELECT 4, p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')',
