@@ -262,3 +262,29 @@ def test_a_lookup_by_id_probes_each_partition_index_and_reads_one_row(
     assert set(days.values()) <= {"Index Scan", "Index Only Scan"}, scans
     assert sorted(rows for _, rows in scans.values())[-1] == 1
     assert sum(rows for _, rows in scans.values()) == 1
+
+
+def test_a_drop_held_off_by_an_open_writer_waits_for_the_next_pass(
+    conn: psycopg.Connection[Any], db: psycopg.Connection[Any], owner: psycopg.Connection[Any]
+) -> None:
+    @job
+    async def task(current_job: CurrentJob) -> None:
+        pass
+
+    old = _fill_past_day(owner, 2, 10)
+    task.builder().spawn(conn)
+    conn.commit()
+    (fetched,) = fetch(conn, limit=1)
+    conn.commit()
+    # an application completes a job inside its own transaction, still open
+    complete(conn, fetched, retain_for=timedelta(hours=1))
+    assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+    # the upkeep neither waits for it nor fails: it leaves the drop to a later pass
+    assert db.execute("SELECT mq_history_rotate()").fetchone() == (0,)
+    db.commit()
+    assert old in _partitions(db)
+    conn.commit()
+    assert db.execute("SELECT mq_history_rotate()").fetchone() == (1,)
+    db.commit()
+    assert old not in _partitions(db)
+    assert history_count(db) == 1
