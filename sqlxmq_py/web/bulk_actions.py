@@ -22,8 +22,8 @@ from ..admin import (
     run_now,
 )
 from ..states import StateName
-from .actions import Form, _days, _done, _plural, _refuse, read_form
 from .context import WebContext
+from .forms import Form, flash_redirect, form_days, plural, read_form, refuse
 from .http import bad
 from .render import html_error, render
 
@@ -59,7 +59,7 @@ def form_filter(form: Form) -> JobFilter:
         name=form.get("name") or None,
         job_key=form.get("job_key") or None,
         error=form.get("error") or None,
-        older_than=_days(form, "older_days"),
+        older_than=form_days(form, "older_days"),
     )
 
 
@@ -71,7 +71,7 @@ def _kept(form: Form) -> list[tuple[str, str]]:
 
 async def bulk_action(ctx: WebContext, request: Request) -> Response:
     form = await read_form(request)
-    refusal = _refuse(ctx, request, form)
+    refusal = refuse(ctx, request, form)
     if refusal is not None:
         return refusal
     action = _action(form)
@@ -106,4 +106,4 @@ async def bulk_action(ctx: WebContext, request: Request) -> Response:
             )
         except ChainsWouldBeReleasedError as exc:
             return html_error(ctx, request, 409, f"Nothing was deleted: {exc}.")
-    return _done(request, form, f"{done} {_plural(changed, 'job')}.")
+    return flash_redirect(request, form, f"{done} {plural(changed, 'job')}.")
