@@ -81,7 +81,7 @@ SHOWN = "evil\\x1b[2J\\nname"
 
 def _no_controls(text: str) -> bool:
     """Whether the text holds no control character but the newlines that end its lines."""
-    return not any(ord(c) < 32 and c != "\n" or 0x7F <= ord(c) <= 0x9F for c in text)
+    return not any((ord(c) < 32 and c != "\n") or 0x7F <= ord(c) <= 0x9F for c in text)
 
 
 def test_names_users_chose_print_escaped(cli: Cli, conn: psycopg.Connection[Any]) -> None:
