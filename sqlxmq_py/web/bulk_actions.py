@@ -63,6 +63,26 @@ def form_filter(form: Form) -> JobFilter:
     )
 
 
+_FILTER_LABELS = {
+    "state": "state",
+    "channel_name": "channel",
+    "name": "name",
+    "job_key": "key",
+    "error": "error contains",
+    "older_days": "older than (days)",
+}
+"""How the confirm step names each filter it restates."""
+
+
+def _described(form: Form) -> list[tuple[str, str]]:
+    """The filter as the confirm step restates it, so that the count is read with what it
+    counts (the error and age filters are not visible on the job list)."""
+    shown = [(_FILTER_LABELS[k], v) for k, v in form.pairs if k in _FILTER_LABELS and v != ""]
+    if form.get("default_channel"):
+        shown = [(k, v) for k, v in shown if k != "channel"] + [("channel", "(default)")]
+    return shown
+
+
 def _kept(form: Form) -> list[tuple[str, str]]:
     """The form's filter, action and next page, to post again from the confirm step."""
     wanted = (*_FILTER_FIELDS, "older_days", "action", "reason", "next")
@@ -90,6 +110,7 @@ async def bulk_action(ctx: WebContext, request: Request) -> Response:
             count=count,
             chains=chains,
             fields=_kept(form),
+            described=_described(form),
             back=form.get("next") or "",
         )
     reason = (form.get("reason") or "").strip() or "cancelled from the dashboard"
