@@ -14,7 +14,7 @@ import json
 import re
 import sys
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TextIO
 
@@ -26,6 +26,7 @@ __all__ = [
     "print_json",
     "render_table",
     "terminal_safe",
+    "terminal_safe_event",
 ]
 
 # C0 and C1 controls and DEL, the line and paragraph separators, and the bidi controls
@@ -52,6 +53,17 @@ def terminal_safe(text: str, *, keep_newlines: bool = False) -> str:
     multi-line text such as a traceback)."""
     pattern = _UNSAFE_BUT_NEWLINES if keep_newlines else _UNSAFE
     return pattern.sub(_escape, text)
+
+
+def terminal_safe_event(
+    _logger: object, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """A structlog processor for console log lines: every text value terminal-safe (a job's
+    name, channel or error in a worker's log line); a traceback keeps its lines."""
+    for key, value in event_dict.items():
+        if isinstance(value, str):
+            event_dict[key] = terminal_safe(value, keep_newlines=key == "exception")
+    return event_dict
 
 
 def jsonable(value: object) -> Any:

@@ -112,13 +112,13 @@ async def test_the_runner_drops_days_wholly_past_and_keeps_today(
         assert expired["result_text"] == '"short-lived"'
         assert history_row(db, lasting_id) is not None
         # once its day is past (standing in: the row moved to a day two days ago), it goes
-        yesterday_but_one = _fill_past_day(owner, 3, 0)
+        three_days_ago = _fill_past_day(owner, 3, 0)
         db.execute(
             "UPDATE mq_history SET expires_at = expires_at - interval '3 days' WHERE id = %s",
             (brief_id,),
         )
         db.commit()
-        await wait_until(lambda: yesterday_but_one not in _partitions(db))
+        await wait_until(lambda: three_days_ago not in _partitions(db))
         assert history_row(db, brief_id) is None
     assert history_row(db, lasting_id) is not None
     assert history_count(db, "name = 'old'") == 0

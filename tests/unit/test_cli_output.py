@@ -8,7 +8,13 @@ import json
 
 import pytest
 
-from sqlxmq_py.cli._output import first_line, print_json, render_table, terminal_safe
+from sqlxmq_py.cli._output import (
+    first_line,
+    print_json,
+    render_table,
+    terminal_safe,
+    terminal_safe_event,
+)
 
 
 @pytest.mark.parametrize(
@@ -47,3 +53,22 @@ def test_json_escapes_what_json_dumps_leaves() -> None:
     assert "\u2028" not in text
     assert "é" in text
     assert json.loads(text) == value
+
+
+def test_console_log_lines_are_safe_and_tracebacks_keep_their_lines() -> None:
+    event = terminal_safe_event(
+        None,
+        "warning",
+        {
+            "event": "job_failed",
+            "job_name": "evil\x1b[2J",
+            "attempt": 2,
+            "exception": "Traceback:\n  boom\x1b[31m",
+        },
+    )
+    assert event == {
+        "event": "job_failed",
+        "job_name": "evil\\x1b[2J",
+        "attempt": 2,
+        "exception": "Traceback:\n  boom\\x1b[31m",
+    }
