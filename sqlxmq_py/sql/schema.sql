@@ -860,6 +860,9 @@ BEGIN
     IF to_regclass(quote_ident(v_name)) IS NOT NULL THEN
         RETURN false;
     END IF;
+    -- no row may land in the default partition between the move and the attach (the attach
+    -- would fail finding it there); the attach takes this lock anyway
+    LOCK TABLE mq_history_default IN ACCESS EXCLUSIVE MODE;
     EXECUTE format(
         'CREATE TABLE %I (LIKE mq_history INCLUDING DEFAULTS INCLUDING CONSTRAINTS)'
         ' WITH (autovacuum_vacuum_scale_factor = 0.05,'

@@ -288,3 +288,33 @@ def test_a_drop_held_off_by_an_open_writer_waits_for_the_next_pass(
     db.commit()
     assert old not in _partitions(db)
     assert history_count(db) == 1
+
+
+def test_a_writer_in_the_default_partition_holds_off_the_move_not_the_upkeep(
+    conn: psycopg.Connection[Any], db: psycopg.Connection[Any]
+) -> None:
+    @job
+    async def task(current_job: CurrentJob) -> None:
+        pass
+
+    first, second = spawn_many(conn, [task.builder(), task.builder()])
+    conn.commit()
+    fetched = {j.id: j for j in fetch(conn, limit=2)}
+    conn.commit()
+    complete(conn, fetched[first], retain_for=timedelta(days=400))
+    conn.commit()
+    # another kept job lands in the default partition, its transaction still open
+    complete(conn, fetched[second], retain_for=timedelta(days=400))
+    assert _holder(db, first) == "mq_history_default"
+    db.commit()
+    # the day of the first cannot be moved out now: the upkeep neither waits nor fails
+    assert db.execute("SELECT mq_history_rotate()").fetchone() == (0,)
+    db.commit()
+    assert _holder(db, first) == "mq_history_default"
+    conn.commit()
+    db.execute("SELECT mq_history_rotate()")
+    db.commit()
+    day = _holder(db, first)
+    assert day is not None
+    assert day.startswith("mq_history_p")
+    assert _holder(db, second) == day
