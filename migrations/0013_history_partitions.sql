@@ -222,7 +222,8 @@ DROP TABLE mq_history_unpartitioned;
 -- They are patched in place (only that clause changes) rather than restated here, so that
 -- whatever an earlier migration last made of them (0008's mq_complete, 0003's mq_keep, or a
 -- later redefinition) stays as it is otherwise. The upkeep (mq_maintain) likewise swaps its
--- row DELETE of expired history for mq_history_rotate(). Each patch must apply exactly.
+-- row DELETE of expired history for mq_history_rotate(), and reports the partitions dropped
+-- (event history_partitions_dropped, logged by the runner). Each patch must apply exactly.
 DO $$
 DECLARE
     v_fn record;
@@ -252,7 +253,11 @@ BEGIN
             'SELECT x\.id FROM mq_history AS x WHERE x\.expires_at <= now\(\)\s+'
             'ORDER BY x\.expires_at LIMIT 5000\s+\)\);',
             '-- expired history goes by whole partitions (0013)' || E'\n'
-            '    PERFORM mq_history_rotate();'
+            '    v_count := mq_history_rotate();' || E'\n'
+            '    IF v_count > 0 THEN' || E'\n'
+            '        RETURN QUERY SELECT ''history_partitions_dropped'', NULL::uuid, NULL::text,'
+            ' NULL::integer, NULL::boolean, v_count;' || E'\n'
+            '    END IF;'
         );
         IF v_new = v_old THEN
             RAISE EXCEPTION 'mq_maintain does not delete expired history as 0013 expects';

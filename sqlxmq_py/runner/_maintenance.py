@@ -38,6 +38,8 @@ async def maintain(conn: DedicatedConnection, log: Any) -> None:
             log.warning("uncommitted_job_discarded", job_id=str(job_id), job_name=job_name)
         elif event == "repaired":
             log.info("queue_repaired", count=count)
+        elif event == "history_partitions_dropped":  # whole days of expired history
+            log.info(event, count=count)
         else:
             log.warning(event, count=count)
     for schedule, tick in await conn.run(run_due_schedules):

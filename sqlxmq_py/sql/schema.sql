@@ -1542,7 +1542,10 @@ BEGIN
     END IF;
 
     -- expired history goes by whole partitions (0013)
-    PERFORM mq_history_rotate();
+    v_count := mq_history_rotate();
+    IF v_count > 0 THEN
+        RETURN QUERY SELECT 'history_partitions_dropped', NULL::uuid, NULL::text, NULL::integer, NULL::boolean, v_count;
+    END IF;
     DELETE FROM mq_throttle AS t WHERE t.until <= now();
     DELETE FROM mq_stats AS s WHERE s.bucket < now() - interval '7 days';
     DELETE FROM mq_listeners AS l WHERE l.heartbeat_at < now() - interval '5 minutes';

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import Iterator
 from datetime import date, timedelta
 from typing import Any
 
 import psycopg
 import pytest
+import structlog
 
 from sqlxmq_py import CurrentJob, job, spawn_many
 from sqlxmq_py.admin import job_status
@@ -102,26 +104,46 @@ async def test_the_runner_drops_days_wholly_past_and_keeps_today(
     lasting_id = lasting.builder().spawn(conn)
     conn.commit()
     old = _fill_past_day(owner, 2, 50)
-    async with runner([brief, lasting]):
-        await wait_until(lambda: old not in _partitions(db))
-        await wait_until(lambda: history_count(db) == 2)
-        await maintenance_passed(db)
-        # expired, but its day is not over: it stays until the whole day goes
-        expired = history_row(db, brief_id)
-        assert expired is not None
-        assert expired["result_text"] == '"short-lived"'
-        assert history_row(db, lasting_id) is not None
-        # once its day is past (standing in: the row moved to a day two days ago), it goes
-        three_days_ago = _fill_past_day(owner, 3, 0)
-        db.execute(
-            "UPDATE mq_history SET expires_at = expires_at - interval '3 days' WHERE id = %s",
-            (brief_id,),
-        )
-        db.commit()
-        await wait_until(lambda: three_days_ago not in _partitions(db))
-        assert history_row(db, brief_id) is None
+    with structlog.testing.capture_logs() as logs:
+        async with runner([brief, lasting]):
+            # (a day that ended since the template was made would be dropped too: at least)
+            await wait_until(lambda: old not in _partitions(db) and bool(_dropped(logs)))
+            await _expired_today_stays_until_its_day_is_past(db, owner, brief_id, lasting_id)
+            await wait_until(lambda: sum(count for _, count in _dropped(logs)) >= 2)
+    assert {level for level, _ in _dropped(logs)} == {"info"}
     assert history_row(db, lasting_id) is not None
     assert history_count(db, "name = 'old'") == 0
+
+
+def _dropped(logs: list[dict[str, Any]]) -> list[tuple[str, int]]:
+    """The runner's history_partitions_dropped log events: (level, count)."""
+    events = [e for e in logs if e["event"] == "history_partitions_dropped"]
+    return [(e["log_level"], e["count"]) for e in events]
+
+
+async def _expired_today_stays_until_its_day_is_past(
+    db: psycopg.Connection[Any],
+    owner: psycopg.Connection[Any],
+    brief_id: uuid.UUID,
+    lasting_id: uuid.UUID,
+) -> None:
+    """A row past its expires_at stays until its whole day is past, then goes with the day."""
+    await wait_until(lambda: history_count(db) == 2)
+    await maintenance_passed(db)
+    # expired, but its day is not over: it stays until the whole day goes
+    expired = history_row(db, brief_id)
+    assert expired is not None
+    assert expired["result_text"] == '"short-lived"'
+    assert history_row(db, lasting_id) is not None
+    # once its day is past (standing in: the row moved three days back), it goes
+    three_days_ago = _fill_past_day(owner, 3, 0)
+    db.execute(
+        "UPDATE mq_history SET expires_at = expires_at - interval '3 days' WHERE id = %s",
+        (brief_id,),
+    )
+    db.commit()
+    await wait_until(lambda: three_days_ago not in _partitions(db))
+    assert history_row(db, brief_id) is None
 
 
 async def test_retention_drops_a_partition_while_a_runner_writes_history(
