@@ -1308,10 +1308,14 @@ WITH RECURSIVE channels(label, channel_name) AS (
     DELETE FROM mq_jobs AS j
     WHERE %(action)s::text = 'delete' AND j.state = 'f'
       AND j.id = ANY(ARRAY(SELECT b.id FROM batch AS b))
-      AND (%(release_chains)s::boolean OR j.ord_seq IS NULL OR NOT EXISTS (
-          SELECT 1 FROM mq_jobs AS n
+      -- the next job of the chain, if any, as mq_jobs_ordered_idx orders it (an ORDER BY the
+      -- index's, so that no estimate of how many follow makes a table scan look cheaper)
+      AND (%(release_chains)s::boolean OR j.ord_seq IS NULL OR (
+          SELECT n.ord_seq FROM mq_jobs AS n
           WHERE n.channel_name = j.channel_name AND n.channel_args = j.channel_args
-            AND n.ord_seq > j.ord_seq))
+            AND n.ord_seq > j.ord_seq
+          ORDER BY n.ord_seq
+          LIMIT 1) IS NULL)
     RETURNING j.id
 ), deleted_payloads AS (
     DELETE FROM mq_payloads AS p USING deleted AS d WHERE p.id = d.id
