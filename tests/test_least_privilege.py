@@ -129,3 +129,29 @@ async def test_everything_an_application_does_works_with_only_the_granted_privil
         if e["log_level"] in ("error", "warning") and "permission denied" in str(e).lower()
     ]
     assert errors == []
+
+
+def test_the_role_rotates_the_history_partitions(app_dsn: str, owner_dsn: str) -> None:
+    # partitions belong to the owner; the upkeep (mq_history_rotate, SECURITY DEFINER) makes and
+    # drops them for a runner that holds only the granted rights
+    with psycopg.connect(owner_dsn, autocommit=True) as owner:
+        owner.execute("SELECT mq_history_partition((now() AT TIME ZONE 'UTC')::date - 3)")
+        owner.execute("DROP TABLE mq_history_p" + _day(owner, 1))
+    with psycopg.connect(app_dsn, autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("DROP TABLE mq_history_p" + _day(conn, -3))
+        conn.rollback()
+        assert conn.execute("SELECT mq_history_rotate()").fetchone() == (1,)
+        present = conn.execute(
+            "SELECT to_regclass(%s) IS NULL, to_regclass(%s) IS NOT NULL",
+            ("mq_history_p" + _day(conn, -3), "mq_history_p" + _day(conn, 1)),
+        ).fetchone()
+        assert present == (True, True)  # the past day dropped, tomorrow's made again
+
+
+def _day(conn: psycopg.Connection[Any], offset: int) -> str:
+    row = conn.execute(
+        "SELECT to_char((now() AT TIME ZONE 'UTC')::date + %s::integer, 'YYYYMMDD')", (offset,)
+    ).fetchone()
+    assert row is not None
+    return str(row[0])

@@ -17,6 +17,7 @@ from sqlxmq_py.migrate import load_migrations
 from .helpers import wait_until
 
 FIRST = "0001_initial.sql"
+PARTITIONED = "0013_history_partitions.sql"
 
 
 def _v1_spawn(c: psycopg.Connection[Any], name: str, **args: Any) -> uuid.UUID:
@@ -119,3 +120,53 @@ def test_migrate_to_an_unknown_target_is_refused(empty_dsn: str, target: str) ->
         with pytest.raises(MigrationError, match="no migration named"):
             migrate(c, target=target)
         assert c.execute("SELECT to_regclass('mq_jobs')").fetchone() == (None,)
+
+
+async def test_history_kept_before_partitioning_survives_the_upgrade(empty_dsn: str) -> None:
+    names = [m.name for m in load_migrations()]
+    before = names[names.index(PARTITIONED) - 1]
+    role = f"sqlxmq_reader_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(empty_dsn, autocommit=True) as c:
+        migrate(c, target=before)
+        # kept jobs that expire today, in three days, in ten years, and one already expired
+        ids = [uuid.uuid4() for _ in range(4)]
+        c.execute(
+            "INSERT INTO mq_history (id, name, channel_name, channel_args, state, attempts,"
+            " max_attempts, priority, created_at, expires_at, result)"
+            " SELECT i, 'kept', 'up', '', 'completed', 1, 1, 0, now(), now() + e, r::json"
+            " FROM unnest(%s::uuid[], %s::interval[], %s::text[]) AS t(i, e, r)",
+            (
+                ids,
+                ["1 second", "3 days", "3650 days", "-3 days"],
+                ['"today"', '"later"', '"far"', '"gone"'],
+            ),
+        )
+        c.execute(f"CREATE ROLE {role} NOLOGIN")
+        try:
+            c.execute("SELECT mq_grant_usage(%s)", (role,))
+            assert migrate(c) == names[names.index(before) + 1 :]
+            kept = dict(c.execute("SELECT id, result::text FROM mq_history").fetchall())
+            assert kept == dict(zip(ids, ['"today"', '"later"', '"far"', '"gone"'], strict=True))
+            holders = c.execute(
+                "SELECT count(DISTINCT tableoid) FROM mq_history WHERE tableoid <> "
+                "'mq_history_default'::regclass"
+            ).fetchone()
+            assert holders == (4,)  # each day its partition, none left in the default
+            assert c.execute(
+                "SELECT relkind FROM pg_class WHERE oid = 'mq_history'::regclass"
+            ).fetchone() == ("p",)
+            # the rights granted on the old table hold on the new one
+            assert c.execute(
+                "SELECT has_table_privilege(%s, 'mq_history', 'SELECT, INSERT, DELETE')", (role,)
+            ).fetchone() == (True,)
+            for job_id in ids[:3]:
+                status = admin.job_status(c, job_id)
+                assert status is not None
+                assert status.state == "completed"
+            # the day already past goes with the next upkeep
+            c.execute("SELECT mq_history_rotate()")
+            assert admin.job_status(c, ids[3]) is None
+            assert admin.job_status(c, ids[2]) is not None
+        finally:
+            c.execute(f"DROP OWNED BY {role}")
+            c.execute(f"DROP ROLE {role}")

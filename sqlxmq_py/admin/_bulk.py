@@ -13,11 +13,13 @@ Which jobs each action takes (whatever the filter's states say, it only narrows 
 - ``run_now``: **scheduled** and **retrying** jobs become ready now (their chain or parents
   permitting), with the attempts they have left.
 
-Batches: each batch is one statement over at most ``batch_size`` jobs, walking the primary key
-upwards from where the last batch stopped, so the walk ends and no lock is held longer than a
-batch. Given a pool or an autocommit connection, each batch is its own transaction. Given a
-connection in a transaction (psycopg's default), every batch runs in that one transaction and
-its locks are held until the caller commits: the call never commits for the caller.
+Batches: each batch is one statement over at most ``batch_size`` jobs, walking ids upwards
+from where the last batch stopped along the index of the filter's most selective criterion
+(key, name, channel, else states: ``_job_filter.walk_for``), so the walk ends, reads only jobs that
+index holds, and no lock is held longer than a batch. Given a pool or an autocommit
+connection, each batch is its own transaction. Given a connection in a transaction (psycopg's
+default), every batch runs in that one transaction and its locks are held until the caller
+commits: the call never commits for the caller.
 """
 
 from __future__ import annotations
@@ -121,7 +123,7 @@ Progress = Callable[[int], None]
 
 @dataclass(frozen=True, kw_only=True)
 class _Walk:
-    """A bulk action's statements (one walk of the primary key each) and parameters."""
+    """A bulk action's statements (one index walk each) and parameters."""
 
     statements: tuple[QueryName, ...]
     params: dict[str, object]

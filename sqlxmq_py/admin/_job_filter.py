@@ -19,6 +19,7 @@ __all__ = [
     "JobFilter",
     "filter_params",
     "like_pattern",
+    "walk_for",
 ]
 
 BulkAction = Literal["retry", "cancel", "delete", "run_now"]
@@ -121,6 +122,22 @@ def like_pattern(text: str) -> str:
     return f"%{escaped}%"
 
 
+Walk = Literal["key", "name", "channel", "state"]
+"""The index the bulk statements walk (see them in queries.sql)."""
+
+
+def walk_for(job_filter: JobFilter) -> Walk:
+    """The index walk that serves a filter (pure): its job key (one job at most), else its
+    name, else its channel, else its states (a bulk action always has some)."""
+    if job_filter.job_key is not None:
+        return "key"
+    if job_filter.name is not None:
+        return "name"
+    if job_filter.channel_name is not None:
+        return "channel"
+    return "state"
+
+
 def filter_params(job_filter: JobFilter, action: BulkAction | None) -> dict[str, object]:
     """The statements' parameters for a filter, narrowed to an action's states (pure)."""
     if not isinstance(job_filter, JobFilter):
@@ -140,4 +157,5 @@ def filter_params(job_filter: JobFilter, action: BulkAction | None) -> dict[str,
         "older_age": older if isinstance(older, timedelta) else None,
         "newer_at": newer if isinstance(newer, datetime) else None,
         "newer_age": newer if isinstance(newer, timedelta) else None,
+        "walk": walk_for(job_filter),
     }

@@ -26,6 +26,7 @@ from ._common import (
     describe_error,
     err,
 )
+from ._output import terminal_safe_event
 
 __all__ = ["build_parser", "main"]
 
@@ -109,6 +110,7 @@ def configure_logging(level: str, *, as_json: bool) -> None:
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
+            *(() if as_json else (terminal_safe_event,)),  # JSON escapes them itself
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(

@@ -25,6 +25,7 @@ from ..errors import (
     SchemaError,
     SqlxmqError,
 )
+from ._output import terminal_safe
 
 __all__ = [
     "EXIT_ERROR",
@@ -272,6 +273,6 @@ def port_number(text: str) -> int:
 
 
 def err(message: str) -> None:
-    """Writes one line to stderr."""
-    sys.stderr.write(message + "\n")
+    """Writes one line to stderr (terminal-safe: it may quote names and errors users chose)."""
+    sys.stderr.write(terminal_safe(message, keep_newlines=True) + "\n")
     sys.stderr.flush()

@@ -1,13 +1,20 @@
-"""Output of the command-line interface: aligned tables for people, JSON for programs."""
+"""Output of the command-line interface: aligned tables for people, JSON for programs.
+
+Channel names, job names, keys, errors and results are chosen by whoever spawns jobs, and a
+terminal acts on some characters instead of showing them: an ANSI escape can clear the screen
+or retitle the window, a carriage return or a newline can overwrite or forge a line, a bidi
+override can make text read backwards. Human output shows every such character escaped
+(``terminal_safe``), on a terminal or not; JSON output escapes them as JSON does."""
 
 from __future__ import annotations
 
 import dataclasses
 import enum
 import json
+import re
 import sys
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TextIO
 
@@ -18,7 +25,45 @@ __all__ = [
     "jsonable",
     "print_json",
     "render_table",
+    "terminal_safe",
+    "terminal_safe_event",
 ]
+
+# C0 and C1 controls and DEL, the line and paragraph separators, and the bidi controls
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
+_UNSAFE_BUT_NEWLINES = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]"
+)
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    named = _NAMED.get(char)
+    if named is not None:
+        return named
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def terminal_safe(text: str, *, keep_newlines: bool = False) -> str:
+    """``text`` with every character a terminal would act on (controls such as ESC, CR and
+    newline, DEL, C1 controls, line separators, bidi overrides) shown as an escape: ``\\x1b``,
+    ``\\r``, ``\\n``, ``\\u202e``. With ``keep_newlines``, newlines and tabs stay (for
+    multi-line text such as a traceback)."""
+    pattern = _UNSAFE_BUT_NEWLINES if keep_newlines else _UNSAFE
+    return pattern.sub(_escape, text)
+
+
+def terminal_safe_event(
+    _logger: object, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """A structlog processor for console log lines: every text value terminal-safe (a job's
+    name, channel or error in a worker's log line); a traceback keeps its lines."""
+    for key, value in event_dict.items():
+        if isinstance(value, str):
+            event_dict[key] = terminal_safe(value, keep_newlines=key == "exception")
+    return event_dict
 
 
 def jsonable(value: object) -> Any:
@@ -41,10 +86,17 @@ def jsonable(value: object) -> Any:
     return value
 
 
+# what json.dumps leaves as it is (it escapes the C0 controls only): inside strings, the only
+# place they can be, \uXXXX is the same text to a JSON reader
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
+
+
 def print_json(value: object, out: TextIO | None = None) -> None:
-    """Writes ``value`` as indented JSON and a newline."""
+    """Writes ``value`` as indented JSON and a newline (terminal-safe: no control character
+    is written as it is)."""
     stream = out or sys.stdout
-    stream.write(json.dumps(jsonable(value), indent=2, ensure_ascii=False) + "\n")
+    text = json.dumps(jsonable(value), indent=2, ensure_ascii=False)
+    stream.write(_JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n")
 
 
 def _cell(value: object) -> str:
@@ -52,14 +104,14 @@ def _cell(value: object) -> str:
         return "-"
     if isinstance(value, datetime):
         return human_time(value)
-    return str(value)
+    return terminal_safe(str(value))
 
 
 def render_table(
     headers: Sequence[str], rows: Iterable[Sequence[object]], *, numeric: Iterable[int] = ()
 ) -> str:
     """The rows as an aligned text table under upper-case ``headers``; columns whose index is
-    in ``numeric`` are right-aligned. ``None`` shows as ``-``."""
+    in ``numeric`` are right-aligned. ``None`` shows as ``-``; cells are terminal-safe."""
     right = set(numeric)
     text_rows = [[_cell(v) for v in row] for row in rows]
     titles = [h.upper() for h in headers]
@@ -105,8 +157,9 @@ def human_time(value: datetime | None) -> str:
 
 
 def first_line(text: str | None, width: int = 60) -> str:
-    """The first line of ``text``, cut to ``width`` characters (``-`` for none)."""
+    """The first line of ``text``, terminal-safe, cut to ``width`` characters (``-`` for
+    none)."""
     if not text:
         return "-"
-    line = text.strip().splitlines()[0] if text.strip() else ""
+    line = terminal_safe(text.strip().splitlines()[0]) if text.strip() else ""
     return line if len(line) <= width else line[: width - 1] + "…"

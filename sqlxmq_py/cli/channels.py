@@ -7,7 +7,7 @@ import argparse
 
 from ..admin import list_channels, pause_channel, resume_channel, set_channel_limit
 from ._common import EXIT_OK, Commands, Context, add_command
-from ._output import print_json, render_table
+from ._output import print_json, render_table, terminal_safe
 
 __all__ = ["parse_limit", "register"]
 
@@ -100,7 +100,7 @@ def run_pause(ctx: Context, args: argparse.Namespace) -> int:
     if ctx.json:
         print_json({"channel": channel, "paused": True})
     else:
-        print(f"paused {channel}")
+        print(f"paused {terminal_safe(channel)}")
     return EXIT_OK
 
 
@@ -112,7 +112,7 @@ def run_resume(ctx: Context, args: argparse.Namespace) -> int:
     if ctx.json:
         print_json({"channel": channel, "paused": False})
     else:
-        print(f"resumed {channel}")
+        print(f"resumed {terminal_safe(channel)}")
     return EXIT_OK
 
 
@@ -124,7 +124,8 @@ def run_limit(ctx: Context, args: argparse.Namespace) -> int:
     if ctx.json:
         print_json({"channel": channel, "max_running": args.limit})
     elif args.limit is None:
-        print(f"removed the limit of {channel}")
+        print(f"removed the limit of {terminal_safe(channel)}")
     else:
-        print(f"limited {channel} to {args.limit} running job{'s' if args.limit != 1 else ''}")
+        jobs = "running job" if args.limit == 1 else "running jobs"
+        print(f"limited {terminal_safe(channel)} to {args.limit} {jobs}")
     return EXIT_OK

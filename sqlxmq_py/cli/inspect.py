@@ -35,7 +35,14 @@ from ._common import (
     parse_job_id,
     positive_int,
 )
-from ._output import first_line, human_age, human_time, print_json, render_table
+from ._output import (
+    first_line,
+    human_age,
+    human_time,
+    print_json,
+    render_table,
+    terminal_safe,
+)
 
 __all__ = ["register"]
 
@@ -202,7 +209,7 @@ def run_status(ctx: Context, args: argparse.Namespace) -> int:
     print()
     if paused:
         print("Paused channels (runners start none of their jobs; `sqlxmq resume CHANNEL`):")
-        print("\n".join(f"  {name}" for name in paused))
+        print("\n".join(f"  {terminal_safe(name)}" for name in paused))
     else:
         print("Paused channels: none")
     print()
@@ -291,7 +298,7 @@ def run_show(ctx: Context, args: argparse.Namespace) -> int:
     ]
     width = max(len(label) for label, _ in fields)
     for label, value in fields:
-        print(f"{label:<{width}}  {value}")
+        print(f"{label:<{width}}  {terminal_safe(str(value))}")
     result = "-" if status.result is None else json.dumps(status.result, indent=2)
     print(f"{'result':<{width}}  {_indent(result, width + 2).lstrip()}")
     earlier = [e for e in errors if e.error.rstrip() != (status.last_error or "").rstrip()[:4000]]
@@ -301,7 +308,7 @@ def run_show(ctx: Context, args: argparse.Namespace) -> int:
             print(f"  attempt {e.attempt} ({human_time(e.at)}): {first_line(e.error, 100)}")
     if status.last_error:
         print("last error:")
-        print(_indent(status.last_error.rstrip(), 2))
+        print(_indent(terminal_safe(status.last_error.rstrip(), keep_newlines=True), 2))
     else:
         print(f"{'last error':<{width}}  -")
     return EXIT_OK

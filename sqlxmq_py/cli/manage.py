@@ -20,7 +20,7 @@ from ._common import (
     parse_duration,
     parse_job_id,
 )
-from ._output import human_age, print_json
+from ._output import human_age, print_json, terminal_safe
 from .bulk import FILTER_HELP, add_filter_options, describe_chains, ids_or_filter, run_matching
 
 __all__ = ["register"]
@@ -218,7 +218,7 @@ def _age(value: timedelta) -> str:
 def run_clear(ctx: Context, args: argparse.Namespace) -> int:
     """Clears channels, after confirmation."""
     channels = list(dict.fromkeys(args.channels))
-    names = ", ".join(channels)
+    names = ", ".join(terminal_safe(c) for c in channels)
     with ctx.connect() as conn:
         count = sum(c.count for c in queue_counts(conn) if c.channel_name in channels)
         if count == 0:

@@ -17,7 +17,7 @@ from ..admin import (
     trigger_schedule,
 )
 from ._common import EXIT_ERROR, EXIT_OK, CliError, Commands, Context, add_command, err
-from ._output import human_age, print_json, render_table
+from ._output import human_age, print_json, render_table, terminal_safe
 
 __all__ = ["register"]
 
@@ -114,9 +114,9 @@ def run_schedule(ctx: Context, args: argparse.Namespace) -> int:
     if ctx.json:
         print_json({"schedule": name, "action": action, "job_id": job_id})
     elif job_id is not None:
-        print(f"triggered {name}: spawned job {job_id}")
+        print(f"triggered {terminal_safe(name)}: spawned job {job_id}")
     else:
-        print(f"{done[action]} {name}")
+        print(f"{done[action]} {terminal_safe(name)}")
     return EXIT_OK
 
 

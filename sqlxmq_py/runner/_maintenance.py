@@ -4,7 +4,8 @@ to ``mq_stats``.
 One runner at a time does the upkeep (a transaction-level advisory lock, held by one statement
 on the server, never across a pause of the runner's process): expire leases of dead runners and
 two-phase jobs that were never committed, repair ordered chains and continuations whose wake-up
-was lost in a race, and drop expired history, throttle windows, statistics and stale runner
+was lost in a race, drop the history's partitions of days wholly past and make the coming
+days' (mq_history_rotate), and drop expired throttle windows, statistics and stale runner
 announcements. Then every runner spawns the cron ticks that are due (each claimed once).
 """
 
@@ -37,6 +38,8 @@ async def maintain(conn: DedicatedConnection, log: Any) -> None:
             log.warning("uncommitted_job_discarded", job_id=str(job_id), job_name=job_name)
         elif event == "repaired":
             log.info("queue_repaired", count=count)
+        elif event == "history_partitions_dropped":  # whole days of expired history
+            log.info(event, count=count)
         else:
             log.warning(event, count=count)
     for schedule, tick in await conn.run(run_due_schedules):

@@ -1009,7 +1009,8 @@ LIMIT %(limit)s::integer
 -- name: schema_objects
 -- The schema as the migrations leave it, for sqlxmq_py/sql/schema.sql (python -m
 -- sqlxmq_py.schema): every table, sequence, index, function and trigger of the current schema,
--- one CREATE statement each, in a stable order, without owners, grants or comments. Built from
+-- one CREATE statement each, in a stable order, without owners, grants or comments (partitions
+-- made by date, and their indexes, are left out: the day decides them). Built from
 -- pg_catalog's own deparsers, so that every server version writes the same text (NOT NULL
 -- constraints are left out of the constraint list: PostgreSQL 18 lists them there too).
 SELECT o.kind, o.name, o.ddl FROM (
@@ -1036,9 +1037,21 @@ SELECT o.kind, o.name, o.ddl FROM (
             E',\n'
         )
         || E'\n)'
+        || coalesce(' PARTITION BY ' || pg_get_partkeydef(c.oid), '')
         || coalesce(' WITH (' || array_to_string(c.reloptions, ', ') || ')', '') || ';' AS ddl
     FROM pg_class AS c
     WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'p')
+      AND NOT c.relispartition
+    UNION ALL
+    SELECT 1, c.relname::text,
+        'CREATE TABLE ' || quote_ident(c.relname) || ' PARTITION OF '
+        || quote_ident(b.relname) || ' ' || pg_get_expr(c.relpartbound, c.oid)
+        || coalesce(' WITH (' || array_to_string(c.reloptions, ', ') || ')', '') || ';'
+    FROM pg_class AS c
+    JOIN pg_inherits AS i ON i.inhrelid = c.oid
+    JOIN pg_class AS b ON b.oid = i.inhparent
+    WHERE c.relnamespace = current_schema()::regnamespace AND c.relispartition
+      AND pg_get_expr(c.relpartbound, c.oid) = 'DEFAULT'
     UNION ALL
     SELECT 2, c.relname::text,
         'CREATE SEQUENCE ' || quote_ident(c.relname) || ' AS ' || format_type(s.seqtypid, NULL)
@@ -1052,7 +1065,7 @@ SELECT o.kind, o.name, o.ddl FROM (
     FROM pg_index AS x
     JOIN pg_class AS i ON i.oid = x.indexrelid
     JOIN pg_class AS t ON t.oid = x.indrelid
-    WHERE t.relnamespace = current_schema()::regnamespace
+    WHERE t.relnamespace = current_schema()::regnamespace AND NOT i.relispartition
       AND NOT EXISTS (SELECT 1 FROM pg_constraint AS k WHERE k.conindid = x.indexrelid)
     UNION ALL
     SELECT 4, p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')',
@@ -1124,33 +1137,79 @@ SELECT count(*) FILTER (WHERE outcome = 'cancelled'),
 FROM cancelled
 
 -- Bulk actions (sqlxmq_py.admin.retry_matching and its siblings). Each batch statement walks
--- the primary key upwards from %(after)s (keyset: the id after which the previous batch
--- stopped), takes up to %(batch)s jobs matching the filter, acts on them, and returns the last
--- id it took (NULL when none: the walk is over) and how many it changed. A filter parameter
+-- ids upwards from %(after)s (keyset: the id after which the previous batch stopped) along the
+-- index of the filter's most selective criterion (%(walk)s), takes the next %(batch)s
+-- candidates, acts on those matching the whole filter, and returns the last candidate's id
+-- (NULL when none: the walk is over) and how many it changed. A filter parameter
 -- that is NULL matches everything; %(error)s is an ILIKE pattern built in Python with its %
 -- and _ escaped; the age cutoffs are a time or an interval back from now(). %(labels)s are
 -- the admin index labels (sqlxmq_py.states) wanted from mq_jobs, %(history_states)s the kept
 -- states wanted from mq_history.
 
 -- name: bulk_count
-SELECT (SELECT count(*) FROM mq_jobs AS j JOIN mq_payloads AS p ON p.id = j.id
-        WHERE (CASE WHEN j.state = 's' AND j.attempts > 0 THEN 't'::"char" ELSE j.state END)
+-- Counted from the index %(walk)s picks (see bulk_batch; the statement is planned with its
+-- values, so a NULL criterion and the branches not picked drop out): by name, the jobs of
+-- mq_payloads_name_idx; else the jobs not running through mq_jobs_admin_idx and the running
+-- ones through mq_jobs_leased_idx, each job's payload read by its key only when the error or
+-- an age is asked (a correlated subquery, so that no estimate makes mq_payloads drive); kept
+-- jobs through the mq_history indexes (left(x, 512), as those indexes hold them).
+SELECT (SELECT count(*) FROM mq_payloads AS p JOIN mq_jobs AS j ON j.id = p.id
+        WHERE %(walk)s::text = 'name' AND p.name IS NOT NULL
+          AND left(p.name, 512) = left(%(name)s::text, 512) AND p.name = %(name)s::text
+          AND (CASE WHEN j.state = 's' AND j.attempts > 0 THEN 't'::"char" ELSE j.state END)
               = ANY(%(labels)s::"char"[])
           AND (%(channel_name)s::text IS NULL OR j.channel_name = %(channel_name)s::text)
           AND (%(job_key)s::text IS NULL OR j.job_key = %(job_key)s::text)
-          AND (%(name)s::text IS NULL OR p.name = %(name)s::text)
           AND (%(error)s::text IS NULL OR p.last_error ILIKE %(error)s::text)
-          AND (%(older_at)s::timestamptz IS NULL AND %(older_age)s::interval IS NULL
-               OR p.created_at < coalesce(%(older_at)s::timestamptz,
-                                          now() - %(older_age)s::interval))
-          AND (%(newer_at)s::timestamptz IS NULL AND %(newer_age)s::interval IS NULL
-               OR p.created_at >= coalesce(%(newer_at)s::timestamptz,
-                                           now() - %(newer_age)s::interval)))
+                    AND (%(older_at)s::timestamptz IS NULL AND %(older_age)s::interval IS NULL
+                         OR p.created_at < coalesce(%(older_at)s::timestamptz,
+                                                    now() - %(older_age)s::interval))
+                    AND (%(newer_at)s::timestamptz IS NULL AND %(newer_age)s::interval IS NULL
+                         OR p.created_at >= coalesce(%(newer_at)s::timestamptz,
+                                                     now() - %(newer_age)s::interval)))
+    + (SELECT count(*) FROM mq_jobs AS j
+       WHERE %(walk)s::text <> 'name'
+         AND (CASE WHEN j.state = 's' AND j.attempts > 0 THEN 't'::"char" ELSE j.state END)
+             = ANY(%(labels)s::"char"[])
+         AND j.state <> 'l' AND j.attempts >= 0
+         AND (%(channel_name)s::text IS NULL OR j.channel_name = %(channel_name)s::text)
+         AND (%(job_key)s::text IS NULL OR j.job_key = %(job_key)s::text)
+         AND (%(error)s::text IS NULL AND %(older_at)s::timestamptz IS NULL
+               AND %(older_age)s::interval IS NULL AND %(newer_at)s::timestamptz IS NULL
+               AND %(newer_age)s::interval IS NULL
+              OR (SELECT (%(error)s::text IS NULL OR p.last_error ILIKE %(error)s::text)
+                    AND (%(older_at)s::timestamptz IS NULL AND %(older_age)s::interval IS NULL
+                         OR p.created_at < coalesce(%(older_at)s::timestamptz,
+                                                    now() - %(older_age)s::interval))
+                    AND (%(newer_at)s::timestamptz IS NULL AND %(newer_age)s::interval IS NULL
+                         OR p.created_at >= coalesce(%(newer_at)s::timestamptz,
+                                                     now() - %(newer_age)s::interval))
+                  FROM mq_payloads AS p WHERE p.id = j.id)))
+    + (SELECT count(*) FROM mq_jobs AS j
+       WHERE %(walk)s::text <> 'name' AND 'l' = ANY(%(labels)s::"char"[]) AND j.state = 'l'
+         AND (%(channel_name)s::text IS NULL OR j.channel_name = %(channel_name)s::text)
+         AND (%(job_key)s::text IS NULL OR j.job_key = %(job_key)s::text)
+         AND (%(error)s::text IS NULL AND %(older_at)s::timestamptz IS NULL
+               AND %(older_age)s::interval IS NULL AND %(newer_at)s::timestamptz IS NULL
+               AND %(newer_age)s::interval IS NULL
+              OR (SELECT (%(error)s::text IS NULL OR p.last_error ILIKE %(error)s::text)
+                    AND (%(older_at)s::timestamptz IS NULL AND %(older_age)s::interval IS NULL
+                         OR p.created_at < coalesce(%(older_at)s::timestamptz,
+                                                    now() - %(older_age)s::interval))
+                    AND (%(newer_at)s::timestamptz IS NULL AND %(newer_age)s::interval IS NULL
+                         OR p.created_at >= coalesce(%(newer_at)s::timestamptz,
+                                                     now() - %(newer_age)s::interval))
+                  FROM mq_payloads AS p WHERE p.id = j.id)))
     + (SELECT count(*) FROM mq_history AS h
        WHERE h.state = ANY(%(history_states)s::text[])
-         AND (%(channel_name)s::text IS NULL OR h.channel_name = %(channel_name)s::text)
-         AND (%(job_key)s::text IS NULL OR h.job_key = %(job_key)s::text)
-         AND (%(name)s::text IS NULL OR h.name = %(name)s::text)
+         AND (%(channel_name)s::text IS NULL
+              OR left(h.channel_name, 512) = left(%(channel_name)s::text, 512)
+                 AND h.channel_name = %(channel_name)s::text)
+         AND (%(job_key)s::text IS NULL
+              OR h.job_key IS NOT NULL AND left(h.job_key, 512) = left(%(job_key)s::text, 512)
+                 AND h.job_key = %(job_key)s::text)
+         AND (%(name)s::text IS NULL OR left(h.name, 512) = left(%(name)s::text, 512)
+              AND h.name = %(name)s::text)
          AND (%(error)s::text IS NULL OR h.last_error ILIKE %(error)s::text)
          AND (%(older_at)s::timestamptz IS NULL AND %(older_age)s::interval IS NULL
               OR h.created_at < coalesce(%(older_at)s::timestamptz,
@@ -1165,10 +1224,75 @@ SELECT (SELECT count(*) FROM mq_jobs AS j JOIN mq_payloads AS p ON p.id = j.id
 -- locked and checked again, so a job a runner leases meanwhile is left to run), 'run_now'
 -- (mq_reschedule to now()) or 'delete' (failed jobs removed like purge's; with
 -- %(release_chains)s false the failed head of an ordered chain with jobs behind it is kept).
-WITH batch AS MATERIALIZED (
+--
+-- The candidates are the next %(batch)s ids after %(after)s that one index walk yields, chosen
+-- by %(walk)s (sqlxmq_py.admin._bulk.walk_for): 'key' (mq_jobs_job_key_idx), 'name'
+-- (mq_payloads_name_idx, in id order), 'channel' (mq_jobs_admin_idx: one walk per label, in
+-- id order, then the lowest ids of these) or 'state' (mq_jobs_admin_idx: the label's
+-- channels found by a skip scan, one walk per label and channel). The branches not chosen are
+-- planned away (the statement is planned with its values). Every filter is then checked on
+-- the candidates; the walk goes on from the last candidate, matching or not.
+WITH RECURSIVE channels(label, channel_name) AS (
+    SELECT s.label, (
+        SELECT j.channel_name FROM mq_jobs AS j
+        WHERE (CASE WHEN j.state = 's' AND j.attempts > 0 THEN 't'::"char" ELSE j.state END)
+              = s.label
+          AND j.state <> 'l' AND j.attempts >= 0
+        ORDER BY j.channel_name
+        LIMIT 1)
+    FROM unnest(%(labels)s::"char"[]) AS s(label)
+  UNION ALL
+    SELECT c.label, (
+        SELECT j.channel_name FROM mq_jobs AS j
+        WHERE (CASE WHEN j.state = 's' AND j.attempts > 0 THEN 't'::"char" ELSE j.state END)
+              = c.label
+          AND j.state <> 'l' AND j.attempts >= 0 AND j.channel_name > c.channel_name
+        ORDER BY j.channel_name
+        LIMIT 1)
+    FROM channels AS c
+    WHERE c.channel_name IS NOT NULL
+), candidates AS MATERIALIZED (
+    SELECT w.id FROM (
+        (SELECT j.id FROM mq_jobs AS j
+         WHERE %(walk)s::text = 'key' AND j.job_key = %(job_key)s::text
+           AND j.id > %(after)s::uuid)
+        UNION ALL
+        (SELECT p.id FROM mq_payloads AS p
+         WHERE %(walk)s::text = 'name' AND p.name IS NOT NULL
+           AND left(p.name, 512) = left(%(name)s::text, 512) AND p.id > %(after)s::uuid
+         ORDER BY left(p.name, 512), p.id
+         LIMIT %(batch)s::integer)
+        UNION ALL
+        (SELECT j.id FROM unnest(%(labels)s::"char"[]) AS s(label)
+         CROSS JOIN LATERAL (
+            SELECT j.id FROM mq_jobs AS j
+            WHERE (CASE WHEN j.state = 's' AND j.attempts > 0 THEN 't'::"char" ELSE j.state END)
+                  = s.label
+              AND j.state <> 'l' AND j.attempts >= 0
+              AND j.channel_name = %(channel_name)s::text AND j.id > %(after)s::uuid
+            ORDER BY j.id
+            LIMIT %(batch)s::integer
+         ) AS j
+         WHERE %(walk)s::text = 'channel')
+        UNION ALL
+        (SELECT j.id FROM channels AS c
+         CROSS JOIN LATERAL (
+            SELECT j.id FROM mq_jobs AS j
+            WHERE (CASE WHEN j.state = 's' AND j.attempts > 0 THEN 't'::"char" ELSE j.state END)
+                  = c.label
+              AND j.state <> 'l' AND j.attempts >= 0
+              AND j.channel_name = c.channel_name AND j.id > %(after)s::uuid
+            ORDER BY j.id
+            LIMIT %(batch)s::integer
+         ) AS j
+         WHERE %(walk)s::text = 'state' AND c.channel_name IS NOT NULL)
+    ) AS w
+    ORDER BY w.id
+    LIMIT %(batch)s::integer
+), batch AS MATERIALIZED (
     SELECT j.id, j.state, j.channel_name, j.channel_args, j.ord_seq
     FROM mq_jobs AS j JOIN mq_payloads AS p ON p.id = j.id
-    WHERE j.id > %(after)s::uuid
+    WHERE j.id = ANY(ARRAY(SELECT c.id FROM candidates AS c))
       AND (CASE WHEN j.state = 's' AND j.attempts > 0 THEN 't'::"char" ELSE j.state END)
           = ANY(%(labels)s::"char"[])
       AND (%(channel_name)s::text IS NULL OR j.channel_name = %(channel_name)s::text)
@@ -1180,21 +1304,23 @@ WITH batch AS MATERIALIZED (
       AND (%(newer_at)s::timestamptz IS NULL AND %(newer_age)s::interval IS NULL
            OR p.created_at >= coalesce(%(newer_at)s::timestamptz,
                                        now() - %(newer_age)s::interval))
-    ORDER BY j.id
-    LIMIT %(batch)s::integer
 ), deleted AS (
     DELETE FROM mq_jobs AS j
     WHERE %(action)s::text = 'delete' AND j.state = 'f'
       AND j.id = ANY(ARRAY(SELECT b.id FROM batch AS b))
-      AND (%(release_chains)s::boolean OR j.ord_seq IS NULL OR NOT EXISTS (
-          SELECT 1 FROM mq_jobs AS n
+      -- the next job of the chain, if any, as mq_jobs_ordered_idx orders it (an ORDER BY the
+      -- index's, so that no estimate of how many follow makes a table scan look cheaper)
+      AND (%(release_chains)s::boolean OR j.ord_seq IS NULL OR (
+          SELECT n.ord_seq FROM mq_jobs AS n
           WHERE n.channel_name = j.channel_name AND n.channel_args = j.channel_args
-            AND n.ord_seq > j.ord_seq))
+            AND n.ord_seq > j.ord_seq
+          ORDER BY n.ord_seq
+          LIMIT 1) IS NULL)
     RETURNING j.id
 ), deleted_payloads AS (
     DELETE FROM mq_payloads AS p USING deleted AS d WHERE p.id = d.id
 )
-SELECT (SELECT b.id FROM batch AS b ORDER BY b.id DESC LIMIT 1),
+SELECT (SELECT c.id FROM candidates AS c ORDER BY c.id DESC LIMIT 1),
     CASE %(action)s::text
         WHEN 'retry' THEN (SELECT count(*) FROM mq_retry(ARRAY(SELECT b.id FROM batch AS b)))
         WHEN 'cancel' THEN (SELECT count(*) FROM mq_cancel_now(
@@ -1205,10 +1331,49 @@ SELECT (SELECT b.id FROM batch AS b ORDER BY b.id DESC LIMIT 1),
     END
 
 -- name: bulk_delete_history
--- One batch of matching kept jobs, deleted (see bulk_batch for the parameters).
-WITH batch AS MATERIALIZED (
-    SELECT h.id FROM mq_history AS h
-    WHERE h.id > %(after)s::uuid
+-- One batch of matching kept jobs, deleted (see bulk_batch for the parameters). The
+-- candidates come from one walk per kept state wanted, in id order, of the index %(walk)s
+-- picks: mq_history_job_key_idx ('key'), mq_history_name_idx ('name'),
+-- mq_history_channel_idx ('channel') or mq_history_state_idx ('state'); each partition's
+-- index is walked and the walks merged.
+WITH candidates AS MATERIALIZED (
+    SELECT w.id FROM (
+        (SELECT h.id FROM mq_history AS h
+         WHERE %(walk)s::text = 'key' AND h.job_key IS NOT NULL
+           AND left(h.job_key, 512) = left(%(job_key)s::text, 512) AND h.id > %(after)s::uuid
+         ORDER BY left(h.job_key, 512), h.id
+         LIMIT %(batch)s::integer)
+        UNION ALL
+        (SELECT h.id FROM mq_history AS h
+         WHERE %(walk)s::text = 'name'
+           AND left(h.name, 512) = left(%(name)s::text, 512) AND h.id > %(after)s::uuid
+         ORDER BY left(h.name, 512), h.id
+         LIMIT %(batch)s::integer)
+        UNION ALL
+        (SELECT h.id FROM unnest(%(history_states)s::text[]) AS s(state)
+         CROSS JOIN LATERAL (
+            SELECT h.id FROM mq_history AS h
+            WHERE left(h.channel_name, 512) = left(%(channel_name)s::text, 512)
+              AND h.state = s.state AND h.id > %(after)s::uuid
+            ORDER BY h.id
+            LIMIT %(batch)s::integer
+         ) AS h
+         WHERE %(walk)s::text = 'channel')
+        UNION ALL
+        (SELECT h.id FROM unnest(%(history_states)s::text[]) AS s(state)
+         CROSS JOIN LATERAL (
+            SELECT h.id FROM mq_history AS h
+            WHERE h.state = s.state AND h.id > %(after)s::uuid
+            ORDER BY h.id
+            LIMIT %(batch)s::integer
+         ) AS h
+         WHERE %(walk)s::text = 'state')
+    ) AS w
+    ORDER BY w.id
+    LIMIT %(batch)s::integer
+), batch AS MATERIALIZED (
+    SELECT h.id, h.expires_at FROM mq_history AS h
+    WHERE h.id = ANY(ARRAY(SELECT c.id FROM candidates AS c))
       AND h.state = ANY(%(history_states)s::text[])
       AND (%(channel_name)s::text IS NULL OR h.channel_name = %(channel_name)s::text)
       AND (%(job_key)s::text IS NULL OR h.job_key = %(job_key)s::text)
@@ -1219,13 +1384,12 @@ WITH batch AS MATERIALIZED (
       AND (%(newer_at)s::timestamptz IS NULL AND %(newer_age)s::interval IS NULL
            OR h.created_at >= coalesce(%(newer_at)s::timestamptz,
                                        now() - %(newer_age)s::interval))
-    ORDER BY h.id
-    LIMIT %(batch)s::integer
 ), deleted AS (
-    DELETE FROM mq_history AS h WHERE h.id = ANY(ARRAY(SELECT b.id FROM batch AS b))
+    DELETE FROM mq_history AS h USING batch AS b
+    WHERE h.id = b.id AND h.expires_at = b.expires_at
     RETURNING h.id
 )
-SELECT (SELECT b.id FROM batch AS b ORDER BY b.id DESC LIMIT 1), (SELECT count(*) FROM deleted)
+SELECT (SELECT c.id FROM candidates AS c ORDER BY c.id DESC LIMIT 1), (SELECT count(*) FROM deleted)
 
 -- name: bulk_chains
 -- The ordered chains a delete of matching failed jobs would release: their failed head

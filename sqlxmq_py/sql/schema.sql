@@ -71,9 +71,11 @@ CREATE TABLE mq_history (
     finished_at timestamp with time zone NOT NULL DEFAULT now(),
     expires_at timestamp with time zone NOT NULL,
     errors jsonb,
-    CONSTRAINT mq_history_pkey PRIMARY KEY (id),
+    CONSTRAINT mq_history_pkey PRIMARY KEY (id, expires_at),
     CONSTRAINT mq_history_state_check CHECK ((state = ANY (ARRAY['completed'::text, 'cancelled'::text])))
-) WITH (autovacuum_vacuum_scale_factor=0.05, autovacuum_vacuum_insert_scale_factor=0.05);
+) PARTITION BY RANGE (expires_at);
+
+CREATE TABLE mq_history_default PARTITION OF mq_history DEFAULT WITH (autovacuum_vacuum_scale_factor=0.05, autovacuum_vacuum_insert_scale_factor=0.05);
 
 CREATE TABLE mq_jobs (
     id uuid NOT NULL,
@@ -256,17 +258,17 @@ CREATE INDEX mq_batches_expires_idx ON public.mq_batches USING btree (expires_at
 
 CREATE INDEX mq_deps_child_idx ON public.mq_deps USING btree (child_id);
 
-CREATE INDEX mq_history_channel_idx ON public.mq_history USING btree ("left"(channel_name, 512), state, id);
+CREATE INDEX mq_history_channel_idx ON ONLY public.mq_history USING btree ("left"(channel_name, 512), state, id);
 
-CREATE INDEX mq_history_expires_idx ON public.mq_history USING btree (expires_at);
+CREATE INDEX mq_history_expires_idx ON ONLY public.mq_history USING btree (expires_at);
 
-CREATE INDEX mq_history_finished_idx ON public.mq_history USING btree (finished_at);
+CREATE INDEX mq_history_finished_idx ON ONLY public.mq_history USING btree (finished_at);
 
-CREATE INDEX mq_history_job_key_idx ON public.mq_history USING btree ("left"(job_key, 512), id) WHERE (job_key IS NOT NULL);
+CREATE INDEX mq_history_job_key_idx ON ONLY public.mq_history USING btree ("left"(job_key, 512), id) WHERE (job_key IS NOT NULL);
 
-CREATE INDEX mq_history_name_idx ON public.mq_history USING btree ("left"(name, 512), id);
+CREATE INDEX mq_history_name_idx ON ONLY public.mq_history USING btree ("left"(name, 512), id);
 
-CREATE INDEX mq_history_state_idx ON public.mq_history USING btree (state, id);
+CREATE INDEX mq_history_state_idx ON ONLY public.mq_history USING btree (state, id);
 
 CREATE INDEX mq_jobs_admin_idx ON public.mq_jobs USING btree ((
 CASE
@@ -671,7 +673,7 @@ BEGIN
         JOIN done AS d ON d.id = r.id
         JOIN t ON t.id = r.id
         WHERE coalesce(r.retain_for, p_default_retain) > interval '0'
-        ON CONFLICT (id) DO NOTHING
+        ON CONFLICT DO NOTHING
     ), notified AS (
         SELECT pg_notify('mq_done', r.id::text) FROM payloads AS r WHERE r.notify_done
     ), limited AS (
@@ -910,6 +912,91 @@ AS $function$
         WHERE j.state = 'r' AND j.channel_name = names.n
         ORDER BY j.channel_args LIMIT 1) AS h
     LIMIT 1
+$function$;
+
+CREATE OR REPLACE FUNCTION public.mq_history_partition(p_day date)
+ RETURNS boolean
+ LANGUAGE plpgsql
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+DECLARE
+    v_name text := 'mq_history_p' || to_char(p_day, 'YYYYMMDD');
+    v_from timestamptz := p_day::timestamp AT TIME ZONE 'UTC';
+    v_to timestamptz := (p_day + 1)::timestamp AT TIME ZONE 'UTC';
+BEGIN
+    IF to_regclass(quote_ident(v_name)) IS NOT NULL THEN
+        RETURN false;
+    END IF;
+    -- no row may land in the default partition between the move and the attach (the attach
+    -- would fail finding it there); the attach takes this lock anyway
+    LOCK TABLE mq_history_default IN ACCESS EXCLUSIVE MODE;
+    EXECUTE format(
+        'CREATE TABLE %I (LIKE mq_history INCLUDING DEFAULTS INCLUDING CONSTRAINTS)'
+        ' WITH (autovacuum_vacuum_scale_factor = 0.05,'
+        ' autovacuum_vacuum_insert_scale_factor = 0.05)',
+        v_name
+    );
+    EXECUTE format(
+        'WITH moved AS (DELETE FROM mq_history_default AS d'
+        ' WHERE d.expires_at >= $1 AND d.expires_at < $2 RETURNING d.*)'
+        ' INSERT INTO %I SELECT * FROM moved',
+        v_name
+    ) USING v_from, v_to;
+    EXECUTE format(
+        'ALTER TABLE mq_history ATTACH PARTITION %I FOR VALUES FROM (%L) TO (%L)',
+        v_name, v_from, v_to
+    );
+    RETURN true;
+END;
+$function$;
+
+CREATE OR REPLACE FUNCTION public.mq_history_rotate()
+ RETURNS integer
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET lock_timeout TO '100ms'
+ SET search_path TO 'public', 'pg_temp'
+AS $function$
+DECLARE
+    v_today date := (now() AT TIME ZONE 'UTC')::date;
+    v_start timestamptz := (now() AT TIME ZONE 'UTC')::date::timestamp AT TIME ZONE 'UTC';
+    v_name text;
+    v_day date;
+    v_dropped integer := 0;
+BEGIN
+    FOR v_name IN
+        SELECT c.relname FROM pg_inherits AS i JOIN pg_class AS c ON c.oid = i.inhrelid
+        WHERE i.inhparent = 'mq_history'::regclass AND c.relname ~ '^mq_history_p[0-9]{8}$'
+          AND to_date(substr(c.relname, 13), 'YYYYMMDD') < v_today
+        ORDER BY c.relname
+    LOOP
+        BEGIN
+            EXECUTE format('DROP TABLE %I', v_name);
+            v_dropped := v_dropped + 1;
+        EXCEPTION WHEN lock_not_available OR deadlock_detected THEN
+            EXIT;
+        END;
+    END LOOP;
+    FOR v_day IN
+        SELECT v_today UNION SELECT v_today + 1
+        UNION
+        (SELECT DISTINCT (d.expires_at AT TIME ZONE 'UTC')::date FROM mq_history_default AS d
+         WHERE d.expires_at >= v_start ORDER BY 1 LIMIT 31)
+        ORDER BY 1
+    LOOP
+        BEGIN
+            PERFORM mq_history_partition(v_day);
+        EXCEPTION WHEN lock_not_available OR deadlock_detected THEN
+            EXIT;
+        END;
+    END LOOP;
+    DELETE FROM mq_history_default AS d
+    WHERE (d.id, d.expires_at) IN (
+        SELECT x.id, x.expires_at FROM mq_history_default AS x WHERE x.expires_at < v_start
+        ORDER BY x.expires_at LIMIT 5000
+    );
+    RETURN v_dropped;
+END;
 $function$;
 
 CREATE OR REPLACE FUNCTION public.mq_insert(p_ids uuid[], p_names text[], p_channel_names text[], p_channel_args text[], p_payload_json text[], p_payload_bytes bytea[], p_delays interval[], p_run_ats timestamp with time zone[], p_max_attempts integer[], p_retry_backoffs interval[], p_leases interval[], p_ordered boolean[], p_commit_intervals interval[], p_priorities integer[], p_job_keys text[], p_job_key_modes text[], p_throttles interval[], p_retain_fors interval[], p_dead_letters text[], p_dead_letter_channels text[], p_run_after_failed_parents boolean[], p_dep_positions integer[], p_dep_parents uuid[], p_headers jsonb[])
@@ -1381,7 +1468,7 @@ AS $function$
     JOIN mq_payloads AS p ON p.id = j.id
     LEFT JOIN unnest(p_error_ids, p_errors) AS e(id, error) ON e.id = j.id
     WHERE j.id = ANY(p_ids) AND coalesce(p.retain_for, p_default_retain) > interval '0'
-    ON CONFLICT (id) DO NOTHING
+    ON CONFLICT DO NOTHING
 $function$;
 
 CREATE OR REPLACE FUNCTION public.mq_lease(p_channel_names text[], p_cursor_name text, p_cursor_args text, p_limit integer, p_default_lease interval, p_excluded text[], p_durable boolean, p_max_bytes bigint, p_runner uuid DEFAULT NULL::uuid)
@@ -1586,11 +1673,11 @@ BEGIN
             v_count;
     END IF;
 
-    DELETE FROM mq_history AS h
-    WHERE h.id = ANY(ARRAY(
-        SELECT x.id FROM mq_history AS x WHERE x.expires_at <= now()
-        ORDER BY x.expires_at LIMIT 5000
-    ));
+    -- expired history goes by whole partitions (0013)
+    v_count := mq_history_rotate();
+    IF v_count > 0 THEN
+        RETURN QUERY SELECT 'history_partitions_dropped', NULL::uuid, NULL::text, NULL::integer, NULL::boolean, v_count;
+    END IF;
     DELETE FROM mq_throttle AS t WHERE t.until <= now();
     DELETE FROM mq_stats AS s WHERE s.bucket < now() - interval '7 days';
     DELETE FROM mq_listeners AS l WHERE l.heartbeat_at < now() - interval '5 minutes';

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 import psycopg
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
+from .._connections import Rows
 from .._logging import logger
 from ..current_job import LeasedJob
 from ..errors import ConfigurationError
@@ -35,6 +36,7 @@ from ..hooks import JobOutcome, RunnerHooks
 from ..registry import JobRegistry
 from ..runner._attempts import Attempts
 from ..runner._hookset import HookSet
+from ..runner._leasing import channel_caps
 from ..runner._maintenance import AttemptStats
 from ..runner._processes import DEFAULT_PROCESS_LIMITS
 from ..runner.options import DEFAULT_CANCEL_GRACE, DEFAULT_LEASE
@@ -148,7 +150,7 @@ async def _drain(
                 due = {"retries": retries == "now", "scheduled": with_scheduled}
                 await db.execute(_MAKE_DUE, {**due, "channel_names": channels, "names": names})
             await db.execute(query("promote"), {"channel_names": channels, "exclusive": False})
-            rows = await db.execute(query("lease"), _lease_params(channels, cursor))
+            rows = await _lease_one(db, channels, cursor)
             if not rows:
                 return ran
             row = rows[0]
@@ -182,8 +184,36 @@ async def _drain(
         attempts.shutdown()
 
 
+async def _lease_one(
+    db: Database, channels: list[str] | None, cursor: tuple[str | None, str | None]
+) -> Rows:
+    """One due job, leased as a runner leases: none from a paused channel (or one limited to
+    0), and one from a channel with a limit only while fewer than its limit run
+    (mq_lease_limited counts the jobs runners are running there). Pauses and limits are read
+    for each job, so that one a job sets (or an earlier job lifted) holds at once."""
+    caps = channel_caps(await db.execute(query("channel_limits")), channels)
+    rows = await db.execute(query("lease"), _lease_params(channels, cursor, sorted(caps)))
+    for channel in sorted(c for c, cap in caps.items() if cap > 0):
+        if rows:
+            break
+        rows = await db.execute(
+            query("lease_limited"),
+            {
+                "channel_name": channel,
+                "cursor_name": None,
+                "cursor_args": None,
+                "limit": 1,
+                "default_lease": DEFAULT_LEASE,
+                "durable": True,
+                "max_bytes": 2**62,
+                "runner": None,
+            },
+        )
+    return rows
+
+
 def _lease_params(
-    channels: list[str] | None, cursor: tuple[str | None, str | None]
+    channels: list[str] | None, cursor: tuple[str | None, str | None], excluded: list[str]
 ) -> dict[str, object]:
     return {
         "channel_names": channels,
@@ -191,7 +221,7 @@ def _lease_params(
         "cursor_args": cursor[1],
         "limit": 1,
         "default_lease": DEFAULT_LEASE,
-        "excluded": [],
+        "excluded": excluded,
         # True: the lease never sets synchronous_commit for the rest of the caller's transaction
         "durable": True,
         "max_bytes": 2**62,
@@ -250,7 +280,9 @@ async def drain(
     jobs see the test's uncommitted rows, ``current_job.pool`` lends that connection inside a
     savepoint, and a rollback removes every trace; "now" is then the transaction's start, as
     for every ``now()`` in it. On an ``AsyncConnectionPool`` each statement commits, as a
-    runner's do. Cron schedules are not ticked, leases are not renewed, and a thread job that
+    runner's do. Paused channels are left alone (until resumed), and a channel with a limit
+    runs a job only while fewer than its limit are running, as under a runner. Cron schedules
+    are not ticked, leases are not renewed, and a thread job that
     opens its own connection sees only committed rows (and would wait for rows the drain's
     transaction holds).
 

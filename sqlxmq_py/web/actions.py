@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import timedelta
-from urllib.parse import parse_qsl, quote
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -28,13 +26,13 @@ from ..admin import (
 from ..errors import ConfigurationError
 from .context import WebContext, base_path
 from .fields import canonical_uuid
+from .forms import Form, flash_redirect, form_days, plural, read_form, refuse
 from .http import ApiError, bad
-from .render import FLASH_COOKIE, Session, html_error, is_https, render
+from .render import Session, html_error, is_https, render
 from .security import SESSION_COOKIE, SESSION_LIFETIME_S, cross_origin_reason, safe_next
 
 __all__ = [
     "SCHEDULE_CHANGES",
-    "Form",
     "cancel_action",
     "limit_action",
     "login",
@@ -42,90 +40,10 @@ __all__ = [
     "logout",
     "pause_action",
     "purge_action",
-    "read_form",
     "resume_action",
     "retry_action",
     "schedule_action",
 ]
-
-MAX_FORM_BYTES = 1024 * 1024
-
-
-class Form:
-    """A parsed ``application/x-www-form-urlencoded`` body."""
-
-    def __init__(self, pairs: list[tuple[str, str]]) -> None:
-        self.pairs = pairs
-
-    def get(self, name: str) -> str | None:
-        values = self.getlist(name)
-        return values[-1] if values else None
-
-    def getlist(self, name: str) -> list[str]:
-        return [v for k, v in self.pairs if k == name]
-
-
-async def read_form(request: Request) -> Form:
-    """The request's form (urlencoded; at most 1 MiB)."""
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media_type != "application/x-www-form-urlencoded":
-        raise ApiError(415, "unsupported_media_type", "expected a form post")
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_FORM_BYTES:
-            raise ApiError(413, "payload_too_large", "the form is too large")
-    try:
-        # bytes that are not UTF-8 become U+FFFD, as percent-escapes that are not do in
-        # parse_qsl: each field's own check then refuses the value by name
-        text = body.decode("utf-8", "replace")
-        pairs = parse_qsl(text, keep_blank_values=True, max_num_fields=5000)
-    except ValueError as exc:
-        raise ApiError(400, "bad_request", f"the form could not be read: {exc}") from exc
-    return Form(pairs)
-
-
-def _refuse(ctx: WebContext, request: Request, form: Form) -> Response | None:
-    """The refusal of a state-changing form post, or ``None`` if it may go ahead."""
-    if ctx.sessions is None:
-        return html_error(
-            ctx,
-            request,
-            403,
-            "State changes are disabled: this dashboard was started without a token. Restart "
-            "it with a token (sqlxmq dashboard --token ..., or create_app(..., token=...)).",
-        )
-    reason = cross_origin_reason(request)
-    if reason is not None:
-        return html_error(ctx, request, 403, f"Refused: {reason}.")
-    session = Session(ctx, request)
-    if session.nonce is None:
-        return html_error(
-            ctx, request, 403, "Log in with the dashboard's token before changing anything."
-        )
-    if not ctx.sessions.csrf_matches(session.nonce, form.get("csrf")):
-        return html_error(
-            ctx,
-            request,
-            403,
-            "Refused: the form's CSRF token is missing or stale. Reload the page and try again.",
-        )
-    return None
-
-
-def _done(request: Request, form: Form, message: str) -> Response:
-    base = base_path(request.scope)
-    response = RedirectResponse(safe_next(base, form.get("next")), status_code=303)
-    response.set_cookie(
-        FLASH_COOKIE,
-        quote(message),
-        max_age=60,
-        path=base + "/",
-        httponly=True,
-        samesite="strict",
-        secure=is_https(request),
-    )
-    return response
 
 
 def _form_ids(form: Form) -> list[uuid.UUID]:
@@ -138,27 +56,23 @@ def _form_ids(form: Form) -> list[uuid.UUID]:
     return ids
 
 
-def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}" + ("" if count == 1 else "s")
-
-
 async def retry_action(ctx: WebContext, request: Request) -> Response:
     form = await read_form(request)
-    refusal = _refuse(ctx, request, form)
+    refusal = refuse(ctx, request, form)
     if refusal is not None:
         return refusal
     ids = _form_ids(form)
     pool = await ctx.pools.open()
     retried = await retry(pool, ids)
-    message = f"Retried {_plural(len(retried), 'job')}."
+    message = f"Retried {plural(len(retried), 'job')}."
     if len(retried) < len(ids):
         message += f" {len(ids) - len(retried)} not retried: only failed jobs can be."
-    return _done(request, form, message)
+    return flash_redirect(request, form, message)
 
 
 async def cancel_action(ctx: WebContext, request: Request) -> Response:
     form = await read_form(request)
-    refusal = _refuse(ctx, request, form)
+    refusal = refuse(ctx, request, form)
     if refusal is not None:
         return refusal
     ids = _form_ids(form)
@@ -167,48 +81,35 @@ async def cancel_action(ctx: WebContext, request: Request) -> Response:
     outcomes = await cancel(pool, ids, reason.replace("\x00", ""))
     cancelled = sum(1 for o in outcomes.values() if o == "cancelled")
     requested = len(outcomes) - cancelled
-    message = f"Cancelled {_plural(cancelled, 'job')}."
+    message = f"Cancelled {plural(cancelled, 'job')}."
     if requested:
-        message += f" Asked the runners of {_plural(requested, 'running job')} to stop."
+        message += f" Asked the runners of {plural(requested, 'running job')} to stop."
     if len(outcomes) < len(ids):
         message += f" {len(ids) - len(outcomes)} already finished or unknown."
-    return _done(request, form, message)
-
-
-def _days(form: Form, name: str) -> timedelta | None:
-    text = (form.get(name) or "").strip()
-    if not text:
-        return None
-    try:
-        days = float(text)
-    except ValueError:
-        days = -1.0
-    if not 0 <= days <= 36500:
-        raise ApiError(400, "bad_request", f"{name} must be a number of days from 0 to 36500")
-    return timedelta(days=days)
+    return flash_redirect(request, form, message)
 
 
 async def purge_action(ctx: WebContext, request: Request) -> Response:
     form = await read_form(request)
-    refusal = _refuse(ctx, request, form)
+    refusal = refuse(ctx, request, form)
     if refusal is not None:
         return refusal
-    failed = _days(form, "failed_days")
-    history = _days(form, "history_days")
+    failed = form_days(form, "failed_days")
+    history = form_days(form, "history_days")
     pool = await ctx.pools.open()
     result = await purge(pool, failed_before=failed, history_before=history)
     message = (
-        f"Purged {_plural(result.failed, 'failed job')} and "
-        f"{_plural(result.history, 'history entry')}."
+        f"Purged {plural(result.failed, 'failed job')} and "
+        f"{plural(result.history, 'history entry')}."
     ).replace("entrys", "entries")
     if result.chains_kept:
         waiting = sum(c.waiting for c in result.chains_kept)
         message += (
-            f" Kept the failed head of {_plural(len(result.chains_kept), 'ordered chain')}: "
+            f" Kept the failed head of {plural(len(result.chains_kept), 'ordered chain')}: "
             f"purging it would run the {waiting} waiting behind (retry or cancel it, or delete "
             "it with the job list's bulk delete, which asks)."
         )
-    return _done(request, form, message)
+    return flash_redirect(request, form, message)
 
 
 def _channel(form: Form) -> str:
@@ -232,7 +133,7 @@ async def _change_channel(
     ctx: WebContext, request: Request, change: str, limit: bool = False
 ) -> Response:
     form = await read_form(request)
-    refusal = _refuse(ctx, request, form)
+    refusal = refuse(ctx, request, form)
     if refusal is not None:
         return refusal
     channel = _channel(form)
@@ -250,11 +151,11 @@ async def _change_channel(
             message = (
                 f"Removed the limit of {channel!r}."
                 if max_running is None
-                else f"Limited {channel!r} to {_plural(max_running, 'running job')}."
+                else f"Limited {channel!r} to {plural(max_running, 'running job')}."
             )
     except ConfigurationError as exc:
         raise bad("limit" if limit else "channel", str(exc)) from exc
-    return _done(request, form, message)
+    return flash_redirect(request, form, message)
 
 
 async def pause_action(ctx: WebContext, request: Request) -> Response:
@@ -276,7 +177,7 @@ SCHEDULE_CHANGES = ("enable", "disable", "trigger", "delete")
 async def schedule_action(ctx: WebContext, request: Request, change: str) -> Response:
     """Enables, disables, triggers or deletes the form's ``schedule``."""
     form = await read_form(request)
-    refusal = _refuse(ctx, request, form)
+    refusal = refuse(ctx, request, form)
     if refusal is not None:
         return refusal
     name = form.get("schedule")
@@ -300,7 +201,7 @@ async def schedule_action(ctx: WebContext, request: Request, change: str) -> Res
         raise bad("schedule", str(exc)) from exc
     if not found:
         raise ApiError(404, "not_found", f"no schedule is named {name!r}", field="schedule")
-    return _done(request, form, message)
+    return flash_redirect(request, form, message)
 
 
 async def login_page(ctx: WebContext, request: Request) -> Response:
@@ -343,7 +244,7 @@ async def logout(ctx: WebContext, request: Request) -> Response:
     form = await read_form(request)
     base = base_path(request.scope)
     if Session(ctx, request).logged_in:  # an expired session just loses its cookie
-        refusal = _refuse(ctx, request, form)
+        refusal = refuse(ctx, request, form)
         if refusal is not None:
             return refusal
     response = RedirectResponse(base + "/", status_code=303)

@@ -22,8 +22,8 @@ from ..admin import (
     run_now,
 )
 from ..states import StateName
-from .actions import Form, _days, _done, _plural, _refuse, read_form
 from .context import WebContext
+from .forms import Form, flash_redirect, form_days, plural, read_form, refuse
 from .http import bad
 from .render import html_error, render
 
@@ -59,8 +59,28 @@ def form_filter(form: Form) -> JobFilter:
         name=form.get("name") or None,
         job_key=form.get("job_key") or None,
         error=form.get("error") or None,
-        older_than=_days(form, "older_days"),
+        older_than=form_days(form, "older_days"),
     )
+
+
+_FILTER_LABELS = {
+    "state": "state",
+    "channel_name": "channel",
+    "name": "name",
+    "job_key": "key",
+    "error": "error contains",
+    "older_days": "older than (days)",
+}
+"""How the confirm step names each filter it restates."""
+
+
+def _described(form: Form) -> list[tuple[str, str]]:
+    """The filter as the confirm step restates it, so that the count is read with what it
+    counts (the error and age filters are not visible on the job list)."""
+    shown = [(_FILTER_LABELS[k], v) for k, v in form.pairs if k in _FILTER_LABELS and v != ""]
+    if form.get("default_channel"):
+        shown = [(k, v) for k, v in shown if k != "channel"] + [("channel", "(default)")]
+    return shown
 
 
 def _kept(form: Form) -> list[tuple[str, str]]:
@@ -71,7 +91,7 @@ def _kept(form: Form) -> list[tuple[str, str]]:
 
 async def bulk_action(ctx: WebContext, request: Request) -> Response:
     form = await read_form(request)
-    refusal = _refuse(ctx, request, form)
+    refusal = refuse(ctx, request, form)
     if refusal is not None:
         return refusal
     action = _action(form)
@@ -90,6 +110,7 @@ async def bulk_action(ctx: WebContext, request: Request) -> Response:
             count=count,
             chains=chains,
             fields=_kept(form),
+            described=_described(form),
             back=form.get("next") or "",
         )
     reason = (form.get("reason") or "").strip() or "cancelled from the dashboard"
@@ -106,4 +127,4 @@ async def bulk_action(ctx: WebContext, request: Request) -> Response:
             )
         except ChainsWouldBeReleasedError as exc:
             return html_error(ctx, request, 409, f"Nothing was deleted: {exc}.")
-    return _done(request, form, f"{done} {_plural(changed, 'job')}.")
+    return flash_redirect(request, form, f"{done} {plural(changed, 'job')}.")

@@ -1,5 +1,5 @@
-"""History and retention: finished kept jobs leave the hot table for mq_history; purge and the
-runner's maintenance remove what expired."""
+"""History and retention: finished kept jobs leave the hot table for mq_history; purge removes
+what expired (the runner's maintenance drops whole days: test_history_partitions.py)."""
 
 from __future__ import annotations
 
@@ -115,23 +115,3 @@ def test_purge_refuses_naive_cutoffs(db: psycopg.Connection[Any]) -> None:
     with pytest.raises(ConfigurationError, match="history_before"):
         purge(db, history_before=datetime(2026, 1, 1))
     assert purge(db, history_before=datetime(2026, 1, 1, tzinfo=UTC)).history == 0
-
-
-async def test_the_runner_deletes_expired_history(
-    conn: psycopg.Connection[Any], db: psycopg.Connection[Any], runner: Runner
-) -> None:
-    @job(retain_for=timedelta(seconds=1))
-    async def brief(current_job: CurrentJob) -> str:
-        return "short-lived"
-
-    @job(retain_for=timedelta(hours=1))
-    async def lasting(current_job: CurrentJob) -> str:
-        return "long-lived"
-
-    brief_id = brief.builder().spawn(conn)
-    lasting_id = lasting.builder().spawn(conn)
-    conn.commit()
-    async with runner([brief, lasting]):
-        await wait_until(lambda: history_count(db) == 2)
-        await wait_until(lambda: history_row(db, brief_id) is None, timeout=5)
-    assert history_row(db, lasting_id) is not None
