@@ -76,8 +76,7 @@ CREATE TABLE mq_history_default PARTITION OF mq_history DEFAULT
 
 -- Creates the partition of one UTC day unless it exists, moving that day's rows out of the
 -- default partition into it (a partition cannot be attached while the default holds rows of
--- its range). Returns whether it created one. It is built apart and attached, which takes a
--- weaker lock on mq_history than CREATE TABLE ... PARTITION OF.
+-- its range). Returns whether it created one.
 CREATE FUNCTION mq_history_partition(p_day date) RETURNS boolean
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -88,9 +87,13 @@ BEGIN
     IF to_regclass(quote_ident(v_name)) IS NOT NULL THEN
         RETURN false;
     END IF;
-    -- no row may land in the default partition between the move and the attach (the attach
-    -- would fail finding it there); the attach takes this lock anyway
-    LOCK TABLE mq_history_default IN ACCESS EXCLUSIVE MODE;
+    -- mq_history itself, exclusively, until commit: an insert routes its rows with the
+    -- partitions it saw when its statement began, so one begun before the attach and routing
+    -- after it would put a row of this day into the default partition and fail its partition
+    -- constraint (ATTACH alone locks the parent more weakly). Inserts wait for this instant
+    -- and then see the new partition; no row lands in the default between the move and the
+    -- attach either.
+    LOCK TABLE mq_history IN ACCESS EXCLUSIVE MODE;
     EXECUTE format(
         'CREATE TABLE %I (LIKE mq_history INCLUDING DEFAULTS INCLUDING CONSTRAINTS)'
         ' WITH (autovacuum_vacuum_scale_factor = 0.05,'

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import uuid
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 
 import psycopg
@@ -340,3 +341,69 @@ def test_a_writer_in_the_default_partition_holds_off_the_move_not_the_upkeep(
     assert day is not None
     assert day.startswith("mq_history_p")
     assert _holder(db, second) == day
+
+
+def _waiting_on_advisory(db: psycopg.Connection[Any]) -> bool:
+    row = db.execute(
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE wait_event_type = 'Lock' AND wait_event = 'advisory'"
+    ).fetchone()
+    db.commit()
+    return row is not None and row[0] > 0
+
+
+async def test_an_insert_under_way_while_a_day_is_made_is_not_routed_by_stale_partitions(
+    dsn: str, db: psycopg.Connection[Any]
+) -> None:
+    """A history insert whose statement began before the upkeep made a day's partition, and
+    routes its row after: the upkeep must not make the partition under it (the row would go to
+    the default partition by the old routing and break its new constraint). Found as
+    completions failing with CheckViolation while a runner's upkeep moved a day out of the
+    default partition."""
+    far = _today(db) + timedelta(days=300)
+    started = threading.Event()
+    outcome: list[BaseException | None] = []
+
+    def insert() -> None:
+        try:
+            with psycopg.connect(dsn, autocommit=True) as c:
+                started.set()
+                # the statement begins (its routing is set up), then waits for the test's
+                # signal before it produces its row
+                c.execute(
+                    "INSERT INTO mq_history (id, name, channel_name, channel_args, state,"
+                    " attempts, max_attempts, priority, created_at, expires_at)"
+                    " SELECT gen_random_uuid(), 'x', '', '', 'completed', 1, 1, 0, now(), %s"
+                    " FROM (SELECT pg_advisory_lock_shared(4242)) AS wait",
+                    (datetime.combine(far, time(12), tzinfo=timezone.utc),),
+                )
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    with psycopg.connect(dsn, autocommit=True) as gate:
+        gate.execute("SELECT pg_advisory_lock(4242)")
+        writer = threading.Thread(target=insert)
+        writer.start()
+        assert started.wait(10)
+        await wait_until(lambda: _waiting_on_advisory(db))
+        # a row of that day already sits in the default partition: the upkeep would move it
+        # out and attach the day now
+        db.execute(
+            "INSERT INTO mq_history (id, name, channel_name, channel_args, state, attempts,"
+            " max_attempts, priority, created_at, expires_at)"
+            " VALUES (gen_random_uuid(), 'y', '', '', 'completed', 1, 1, 0, now(), %s)",
+            (datetime.combine(far, time(1), tzinfo=timezone.utc),),
+        )
+        db.commit()
+        db.execute("SELECT mq_history_rotate()")
+        db.commit()
+        gate.execute("SELECT pg_advisory_unlock(4242)")
+        writer.join(10)
+    assert outcome == [None]
+    db.execute("SELECT mq_history_rotate()")
+    db.commit()
+    rows = db.execute(
+        "SELECT tableoid::regclass::text FROM mq_history WHERE expires_at::date = %s", (far,)
+    ).fetchall()
+    assert [r[0] for r in rows] == [_day_name(far)] * 2
