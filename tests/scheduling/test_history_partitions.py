@@ -10,7 +10,7 @@ import json
 import threading
 import uuid
 from collections.abc import Iterator
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import psycopg
@@ -375,7 +375,7 @@ async def test_an_insert_under_way_while_a_day_is_made_is_not_routed_by_stale_pa
                     " attempts, max_attempts, priority, created_at, expires_at)"
                     " SELECT gen_random_uuid(), 'x', '', '', 'completed', 1, 1, 0, now(), %s"
                     " FROM (SELECT pg_advisory_lock_shared(4242)) AS wait",
-                    (datetime.combine(far, time(12), tzinfo=timezone.utc),),
+                    (datetime.combine(far, time(12), tzinfo=UTC),),
                 )
             outcome.append(None)
         except BaseException as exc:
@@ -393,7 +393,7 @@ async def test_an_insert_under_way_while_a_day_is_made_is_not_routed_by_stale_pa
             "INSERT INTO mq_history (id, name, channel_name, channel_args, state, attempts,"
             " max_attempts, priority, created_at, expires_at)"
             " VALUES (gen_random_uuid(), 'y', '', '', 'completed', 1, 1, 0, now(), %s)",
-            (datetime.combine(far, time(1), tzinfo=timezone.utc),),
+            (datetime.combine(far, time(1), tzinfo=UTC),),
         )
         db.commit()
         db.execute("SELECT mq_history_rotate()")
