@@ -98,6 +98,12 @@ QueryName = Literal[
     "bulk_delete_history",
     "bulk_chains",
     "run_now",
+    "insert_rated",
+    "runner_lease",
+    "rate_limit_set",
+    "rate_limit_delete",
+    "rate_limits",
+    "rate_prune",
 ]
 
 _NAME_LINE = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)

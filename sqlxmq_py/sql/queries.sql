@@ -37,6 +37,22 @@ SELECT pos, id FROM mq_insert(
 )
 ORDER BY pos
 
+-- name: insert_rated
+-- As insert, for a batch where some job carries rate keys (mq_insert_rated): the keys as pairs
+-- of the job's 1-based position and a key.
+SELECT pos, id FROM mq_insert_rated(
+    %(ids)s::uuid[], %(names)s::text[], %(channel_names)s::text[], %(channel_args)s::text[],
+    %(payload_json)s::text[], %(payload_bytes)s::bytea[], %(delays)s::interval[],
+    %(run_ats)s::timestamptz[], %(max_attempts)s::integer[], %(retry_backoffs)s::interval[],
+    %(leases)s::interval[], %(ordered)s::boolean[], %(commit_intervals)s::interval[],
+    %(priorities)s::integer[], %(job_keys)s::text[], %(job_key_modes)s::text[],
+    %(throttles)s::interval[], %(retain_fors)s::interval[], %(dead_letters)s::text[],
+    %(dead_letter_channels)s::text[], %(run_after_failed_parents)s::boolean[],
+    %(dep_positions)s::integer[], %(dep_parents)s::uuid[], %(headers)s::jsonb[],
+    %(rate_positions)s::integer[], %(rate_keys)s::text[]
+)
+ORDER BY pos
+
 -- name: insert_one
 -- One job without a key, dependencies or ordering (the common case) in one plain statement.
 WITH payload AS (
@@ -145,8 +161,20 @@ SELECT count(*) FROM gone
 
 -- name: lease
 -- Leases up to %(limit)s ready jobs holding at most about %(max_bytes)s of payload (see
--- mq_lease in migrations/0006_workers.sql), recorded as taken by runner %(runner)s (None for
--- the pull API).
+-- mq_lease in migrations/0006_workers.sql and 0011_rate_limits.sql), recorded as taken by
+-- runner %(runner)s (None for the pull API). Jobs it deferred for their rate keys are left out.
+SELECT id, lease_token, attempt, max_attempts, channel_name, channel_args, lease, name,
+    payload_json, payload_bytes, retry_backoff, job_key, retain_for, headers, payload_size
+FROM mq_lease(
+    %(channel_names)s::text[], %(cursor_name)s::text, %(cursor_args)s::text,
+    %(limit)s::integer, %(default_lease)s::interval, %(excluded)s::text[],
+    %(durable)s::boolean, %(max_bytes)s::bigint, %(runner)s::uuid
+)
+WHERE lease_token IS NOT NULL
+
+-- name: runner_lease
+-- The runner's lease: as lease, and each job it deferred for its rate keys as a row without a
+-- lease token (the runner then knows that it looked at more jobs than it leased).
 SELECT id, lease_token, attempt, max_attempts, channel_name, channel_args, lease, name,
     payload_json, payload_bytes, retry_backoff, job_key, retain_for, headers, payload_size
 FROM mq_lease(
@@ -165,9 +193,11 @@ FROM mq_lease(
     ARRAY(SELECT l.channel_name FROM mq_channel_limits AS l WHERE l.paused),
     %(durable)s::boolean, %(max_bytes)s::bigint
 )
+WHERE lease_token IS NOT NULL
 
 -- name: lease_limited
--- Leases from one channel with a concurrency limit (mq_lease_limited).
+-- Leases from one channel with a concurrency limit (mq_lease_limited); jobs deferred for their
+-- rate keys come back as for runner_lease.
 SELECT id, lease_token, attempt, max_attempts, channel_name, channel_args, lease, name,
     payload_json, payload_bytes, retry_backoff, job_key, retain_for, headers, payload_size
 FROM mq_lease_limited(
@@ -1264,3 +1294,25 @@ SELECT mq_reschedule FROM mq_reschedule(
     ARRAY(SELECT j.id FROM mq_jobs AS j WHERE j.id = ANY(%(ids)s::uuid[]) AND j.state = 's'),
     now(), NULL, NULL
 )
+
+-- name: rate_limit_set
+-- Sets a rate rule (migration 0011): at most %(max_starts)s starts per %(period)s for the keys
+-- %(key_pattern)s names. Leases apply it from their next start; jobs already deferred keep the
+-- instant they were given.
+INSERT INTO mq_rate_limits (key_pattern, max_starts, period)
+VALUES (%(key_pattern)s, %(max_starts)s, %(period)s::interval)
+ON CONFLICT (key_pattern) DO UPDATE
+SET max_starts = excluded.max_starts, period = excluded.period
+
+-- name: rate_limit_delete
+-- Removes a rate rule; returns whether there was one.
+DELETE FROM mq_rate_limits WHERE key_pattern = %(key_pattern)s RETURNING key_pattern
+
+-- name: rate_limits
+-- The rate rules, by pattern.
+SELECT key_pattern, max_starts, period FROM mq_rate_limits ORDER BY key_pattern
+
+-- name: rate_prune
+-- Drops up to %(limit)s windows of rate keys whose every start has left the window
+-- (mq_rate_prune); returns how many.
+SELECT mq_rate_prune(%(limit)s::integer)
