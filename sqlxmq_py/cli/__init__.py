@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import structlog
 
 from .. import __version__
-from . import bulk, channels, inspect, manage, schedules, schema, tools, worker
+from . import bulk, channels, inspect, manage, rate_limits, schedules, schema, tools, worker
 from ._common import (
     EXIT_ERROR,
     EXIT_SIGINT,
@@ -75,6 +75,7 @@ def build_parser() -> Parser:
     channels.register(commands)
     schedules.register(commands)
     tools.register(commands)
+    rate_limits.register(commands)
     return parser
 
 
