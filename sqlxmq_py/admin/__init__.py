@@ -57,7 +57,7 @@ from ._schedules import (
     list_schedules,
     trigger_schedule,
 )
-from ._status import AttemptError, Interruptions, JobStatus, attempt_errors, job_status
+from ._status import AttemptError, Interruptions, JobStatus, RateWait, attempt_errors, job_status
 from ._workers import STALE_AFTER, WorkerInfo, list_workers
 
 __all__ = [
@@ -76,6 +76,7 @@ __all__ = [
     "JobStatus",
     "PurgeResult",
     "QueueCount",
+    "RateWait",
     "Schedule",
     "StatsBucket",
     "WorkerInfo",

@@ -307,15 +307,28 @@ SET idle = excluded.idle, heartbeat_at = now(), channel_names = excluded.channel
 DELETE FROM mq_listeners WHERE id = %(id)s
 
 -- name: status
+-- A job, queued or kept, with its errors, its rate keys and (JSON) the keys whose budget is
+-- spent now, each with the instant it allows a start again (migration 0011).
 SELECT j.id, p.name, j.state::text, j.attempts, j.max_attempts, j.channel_name, j.channel_args,
     j.priority, j.job_key, j.attempt_at, p.created_at, NULL::timestamptz, p.last_error, NULL::text,
-    j.cancel_requested, p.errors::text
+    j.cancel_requested, p.errors::text, j.rate_keys, (
+        SELECT json_agg(json_build_object(
+            'key', w.rate_key,
+            'until', w.starts[cardinality(w.starts) - r.max_starts + 1] + r.period
+        ) ORDER BY w.rate_key)
+        FROM unnest(j.rate_keys) AS u(key)
+        CROSS JOIN LATERAL mq_rate_rule(u.key) AS r
+        JOIN mq_rate_windows AS w ON w.rate_key = u.key
+        WHERE r.max_starts <= (
+            SELECT count(*) FROM unnest(w.starts) AS s(at) WHERE s.at > clock_timestamp() - r.period
+        )
+    )::text
 FROM mq_jobs AS j JOIN mq_payloads AS p ON p.id = j.id
 WHERE j.id = %(id)s
 UNION ALL
 SELECT h.id, h.name, h.state, h.attempts, h.max_attempts, h.channel_name, h.channel_args,
     h.priority, h.job_key, NULL, h.created_at, h.finished_at, h.last_error, h.result::text, false,
-    h.errors::text
+    h.errors::text, NULL, NULL
 FROM mq_history AS h
 WHERE h.id = %(id)s
 

@@ -10,8 +10,14 @@ from typing import Any
 import psycopg
 import pytest
 
-from sqlxmq_py import JobRegistry, spawn_many
-from sqlxmq_py.admin import list_rate_limits, remove_rate_limit, set_rate_limit
+from sqlxmq_py import JobRegistry, JobState, spawn_many
+from sqlxmq_py.admin import (
+    RateWait,
+    job_status,
+    list_rate_limits,
+    remove_rate_limit,
+    set_rate_limit,
+)
 from sqlxmq_py.rate_limit import RateLimit
 
 from ..helpers import PollSignals, Runner, count_jobs, maintenance_passed, wait_until
@@ -47,6 +53,14 @@ async def test_a_key_starts_its_budget_and_defers_the_rest_until_the_window_allo
     assert deferred_until(db) == [at[0] + HOUR, at[1] + HOUR]
     assert db.execute("SELECT sum(attempts) FROM mq_jobs").fetchone() == (0,)
     assert list_rate_limits(db) == [RateLimit(key_pattern="global", max_starts=3, period=HOUR)]
+    # why it waits: the key, and when the key allows a start again
+    deferred_id = db.execute("SELECT id FROM mq_jobs WHERE state = 's' LIMIT 1").fetchone()
+    assert deferred_id is not None
+    status = job_status(db, deferred_id[0])
+    assert status is not None
+    assert (status.state, status.rate_keys) == (JobState.SCHEDULED, ("global",))
+    assert status.rate_waits == (RateWait(key="global", until=at[0] + HOUR),)
+    assert str(status.rate_waits[0]).startswith("waits for rate key global until ")
 
 
 async def test_the_window_is_strict_the_next_start_waits_for_the_oldest_to_leave(
