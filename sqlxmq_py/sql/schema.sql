@@ -1673,7 +1673,10 @@ DECLARE
     v_starts timestamptz[];
     v_in integer;
     v_until timestamptz;
-    v_channels text[] := '{}';
+    v_admitted uuid[] := '{}';
+    v_deferred uuid[] := '{}';
+    v_untils timestamptz[] := '{}';
+    v_channels text[];
 BEGIN
     SELECT array_agg(k.key ORDER BY k.key), array_agg(r.max_starts ORDER BY k.key),
         array_agg(r.period ORDER BY k.key)
@@ -1684,11 +1687,15 @@ BEGIN
     ) AS k
     CROSS JOIN LATERAL mq_rate_rule(k.key) AS r;
     v_keys := coalesce(v_keys, '{}');
-    -- lock every window in key order, the same in every lease: two leases never wait for each
-    -- other in a cycle (an upsert locks the row it finds, and creates a missing one)
+    -- the windows of these keys, created if missing, then locked: both in key order, the same
+    -- in every lease, so that two leases never wait for each other in a cycle
     INSERT INTO mq_rate_windows AS w (rate_key, starts, idle_at)
-    SELECT k.key, '{}', '-infinity' FROM unnest(v_keys) AS k(key) ORDER BY k.key
-    ON CONFLICT (rate_key) DO UPDATE SET rate_key = w.rate_key;
+    SELECT k.key, '{}', '-infinity' FROM unnest(v_keys) AS k(key)
+    WHERE NOT EXISTS (SELECT 1 FROM mq_rate_windows AS x WHERE x.rate_key = k.key)
+    ORDER BY k.key
+    ON CONFLICT (rate_key) DO NOTHING;
+    PERFORM 1 FROM mq_rate_windows AS w WHERE w.rate_key = ANY(v_keys)
+    ORDER BY w.rate_key FOR UPDATE;
     -- after the locks: an earlier lease of these keys has committed its starts by now
     v_now := clock_timestamp();
     v_denied := array_fill(0, ARRAY[cardinality(v_keys)]);
@@ -1702,9 +1709,12 @@ BEGIN
         FOREACH v_key IN ARRAY v_job.rate_keys LOOP
             v_i := array_position(v_keys, v_key);
             CONTINUE WHEN v_i IS NULL;  -- no rule: not limited
-            SELECT w.starts INTO v_starts FROM mq_rate_windows AS w WHERE w.rate_key = v_key;
-            -- the starts still inside the window ending now (the log is ascending)
-            SELECT count(*) INTO v_in FROM unnest(v_starts) AS s(at) WHERE s.at > v_now - v_period[v_i];
+            -- the log is ascending: the starts still inside the window ending now
+            SELECT w.starts, (
+                SELECT count(*) FROM unnest(w.starts) AS s(at) WHERE s.at > v_now - v_period[v_i]
+            )
+            INTO v_starts, v_in
+            FROM mq_rate_windows AS w WHERE w.rate_key = v_key;
             IF v_in >= v_max[v_i] THEN
                 -- the d-th job deferred here waits for the d-th oldest of the counted starts
                 v_denied[v_i] := v_denied[v_i] + 1;
@@ -1725,16 +1735,28 @@ BEGIN
                 WHERE k.key = ANY(v_keys)
             ) AS r
             WHERE w.rate_key = r.key;
-            RETURN QUERY SELECT v_job.id, v_now, NULL::timestamptz;
+            v_admitted := v_admitted || v_job.id;
         ELSE
-            UPDATE mq_jobs AS j SET state = 's', attempt_at = v_until WHERE j.id = v_job.id;
-            v_channels := v_channels || v_job.channel_name;
-            RETURN QUERY SELECT v_job.id, NULL::timestamptz, v_until;
+            v_deferred := v_deferred || v_job.id;
+            v_untils := v_untils || v_until;
         END IF;
     END LOOP;
-    -- idle runners' promoters learn of the new scheduled jobs (a busy runner's own lease loop
-    -- promotes after a lease that deferred)
-    PERFORM mq_wake(ARRAY(SELECT DISTINCT c FROM unnest(v_channels) AS c), 's');
+    IF cardinality(v_deferred) > 0 THEN
+        -- idle runners' promoters learn of the new scheduled jobs (a busy runner's own lease
+        -- loop promotes after a lease that deferred)
+        WITH moved AS (
+            UPDATE mq_jobs AS j SET state = 's', attempt_at = d.until
+            FROM unnest(v_deferred, v_untils) AS d(id, until)
+            WHERE j.id = d.id
+            RETURNING j.channel_name
+        )
+        SELECT array_agg(DISTINCT m.channel_name) INTO v_channels FROM moved AS m;
+        PERFORM mq_wake(v_channels, 's');
+    END IF;
+    RETURN QUERY
+    SELECT a.id, v_now, NULL::timestamptz FROM unnest(v_admitted) AS a(id)
+    UNION ALL
+    SELECT d.id, NULL::timestamptz, d.until FROM unnest(v_deferred, v_untils) AS d(id, until);
 END;
 $function$;
 
