@@ -1,4 +1,4 @@
-"""Rows RL1-RL3: what a rate limit costs at the lease (``--only rate-limits``).
+"""Rows RL1-RL4: what a rate limit costs at the lease (``--only rate-limits``).
 
 RL1 drains 20,000 no-op jobs without rate keys alone; RL2 drains the same beside 10,000 rate
 keys (``customer:<n>``, one rule ``customer:*`` of 1 start per hour) whose budgets are all
@@ -6,7 +6,8 @@ exhausted, each holding one limited job queued before the unlimited ones, in the
 the runner meets every limited job at the head of the queue, defers it in the lease (it becomes
 scheduled for an hour) and carries on with the unlimited ones. Both run one worker process at
 ``set_concurrency(10, 20)``; RL3 is RL2's rate over RL1's (the target: it must not collapse).
-The limited jobs are still queued (deferred) when RL2's unlimited jobs are done.
+The limited jobs are still queued (deferred) when RL2's unlimited jobs are done. RL4 is RL2 with
+the same 10,000 limited jobs on 10 keys: a deferral, not a key, is what costs.
 """
 
 from __future__ import annotations
@@ -46,25 +47,26 @@ FROM generate_series(0, %(keys)s - 1) AS n
 """Every key has started its one job of the hour: its budget is exhausted."""
 
 
-def _fill_limited(dsn: str, keys: int) -> None:
+def _fill_limited(dsn: str, keys: int, limited: int) -> None:
     with psycopg.connect(dsn) as conn:
         set_rate_limit(conn, "customer:*", 1, per=timedelta(hours=1))
         conn.execute(EXHAUST, {"keys": keys})
-        for start in range(0, keys, 5_000):
+        for start in range(0, limited, 5_000):
             builders = [
-                noop.builder().add_rate_key(f"customer:{n}")
-                for n in range(start, min(keys, start + 5_000))
+                noop.builder().add_rate_key(f"customer:{n % keys}")
+                for n in range(start, min(limited, start + 5_000))
             ]
             spawn_many(conn, builders)
         conn.commit()
 
 
-def _drain(settings: Settings, jobs: int, keys: int) -> dict[str, Any]:
-    """One drain of ``jobs`` unlimited jobs, beside ``keys`` exhausted keys (0: none)."""
+def _drain(settings: Settings, jobs: int, keys: int, limited: int) -> dict[str, Any]:
+    """One drain of ``jobs`` unlimited jobs, beside ``limited`` jobs spread over ``keys``
+    exhausted keys (0: none)."""
     with fresh_database(settings.server_dsn, "rate_limits") as dsn:
         SYSTEM.prepare(dsn)
         if keys:
-            _fill_limited(dsn, keys)
+            _fill_limited(dsn, keys, limited)
         SYSTEM.fill(dsn, jobs)
         settle(dsn)
         options = {"concurrency": list(CONCURRENCY), "loop": WORKER_LOOP}
@@ -93,20 +95,18 @@ def _drain(settings: Settings, jobs: int, keys: int) -> dict[str, Any]:
 
 
 def run(settings: Settings) -> list[Row]:
-    """Rows RL1-RL3."""
+    """Rows RL1-RL4."""
     jobs = settings.pick(20_000, 10_000)
     keys = settings.pick(10_000, 5_000)
     settings.log(
         f"drain {jobs:,} unlimited jobs alone, then beside {keys:,} exhausted rate keys, "
         f"at {CONCURRENCY}"
     )
-    runs = interleaved(
-        settings,
-        ["alone", "beside"],
-        lambda label: _drain(settings, jobs, keys if label == "beside" else 0),
-    )
+    shapes = {"alone": (0, 0), "beside": (keys, keys), "few keys": (10, keys)}
+    runs = interleaved(settings, list(shapes), lambda label: _drain(settings, jobs, *shapes[label]))
     alone = median([r["rate"] for r in runs["alone"]])
     beside = median([r["rate"] for r in runs["beside"]])
+    few = median([r["rate"] for r in runs["few keys"]])
     deferred = max(r["deferred"] for r in runs["beside"])
     return [
         Row(
@@ -134,5 +134,14 @@ def run(settings: Settings) -> list[Row]:
             unit="x",
             sqlxmq=beside / alone,
             target=AtLeast(0.5),
+        ),
+        Row(
+            number="RL4",
+            scenario=f"RL2 with its {keys:,} limited jobs on 10 keys instead: the cost is per "
+            "deferral, not per key",
+            unit="jobs/s",
+            sqlxmq=few,
+            notes=[f"{few / beside:.2f} x RL2's rate"],
+            details={"runs": runs["few keys"]},
         ),
     ]
