@@ -16,8 +16,10 @@ from sqlxmq_py.admin import (
     job_status,
     list_rate_limits,
     remove_rate_limit,
+    set_channel_limit,
     set_rate_limit,
 )
+from sqlxmq_py.pull import fetch
 from sqlxmq_py.rate_limit import RateLimit
 
 from ..helpers import PollSignals, Runner, count_jobs, maintenance_passed, wait_until
@@ -204,3 +206,30 @@ async def test_idle_windows_are_dropped_by_maintenance(
         await wait_until(
             lambda: db.execute("SELECT count(*) FROM mq_rate_windows").fetchone() == (0,)
         )
+
+
+async def test_a_channel_with_a_concurrency_limit_defers_as_the_others_do(
+    conn: psycopg.Connection[Any], db: psycopg.Connection[Any], runner: Runner
+) -> None:
+    set_channel_limit(conn, "capped", 5)
+    set_rate_limit(conn, "global", 2, per=HOUR)
+    spawn_many(conn, [limited.builder().set_channel_name("capped") for _ in range(6)])
+    conn.commit()
+    async with runner([limited]):
+        await wait_until(lambda: started(db) == 2 and state_counts(db) == {"s": 4})
+
+
+def test_the_pull_api_leases_and_defers_returning_only_what_it_leased(
+    conn: psycopg.Connection[Any],
+) -> None:
+    set_rate_limit(conn, "global", 2, per=HOUR)
+    ids = spawn_many(conn, [limited.builder() for _ in range(3)])
+    free_id = free.builder().spawn(conn)
+    conn.commit()
+    fetched = fetch(conn, None, limit=10)
+    conn.commit()
+    assert len(fetched) == 3
+    assert free_id in {f.id for f in fetched}
+    assert state_counts(conn) == {"l": 3, "s": 1}
+    assert fetch(conn, None, limit=10) == []
+    assert {f.id for f in fetched} - {free_id} < set(ids)
