@@ -22,7 +22,14 @@ from sqlxmq_py.admin import (
 from sqlxmq_py.pull import fetch
 from sqlxmq_py.rate_limit import RateLimit
 
-from ..helpers import PollSignals, Runner, count_jobs, maintenance_passed, wait_until
+from ..helpers import (
+    PollSignals,
+    Runner,
+    count_jobs,
+    listener_idle,
+    maintenance_passed,
+    wait_until,
+)
 from .jobs import STARTS_TABLE, assert_strict, free, limited, started, starts, state_counts
 
 HOUR = timedelta(hours=1)
@@ -233,3 +240,22 @@ def test_the_pull_api_leases_and_defers_returning_only_what_it_leased(
     assert state_counts(conn) == {"l": 3, "s": 1}
     assert fetch(conn, None, limit=10) == []
     assert {f.id for f in fetched} - {free_id} < set(ids)
+
+
+async def test_a_lease_that_deferred_its_batch_leases_again_at_once(
+    conn: psycopg.Connection[Any], db: psycopg.Connection[Any], runner: Runner
+) -> None:
+    set_rate_limit(conn, "global", 1, per=HOUR)
+    conn.commit()
+    signals = PollSignals()
+    # a poll interval longer than the test's patience: the runner must not take a lease that
+    # deferred most of its batch for an empty queue (it counts the deferred jobs as looked at,
+    # and an idle runner also hears the deferral's wake-up), or the free jobs behind the
+    # limited ones would wait for the next poll
+    async with runner([limited, free], hooks=[signals], poll_interval=60):
+        await wait_until(lambda: listener_idle(db))
+        # one group: every limited job ahead of the free ones, by priority
+        spawn_many(conn, [limited.builder().set_priority(1) for _ in range(40)])
+        spawn_many(conn, [free.builder() for _ in range(10)])
+        conn.commit()
+        await wait_until(lambda: started(db) == 11 and state_counts(db) == {"s": 39})
