@@ -1311,11 +1311,22 @@ SELECT mq_reschedule FROM mq_reschedule(
 -- name: rate_limit_set
 -- Sets a rate rule (migration 0011): at most %(max_starts)s starts per %(period)s for the keys
 -- %(key_pattern)s names. Leases apply it from their next start; jobs already deferred keep the
--- instant they were given.
-INSERT INTO mq_rate_limits (key_pattern, max_starts, period)
-VALUES (%(key_pattern)s, %(max_starts)s, %(period)s::interval)
-ON CONFLICT (key_pattern) DO UPDATE
-SET max_starts = excluded.max_starts, period = excluded.period
+-- instant they were given. The windows of its keys are kept at least a new period after their
+-- last start: a longer period must not find them dropped as idle under the shorter one.
+WITH rule AS (
+    INSERT INTO mq_rate_limits (key_pattern, max_starts, period)
+    VALUES (%(key_pattern)s, %(max_starts)s, %(period)s::interval)
+    ON CONFLICT (key_pattern) DO UPDATE
+    SET max_starts = excluded.max_starts, period = excluded.period
+    RETURNING key_pattern, period
+)
+UPDATE mq_rate_windows AS w
+SET idle_at = w.starts[cardinality(w.starts)] + r.period
+FROM rule AS r
+WHERE cardinality(w.starts) > 0
+  AND w.idle_at < w.starts[cardinality(w.starts)] + r.period
+  AND (w.rate_key = r.key_pattern
+       OR (right(r.key_pattern, 1) = '*' AND starts_with(w.rate_key, left(r.key_pattern, -1))))
 
 -- name: rate_limit_delete
 -- Removes a rate rule; returns whether there was one.

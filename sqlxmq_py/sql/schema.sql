@@ -1677,6 +1677,7 @@ DECLARE
     v_deferred uuid[] := '{}';
     v_untils timestamptz[] := '{}';
     v_channels text[];
+    v_locked integer;
 BEGIN
     SELECT array_agg(k.key ORDER BY k.key), array_agg(r.max_starts ORDER BY k.key),
         array_agg(r.period ORDER BY k.key)
@@ -1688,14 +1689,19 @@ BEGIN
     CROSS JOIN LATERAL mq_rate_rule(k.key) AS r;
     v_keys := coalesce(v_keys, '{}');
     -- the windows of these keys, created if missing, then locked: both in key order, the same
-    -- in every lease, so that two leases never wait for each other in a cycle
-    INSERT INTO mq_rate_windows AS w (rate_key, starts, idle_at)
-    SELECT k.key, '{}', '-infinity' FROM unnest(v_keys) AS k(key)
-    WHERE NOT EXISTS (SELECT 1 FROM mq_rate_windows AS x WHERE x.rate_key = k.key)
-    ORDER BY k.key
-    ON CONFLICT (rate_key) DO NOTHING;
-    PERFORM 1 FROM mq_rate_windows AS w WHERE w.rate_key = ANY(v_keys)
-    ORDER BY w.rate_key FOR UPDATE;
+    -- in every lease, so that two leases never wait for each other in a cycle. An idle window
+    -- dropped (mq_rate_prune) between the two is not locked: created again, until all are held.
+    LOOP
+        INSERT INTO mq_rate_windows AS w (rate_key, starts, idle_at)
+        SELECT k.key, '{}', '-infinity' FROM unnest(v_keys) AS k(key)
+        WHERE NOT EXISTS (SELECT 1 FROM mq_rate_windows AS x WHERE x.rate_key = k.key)
+        ORDER BY k.key
+        ON CONFLICT (rate_key) DO NOTHING;
+        PERFORM 1 FROM mq_rate_windows AS w WHERE w.rate_key = ANY(v_keys)
+        ORDER BY w.rate_key FOR UPDATE;
+        GET DIAGNOSTICS v_locked = ROW_COUNT;
+        EXIT WHEN v_locked = cardinality(v_keys);
+    END LOOP;
     -- after the locks: an earlier lease of these keys has committed its starts by now
     v_now := clock_timestamp();
     v_denied := array_fill(0, ARRAY[cardinality(v_keys)]);

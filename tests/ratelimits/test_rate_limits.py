@@ -259,3 +259,16 @@ async def test_a_lease_that_deferred_its_batch_leases_again_at_once(
         spawn_many(conn, [free.builder() for _ in range(10)])
         conn.commit()
         await wait_until(lambda: started(db) == 11 and state_counts(db) == {"s": 39})
+
+
+def test_a_longer_period_keeps_the_windows_it_now_needs(conn: psycopg.Connection[Any]) -> None:
+    set_rate_limit(conn, "customer:*", 1, per=timedelta(milliseconds=1))
+    ids = spawn_many(conn, [limited.builder().add_rate_key(f"customer:{c}") for c in "ab"])
+    conn.commit()
+    assert len(fetch(conn, None, limit=2)) == 2
+    conn.commit()
+    set_rate_limit(conn, "customer:*", 1, per=HOUR)
+    conn.commit()
+    rows = conn.execute("SELECT idle_at - starts[1] FROM mq_rate_windows").fetchall()
+    assert rows == [(HOUR,), (HOUR,)]
+    assert len(ids) == 2
