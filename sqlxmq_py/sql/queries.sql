@@ -1319,14 +1319,22 @@ WITH rule AS (
     ON CONFLICT (key_pattern) DO UPDATE
     SET max_starts = excluded.max_starts, period = excluded.period
     RETURNING key_pattern, period
+), kept AS (
+    -- locked in key order, as leases lock them: the two never wait for each other in a cycle
+    SELECT w.rate_key, w.starts[cardinality(w.starts)] + r.period AS idle_at
+    FROM mq_rate_windows AS w
+    CROSS JOIN rule AS r
+    WHERE cardinality(w.starts) > 0
+      AND w.idle_at < w.starts[cardinality(w.starts)] + r.period
+      AND (w.rate_key = r.key_pattern
+           OR (right(r.key_pattern, 1) = '*' AND starts_with(w.rate_key, left(r.key_pattern, -1))))
+    ORDER BY w.rate_key
+    FOR UPDATE OF w
 )
 UPDATE mq_rate_windows AS w
-SET idle_at = w.starts[cardinality(w.starts)] + r.period
-FROM rule AS r
-WHERE cardinality(w.starts) > 0
-  AND w.idle_at < w.starts[cardinality(w.starts)] + r.period
-  AND (w.rate_key = r.key_pattern
-       OR (right(r.key_pattern, 1) = '*' AND starts_with(w.rate_key, left(r.key_pattern, -1))))
+SET idle_at = greatest(w.idle_at, k.idle_at)
+FROM kept AS k
+WHERE w.rate_key = k.rate_key
 
 -- name: rate_limit_delete
 -- Removes a rate rule; returns whether there was one.
