@@ -21,7 +21,7 @@ from typing import Any
 import psycopg
 import structlog
 
-from . import bulk, drain, drain_default, latency, spawn
+from . import bulk, drain, drain_default, latency, rate_limits, spawn
 from ._report import Row, render_table
 from ._support import (
     DEFAULT_SERVER_DSN,
@@ -43,6 +43,7 @@ SCENARIOS = (
     "drain2",
     "memory",
     "peers",
+    "rate-limits",
 )
 """Names for ``--only``, in the order they run."""
 
@@ -147,6 +148,7 @@ def _main(argv: list[str] | None) -> int:
         (set(DEFAULT_DRAIN_SCENARIOS), lambda: drain_default.run(settings, set(selected))),
         ({"latency"}, lambda: latency.run(settings)),
         (set(DRAIN_SCENARIOS), lambda: drain.run(settings, set(selected))),
+        ({"rate-limits"}, lambda: rate_limits.run(settings)),
     ]
     rows: list[Row] = []
     for names, step in steps:

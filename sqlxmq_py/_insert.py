@@ -40,6 +40,8 @@ def insert_statement(
     with scalar parameters for a single job; the others go through ``mq_insert``.
     """
     if not all(map(is_plain, jobs)):
+        if any(j.rate_keys for j in jobs):
+            return query("insert_rated"), _rated_params(jobs), spawned_ids
         return query("insert"), insert_params(jobs), spawned_ids
     ids = assign_ids(jobs)
     if len(jobs) == 1:
@@ -205,6 +207,16 @@ def insert_params(jobs: Sequence[JobToWrite]) -> dict[str, object]:
         "run_after_failed_parents": [j.run_after_failed_parents for j in jobs],
         "dep_positions": [pos for pos, j in enumerate(jobs, 1) for _ in j.after],
         "dep_parents": [parent for j in jobs for parent in j.after],
+    }
+
+
+def _rated_params(jobs: Sequence[JobToWrite]) -> dict[str, object]:
+    """The parameters of ``insert_rated``: those of ``insert``, and the rate keys as pairs (the
+    job's 1-based position, a key), as dependencies are."""
+    return {
+        **insert_params(jobs),
+        "rate_positions": [pos for pos, j in enumerate(jobs, 1) for _ in j.rate_keys],
+        "rate_keys": [key for j in jobs for key in j.rate_keys],
     }
 
 

@@ -34,6 +34,7 @@ from .checkpoint import Checkpoint
 from .errors import ConfigurationError
 from .job_to_write import KEY_MODES, JobKeyMode, JobToWrite
 from .payload import check_raw_json, encode_bytes, encode_json
+from .rate_limit import check_rate_keys
 
 if TYPE_CHECKING:
     from .codec import Codec
@@ -101,6 +102,7 @@ class JobBuilder(Generic[T]):
         self._after: tuple[uuid.UUID, ...] = ()
         self._run_after_failed_parents = False
         self._headers: dict[str, str] | None = None  # made on the first set_header
+        self._rate_keys: tuple[str, ...] = ()
         self._codec: Codec | None = None  # a typed job's payload codec (NamedJob.builder)
         self.set_channel_name(channel_name)
         self.set_retries(retries)
@@ -256,6 +258,30 @@ class JobBuilder(Generic[T]):
         self._headers[check_text("header name", name)] = check_text("header value", value)
         return self
 
+    def add_rate_key(self, key: str) -> Self:
+        """Adds a rate key (e.g. ``"customer:acme"``): the job starts only while the rule of
+        each of its keys allows one more start (see :mod:`sqlxmq_py.rate_limit`).
+
+        Raises:
+            RateLimitError: the key is empty, longer than 200 bytes or holds ``*``.
+        """
+        self._rate_keys = check_rate_keys((*self._rate_keys, key))
+        return self
+
+    def set_rate_keys(self, keys: Iterable[str]) -> Self:
+        """Replaces the rate keys (default from ``@job(rate_keys=...)``; ``[]``: none).
+
+        Raises:
+            RateLimitError: a key is invalid, or there are more than 16.
+        """
+        self._rate_keys = check_rate_keys(keys)
+        return self
+
+    @property
+    def rate_keys(self) -> tuple[str, ...]:
+        """The rate keys set so far."""
+        return self._rate_keys
+
     @property
     def headers(self) -> dict[str, str]:
         """The headers set so far (a copy)."""
@@ -299,6 +325,7 @@ class JobBuilder(Generic[T]):
                 "after": self._after,
                 "run_after_failed_parents": self._run_after_failed_parents,
                 "headers": dict(self._headers) if self._headers else None,
+                "rate_keys": self._rate_keys,
             }
         )
 

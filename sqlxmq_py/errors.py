@@ -9,6 +9,7 @@ live in ``sqlxmq_py.admin``, beside the functions that raise them.
     SqlxmqError
     ├── ConfigurationError (also ValueError)   an invalid option, caught when it is set
     │   ├── DuplicateJobError                   two jobs registered under one name
+    │   ├── RateLimitError                      an invalid rate limit or rate key
     │   └── admin.EmptyFilterError              a bulk action's filter has no criterion
     ├── PayloadError (also ValueError)         a payload that cannot be encoded or decoded
     ├── UnknownJobError                         a job row names no registered job
@@ -38,6 +39,7 @@ __all__ = [
     "LeaseLostError",
     "MigrationError",
     "PayloadError",
+    "RateLimitError",
     "SchemaError",
     "SqlxmqError",
     "UnknownJobError",
@@ -58,6 +60,14 @@ class ConfigurationError(SqlxmqError, ValueError):
 
 class DuplicateJobError(ConfigurationError):
     """Two jobs were registered under the same name."""
+
+    __module__ = "sqlxmq_py"
+
+
+class RateLimitError(ConfigurationError):
+    """A rate limit or a rate key is invalid: an empty or too long key, a ``*`` anywhere but
+    at the end of a rule's pattern (or in a job's key), a number of starts below 1 or a period
+    that is not positive."""
 
     __module__ = "sqlxmq_py"
 

@@ -34,6 +34,7 @@ from .errors import ConfigurationError
 from .job_options import Isolation, JobOptions, check_isolation, check_process_job
 from .payload import encode_result
 from .process_job import ProcessJob
+from .rate_limit import check_rate_keys
 
 __all__ = [
     "JobDecorator",
@@ -201,6 +202,8 @@ class NamedJob(Generic[P, R, T]):
             priority=o.priority,
             retain_for=o.retain_for,
         )
+        if o.rate_keys:
+            builder.set_rate_keys(o.rate_keys)
         return builder.set_dead_letter(o.dead_letter, channel_name=o.dead_letter_channel)
 
     def context_types(self) -> dict[str, type[Any] | str]:
@@ -291,6 +294,7 @@ def job(
     dead_letter: NamedJob[..., Any] | str | None = None,
     cron: str | None = None,
     isolation: Isolation = "thread",
+    rate_keys: Sequence[str] = (),
 ) -> JobDecorator: ...
 
 
@@ -312,6 +316,7 @@ def job(
     dead_letter: NamedJob[..., Any] | str | None = None,
     cron: str | None = None,
     isolation: Isolation = "thread",
+    rate_keys: Sequence[str] = (),
 ) -> Any:
     """Declares a job. Use bare (``@job``) or with options (``@job(channel_name="foo")``).
 
@@ -342,6 +347,8 @@ def job(
             takes a :class:`~sqlxmq_py.ProcessJob` and no context values, and must be
             importable by its module and name (not defined inside a function). Default
             ``"thread"``.
+        rate_keys: the rate keys its jobs carry by default (see :mod:`sqlxmq_py.rate_limit`):
+            a job starts only while every key's rule allows one more start.
 
     Raises:
         ConfigurationError: an option is invalid, or the function cannot be a job.
@@ -381,6 +388,7 @@ def job(
         dead_letter_channel=dead_letter_channel,
         cron=None if cron is None else check_cron(cron),
         isolation=check_isolation(isolation),
+        rate_keys=check_rate_keys(rate_keys),
     )
 
     def decorate(func: Callable[..., Any]) -> NamedJob[..., Any, Any]:

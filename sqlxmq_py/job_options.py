@@ -37,6 +37,7 @@ class JobOptions:
     dead_letter_channel: str | None = None
     cron: str | None = None
     isolation: Isolation = "thread"
+    rate_keys: tuple[str, ...] = ()
 
 
 def check_isolation(isolation: object) -> Isolation:

@@ -61,6 +61,8 @@ class JobToWrite:
     run_after_failed_parents: bool
     headers: Mapping[str, str] | None
     """The headers, or ``None`` for none (never mutated once here)."""
+    rate_keys: tuple[str, ...] = ()
+    """The rate keys (``add_rate_key``): none for almost every job."""
 
     @classmethod
     def _of(cls, fields: dict[str, Any]) -> JobToWrite:
@@ -72,8 +74,9 @@ class JobToWrite:
 
 
 def is_plain(job: JobToWrite) -> bool:
-    """No key, no parents, not ordered: one plain statement writes it, no ``mq_insert``."""
-    return job.job_key is None and not job.after and not job.ordered
+    """No key, no parents, not ordered, no rate keys: one plain statement writes it, no
+    ``mq_insert``."""
+    return job.job_key is None and not job.after and not job.ordered and not job.rate_keys
 
 
 def initial_state(job: JobToWrite) -> JobState | None:

@@ -10,6 +10,7 @@ from ._validate import Duration, to_timedelta
 from .cron import CronSchedule
 from .errors import ConfigurationError, DuplicateJobError
 from .job import NamedJob
+from .rate_limit import RateLimit, rate_limit
 from .runner.options import JobRunnerOptions
 
 if TYPE_CHECKING:
@@ -51,6 +52,7 @@ class JobRegistry:
         self._context: dict[type[Any], object] = {}
         self._retain_for = timedelta(0)
         self._schedules: dict[str, CronSchedule] = {}
+        self._rate_limits: dict[str, RateLimit] = {}
         for named in self._jobs.values():
             if named.options.cron is not None:
                 self.add_cron(named.options.cron, named)
@@ -132,6 +134,24 @@ class JobRegistry:
                 f"schedule {schedule.name!r} is defined twice; give one of them name=..."
             )
         self._schedules[schedule.name] = schedule
+        return self
+
+    @property
+    def rate_limits(self) -> tuple[RateLimit, ...]:
+        """The rate rules added with :meth:`add_rate_limit`."""
+        return tuple(self._rate_limits.values())
+
+    def add_rate_limit(self, key_pattern: str, max_starts: int, *, per: Duration) -> Self:
+        """Declares a rate rule (see ``sqlxmq_py.admin.set_rate_limit``): every runner of this
+        registry writes it when it starts, replacing the pattern's rule in the database. A rule
+        removed from the code stays in the database until ``admin.remove_rate_limit``.
+
+        Raises:
+            RateLimitError: an invalid pattern, ``max_starts`` below 1 or ``per`` not
+                positive.
+        """
+        rule = rate_limit(key_pattern, max_starts, per)
+        self._rate_limits[rule.key_pattern] = rule
         return self
 
     def set_context(self, *values: object) -> Self:

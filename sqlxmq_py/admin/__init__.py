@@ -1,7 +1,7 @@
 """Looking at and managing jobs: status, listing, counts, cancel, retry, reschedule, bulk
 actions on every job matching a filter (retry, cancel, delete, run now), blocked
-ordered chains, purging, channels (pause, resume, concurrency limits) and the live runners
-(workers).
+ordered chains, purging, channels (pause, resume, concurrency limits), the live runners
+(workers) and rate limits per key.
 
 Like spawning, every function takes a sync connection or pool (and returns its result) or an
 async one (and returns an awaitable), and runs in the caller's transaction without committing it.
@@ -48,6 +48,7 @@ from ._counts import ESTIMATE_SAMPLE_ROWS as ESTIMATE_SAMPLE_ROWS
 from ._lists import list_jobs
 from ._lists import list_statement as list_statement
 from ._purge import PurgeResult, purge
+from ._rate_limits import list_rate_limits, remove_rate_limit, set_rate_limit
 from ._schedules import (
     Schedule,
     delete_schedule,
@@ -56,7 +57,7 @@ from ._schedules import (
     list_schedules,
     trigger_schedule,
 )
-from ._status import AttemptError, Interruptions, JobStatus, attempt_errors, job_status
+from ._status import AttemptError, Interruptions, JobStatus, RateWait, attempt_errors, job_status
 from ._workers import STALE_AFTER, WorkerInfo, list_workers
 from ._workflows import (
     WorkflowCancelled,
@@ -82,6 +83,7 @@ __all__ = [
     "JobStatus",
     "PurgeResult",
     "QueueCount",
+    "RateWait",
     "Schedule",
     "StatsBucket",
     "WorkerInfo",
@@ -103,6 +105,7 @@ __all__ = [
     "job_status",
     "list_channels",
     "list_jobs",
+    "list_rate_limits",
     "list_schedules",
     "list_workers",
     "list_workflows",
@@ -110,6 +113,7 @@ __all__ = [
     "paused_channels",
     "purge",
     "queue_counts",
+    "remove_rate_limit",
     "reschedule",
     "resume_channel",
     "retry",
@@ -117,6 +121,7 @@ __all__ = [
     "retry_step",
     "run_now",
     "set_channel_limit",
+    "set_rate_limit",
     "throughput",
     "trigger_schedule",
     "workflow_status",

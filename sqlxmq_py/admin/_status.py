@@ -19,6 +19,7 @@ __all__ = [
     "AttemptError",
     "Interruptions",
     "JobStatus",
+    "RateWait",
     "StatusRow",
     "attempt_errors",
     "interruptions",
@@ -60,6 +61,28 @@ def interruptions(errors_json: str | None) -> Interruptions | None:
 
 
 @dataclass(frozen=True, kw_only=True)
+class RateWait:
+    """A rate key of a job whose budget is spent now (see :mod:`sqlxmq_py.rate_limit`)."""
+
+    key: str
+    until: datetime
+    """When the key allows a start again (its oldest counted start leaves the window)."""
+
+    def __str__(self) -> str:
+        return f"waits for rate key {self.key} until {self.until.isoformat()}"
+
+
+def rate_waits(waits_json: str | None) -> tuple[RateWait, ...]:
+    """The spent keys the ``status`` statement found (JSON text), by key."""
+    if not waits_json:
+        return ()
+    return tuple(
+        RateWait(key=str(w["key"]), until=datetime.fromisoformat(w["until"]))
+        for w in json.loads(waits_json)
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
 class JobStatus:
     """A job as the queue sees it now."""
 
@@ -83,6 +106,12 @@ class JobStatus:
     interrupted: Interruptions | None = None
     """Whether (and how often) a stopping runner handed the job back unfinished; only
     :func:`job_status` reads it (listed jobs leave it None)."""
+    rate_keys: tuple[str, ...] = ()
+    """The job's rate keys; only :func:`job_status` reads them (listed jobs leave them empty)."""
+    rate_waits: tuple[RateWait, ...] = ()
+    """Those of its rate keys whose budget is spent now, each with when it allows a start
+    again: why a scheduled (deferred) or ready job with rate keys waits. Only
+    :func:`job_status` reads them."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -157,8 +186,10 @@ class StatusRow(NamedTuple):
 
 def _status(row: tuple[Any, ...]) -> JobStatus:
     """A row of ``status`` (which adds the errors list) or of ``list_jobs*``."""
-    r = StatusRow(*row[: len(StatusRow._fields)])
-    errors = row[len(StatusRow._fields)] if len(row) > len(StatusRow._fields) else None
+    n = len(StatusRow._fields)
+    r = StatusRow(*row[:n])
+    # the status statement adds the errors, the rate keys and the spent keys
+    errors, keys, waits = (*row[n : n + 3], None, None, None)[:3]
     return JobStatus(
         id=r.id,
         name=r.name,
@@ -176,6 +207,8 @@ def _status(row: tuple[Any, ...]) -> JobStatus:
         result=None if r.result is None else json.loads(r.result),
         cancel_requested=r.cancel_requested,
         interrupted=interruptions(errors),
+        rate_keys=tuple(keys or ()),
+        rate_waits=rate_waits(waits),
     )
 
 

@@ -15,7 +15,18 @@ from collections.abc import Sequence
 import structlog
 
 from .. import __version__
-from . import bulk, channels, inspect, manage, schedules, schema, tools, worker, workflows
+from . import (
+    bulk,
+    channels,
+    inspect,
+    manage,
+    rate_limits,
+    schedules,
+    schema,
+    tools,
+    worker,
+    workflows,
+)
 from ._common import (
     EXIT_ERROR,
     EXIT_SIGINT,
@@ -77,6 +88,7 @@ def build_parser() -> Parser:
     schedules.register(commands)
     tools.register(commands)
     workflows.register(commands)
+    rate_limits.register(commands)
     return parser
 
 

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from ..cron import CronSchedule
     from ..current_job import JobInfo
     from ..job import JobOptions
+    from ..rate_limit import RateLimit
 
 __all__ = ["JobSource", "RunnableJob"]
 
@@ -79,6 +80,11 @@ class JobSource(Protocol):
     @property
     def schedules(self) -> tuple[CronSchedule, ...]:
         """Recurring schedules to upsert at start."""
+        ...
+
+    @property
+    def rate_limits(self) -> tuple[RateLimit, ...]:
+        """Rate rules to write at start."""
         ...
 
     def check(self) -> None:

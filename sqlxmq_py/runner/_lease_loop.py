@@ -122,7 +122,7 @@ class LeaseLoop:
                 except Exception:
                     self._reread_limits = True
                     raise
-            rows = await self._leaser.lease(want, max_bytes)
+            rows, deferred = await self._leaser.lease(want, max_bytes)
         except Exception as exc:
             wait = self._pacer.failed(self._loop.time())
             error = error_summary(exc)
@@ -150,10 +150,17 @@ class LeaseLoop:
             )
         if rows and keeper is not None:
             keeper.leased(min(row[6] for row in rows))
-        self._log.debug("polled", leased=len(rows), wanted=want)
+        self._log.debug("polled", leased=len(rows), wanted=want, deferred=deferred)
         if self._hooks:
             self._hooks.call("polled", len(rows), want)
-        announce = self._pacer.polled(self._loop.time(), len(rows), want, self._leaser.idle)
+        if deferred:
+            # jobs made scheduled until their rate keys allow them: the promoter learns when
+            self._promote_now.set()
+        # a deferred job was looked at like a leased one: a lease that deferred some of what it
+        # asked for says nothing of an empty queue, and leases again at once
+        announce = self._pacer.polled(
+            self._loop.time(), len(rows) + deferred, want, self._leaser.idle
+        )
         if announce is not None:
             try:
                 await self._leaser.set_idle(announce)

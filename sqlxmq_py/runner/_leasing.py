@@ -15,7 +15,7 @@ from .._version import __version__
 from ..sql import query
 from ._connection import DedicatedConnection
 
-__all__ = ["PROMOTE_BATCH", "Leaser", "caps_loosened", "channel_caps"]
+__all__ = ["PROMOTE_BATCH", "Leaser", "caps_loosened", "channel_caps", "split_deferred"]
 
 PROMOTE_BATCH = 5000
 """Scheduled jobs made ready per statement (mq_promote's LIMIT)."""
@@ -40,6 +40,13 @@ def caps_loosened(old: dict[str, int], new: dict[str, int]) -> bool:
     """Whether some channel may run more jobs under ``new`` caps than under ``old`` (resumed,
     its limit raised or removed): jobs the runner left alone may be leased now."""
     return any(channel not in new or new[channel] > cap for channel, cap in old.items())
+
+
+def split_deferred(rows: Rows) -> tuple[Rows, int]:
+    """The rows of a lease that are leased, and how many it deferred for their rate keys (rows
+    without a lease token, which mq_lease returns after the leased ones)."""
+    leased = [row for row in rows if row[1] is not None]
+    return leased, len(rows) - len(leased)
 
 
 class Leaser:
@@ -81,37 +88,45 @@ class Leaser:
         )
         return promoted, wait
 
-    async def lease(self, want: int, max_bytes: int) -> Rows:
+    async def lease(self, want: int, max_bytes: int) -> tuple[Rows, int]:
         """Leases up to ``want`` jobs holding at most about ``max_bytes`` of payload (the first
         job whatever its size), from the unlimited channels first; none from a channel whose
-        limit is 0 (or that is paused)."""
+        limit is 0 (or that is paused). Returns the leased rows and how many jobs the lease
+        deferred instead, their rate keys being exhausted (they count as looked at: a lease
+        that deferred some may find more at once)."""
         limited = sorted(self.limits)
         cursor_name, cursor_args = self._cursor or (None, None)
-        rows = await self._conn.execute(
-            query("lease"),
-            {
-                "channel_names": self._channel_names,
-                "cursor_name": cursor_name,
-                "cursor_args": cursor_args,
-                "limit": want,
-                "default_lease": self._default_lease,
-                "excluded": limited,
-                "durable": self._durable,
-                "max_bytes": max_bytes,
-                "runner": self._runner_id,
-            },
+        rows, deferred = split_deferred(
+            await self._conn.execute(
+                query("runner_lease"),
+                {
+                    "channel_names": self._channel_names,
+                    "cursor_name": cursor_name,
+                    "cursor_args": cursor_args,
+                    "limit": want,
+                    "default_lease": self._default_lease,
+                    "excluded": limited,
+                    "durable": self._durable,
+                    "max_bytes": max_bytes,
+                    "runner": self._runner_id,
+                },
+            )
         )
         if rows:
             self._cursor = (rows[-1][4], rows[-1][5])
         for channel in limited:
             if not self.limits[channel]:
                 continue
-            taken = len(rows)
+            taken = len(rows) + deferred
             used = sum(row[14] for row in rows)
             if taken >= want or used >= max_bytes:
                 break
-            rows += await self._lease_limited(channel, want - taken, max_bytes - used)
-        return rows
+            more, more_deferred = split_deferred(
+                await self._lease_limited(channel, want - taken, max_bytes - used)
+            )
+            rows += more
+            deferred += more_deferred
+        return rows, deferred
 
     async def _lease_limited(self, channel: str, want: int, max_bytes: int) -> Rows:
         cursor_name, cursor_args = self._limited_cursors.get(channel, (None, None))
@@ -128,8 +143,9 @@ class Leaser:
                 "runner": self._runner_id,
             },
         )
-        if rows:
-            self._limited_cursors[channel] = (rows[-1][4], rows[-1][5])
+        leased = [row for row in rows if row[1] is not None]
+        if leased:
+            self._limited_cursors[channel] = (leased[-1][4], leased[-1][5])
         return rows
 
     async def refresh_limits(self) -> bool:

@@ -5,8 +5,9 @@ One runner at a time does the upkeep (a transaction-level advisory lock, held by
 on the server, never across a pause of the runner's process): expire leases of dead runners and
 two-phase jobs that were never committed, repair ordered chains and continuations whose wake-up
 was lost in a race, drop the history's partitions of days wholly past and make the coming
-days' (mq_history_rotate), and drop expired throttle windows, statistics and stale runner
-announcements. Then every runner spawns the cron ticks that are due (each claimed once).
+days' (mq_history_rotate), and drop expired throttle windows, statistics, stale runner
+announcements and idle windows of rate keys. Then every runner spawns the cron ticks that are
+due (each claimed once).
 """
 
 from __future__ import annotations
@@ -20,7 +21,10 @@ from ..hooks import JobOutcome
 from ..sql import query
 from ._connection import DedicatedConnection
 
-__all__ = ["AttemptStats", "maintain"]
+__all__ = ["RATE_PRUNE_BATCH", "AttemptStats", "maintain"]
+
+RATE_PRUNE_BATCH = 10_000
+"""Idle rate windows dropped per upkeep pass (a key whose every start left its window)."""
 
 _STAT_COLUMNS = {"completed": 0, "retrying": 1, "failed": 2, "interrupted": 3}
 
@@ -42,6 +46,9 @@ async def maintain(conn: DedicatedConnection, log: Any) -> None:
             log.info(event, count=count)
         else:
             log.warning(event, count=count)
+    ((pruned,),) = await conn.execute(query("rate_prune"), {"limit": RATE_PRUNE_BATCH})
+    if pruned:
+        log.debug("rate_windows_pruned", count=pruned)
     for schedule, tick in await conn.run(run_due_schedules):
         log.info("cron_job_spawned", schedule=schedule, tick=tick.isoformat())
 

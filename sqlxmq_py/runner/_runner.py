@@ -28,6 +28,7 @@ from .._connections import Rows
 from .._logging import logger, redact_conninfo
 from ..cron import upsert_schedules
 from ..errors import LeaseLostError
+from ..rate_limit import write_rate_limits
 from ..sql import query
 from ._attempts import Attempts
 from ._batcher import Batcher
@@ -150,6 +151,9 @@ class Runner:
             if self._registry.schedules:
                 async with self.pool.connection() as conn, conn.transaction():
                     await upsert_schedules(conn, self._registry.schedules)
+            if self._registry.rate_limits:
+                async with self.pool.connection() as conn, conn.transaction():
+                    await write_rate_limits(conn, self._registry.rate_limits)
             await self._leaser.refresh_limits()
         except BaseException:
             await self._close()

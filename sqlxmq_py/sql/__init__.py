@@ -105,6 +105,12 @@ QueryName = Literal[
     "workflow_parent_results",
     "workflow_list",
     "workflow_skip_self",
+    "insert_rated",
+    "runner_lease",
+    "rate_limit_set",
+    "rate_limit_delete",
+    "rate_limits",
+    "rate_prune",
 ]
 
 _NAME_LINE = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)

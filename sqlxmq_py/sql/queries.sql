@@ -37,6 +37,22 @@ SELECT pos, id FROM mq_insert(
 )
 ORDER BY pos
 
+-- name: insert_rated
+-- As insert, for a batch where some job carries rate keys (mq_insert_rated): the keys as pairs
+-- of the job's 1-based position and a key.
+SELECT pos, id FROM mq_insert_rated(
+    %(ids)s::uuid[], %(names)s::text[], %(channel_names)s::text[], %(channel_args)s::text[],
+    %(payload_json)s::text[], %(payload_bytes)s::bytea[], %(delays)s::interval[],
+    %(run_ats)s::timestamptz[], %(max_attempts)s::integer[], %(retry_backoffs)s::interval[],
+    %(leases)s::interval[], %(ordered)s::boolean[], %(commit_intervals)s::interval[],
+    %(priorities)s::integer[], %(job_keys)s::text[], %(job_key_modes)s::text[],
+    %(throttles)s::interval[], %(retain_fors)s::interval[], %(dead_letters)s::text[],
+    %(dead_letter_channels)s::text[], %(run_after_failed_parents)s::boolean[],
+    %(dep_positions)s::integer[], %(dep_parents)s::uuid[], %(headers)s::jsonb[],
+    %(rate_positions)s::integer[], %(rate_keys)s::text[]
+)
+ORDER BY pos
+
 -- name: insert_one
 -- One job without a key, dependencies or ordering (the common case) in one plain statement.
 WITH payload AS (
@@ -145,8 +161,20 @@ SELECT count(*) FROM gone
 
 -- name: lease
 -- Leases up to %(limit)s ready jobs holding at most about %(max_bytes)s of payload (see
--- mq_lease in migrations/0006_workers.sql), recorded as taken by runner %(runner)s (None for
--- the pull API).
+-- mq_lease in migrations/0006_workers.sql and 0011_rate_limits.sql), recorded as taken by
+-- runner %(runner)s (None for the pull API). Jobs it deferred for their rate keys are left out.
+SELECT id, lease_token, attempt, max_attempts, channel_name, channel_args, lease, name,
+    payload_json, payload_bytes, retry_backoff, job_key, retain_for, headers, payload_size
+FROM mq_lease(
+    %(channel_names)s::text[], %(cursor_name)s::text, %(cursor_args)s::text,
+    %(limit)s::integer, %(default_lease)s::interval, %(excluded)s::text[],
+    %(durable)s::boolean, %(max_bytes)s::bigint, %(runner)s::uuid
+)
+WHERE lease_token IS NOT NULL
+
+-- name: runner_lease
+-- The runner's lease: as lease, and each job it deferred for its rate keys as a row without a
+-- lease token (the runner then knows that it looked at more jobs than it leased).
 SELECT id, lease_token, attempt, max_attempts, channel_name, channel_args, lease, name,
     payload_json, payload_bytes, retry_backoff, job_key, retain_for, headers, payload_size
 FROM mq_lease(
@@ -165,9 +193,11 @@ FROM mq_lease(
     ARRAY(SELECT l.channel_name FROM mq_channel_limits AS l WHERE l.paused),
     %(durable)s::boolean, %(max_bytes)s::bigint
 )
+WHERE lease_token IS NOT NULL
 
 -- name: lease_limited
--- Leases from one channel with a concurrency limit (mq_lease_limited).
+-- Leases from one channel with a concurrency limit (mq_lease_limited); jobs deferred for their
+-- rate keys come back as for runner_lease.
 SELECT id, lease_token, attempt, max_attempts, channel_name, channel_args, lease, name,
     payload_json, payload_bytes, retry_backoff, job_key, retain_for, headers, payload_size
 FROM mq_lease_limited(
@@ -277,15 +307,28 @@ SET idle = excluded.idle, heartbeat_at = now(), channel_names = excluded.channel
 DELETE FROM mq_listeners WHERE id = %(id)s
 
 -- name: status
+-- A job, queued or kept, with its errors, its rate keys and (JSON) the keys whose budget is
+-- spent now, each with the instant it allows a start again (migration 0011).
 SELECT j.id, p.name, j.state::text, j.attempts, j.max_attempts, j.channel_name, j.channel_args,
     j.priority, j.job_key, j.attempt_at, p.created_at, NULL::timestamptz, p.last_error, NULL::text,
-    j.cancel_requested, p.errors::text
+    j.cancel_requested, p.errors::text, j.rate_keys, (
+        SELECT json_agg(json_build_object(
+            'key', w.rate_key,
+            'until', w.starts[cardinality(w.starts) - r.max_starts + 1] + r.period
+        ) ORDER BY w.rate_key)
+        FROM unnest(j.rate_keys) AS u(key)
+        CROSS JOIN LATERAL mq_rate_rule(u.key) AS r
+        JOIN mq_rate_windows AS w ON w.rate_key = u.key
+        WHERE r.max_starts <= (
+            SELECT count(*) FROM unnest(w.starts) AS s(at) WHERE s.at > clock_timestamp() - r.period
+        )
+    )::text
 FROM mq_jobs AS j JOIN mq_payloads AS p ON p.id = j.id
 WHERE j.id = %(id)s
 UNION ALL
 SELECT h.id, h.name, h.state, h.attempts, h.max_attempts, h.channel_name, h.channel_args,
     h.priority, h.job_key, NULL, h.created_at, h.finished_at, h.last_error, h.result::text, false,
-    h.errors::text
+    h.errors::text, NULL, NULL
 FROM mq_history AS h
 WHERE h.id = %(id)s
 
@@ -1492,3 +1535,43 @@ LIMIT %(limit)s::integer
 
 -- name: workflow_skip_self
 SELECT mq_workflow_skip_self(%(workflow_id)s::uuid, %(step)s::text, %(reason)s::text)
+-- name: rate_limit_set
+-- Sets a rate rule (migration 0011): at most %(max_starts)s starts per %(period)s for the keys
+-- %(key_pattern)s names. Leases apply it from their next start; jobs already deferred keep the
+-- instant they were given. The windows of its keys are kept at least a new period after their
+-- last start: a longer period must not find them dropped as idle under the shorter one.
+WITH rule AS (
+    INSERT INTO mq_rate_limits (key_pattern, max_starts, period)
+    VALUES (%(key_pattern)s, %(max_starts)s, %(period)s::interval)
+    ON CONFLICT (key_pattern) DO UPDATE
+    SET max_starts = excluded.max_starts, period = excluded.period
+    RETURNING key_pattern, period
+), kept AS (
+    -- locked in key order, as leases lock them: the two never wait for each other in a cycle
+    SELECT w.rate_key, w.starts[cardinality(w.starts)] + r.period AS idle_at
+    FROM mq_rate_windows AS w
+    CROSS JOIN rule AS r
+    WHERE cardinality(w.starts) > 0
+      AND w.idle_at < w.starts[cardinality(w.starts)] + r.period
+      AND (w.rate_key = r.key_pattern
+           OR (right(r.key_pattern, 1) = '*' AND starts_with(w.rate_key, left(r.key_pattern, -1))))
+    ORDER BY w.rate_key
+    FOR UPDATE OF w
+)
+UPDATE mq_rate_windows AS w
+SET idle_at = greatest(w.idle_at, k.idle_at)
+FROM kept AS k
+WHERE w.rate_key = k.rate_key
+
+-- name: rate_limit_delete
+-- Removes a rate rule; returns whether there was one.
+DELETE FROM mq_rate_limits WHERE key_pattern = %(key_pattern)s RETURNING key_pattern
+
+-- name: rate_limits
+-- The rate rules, by pattern.
+SELECT key_pattern, max_starts, period FROM mq_rate_limits ORDER BY key_pattern
+
+-- name: rate_prune
+-- Drops up to %(limit)s windows of rate keys whose every start has left the window
+-- (mq_rate_prune); returns how many.
+SELECT mq_rate_prune(%(limit)s::integer)

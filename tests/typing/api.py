@@ -150,3 +150,27 @@ async def bulk_payloads(conn: psycopg.Connection[Any], aconn: psycopg.AsyncConne
     spawn_payloads(conn, bare, [1, "two", None])  # an untyped job takes any JSON
     spawn_payloads(conn, send, [{"to": "a@example.com"}])  # type: ignore[misc]  # not Emails
     assert_type(send.builder().to_write(), JobToWrite)
+
+
+@job(rate_keys=["openai"])
+async def rated(current_job: CurrentJob) -> None: ...
+
+
+async def rate_limits(conn: psycopg.Connection[Any], aconn: psycopg.AsyncConnection[Any]) -> None:
+    """Rate rules take a pattern, a count and a period; a builder adds keys; the status names
+    the spent ones."""
+    from datetime import timedelta
+
+    from sqlxmq_py.admin import RateWait, list_rate_limits, remove_rate_limit, set_rate_limit
+    from sqlxmq_py.rate_limit import RateLimit
+
+    assert_type(set_rate_limit(conn, "customer:*", 10, per=timedelta(minutes=1)), None)
+    await set_rate_limit(aconn, "openai", 50, per=1.0)
+    assert_type(list_rate_limits(conn), list[RateLimit])
+    assert_type(await remove_rate_limit(aconn, "openai"), bool)
+    assert_type(rated.builder().add_rate_key("customer:acme").rate_keys, tuple[str, ...])
+    assert_type(JobRegistry([rated]).add_rate_limit("openai", 50, per=1), JobRegistry)
+    status = job_status(conn, uuid.uuid4())
+    if status is not None:
+        assert_type(status.rate_waits, tuple[RateWait, ...])
+    set_rate_limit(conn, "k", 1)  # type: ignore[call-overload]  # per is required
