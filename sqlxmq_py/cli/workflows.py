@@ -143,7 +143,7 @@ def run_workflows(ctx: Context, args: argparse.Namespace) -> int:
         for w in found
     ]  # fmt: skip
     headers = [
-        "id", "name", "state", "steps", "waiting", "running", "completed", "failed",
+        "id", "name", "state", "steps", "waiting", "released", "completed", "failed",
         "cancelled", "skipped", "created",
     ]  # fmt: skip
     print(render_table(headers, rows, numeric=range(3, 10)))

@@ -1535,6 +1535,7 @@ LIMIT %(limit)s::integer
 
 -- name: workflow_skip_self
 SELECT mq_workflow_skip_self(%(workflow_id)s::uuid, %(step)s::text, %(reason)s::text)
+
 -- name: rate_limit_set
 -- Sets a rate rule (migration 0011): at most %(max_starts)s starts per %(period)s for the keys
 -- %(key_pattern)s names. Leases apply it from their next start; jobs already deferred keep the
