@@ -102,7 +102,7 @@ def test_the_list_newest_first_with_counts(cli: Cli, conn: psycopg.Connection[An
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].split() == [
-        "ID", "NAME", "STATE", "STEPS", "WAITING", "RUNNING", "COMPLETED", "FAILED",
+        "ID", "NAME", "STATE", "STEPS", "WAITING", "RELEASED", "COMPLETED", "FAILED",
         "CANCELLED", "SKIPPED", "CREATED",
     ]  # fmt: skip
     assert [line.split()[:10] for line in lines[1:]] == [
