@@ -134,7 +134,8 @@ $$;
 -- whether the pattern had a rule, and how many deferred jobs became due again (at most
 -- p_limit). The windows of the keys the pattern names are locked first, in key order as leases
 -- lock them: a lease deferring jobs of these keys finishes first, and its deferrals are seen
--- here. A removed rule's keys that no other rule names lose their windows, so that a lease
+-- here. (A prefix pattern cannot wait so for a lease that is making the window of a key under
+-- it for the first time: that lease's deferrals keep their instant.) A removed rule's keys that no other rule names lose their windows, so that a lease
 -- that read the rule before it was removed, and waits for a window, finds it empty and admits.
 CREATE FUNCTION mq_rate_change(
     p_pattern text, p_max_starts integer, p_period interval, p_limit integer
@@ -155,6 +156,13 @@ BEGIN
         -- unchanged (every runner writes its registry's rules at start): nothing to do
         RETURN QUERY SELECT true, 0;
         RETURN;
+    END IF;
+    IF right(p_pattern, 1) <> '*' THEN
+        -- a lease making this key's window right now (its first lease) is waited for too: its
+        -- uncommitted row is not seen by the locking read below, but conflicts with this one
+        INSERT INTO mq_rate_windows AS w (rate_key, starts, idle_at)
+        VALUES (p_pattern, '{}', '-infinity')
+        ON CONFLICT (rate_key) DO NOTHING;
     END IF;
     SELECT coalesce(array_agg(w.rate_key ORDER BY w.rate_key), '{}') INTO v_keys
     FROM (

@@ -2010,6 +2010,13 @@ BEGIN
         RETURN QUERY SELECT true, 0;
         RETURN;
     END IF;
+    IF right(p_pattern, 1) <> '*' THEN
+        -- a lease making this key's window right now (its first lease) is waited for too: its
+        -- uncommitted row is not seen by the locking read below, but conflicts with this one
+        INSERT INTO mq_rate_windows AS w (rate_key, starts, idle_at)
+        VALUES (p_pattern, '{}', '-infinity')
+        ON CONFLICT (rate_key) DO NOTHING;
+    END IF;
     SELECT coalesce(array_agg(w.rate_key ORDER BY w.rate_key), '{}') INTO v_keys
     FROM (
         SELECT w.rate_key FROM mq_rate_windows AS w
