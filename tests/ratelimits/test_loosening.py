@@ -21,16 +21,6 @@ from .jobs import limited, state_counts
 HOUR = timedelta(hours=1)
 
 
-def scheduled(db: psycopg.Connection[Any]) -> dict[str, Any]:
-    """Each scheduled job's first rate key, mapped to whether it is due now, per job id."""
-    return {
-        str(i): due
-        for i, due in db.execute(
-            "SELECT id, attempt_at <= now() FROM mq_jobs WHERE state = 's' ORDER BY id"
-        )
-    }
-
-
 def lease_all(conn: psycopg.Connection[Any]) -> list[FetchedJob]:
     jobs = fetch(conn, None, limit=50)
     conn.commit()
