@@ -2010,9 +2010,10 @@ BEGIN
         RETURN QUERY SELECT true, 0;
         RETURN;
     END IF;
-    IF right(p_pattern, 1) <> '*' THEN
+    IF right(p_pattern, 1) <> '*' AND EXISTS (SELECT 1 FROM mq_rate_rule(p_pattern)) THEN
         -- a lease making this key's window right now (its first lease) is waited for too: its
         -- uncommitted row is not seen by the locking read below, but conflicts with this one
+        -- (a key that no rule limits yet has no deferred jobs to wait for)
         INSERT INTO mq_rate_windows AS w (rate_key, starts, idle_at)
         VALUES (p_pattern, '{}', '-infinity')
         ON CONFLICT (rate_key) DO NOTHING;
