@@ -207,10 +207,15 @@ BEGIN
         CROSS JOIN unnest(w.starts) AS s(at)
     ),
     deferred AS (
+        -- one look-up of the scheduled jobs' index per instant (at most max_starts a key),
+        -- never a scan of every scheduled job
         SELECT DISTINCT j.id
         FROM instants AS i
-        JOIN mq_jobs AS j ON j.state = 's' AND j.attempt_at = i.until
-        WHERE i.key = ANY(j.rate_keys)
+        CROSS JOIN LATERAL (
+            SELECT j.id FROM mq_jobs AS j
+            WHERE j.state = 's' AND j.attempt_at = i.until AND i.key = ANY(j.rate_keys)
+            OFFSET 0
+        ) AS j
         LIMIT p_limit
     ),
     moved AS (
