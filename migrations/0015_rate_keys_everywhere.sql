@@ -140,7 +140,12 @@ $$;
 CREATE FUNCTION mq_rate_change(
     p_pattern text, p_max_starts integer, p_period interval, p_limit integer
 ) RETURNS TABLE (existed boolean, woken integer)
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+-- index look-ups only, as the lease does (a plan that scans every scheduled job, or compiles
+-- itself for a cost that disabling the scans inflates, costs far more than the look-ups)
+SET enable_seqscan = off
+SET jit = off
+AS $$
 #variable_conflict use_column
 DECLARE
     v_old record;

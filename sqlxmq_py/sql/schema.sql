@@ -1993,6 +1993,8 @@ $function$;
 CREATE OR REPLACE FUNCTION public.mq_rate_change(p_pattern text, p_max_starts integer, p_period interval, p_limit integer)
  RETURNS TABLE(existed boolean, woken integer)
  LANGUAGE plpgsql
+ SET enable_seqscan TO 'off'
+ SET jit TO 'off'
 AS $function$
 #variable_conflict use_column
 DECLARE
