@@ -200,3 +200,36 @@ async def test_a_lease_that_read_a_rule_just_removed_admits_rather_than_defers(
     leased = await leasing
     assert len(leased) == 1  # its window was dropped: no start to count against it
     assert state_counts(db) == {"l": 2}
+
+
+async def test_two_changes_of_one_rule_racing_queue_up_and_both_hold(
+    dsn: str, conn: psycopg.Connection[Any], db: psycopg.Connection[Any]
+) -> None:
+    set_rate_limit(conn, "customer:*", 1, per=HOUR)
+    spawn_many(conn, [limited.builder().add_rate_key("customer:acme") for _ in range(3)])
+    conn.commit()
+    assert len(lease_all(conn)) == 1
+    set_rate_limit(conn, "customer:*", 2, per=HOUR)  # holds the windows, not committed
+
+    def tighten() -> None:
+        with psycopg.connect(dsn, autocommit=True) as admin:
+            set_rate_limit(admin, "customer:*", 1, per=2 * HOUR)
+
+    racing = asyncio.create_task(asyncio.to_thread(tighten))
+    await wait_until(
+        lambda: (
+            db.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND query LIKE '%%mq_rate_change%%'"
+            ).fetchone()
+            == (1,)
+        )
+    )
+    conn.commit()
+    await racing
+    # the loosening woke both deferred jobs; the tightening after it found none to move back
+    assert due_count(db) == 2
+    assert db.execute("SELECT max_starts, period FROM mq_rate_limits").fetchall() == [(1, 2 * HOUR)]
+    db.execute("SELECT mq_promote(NULL, false)")
+    assert lease_all(conn) == []  # judged again under the rule that holds now
+    assert state_counts(db) == {"l": 1, "s": 2}
