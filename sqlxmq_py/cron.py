@@ -25,6 +25,7 @@ from ._validate import Duration, check_name, to_timedelta
 from .admin._schedules import ScheduleRow, tick_builder
 from .builder import SPAWN_HOOKS
 from .payload import encode_json
+from .rate_limit import check_rate_keys
 from .sql import query
 
 if TYPE_CHECKING:
@@ -53,6 +54,8 @@ class CronSchedule:
     dead_letter_channel: str | None
     ordered: bool
     backfill: timedelta
+    rate_keys: tuple[str, ...] = ()
+    """The rate keys every tick's job carries (stored with the schedule, migration 0015)."""
 
     @classmethod
     def for_job(
@@ -65,10 +68,13 @@ class CronSchedule:
         tz: str = "UTC",
         backfill: Duration = 0,
         channel_args: str = "",
+        rate_keys: Sequence[str] | None = None,
     ) -> CronSchedule:
-        """A schedule spawning ``job`` with its decorator's defaults; options validated."""
+        """A schedule spawning ``job`` with its decorator's defaults (its rate keys too, unless
+        ``rate_keys`` replaces them); options validated."""
         check_zone(tz)
         options = job.options
+        keys = options.rate_keys if rate_keys is None else check_rate_keys(rate_keys)
         return cls(
             name=check_name("name", name if name is not None else job.name),
             cron=check_cron(cron),
@@ -86,6 +92,7 @@ class CronSchedule:
             dead_letter_channel=options.dead_letter_channel,
             ordered=options.ordered,
             backfill=to_timedelta("backfill", backfill),
+            rate_keys=keys,
         )
 
     def upsert_params(self) -> dict[str, object]:
@@ -107,6 +114,7 @@ class CronSchedule:
             "dead_letter_channel": self.dead_letter_channel,
             "ordered": self.ordered,
             "backfill": self.backfill,
+            "rate_keys": sorted(self.rate_keys) or None,
         }
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Self, TypeAlias
 
@@ -107,6 +107,7 @@ class JobRegistry:
         tz: str = "UTC",
         backfill: Duration = 0,
         channel_args: str = "",
+        rate_keys: Sequence[str] | None = None,
     ) -> Self:
         """Spawns ``job`` at every tick of the crontab expression ``cron`` (in time zone
         ``tz``), exactly once per tick however many runners are up.
@@ -117,6 +118,8 @@ class JobRegistry:
             backfill: ticks missed while no runner was up are spawned if they are at most this
                 old (default 0: only ticks due in the last minute run).
             channel_args: channel args of the spawned jobs (the channel is the job's).
+            rate_keys: the rate keys of every tick's job (default: the job's
+                ``@job(rate_keys=...)``; ``[]``: none), stored with the schedule.
         """
         if not isinstance(job, NamedJob) or self._jobs.get(job.name) is not job:
             raise ConfigurationError(f"add_cron needs a job registered here, got {job!r}")
@@ -128,6 +131,7 @@ class JobRegistry:
             tz=tz,
             backfill=backfill,
             channel_args=channel_args,
+            rate_keys=rate_keys,
         )
         if schedule.name in self._schedules:
             raise ConfigurationError(

@@ -82,6 +82,8 @@ class ScheduleRow(NamedTuple):
     enabled: bool
     last_spawned_tick: datetime | None
     now: datetime
+    rate_keys: list[str] | None
+    """The rate keys its ticks carry (migration 0015; None: none)."""
 
 
 def tick_builder(row: ScheduleRow, tick: datetime | None) -> JobBuilder:
@@ -103,6 +105,8 @@ def tick_builder(row: ScheduleRow, tick: datetime | None) -> JobBuilder:
     )
     if row.payload_json is not None:
         builder.set_raw_json(row.payload_json)
+    if row.rate_keys:
+        builder.set_rate_keys(row.rate_keys)
     if tick is None:
         return builder
     return builder.set_job_key(tick_key(row.name, tick), "unsafe_dedupe")

@@ -513,12 +513,13 @@ ORDER BY 1
 INSERT INTO mq_schedules (
     name, cron, timezone, job_name, channel_name, channel_args, payload_json, max_attempts,
     retry_backoff, priority, lease, retain_for, dead_letter, dead_letter_channel, ordered,
-    backfill, last_tick
+    backfill, rate_keys, last_tick
 )
 VALUES (
     %(name)s, %(cron)s, %(timezone)s, %(job_name)s, %(channel_name)s, %(channel_args)s,
     %(payload_json)s::json, %(max_attempts)s, %(retry_backoff)s, %(priority)s, %(lease)s,
-    %(retain_for)s, %(dead_letter)s, %(dead_letter_channel)s, %(ordered)s, %(backfill)s, now()
+    %(retain_for)s, %(dead_letter)s, %(dead_letter_channel)s, %(ordered)s, %(backfill)s,
+    %(rate_keys)s::text[], now()
 )
 ON CONFLICT (name) DO UPDATE
 SET cron = excluded.cron, timezone = excluded.timezone, job_name = excluded.job_name,
@@ -527,12 +528,13 @@ SET cron = excluded.cron, timezone = excluded.timezone, job_name = excluded.job_
     retry_backoff = excluded.retry_backoff, priority = excluded.priority,
     lease = excluded.lease, retain_for = excluded.retain_for,
     dead_letter = excluded.dead_letter, dead_letter_channel = excluded.dead_letter_channel,
-    ordered = excluded.ordered, backfill = excluded.backfill, updated_at = now()
+    ordered = excluded.ordered, backfill = excluded.backfill, rate_keys = excluded.rate_keys,
+    updated_at = now()
 
 -- name: schedules
 SELECT name, cron, timezone, job_name, channel_name, channel_args, payload_json::text,
     max_attempts, retry_backoff, priority, lease, retain_for, dead_letter, dead_letter_channel,
-    ordered, backfill, last_tick, enabled, last_spawned_tick, now()
+    ordered, backfill, last_tick, enabled, last_spawned_tick, now(), rate_keys
 FROM mq_schedules
 ORDER BY name
 
@@ -540,7 +542,7 @@ ORDER BY name
 -- One schedule, as the schedules statement reads it.
 SELECT name, cron, timezone, job_name, channel_name, channel_args, payload_json::text,
     max_attempts, retry_backoff, priority, lease, retain_for, dead_letter, dead_letter_channel,
-    ordered, backfill, last_tick, enabled, last_spawned_tick, now()
+    ordered, backfill, last_tick, enabled, last_spawned_tick, now(), rate_keys
 FROM mq_schedules
 WHERE name = %(name)s
 
@@ -1537,36 +1539,17 @@ LIMIT %(limit)s::integer
 SELECT mq_workflow_skip_self(%(workflow_id)s::uuid, %(step)s::text, %(reason)s::text)
 
 -- name: rate_limit_set
--- Sets a rate rule (migration 0011): at most %(max_starts)s starts per %(period)s for the keys
--- %(key_pattern)s names. Leases apply it from their next start; jobs already deferred keep the
--- instant they were given. The windows of its keys are kept at least a new period after their
--- last start: a longer period must not find them dropped as idle under the shorter one.
-WITH rule AS (
-    INSERT INTO mq_rate_limits (key_pattern, max_starts, period)
-    VALUES (%(key_pattern)s, %(max_starts)s, %(period)s::interval)
-    ON CONFLICT (key_pattern) DO UPDATE
-    SET max_starts = excluded.max_starts, period = excluded.period
-    RETURNING key_pattern, period
-), kept AS (
-    -- locked in key order, as leases lock them: the two never wait for each other in a cycle
-    SELECT w.rate_key, w.starts[cardinality(w.starts)] + r.period AS idle_at
-    FROM mq_rate_windows AS w
-    CROSS JOIN rule AS r
-    WHERE cardinality(w.starts) > 0
-      AND w.idle_at < w.starts[cardinality(w.starts)] + r.period
-      AND (w.rate_key = r.key_pattern
-           OR (right(r.key_pattern, 1) = '*' AND starts_with(w.rate_key, left(r.key_pattern, -1))))
-    ORDER BY w.rate_key
-    FOR UPDATE OF w
-)
-UPDATE mq_rate_windows AS w
-SET idle_at = greatest(w.idle_at, k.idle_at)
-FROM kept AS k
-WHERE w.rate_key = k.rate_key
+-- Sets a rate rule (mq_rate_change, migrations 0011 and 0015): at most %(max_starts)s starts
+-- per %(period)s for the keys %(key_pattern)s names. Leases apply it from their next start; if
+-- it allows more than the rule it replaces, the jobs deferred under that rule become due now
+-- (at most 10,000 per change), and the lease judges them again.
+SELECT existed, woken
+FROM mq_rate_change(%(key_pattern)s, %(max_starts)s, %(period)s::interval, 10000)
 
 -- name: rate_limit_delete
--- Removes a rate rule; returns whether there was one.
-DELETE FROM mq_rate_limits WHERE key_pattern = %(key_pattern)s RETURNING key_pattern
+-- Removes a rate rule; returns a row (whether there was one, and how many jobs it had
+-- deferred became due now) only if there was one.
+SELECT existed, woken FROM mq_rate_change(%(key_pattern)s, NULL, NULL, 10000) WHERE existed
 
 -- name: rate_limits
 -- The rate rules, by pattern.

@@ -14,13 +14,15 @@
 See "Testing your jobs" in the README.
 """
 
-from .engine import Ran, drain, run_pending
+from .engine import Deferred, Drained, Ran, drain, run_pending
 from .inspect import SpawnedJob, SpawnFilters, assert_spawned, refute_spawned, spawned
 from .perform import Performed, PerformOptions, perform, perform_sync
 from .recorded import Completion, RecordedCheckpoint
 
 __all__ = [
     "Completion",
+    "Deferred",
+    "Drained",
     "PerformOptions",
     "Performed",
     "Ran",

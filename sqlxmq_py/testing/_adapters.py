@@ -67,6 +67,11 @@ class Database:
                 f"Connection or ConnectionPool (run_pending), got {type(target).__name__}"
             )
 
+    @property
+    def target(self) -> object:
+        """Where the statements go: the connection or pool given."""
+        return self._target
+
     async def execute(self, statement: bytes, params: Mapping[str, object] | None = None) -> Rows:
         """Runs one statement (on a pool: in a transaction of its own) and returns its rows."""
         target = self._target

@@ -28,18 +28,17 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 import psycopg
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-from .._connections import Rows
 from .._logging import logger
 from ..current_job import LeasedJob
 from ..errors import ConfigurationError
 from ..hooks import JobOutcome, RunnerHooks
+from ..rate_limit import rule_params
 from ..registry import JobRegistry
 from ..runner._attempts import Attempts
 from ..runner._hookset import HookSet
-from ..runner._leasing import channel_caps
 from ..runner._maintenance import AttemptStats
 from ..runner._processes import DEFAULT_PROCESS_LIMITS
-from ..runner.options import DEFAULT_CANCEL_GRACE, DEFAULT_LEASE
+from ..runner.options import DEFAULT_CANCEL_GRACE
 from ..sql import query
 from ._adapters import (
     Capture,
@@ -50,11 +49,12 @@ from ._adapters import (
     Writer,
     stored_result,
 )
+from ._lease import Deferred, lease_one
 
 if TYPE_CHECKING:
     from ..runner._batcher import Batcher
 
-__all__ = ["Ran", "drain", "run_pending"]
+__all__ = ["Deferred", "Drained", "Ran", "drain", "run_pending"]
 
 Retries = Literal["wait", "now"]
 
@@ -63,6 +63,7 @@ SELECT count(*) FROM mq_reschedule(ARRAY(
     SELECT j.id FROM mq_jobs AS j
     WHERE j.state = 's' AND j.attempt_at > now()
       AND CASE WHEN j.attempts > 0 THEN %(retries)s::boolean ELSE %(scheduled)s::boolean END
+      AND j.id <> ALL(%(deferred)s::uuid[])
       AND (%(channel_names)s::text[] IS NULL OR j.channel_name = ANY(%(channel_names)s::text[]))
       AND EXISTS (SELECT 1 FROM mq_payloads AS p
                   WHERE p.id = j.id AND p.name = ANY(%(names)s::text[]))
@@ -70,7 +71,8 @@ SELECT count(*) FROM mq_reschedule(ARRAY(
 ), now(), NULL, NULL)
 """
 """Moves the drain's retries waiting for their backoff (and, if asked, its jobs scheduled for
-later) to now, through the admin function ``mq_reschedule`` (``sqlxmq_py.reschedule``)."""
+later) to now, through the admin function ``mq_reschedule`` (``sqlxmq_py.reschedule``); not
+those it saw deferred for their rate keys (each would be deferred again, without end)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -104,6 +106,21 @@ class Ran:
         return self.outcome == "completed"
 
 
+class Drained(list[Ran]):
+    """What :func:`drain` and :func:`run_pending` return: the attempts run, in order (a list
+    of :class:`Ran`, compared and used as one), and :attr:`deferred`."""
+
+    deferred: list[Deferred]
+    """The jobs not run because their rate keys were spent (each made scheduled until its
+    ``until``, as under a runner), in the order the drain met them; empty with
+    ``rate_limits=False``."""
+
+    def __init__(self) -> None:
+        """No attempts and no deferrals yet."""
+        super().__init__()
+        self.deferred = []
+
+
 async def _drain(
     db: Database,
     registry: JobRegistry,
@@ -114,7 +131,8 @@ async def _drain(
     limit: int,
     raise_errors: bool,
     hooks: Sequence[RunnerHooks],
-) -> list[Ran]:
+    rate_limits: bool,
+) -> Drained:
     if isinstance(channel_names, str):
         raise ConfigurationError("channel_names must be a list of names, not one str")
     if retries not in ("wait", "now"):
@@ -142,15 +160,27 @@ async def _drain(
     )
     host.attempts = attempts
     await db.execute(query("unpark"), {"names": names})  # as a runner's maintenance does
+    if rate_limits:
+        await _write_rules(db, registry)
     cursor: tuple[str | None, str | None] = (None, None)
-    ran: list[Ran] = []
+    ran = Drained()
     try:
         while True:
             if retries == "now" or with_scheduled:
                 due = {"retries": retries == "now", "scheduled": with_scheduled}
-                await db.execute(_MAKE_DUE, {**due, "channel_names": channels, "names": names})
+                seen = [d.id for d in ran.deferred]
+                params = {**due, "channel_names": channels, "names": names, "deferred": seen}
+                await db.execute(_MAKE_DUE, params)
             await db.execute(query("promote"), {"channel_names": channels, "exclusive": False})
-            rows = await _lease_one(db, channels, cursor)
+            before = len(ran.deferred)
+            rows = await lease_one(
+                db, channels, cursor, rate_limits=rate_limits, deferred=ran.deferred
+            )
+            for d in ran.deferred[before:]:
+                log.info(
+                    "drain_deferred_for_rate_keys", job_id=str(d.id), job_name=d.name,
+                    rate_keys=list(d.rate_keys), until=d.until.isoformat(),
+                )  # fmt: skip
             if not rows:
                 return ran
             row = rows[0]
@@ -184,49 +214,14 @@ async def _drain(
         attempts.shutdown()
 
 
-async def _lease_one(
-    db: Database, channels: list[str] | None, cursor: tuple[str | None, str | None]
-) -> Rows:
-    """One due job, leased as a runner leases: none from a paused channel (or one limited to
-    0), and one from a channel with a limit only while fewer than its limit run
-    (mq_lease_limited counts the jobs runners are running there). Pauses and limits are read
-    for each job, so that one a job sets (or an earlier job lifted) holds at once."""
-    caps = channel_caps(await db.execute(query("channel_limits")), channels)
-    rows = await db.execute(query("lease"), _lease_params(channels, cursor, sorted(caps)))
-    for channel in sorted(c for c, cap in caps.items() if cap > 0):
-        if rows:
-            break
-        rows = await db.execute(
-            query("lease_limited"),
-            {
-                "channel_name": channel,
-                "cursor_name": None,
-                "cursor_args": None,
-                "limit": 1,
-                "default_lease": DEFAULT_LEASE,
-                "durable": True,
-                "max_bytes": 2**62,
-                "runner": None,
-            },
-        )
-    return rows
-
-
-def _lease_params(
-    channels: list[str] | None, cursor: tuple[str | None, str | None], excluded: list[str]
-) -> dict[str, object]:
-    return {
-        "channel_names": channels,
-        "cursor_name": cursor[0],
-        "cursor_args": cursor[1],
-        "limit": 1,
-        "default_lease": DEFAULT_LEASE,
-        "excluded": excluded,
-        # True: the lease never sets synchronous_commit for the rest of the caller's transaction
-        "durable": True,
-        "max_bytes": 2**62,
-        "runner": None,  # the test's own code, not a runner: listed by no worker
-    }
+async def _write_rules(db: Database, registry: JobRegistry) -> None:
+    """The registry's rate rules (``add_rate_limit``), written as a runner writes them at
+    start."""
+    rules = registry.rate_limits
+    if not rules:
+        return
+    for rule in rules:
+        await db.execute(query("rate_limit_set"), rule_params(rule))
 
 
 def _ran(
@@ -271,7 +266,8 @@ async def drain(
     limit: int = 1000,
     raise_errors: bool = False,
     hooks: Sequence[RunnerHooks] = (),
-) -> list[Ran]:
+    rate_limits: bool = True,
+) -> Drained:
     """Runs every job that is due now, one at a time, until none is due; jobs spawned or
     released meanwhile (continuations, jobs spawned by jobs) run too.
 
@@ -300,9 +296,16 @@ async def drain(
         raise_errors: raise what a job raised as soon as its attempt is recorded, instead of
             going on (the failure is recorded on the job all the same).
         hooks: runner hooks told of each attempt, as a runner's.
+        rate_limits: ``True`` (default): rate limits hold as under a runner (the registry's
+            ``add_rate_limit`` rules are written first, as a runner writes them at start): a
+            job whose keys are spent is not run but deferred, listed in the result's
+            ``deferred`` with its ``until``, and logged (``drain_deferred_for_rate_keys``);
+            ``with_scheduled`` and ``retries="now"`` do not bring it back in this drain.
+            ``False``: jobs run whatever their keys, and their starts are not counted.
 
     Returns:
-        The attempts run, in order.
+        The attempts run, in order, as a list (a :class:`Drained`, whose ``deferred`` lists
+        the jobs left for their rate keys).
 
     Raises:
         ConfigurationError: an option is invalid, or a registered job could never run (a
@@ -325,6 +328,7 @@ async def drain(
         limit=limit,
         raise_errors=raise_errors,
         hooks=hooks,
+        rate_limits=rate_limits,
     )
 
 
@@ -338,7 +342,8 @@ def run_pending(
     limit: int = 1000,
     raise_errors: bool = False,
     hooks: Sequence[RunnerHooks] = (),
-) -> list[Ran]:
+    rate_limits: bool = True,
+) -> Drained:
     """:func:`drain` for sync code: runs the due jobs on a sync connection (in its
     transaction) or pool, on an event loop of its own, and returns when none is due.
 
@@ -357,9 +362,10 @@ def run_pending(
         limit: see :func:`drain`.
         raise_errors: see :func:`drain`.
         hooks: see :func:`drain`.
+        rate_limits: see :func:`drain`.
 
     Returns:
-        The attempts run, in order.
+        The attempts run, in order (a :class:`Drained`: see :func:`drain`).
 
     Raises:
         RuntimeError: called while an event loop runs in this thread (use :func:`drain`).
@@ -389,5 +395,6 @@ def run_pending(
             limit=limit,
             raise_errors=raise_errors,
             hooks=hooks,
+            rate_limits=rate_limits,
         )
     )

@@ -13,7 +13,10 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from sqlxmq_py import BlockingCurrentJob, CurrentJob, JobRegistry, job
+from sqlxmq_py.hooks import JobOutcome
 from sqlxmq_py.testing import (
+    Deferred,
+    Drained,
     Performed,
     Ran,
     SpawnedJob,
@@ -67,7 +70,9 @@ def sync_side(conn: psycopg.Connection[Any], pool: ConnectionPool[Any]) -> None:
     spawned(conn, send, payload={"to": "a"})  # type: ignore[misc]  # a dict is no Email
     spawned(conn, send, state="done")  # type: ignore[arg-type]  # not a state
     spawned(conn, send, chanel_name="emails")  # type: ignore[call-overload]  # no such filter
-    assert_type(run_pending(conn, registry), list[Ran])
+    assert_type(run_pending(conn, registry), Drained)
+    ran: list[Ran] = run_pending(conn, registry, rate_limits=False)  # still a list of Ran
+    assert_type(ran[0].outcome, JobOutcome)
     assert_type(perform_sync(send, Email("a")), Performed[Sent])
     assert_type(perform_sync(resize, Email("a")).result, int)
 
@@ -80,8 +85,9 @@ async def async_side(aconn: psycopg.AsyncConnection[Any], apool: AsyncConnection
     assert_type(await spawned(apool, send), list[SpawnedJob[Email]])
     assert_type((await assert_spawned(aconn, send)).payload.to, str)
     assert_type(await refute_spawned(aconn, send), None)
-    assert_type(await drain(aconn, registry), list[Ran])
-    assert_type(await drain(apool, registry, retries="now", with_scheduled=True), list[Ran])
+    assert_type(await drain(aconn, registry), Drained)
+    assert_type((await drain(aconn, registry)).deferred, list[Deferred])
+    assert_type(await drain(apool, registry, retries="now", with_scheduled=True), Drained)
     await drain(aconn, registry, retries="later")  # type: ignore[arg-type]
     # perform: the payload is the declared type, the result the declared return type
     assert_type(await perform(send, Email("a")), Performed[Sent])
