@@ -51,6 +51,7 @@ from .charts import bar_chart, bin_buckets
 from .context import WebContext, base_path
 from .fields import Model, QueryDigits, Text
 from .http import path_id, read_query
+from .rate_limits_page import rate_limit_remove_action, rate_limit_set_action, rate_limits_page
 from .render import PageHandler, first_line, html_error, page, render
 from .requests import STATES, JobListQuery
 from .workflows import workflow_page, workflows_page
@@ -294,6 +295,9 @@ def page_routes(ctx: WebContext) -> list[Route]:
         route("/schedules", schedules_page),
         route("/workflows", workflows_page),
         route("/workflows/{id}", workflow_page),
+        route("/rate-limits", rate_limits_page),
+        route("/actions/rate-limit-set", rate_limit_set_action, "POST"),
+        route("/actions/rate-limit-remove", rate_limit_remove_action, "POST"),
         route("/login", login_page),
         route("/login", login, "POST"),
         route("/logout", logout, "POST"),

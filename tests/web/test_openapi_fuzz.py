@@ -27,8 +27,8 @@ from schemathesis.specs.openapi.checks import ensure_resource_availability
 from sqlxmq_py import JobBuilder, spawn_many
 from sqlxmq_py.admin import set_rate_limit
 from sqlxmq_py.pull import complete, fetch
-from sqlxmq_py.workflow import Workflow
 from sqlxmq_py.web import create_app
+from sqlxmq_py.workflow import Workflow
 
 from .conftest import AUTH, TOKEN, failed_job, leased_job
 
