@@ -1597,6 +1597,8 @@ ORDER BY c.in_window::float8 / r.max_starts DESC, c.in_window DESC, w.rate_key
 LIMIT %(limit)s
 
 -- name: web_job_workflow_step
--- The workflow and step a job is (through the steps' unique job id); no row for a job of no
--- workflow.
-SELECT workflow_id, step FROM mq_workflow_steps WHERE job_id = %(job_id)s
+-- The workflow (id, name) and step a job is (through the steps' unique job id); no row for a
+-- job of no workflow.
+SELECT s.workflow_id, w.name, s.step
+FROM mq_workflow_steps AS s JOIN mq_workflows AS w ON w.id = s.workflow_id
+WHERE s.job_id = %(job_id)s

@@ -54,6 +54,7 @@ from .http import path_id, read_query
 from .rate_limits_page import rate_limit_remove_action, rate_limit_set_action, rate_limits_page
 from .render import PageHandler, first_line, html_error, page, render
 from .requests import STATES, JobListQuery
+from .responses import RATE_WAITING
 from .workflows import workflow_page, workflows_page
 
 __all__ = ["page_routes"]
@@ -253,6 +254,8 @@ async def job_page(ctx: WebContext, request: Request) -> Response:
             1 for _, s in parent_statuses if s is not None and s.state not in FINISHED
         ),
         children=await _statuses(pool, children),
+        workflow_step=await queries.job_workflow_step(pool, job_id),
+        rate_waits=status.rate_waits if status.state in RATE_WAITING else (),
         finished=status.state in FINISHED,
         error_summary=first_line(status.last_error),
         earlier_errors=[

@@ -25,11 +25,13 @@ __all__ = [
     "ChainPosition",
     "JobDetails",
     "JobWorker",
+    "WorkflowStep",
     "channel_names",
     "job_chain",
     "job_details",
     "job_links",
     "job_worker",
+    "job_workflow_step",
     "page_jobs",
 ]
 
@@ -184,3 +186,23 @@ async def page_jobs(
     if len(rows) > limit:
         return rows[:limit], rows[limit - 1].id
     return rows, None
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkflowStep:
+    """The workflow step a job is."""
+
+    workflow_id: uuid.UUID
+    workflow_name: str
+    step: str
+
+
+async def job_workflow_step(
+    pool: AsyncConnectionPool[Any], job_id: uuid.UUID
+) -> WorkflowStep | None:
+    """The workflow step the job is, if it is one (while its workflow is kept)."""
+    rows = await _fetch(pool, "web_job_workflow_step", {"job_id": job_id})
+    if not rows:
+        return None
+    workflow_id, name, step = rows[0]
+    return WorkflowStep(workflow_id=workflow_id, workflow_name=name, step=step)
