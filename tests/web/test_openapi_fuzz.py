@@ -161,7 +161,8 @@ def test_api_links_hold_up_in_stateful_runs(api_schema: Any, dsn: str) -> None:
             with psycopg.connect(dsn, autocommit=True) as db:
                 db.execute(
                     "TRUNCATE mq_jobs, mq_payloads, mq_history, mq_deps, mq_throttle, mq_stats, "
-                    "mq_channel_limits, mq_schedules"
+                    "mq_channel_limits, mq_schedules, mq_rate_limits, mq_rate_windows, "
+                    "mq_workflows, mq_workflow_steps, mq_workflow_edges, mq_workflow_groups"
                 )
                 _seed(db)
 
