@@ -55,7 +55,12 @@ from .rate_limits_page import rate_limit_remove_action, rate_limit_set_action, r
 from .render import PageHandler, first_line, html_error, page, render
 from .requests import STATES, JobListQuery
 from .responses import RATE_WAITING
-from .workflows import workflow_page, workflows_page
+from .workflows import (
+    workflow_cancel_action,
+    workflow_page,
+    workflow_retry_action,
+    workflows_page,
+)
 
 __all__ = ["page_routes"]
 
@@ -298,6 +303,8 @@ def page_routes(ctx: WebContext) -> list[Route]:
         route("/schedules", schedules_page),
         route("/workflows", workflows_page),
         route("/workflows/{id}", workflow_page),
+        route("/actions/workflow-cancel", workflow_cancel_action, "POST"),
+        route("/actions/workflow-retry", workflow_retry_action, "POST"),
         route("/rate-limits", rate_limits_page),
         route("/actions/rate-limit-set", rate_limit_set_action, "POST"),
         route("/actions/rate-limit-remove", rate_limit_remove_action, "POST"),

@@ -1,6 +1,7 @@
 """The workflow graph page, a job's workflow and rate-key facts, and the rate-limits page in a
 real browser (Chromium via Playwright, as test_browser.py): the graph drawn with each step's
-state (a step named ``<script>`` shown as text), from a step's box to its job and back; a rule
+state (a step named ``<script>`` shown as text), from a step's box to its job and back, the
+failed step retried from its row; a rule
 set through the form, listed, then removed; a key with ``<b>`` shown as text. Screenshots of
 each page are saved under the test's tmp_path and checked."""
 
@@ -83,6 +84,17 @@ def test_the_workflow_graph_and_a_steps_job_page(
     expect(page.locator(".rate-wait")).to_contain_text(f"waits for rate key {BOLD} until ")
     _shoot(page, tmp_path / "rate-waiting-job.png")
 
+    # logged in, the failed step is retried from its row: its box turns ready, its parent's
+    # skipped child waits again
+    _login(page, live_server)
+    page.goto(f"{live_server.url}/workflows/{spawned.id}")
+    page.locator(f'#workflow-steps tr[data-step="{EVIL}"] button:has-text("Retry")').click()
+    expect(page.locator(".flash")).to_contain_text(f"Retrying step '{EVIL}'.")
+    expect(graph.locator(f'g.step[data-step="{EVIL}"]')).to_have_attribute("data-state", "ready")
+    expect(graph.locator('g.step[data-step="load"]')).to_have_attribute("data-state", "waiting")
+    expect(page.locator("#workflow-steps button")).to_have_count(0)
+    _shoot(page, tmp_path / "workflow-retried.png")
+
 
 def test_the_rate_limits_page_sets_lists_and_removes_a_rule(
     page: Page, live_server: LiveServer, db: psycopg.Connection[Any], tmp_path: Path
@@ -124,6 +136,7 @@ def test_the_rate_limits_page_sets_lists_and_removes_a_rule(
     row.locator('button:has-text("Remove")').click()
     expect(page.locator(".flash")).to_contain_text("Removed the rule 'customer:*'.")
     expect(page.locator('#rate-rules tr[data-pattern="customer:*"]')).to_have_count(0)
-    assert questions and "Remove this rule?" in questions[0]
+    assert questions
+    assert "Remove this rule?" in questions[0]
     assert [r.key_pattern for r in list_rate_limits(db)] == ["openai"]
     _shoot(page, tmp_path / "rate-limits-removed.png")
