@@ -5,6 +5,7 @@ Every key and pattern is escaped by the template."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 from starlette.requests import Request
@@ -19,6 +20,7 @@ from ..admin import (
 )
 from ..errors import ConfigurationError
 from .context import WebContext
+from .fields import MAX_SECONDS
 from .forms import Form, flash_redirect, plural, read_form, refuse
 from .http import ApiError, bad
 from .render import render
@@ -46,13 +48,25 @@ def _pattern(form: Form) -> str:
     return pattern
 
 
-def _number(form: Form, name: str, kind: type[int] | type[float]) -> float:
-    text = (form.get(name) or "").strip()
-    try:
-        return kind(text)
-    except ValueError as exc:
-        what = "a whole number >= 1" if kind is int else "a number of seconds > 0"
-        raise bad(name, f"{name} must be {what}, got {text[:40]!r}") from exc
+_STARTS = re.compile(r"[0-9]{1,10}", re.ASCII)
+_SECONDS = re.compile(r"[0-9]{1,10}(\.[0-9]{1,6})?|\.[0-9]{1,6}", re.ASCII)
+_MAX_STARTS = 2**31 - 1
+
+
+def _max_starts(form: Form) -> int:
+    text = (form.get("max_starts") or "").strip()
+    # ASCII digits only: int() also takes "٣" and "1_0"
+    if not _STARTS.fullmatch(text) or not 1 <= int(text) <= _MAX_STARTS:
+        raise bad("max_starts", f"max_starts must be a whole number from 1 to {_MAX_STARTS}")
+    return int(text)
+
+
+def _period_s(form: Form) -> float:
+    text = (form.get("period_s") or "").strip()
+    # digits and a point only: float() also takes "nan", "inf" and "1e309"
+    if not _SECONDS.fullmatch(text) or not 0 < float(text) <= MAX_SECONDS:
+        raise bad("period_s", f"period_s must be a number of seconds > 0, up to {MAX_SECONDS}")
+    return float(text)
 
 
 async def rate_limit_set_action(ctx: WebContext, request: Request) -> Response:
@@ -62,10 +76,8 @@ async def rate_limit_set_action(ctx: WebContext, request: Request) -> Response:
     if refusal is not None:
         return refusal
     pattern = _pattern(form)
-    max_starts = int(_number(form, "max_starts", int))
-    period_s = _number(form, "period_s", float)
-    if not 0 < period_s <= 100 * 365 * 86400:
-        raise bad("period_s", f"period_s must be a number of seconds > 0, got {period_s}")
+    max_starts = _max_starts(form)
+    period_s = _period_s(form)
     pool = await ctx.pools.open()
     try:
         await set_rate_limit(pool, pattern, max_starts, per=timedelta(seconds=period_s))

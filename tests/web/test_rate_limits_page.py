@@ -69,6 +69,9 @@ async def test_set_and_remove_a_rule_with_login_and_csrf(
         {"max_starts": "x"},
         {"period_s": "0"},
         {"period_s": "nan"},
+        {"period_s": "1e309"},
+        {"max_starts": "\u0663"},  # an Arabic-Indic 3: int() takes it, the form does not
+        {"max_starts": "2147483648"},
         {"pattern": "a*b"},
         {"pattern": ""},
     ):
