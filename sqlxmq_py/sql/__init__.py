@@ -113,6 +113,7 @@ QueryName = Literal[
     "rate_prune",
     "rate_windows_busiest",
     "web_job_workflow_step",
+    "web_workflow_rate_waits",
 ]
 
 _NAME_LINE = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)

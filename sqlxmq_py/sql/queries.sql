@@ -1602,3 +1602,20 @@ LIMIT %(limit)s
 SELECT s.workflow_id, w.name, s.step
 FROM mq_workflow_steps AS s JOIN mq_workflows AS w ON w.id = s.workflow_id
 WHERE s.job_id = %(job_id)s
+
+-- name: web_workflow_rate_waits
+-- The spent rate keys that hold back a workflow's released steps not yet running (their job
+-- ready, or deferred by a lease until its keys allow it): step, key, and when the key allows a
+-- start again; in the order the steps were added.
+SELECT s.step, w.rate_key, w.starts[cardinality(w.starts) - r.max_starts + 1] + r.period
+FROM mq_workflow_steps AS s
+JOIN mq_jobs AS j ON j.id = s.job_id
+CROSS JOIN LATERAL unnest(j.rate_keys) AS u(key)
+CROSS JOIN LATERAL mq_rate_rule(u.key) AS r
+JOIN mq_rate_windows AS w ON w.rate_key = u.key
+WHERE s.workflow_id = %(workflow_id)s AND s.state = 'pending'
+  AND j.state IN ('r', 's')
+  AND r.max_starts <= (
+      SELECT count(*) FROM unnest(w.starts) AS t(at) WHERE t.at > clock_timestamp() - r.period
+  )
+ORDER BY s.seq, w.rate_key

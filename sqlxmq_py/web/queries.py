@@ -18,7 +18,7 @@ from typing import Any, cast
 from psycopg.rows import tuple_row
 from psycopg_pool import AsyncConnectionPool
 
-from ..admin import JobState, JobStatus, list_jobs
+from ..admin import JobState, JobStatus, RateWait, list_jobs
 from ..sql import QueryName, query
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "job_worker",
     "job_workflow_step",
     "page_jobs",
+    "workflow_rate_waits",
 ]
 
 RELATIVES_LIMIT = 100
@@ -206,3 +207,15 @@ async def job_workflow_step(
         return None
     workflow_id, name, step = rows[0]
     return WorkflowStep(workflow_id=workflow_id, workflow_name=name, step=step)
+
+
+async def workflow_rate_waits(
+    pool: AsyncConnectionPool[Any], workflow_id: uuid.UUID
+) -> dict[str, list[RateWait]]:
+    """By step name: the spent rate keys holding back the workflow's released steps that are
+    not running yet, each with when it allows a start again."""
+    rows = await _fetch(pool, "web_workflow_rate_waits", {"workflow_id": workflow_id})
+    waits: dict[str, list[RateWait]] = {}
+    for step, key, until in rows:
+        waits.setdefault(step, []).append(RateWait(key=key, until=until))
+    return waits

@@ -8,9 +8,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from ..admin import WorkflowCancelled
+from ..admin import RateWait, WorkflowCancelled
 from ..workflow import WorkflowStatus, WorkflowStepStatus, WorkflowSummary
 from .fields import MAX_LIST_LIMIT, Count, JobId, Model, QueryDigits, Text, Timestamp
+from .responses import RateWaitResponse
 
 __all__ = [
     "StepPath",
@@ -112,12 +113,20 @@ class StepResponse(Model):
     result: Any = Field(description="What the step returned, once it completed.")
     error: str | None
     finished_at: Timestamp | None
+    rate_waits: list[RateWaitResponse] = Field(
+        [],
+        description="The spent rate keys holding the step back while it waits to start, each "
+        "with when it allows a start again.",
+    )
 
     @classmethod
-    def of(cls, step: WorkflowStepStatus) -> StepResponse:
-        """The answer for an admin ``WorkflowStepStatus``."""
-        fields = {n: getattr(step, n) for n in cls.model_fields}
+    def of(cls, step: WorkflowStepStatus, waits: list[RateWait] | None = None) -> StepResponse:
+        """The answer for an admin ``WorkflowStepStatus`` (and its spent rate keys)."""
+        fields = {n: getattr(step, n) for n in cls.model_fields if n != "rate_waits"}
         fields["parents"] = list(step.parents)
+        fields["rate_waits"] = [
+            RateWaitResponse.model_construct(key=w.key, until=w.until) for w in waits or []
+        ]
         return cls.model_construct(**fields)
 
 
@@ -134,8 +143,11 @@ class WorkflowResponse(Model):
     steps: list[StepResponse]
 
     @classmethod
-    def of(cls, status: WorkflowStatus) -> WorkflowResponse:
-        """The answer for an admin ``WorkflowStatus``."""
+    def of(
+        cls, status: WorkflowStatus, waits: dict[str, list[RateWait]] | None = None
+    ) -> WorkflowResponse:
+        """The answer for an admin ``WorkflowStatus`` (and its steps' spent rate keys)."""
+        waits = waits or {}
         return cls.model_construct(
             id=status.id,
             name=status.name,
@@ -144,7 +156,7 @@ class WorkflowResponse(Model):
             cancelled_at=status.cancelled_at,
             finished_at=status.finished_at,
             expires_at=status.expires_at,
-            steps=[StepResponse.of(s) for s in status.steps],
+            steps=[StepResponse.of(s, waits.get(s.name)) for s in status.steps],
         )
 
 

@@ -22,6 +22,7 @@ from ..workflow import (
     WorkflowStatus,
     WorkflowStepStatus,
 )
+from . import queries
 from .context import WebContext
 from .fields import canonical_uuid
 from .forms import Form, flash_redirect, plural, read_form, refuse
@@ -147,6 +148,7 @@ async def workflow_page(ctx: WebContext, request: Request) -> Response:
         request,
         "workflow.html",
         workflow=status,
+        rate_waits=await queries.workflow_rate_waits(pool, workflow_id),
         drawing=draw(status),
         node_width=NODE_WIDTH,
         node_height=NODE_HEIGHT,

@@ -14,6 +14,7 @@ from ..workflow import (
     WorkflowClosedError,
     WorkflowNotFoundError,
 )
+from . import queries
 from .context import WebContext
 from .http import ApiError, answer, field_errors
 from .operation import Input
@@ -50,7 +51,8 @@ async def get_workflow(ctx: WebContext, given: Input) -> Response:
             f"workflow {workflow_id} does not exist (it never existed, or it expired)",
             field="id",
         )
-    return answer(WorkflowResponse.of(status))
+    waits = await queries.workflow_rate_waits(pool, workflow_id)
+    return answer(WorkflowResponse.of(status, waits))
 
 
 async def cancel_workflow_handler(ctx: WebContext, given: Input) -> Response:

@@ -69,6 +69,9 @@ def test_the_workflow_graph_and_a_steps_job_page(
     expect(graph.locator("path.edge")).to_have_count(5)
     assert page.evaluate("window.pwned") is None  # the step's name is text, not a script
     expect(page.locator("body")).to_contain_text(EVIL)
+    expect(page.locator('#workflow-steps tr[data-step="report"] .rate-wait')).to_contain_text(
+        f"waits for rate key {BOLD} until "
+    )
     _shoot(page, tmp_path / "workflow.png")
 
     # from the failed step's box to its job, and back through the job page's workflow link

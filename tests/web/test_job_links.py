@@ -100,3 +100,29 @@ async def test_a_failed_job_waits_for_no_rate_key(
     assert "rate-wait" not in page  # ...but a failed job waits for nothing
     details = (await client.get(f"/api/jobs/{job_id}/details")).json()
     assert (details["rate_keys"], details["rate_waits"]) == ([BOLD], [])
+
+
+async def test_a_workflow_shows_which_step_waits_for_a_spent_key(
+    client: httpx.AsyncClient, conn: psycopg.Connection[Any], db: psycopg.Connection[Any]
+) -> None:
+    wf = Workflow("limited")
+    wf.add("held", wf_link_step.builder().add_rate_key(BOLD))
+    wf.add("running", wf_link_step.builder().set_channel_name("wf-run").add_rate_key(BOLD))
+    wf.add("free", wf_link_step.builder().add_rate_key("unruled"))
+    spawned = wf.spawn(conn)
+    conn.commit()
+    fetch(conn, ["wf-run"], lease=60)  # running: a spent key holds it back no more
+    conn.commit()
+    set_rate_limit(db, BOLD, 1, per=timedelta(hours=1))
+    fill_window(db, BOLD, 1, "1 hour")
+    steps = {
+        s["name"]: s for s in (await client.get(f"/api/workflows/{spawned.id}")).json()["steps"]
+    }
+    (wait,) = steps["held"]["rate_waits"]
+    assert wait["key"] == BOLD
+    assert (steps["running"]["display"], steps["running"]["rate_waits"]) == ("running", [])
+    assert steps["free"]["rate_waits"] == []
+    page = (await client.get(f"/workflows/{spawned.id}")).text
+    assert "<b>" not in page
+    assert page.count('<div class="rate-wait muted">waits for rate key') == 1
+    assert "<code>&lt;b&gt;k&lt;/b&gt;</code> until " in page
