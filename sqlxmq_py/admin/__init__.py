@@ -76,7 +76,6 @@ from ._workflows import (
 
 __all__ = [
     "ACTION_STATES",
-    # rate keys in use
     "BUSIEST_KEYS",
     "ESTIMATE_ABOVE",
     "STALE_AFTER",
