@@ -126,3 +126,6 @@ async def test_a_workflow_shows_which_step_waits_for_a_spent_key(
     assert "<b>" not in page
     assert page.count('<div class="rate-wait muted">waits for rate key') == 1
     assert "<code>&lt;b&gt;k&lt;/b&gt;</code> until " in page
+    # its box in the graph says so too
+    assert page.count(" · rate-limited</text>") == 1
+    assert "held: ready; waits for rate key &lt;b&gt;k&lt;/b&gt; until " in page
