@@ -48,7 +48,14 @@ from ._counts import ESTIMATE_SAMPLE_ROWS as ESTIMATE_SAMPLE_ROWS
 from ._lists import list_jobs
 from ._lists import list_statement as list_statement
 from ._purge import PurgeResult, purge
-from ._rate_limits import list_rate_limits, remove_rate_limit, set_rate_limit
+from ._rate_limits import (
+    BUSIEST_KEYS,
+    RateKeyWindow,
+    busiest_rate_keys,
+    list_rate_limits,
+    remove_rate_limit,
+    set_rate_limit,
+)
 from ._schedules import (
     Schedule,
     delete_schedule,
@@ -69,6 +76,7 @@ from ._workflows import (
 
 __all__ = [
     "ACTION_STATES",
+    "BUSIEST_KEYS",
     "ESTIMATE_ABOVE",
     "STALE_AFTER",
     "AttemptError",
@@ -83,6 +91,7 @@ __all__ = [
     "JobStatus",
     "PurgeResult",
     "QueueCount",
+    "RateKeyWindow",
     "RateWait",
     "Schedule",
     "StatsBucket",
@@ -91,6 +100,7 @@ __all__ = [
     "WorkflowCancelled",
     "attempt_errors",
     "blocked_chains",
+    "busiest_rate_keys",
     "cancel",
     "cancel_matching",
     "cancel_workflow",

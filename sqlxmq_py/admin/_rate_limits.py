@@ -8,16 +8,27 @@ names, so a change applies from the next lease, across every runner, with nothin
 from __future__ import annotations
 
 from collections.abc import Coroutine
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, overload
 
 from .. import _connections
 from .._connections import AnyConnection, AsyncConnectionLike, Rows, SyncConnectionLike
-from .._validate import Duration
+from .._validate import Duration, check_int
 from ..rate_limit import RateLimit, rate_limit, rule_params
 from ..sql import query
 
-__all__ = ["list_rate_limits", "remove_rate_limit", "set_rate_limit"]
+__all__ = [
+    "BUSIEST_KEYS",
+    "RateKeyWindow",
+    "busiest_rate_keys",
+    "list_rate_limits",
+    "remove_rate_limit",
+    "set_rate_limit",
+]
+
+BUSIEST_KEYS = 100
+"""How many keys :func:`busiest_rate_keys` reads by default (the dashboard's and API's bound)."""
 
 
 def _nothing(_rows: Rows) -> None:
@@ -95,3 +106,49 @@ def list_rate_limits(
 ) -> list[RateLimit] | Coroutine[Any, Any, list[RateLimit]]:
     """The rate rules, by pattern."""
     return _connections.run(conn, query("rate_limits"), None, _rules)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RateKeyWindow:
+    """A rate key with starts in its current window, under the rule that limits it."""
+
+    rate_key: str
+    max_starts: int
+    period: timedelta
+    starts_in_window: int
+    """Starts in the window of ``period`` ending now."""
+    next_start_at: datetime | None
+    """When the key allows a start again (None: it allows one now)."""
+
+
+def _windows(rows: Rows) -> list[RateKeyWindow]:
+    return [
+        RateKeyWindow(
+            rate_key=key,
+            max_starts=starts,
+            period=period,
+            starts_in_window=in_window,
+            next_start_at=next_at,
+        )
+        for key, starts, period, in_window, next_at in rows
+    ]
+
+
+@overload
+def busiest_rate_keys(conn: SyncConnectionLike, limit: int = ...) -> list[RateKeyWindow]: ...
+
+
+@overload
+def busiest_rate_keys(
+    conn: AsyncConnectionLike, limit: int = ...
+) -> Coroutine[Any, Any, list[RateKeyWindow]]: ...
+
+
+def busiest_rate_keys(
+    conn: AnyConnection, limit: int = BUSIEST_KEYS
+) -> list[RateKeyWindow] | Coroutine[Any, Any, list[RateKeyWindow]]:
+    """The limited keys with starts in their current window, the fullest (starts over budget)
+    first, at most ``limit``: what each has used and when a spent one allows a start again.
+    Keys without a rule, or whose starts all left the window, are not listed."""
+    params = {"limit": check_int("limit", limit, minimum=1)}
+    return _connections.run(conn, query("rate_windows_busiest"), params, _windows)

@@ -111,6 +111,9 @@ QueryName = Literal[
     "rate_limit_delete",
     "rate_limits",
     "rate_prune",
+    "rate_windows_busiest",
+    "web_job_workflow_step",
+    "web_workflow_rate_waits",
 ]
 
 _NAME_LINE = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)

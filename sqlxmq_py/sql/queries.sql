@@ -1559,3 +1559,47 @@ SELECT key_pattern, max_starts, period FROM mq_rate_limits ORDER BY key_pattern
 -- Drops up to %(limit)s windows of rate keys whose every start has left the window
 -- (mq_rate_prune); returns how many.
 SELECT mq_rate_prune(%(limit)s::integer)
+
+-- name: rate_windows_busiest
+-- The rate keys with starts in their current window (at most %(limit)s, the fullest first):
+-- the key, its rule's budget and period, the starts of the window ending now, and when it next
+-- allows a start (NULL: now). A spent key allows one again when the oldest start that keeps
+-- it spent leaves the window: the max_starts-th newest. Reads only windows not yet idle
+-- (mq_rate_windows_idle_idx).
+SELECT w.rate_key, r.max_starts, r.period, c.in_window,
+    CASE WHEN c.in_window >= r.max_starts
+        THEN w.starts[cardinality(w.starts) - r.max_starts + 1] + r.period
+    END AS next_start_at
+FROM mq_rate_windows AS w
+CROSS JOIN LATERAL mq_rate_rule(w.rate_key) AS r
+CROSS JOIN LATERAL (
+    SELECT count(*)::integer AS in_window FROM unnest(w.starts) AS s(at)
+    WHERE s.at > now() - r.period
+) AS c
+WHERE w.idle_at > now() AND c.in_window > 0
+ORDER BY c.in_window::float8 / r.max_starts DESC, c.in_window DESC, w.rate_key
+LIMIT %(limit)s
+
+-- name: web_job_workflow_step
+-- The workflow (id, name) and step a job is (through the steps' unique job id); no row for a
+-- job of no workflow.
+SELECT s.workflow_id, w.name, s.step
+FROM mq_workflow_steps AS s JOIN mq_workflows AS w ON w.id = s.workflow_id
+WHERE s.job_id = %(job_id)s
+
+-- name: web_workflow_rate_waits
+-- The spent rate keys that hold back a workflow's released steps not yet running (their job
+-- ready, or deferred by a lease until its keys allow it): step, key, and when the key allows a
+-- start again; in the order the steps were added.
+SELECT s.step, w.rate_key, w.starts[cardinality(w.starts) - r.max_starts + 1] + r.period
+FROM mq_workflow_steps AS s
+JOIN mq_jobs AS j ON j.id = s.job_id
+CROSS JOIN LATERAL unnest(j.rate_keys) AS u(key)
+CROSS JOIN LATERAL mq_rate_rule(u.key) AS r
+JOIN mq_rate_windows AS w ON w.rate_key = u.key
+WHERE s.workflow_id = %(workflow_id)s AND s.state = 'pending'
+  AND j.state IN ('r', 's')
+  AND r.max_starts <= (
+      SELECT count(*) FROM unnest(w.starts) AS t(at) WHERE t.at > clock_timestamp() - r.period
+  )
+ORDER BY s.seq, w.rate_key

@@ -155,7 +155,10 @@ async def get_job_details(ctx: WebContext, given: Input) -> Response:
     chain = await queries.job_chain(pool, job_id)
     parents, children = await queries.job_links(pool, job_id)
     errors = await attempt_errors(pool, job_id)
-    return answer(JobDetailsResponse.of(status, details, chain, parents, children, errors))
+    workflow = await queries.job_workflow_step(pool, job_id)
+    return answer(
+        JobDetailsResponse.of(status, details, chain, parents, children, errors, workflow)
+    )
 
 
 def _result(status: JobStatus) -> Response:

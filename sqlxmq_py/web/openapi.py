@@ -61,10 +61,24 @@ def _parameters(operation: Operation) -> list[dict[str, Any]]:
                 "name": "id",
                 "in": "path",
                 "required": True,
-                "description": "A job id.",
+                "description": operation.id_description,
                 "schema": TypeAdapter(JobId).json_schema(),
             }
         )
+    if operation.path_params is not None:
+        schema = operation.path_params.model_json_schema(mode="validation")
+        for name, prop in schema["properties"].items():
+            value = _without_null(dict(prop))
+            description = value.pop("description", "")
+            parameters.append(
+                {
+                    "name": name,
+                    "in": "path",
+                    "required": True,
+                    "description": description,
+                    "schema": value,
+                }
+            )
     if operation.query is not None:
         schema = operation.query.model_json_schema(mode="validation")
         for name, prop in schema["properties"].items():
@@ -87,7 +101,7 @@ def _links(operation: Operation) -> dict[str, Any]:
             "parameters": {"id": "$response.body#/id"},
         }
         for other in OPERATIONS
-        if other.has_id
+        if other.path.startswith("/jobs/{id}")
     }
 
 
@@ -105,7 +119,8 @@ def _operation(operation: Operation, refs: dict[Any, dict[str, Any]]) -> dict[st
             }
             responses[str(status)]["links"] = _links(operation)
     for status in operation.error_statuses():
-        responses[str(status)] = _json(refs[Error, "serialization"], _MEANINGS[status])
+        meaning = operation.meanings.get(status, _MEANINGS[status])
+        responses[str(status)] = _json(refs[Error, "serialization"], meaning)
         if status == 401:
             responses["401"]["headers"] = {
                 "WWW-Authenticate": {

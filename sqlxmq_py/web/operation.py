@@ -19,7 +19,16 @@ from starlette.routing import Route
 
 from ..errors import ConfigurationError, PayloadError, SchemaError
 from .context import WebContext
-from .http import ApiError, bad, database_error, path_id, read_body, read_query, require_token
+from .http import (
+    ApiError,
+    bad,
+    database_error,
+    path_id,
+    read_body,
+    read_query,
+    require_token,
+    validate,
+)
 
 __all__ = ["Input", "Operation", "routes_of"]
 
@@ -34,9 +43,11 @@ class Input:
     job_id: uuid.UUID | None = None
     body: BaseModel | None = None
     query: BaseModel | None = None
+    path: BaseModel | None = None
+    """The path's parameters other than ``{id}``, as the operation declares them."""
 
     def id(self) -> uuid.UUID:
-        """The job id of the path."""
+        """The id of the path (a job's, or a workflow's on the workflow paths)."""
         assert self.job_id is not None, "the operation's path has no {id}"
         return self.job_id
 
@@ -50,6 +61,11 @@ class Input:
         assert isinstance(self.query, model), f"the operation's query is not a {model.__name__}"
         return self.query
 
+    def path_as(self, model: type[M]) -> M:
+        """The path's other parameters, as the model the operation declares."""
+        assert isinstance(self.path, model), f"the operation's path is not a {model.__name__}"
+        return self.path
+
 
 Handler = Callable[[WebContext, Input], Awaitable[Response]]
 
@@ -60,7 +76,8 @@ class Operation:
 
     method: str
     path: str
-    """Relative to ``/api``; ``{id}`` is a job id."""
+    """Relative to ``/api``, as the OpenAPI document names it; ``{id}`` is a job id (or what
+    ``id_description`` says)."""
     operation_id: str
     tag: str
     """The group it is listed under (``TAGS`` in ``routes.py``)."""
@@ -79,6 +96,15 @@ class Operation:
     400 with any input, 503 always."""
     location: bool = False
     """The 201 answer's ``Location`` header names the new job."""
+    id_description: str = "A job id."
+    """What the path's ``{id}`` is."""
+    path_params: type[BaseModel] | None = None
+    """The model of the path's parameters other than ``{id}`` (each a str field)."""
+    route: str | None = None
+    """The Starlette path, where it differs from ``path``: ``{name:path}`` for a parameter
+    that may hold ``/`` (a rate key pattern, a step name), sent percent-encoded."""
+    meanings: Mapping[int, str] = field(default_factory=dict)
+    """What an error status means here, where it differs from the document's default."""
 
     @property
     def has_id(self) -> bool:
@@ -92,7 +118,7 @@ class Operation:
             statuses |= {401, 403}
         if self.body is not None:
             statuses |= {400, 413, 415}
-        if self.query is not None or self.has_id:
+        if self.query is not None or self.has_id or self.path_params is not None:
             statuses.add(400)
         return sorted(statuses)
 
@@ -107,6 +133,12 @@ class Operation:
             if self.body is None
             else await read_body(request, self.body, required=self.body_required),
             query=None if self.query is None else read_query(request, self.query),
+            path=None
+            if self.path_params is None
+            else validate(
+                self.path_params,
+                {k: v for k, v in request.path_params.items() if k != "id"},
+            ),
         )
 
     async def __call__(self, ctx: WebContext, request: Request) -> Response:
@@ -130,7 +162,7 @@ def routes_of(ctx: WebContext, operations: Sequence[Operation]) -> list[Route]:
     """One Starlette route per path (HEAD answered as GET), relative to ``/api``."""
     by_path: dict[str, dict[str, Operation]] = {}
     for operation in operations:
-        by_path.setdefault(operation.path, {})[operation.method] = operation
+        by_path.setdefault(operation.route or operation.path, {})[operation.method] = operation
 
     def route(path: str, methods: dict[str, Operation]) -> Route:
         async def dispatch(request: Request) -> Response:

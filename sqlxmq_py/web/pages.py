@@ -51,9 +51,16 @@ from .charts import bar_chart, bin_buckets
 from .context import WebContext, base_path
 from .fields import Model, QueryDigits, Text
 from .http import path_id, read_query
+from .rate_limits_page import rate_limit_remove_action, rate_limit_set_action, rate_limits_page
 from .render import PageHandler, first_line, html_error, page, render
 from .requests import STATES, JobListQuery
-from .workflows import workflow_page, workflows_page
+from .responses import RATE_WAITING
+from .workflows import (
+    workflow_cancel_action,
+    workflow_page,
+    workflow_retry_action,
+    workflows_page,
+)
 
 __all__ = ["page_routes"]
 
@@ -252,6 +259,8 @@ async def job_page(ctx: WebContext, request: Request) -> Response:
             1 for _, s in parent_statuses if s is not None and s.state not in FINISHED
         ),
         children=await _statuses(pool, children),
+        workflow_step=await queries.job_workflow_step(pool, job_id),
+        rate_waits=status.rate_waits if status.state in RATE_WAITING else (),
         finished=status.state in FINISHED,
         error_summary=first_line(status.last_error),
         earlier_errors=[
@@ -294,6 +303,11 @@ def page_routes(ctx: WebContext) -> list[Route]:
         route("/schedules", schedules_page),
         route("/workflows", workflows_page),
         route("/workflows/{id}", workflow_page),
+        route("/actions/workflow-cancel", workflow_cancel_action, "POST"),
+        route("/actions/workflow-retry", workflow_retry_action, "POST"),
+        route("/rate-limits", rate_limits_page),
+        route("/actions/rate-limit-set", rate_limit_set_action, "POST"),
+        route("/actions/rate-limit-remove", rate_limit_remove_action, "POST"),
         route("/login", login_page),
         route("/login", login, "POST"),
         route("/logout", logout, "POST"),

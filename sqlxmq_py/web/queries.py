@@ -18,19 +18,22 @@ from typing import Any, cast
 from psycopg.rows import tuple_row
 from psycopg_pool import AsyncConnectionPool
 
-from ..admin import JobState, JobStatus, list_jobs
+from ..admin import JobState, JobStatus, RateWait, list_jobs
 from ..sql import QueryName, query
 
 __all__ = [
     "ChainPosition",
     "JobDetails",
     "JobWorker",
+    "WorkflowStep",
     "channel_names",
     "job_chain",
     "job_details",
     "job_links",
     "job_worker",
+    "job_workflow_step",
     "page_jobs",
+    "workflow_rate_waits",
 ]
 
 RELATIVES_LIMIT = 100
@@ -184,3 +187,35 @@ async def page_jobs(
     if len(rows) > limit:
         return rows[:limit], rows[limit - 1].id
     return rows, None
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkflowStep:
+    """The workflow step a job is."""
+
+    workflow_id: uuid.UUID
+    workflow_name: str
+    step: str
+
+
+async def job_workflow_step(
+    pool: AsyncConnectionPool[Any], job_id: uuid.UUID
+) -> WorkflowStep | None:
+    """The workflow step the job is, if it is one (while its workflow is kept)."""
+    rows = await _fetch(pool, "web_job_workflow_step", {"job_id": job_id})
+    if not rows:
+        return None
+    workflow_id, name, step = rows[0]
+    return WorkflowStep(workflow_id=workflow_id, workflow_name=name, step=step)
+
+
+async def workflow_rate_waits(
+    pool: AsyncConnectionPool[Any], workflow_id: uuid.UUID
+) -> dict[str, list[RateWait]]:
+    """By step name: the spent rate keys holding back the workflow's released steps that are
+    not running yet, each with when it allows a start again."""
+    rows = await _fetch(pool, "web_workflow_rate_waits", {"workflow_id": workflow_id})
+    waits: dict[str, list[RateWait]] = {}
+    for step, key, until in rows:
+        waits.setdefault(step, []).append(RateWait(key=key, until=until))
+    return waits

@@ -15,6 +15,8 @@ from pydantic import (
     field_validator,
 )
 
+from ..errors import RateLimitError
+from ..rate_limit import MAX_RATE_KEY_BYTES, MAX_RATE_KEYS, check_rate_key
 from ..states import JOB_STATES
 from .fields import (
     BASE64_PATTERN,
@@ -47,6 +49,30 @@ __all__ = [
     "ThroughputQuery",
     "WaitRequest",
 ]
+
+
+def _rate_key(value: str) -> str:
+    try:
+        return check_rate_key(value)
+    except RateLimitError as exc:
+        raise ValueError(f"{value[:80]!r} is not a valid rate key: {exc}") from None
+
+
+RateKey = Annotated[
+    str,
+    AfterValidator(_rate_key),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": MAX_RATE_KEY_BYTES,
+            "pattern": "^[^\\u0000*]+$",
+            "description": f"A rate key: at most {MAX_RATE_KEY_BYTES} bytes of UTF-8, no '*' "
+            "(only rules use it).",
+        }
+    ),
+]
+"""A job's rate key, checked as the builder checks it; a refusal names the key."""
 
 STATES: tuple[str, ...] = tuple(str(state) for state in JOB_STATES)
 """Every state a job can be in, in the order the pages list them."""
@@ -157,6 +183,11 @@ class SpawnRequest(Model):
     )
     dead_letter: Text | None = Field(
         None, description="When the job fails for good, spawn this job with the error and payload."
+    )
+    rate_keys: Annotated[list[RateKey], Field(max_length=MAX_RATE_KEYS)] | None = Field(
+        None,
+        description="Rate keys: the job starts only when every rule naming one of them allows "
+        "it (see PUT /rate-limits/{pattern}); a key without a rule is not limited.",
     )
 
     @field_validator("run_at")

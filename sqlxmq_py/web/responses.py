@@ -18,7 +18,7 @@ from ..admin import (
     StatsBucket,
 )
 from .fields import Count, JobId, Model, Timestamp
-from .queries import ChainPosition, JobDetails
+from .queries import ChainPosition, JobDetails, WorkflowStep
 from .requests import StateName
 
 __all__ = [
@@ -173,6 +173,26 @@ def _seconds(value: timedelta | None) -> float | None:
     return None if value is None else value.total_seconds()
 
 
+class WorkflowStepRef(Model):
+    """The workflow step a job is."""
+
+    workflow_id: JobId = Field(description="GET /api/workflows/{id} reads it.")
+    workflow_name: str
+    step: str
+
+
+class RateWaitResponse(Model):
+    """A rate key of the job whose budget is spent now."""
+
+    key: str
+    until: Timestamp = Field(description="When the key allows a start again.")
+
+
+RATE_WAITING = frozenset({"scheduled", "ready", "retrying"})
+"""The states in which a spent rate key holds a job back (a running or finished job waits for
+nothing)."""
+
+
 class JobDetailsResponse(Model):
     """A job's status with its payload, options, chain and continuations."""
 
@@ -195,6 +215,15 @@ class JobDetailsResponse(Model):
         description="The errors of the job's failed attempts, oldest first (the last 25; each "
         "cut to 4,000 characters)."
     )
+    workflow: WorkflowStepRef | None = Field(
+        None, description="The workflow step this job is, if it is one (while it is kept)."
+    )
+    rate_keys: list[str] = Field([], description="The job's rate keys (queued jobs only).")
+    rate_waits: list[RateWaitResponse] = Field(
+        [],
+        description="Those of its rate keys whose budget is spent now, while the job waits "
+        "to start (scheduled, ready or retrying): why, and until when.",
+    )
 
     @classmethod
     def of(
@@ -205,9 +234,20 @@ class JobDetailsResponse(Model):
         parents: list[uuid.UUID],
         children: list[uuid.UUID],
         errors: list[AttemptError],
+        workflow: WorkflowStep | None = None,
     ) -> JobDetailsResponse:
         """The answer for a job's rows."""
+        waits = status.rate_waits if status.state in RATE_WAITING else ()
         return cls.model_construct(
+            workflow=None
+            if workflow is None
+            else WorkflowStepRef.model_construct(
+                workflow_id=workflow.workflow_id,
+                workflow_name=workflow.workflow_name,
+                step=workflow.step,
+            ),
+            rate_keys=list(status.rate_keys),
+            rate_waits=[RateWaitResponse.model_construct(key=w.key, until=w.until) for w in waits],
             status=JobStatusResponse.of(status),
             payload_json=None if details is None else details.payload_json,
             payload_bytes_size=None if details is None else details.payload_bytes_size,

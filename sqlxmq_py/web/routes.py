@@ -59,6 +59,7 @@ from .responses import (
     Throughput,
 )
 from .routes_fleet import FLEET_OPERATIONS
+from .routes_workflows import RATE_OPERATIONS, WORKFLOW_OPERATIONS
 
 __all__ = ["OPERATIONS", "TAGS"]
 
@@ -68,6 +69,8 @@ TAGS = {
     "queue": "The queue as a whole: counts, throughput, blocked chains, live workers.",
     "channels": "Channels: pause and resume them, limit how many of their jobs run at once.",
     "schedules": "Cron schedules: list them, enable, disable, trigger or delete one.",
+    "workflows": "Workflows: list them, read one's steps, cancel one, retry a failed step.",
+    "rate-limits": "Rate limits per key: the rules and the busiest keys; set or remove a rule.",
 }
 """The groups of operations, in the order the document lists them."""
 
@@ -313,5 +316,7 @@ OPERATIONS: tuple[Operation, ...] = (
         responses={200: (BlockedChains, "The chains.")},
     ),
     *FLEET_OPERATIONS,
+    *WORKFLOW_OPERATIONS,
+    *RATE_OPERATIONS,
 )
 """Every operation of the API, in the order the document lists them."""

@@ -87,6 +87,9 @@ def build_spawn(request: SpawnRequest) -> JobBuilder:
         builder.set_after(
             request.after or [], run_after_failed_parents=bool(request.run_after_failed_parents)
         )
+    if request.rate_keys:
+        with field_errors("rate_keys"):
+            builder.set_rate_keys(request.rate_keys)
     for header, text in (request.headers or {}).items():
         builder.set_header(header, text)
     return builder

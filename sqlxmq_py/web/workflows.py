@@ -1,22 +1,42 @@
 """The dashboard's workflow pages: the newest workflows (``/workflows``), and one workflow
 (``/workflows/{id}``) with its graph drawn as server-rendered SVG (steps in columns by depth,
 an arrow from each parent) and its steps as a table. Every name
-and error is escaped by the template; nothing is loaded from elsewhere."""
+and error is escaped by the template; nothing is loaded from elsewhere. Logged in, the page
+cancels the workflow or retries a failed step (the session's CSRF token, same origin, as every
+form that changes the queue)."""
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..admin import list_workflows, workflow_status
-from ..workflow import WorkflowStatus, WorkflowStepStatus
+from ..admin import cancel_workflow, list_workflows, retry_step, workflow_status
+from ..workflow import (
+    StepNotRetryableError,
+    UnknownStepError,
+    WorkflowClosedError,
+    WorkflowNotFoundError,
+    WorkflowStatus,
+    WorkflowStepStatus,
+)
+from . import queries
 from .context import WebContext
-from .http import path_id
+from .fields import canonical_uuid
+from .forms import Form, flash_redirect, plural, read_form, refuse
+from .http import ApiError, bad, path_id
 from .render import html_error, render
 
-__all__ = ["Drawing", "draw", "workflow_page", "workflows_page"]
+__all__ = [
+    "Drawing",
+    "draw",
+    "workflow_cancel_action",
+    "workflow_page",
+    "workflow_retry_action",
+    "workflows_page",
+]
 
 NODE_WIDTH = 180
 NODE_HEIGHT = 44
@@ -69,7 +89,8 @@ class Drawing:
 
 
 def _label(name: str) -> str:
-    return name if len(name) <= 24 else name[:23] + "…"
+    # 13 px text in a 180 px box after a 10 px inset: about 22 average characters fit
+    return name if len(name) <= 22 else name[:21] + "…"
 
 
 def draw(status: WorkflowStatus) -> Drawing:
@@ -127,6 +148,7 @@ async def workflow_page(ctx: WebContext, request: Request) -> Response:
         request,
         "workflow.html",
         workflow=status,
+        rate_waits=await queries.workflow_rate_waits(pool, workflow_id),
         drawing=draw(status),
         node_width=NODE_WIDTH,
         node_height=NODE_HEIGHT,
@@ -137,3 +159,51 @@ async def workflows_page(ctx: WebContext, request: Request) -> Response:
     """The newest workflows, each with its steps counted by state."""
     pool = await ctx.pools.open()
     return render(ctx, request, "workflows.html", workflows=await list_workflows(pool, limit=100))
+
+
+def _workflow_id(form: Form) -> uuid.UUID:
+    try:
+        return canonical_uuid(form.get("workflow"))
+    except ValueError as exc:
+        raise bad("workflow", f"workflow: {exc}") from exc
+
+
+async def workflow_cancel_action(ctx: WebContext, request: Request) -> Response:
+    """Cancels the form's ``workflow``."""
+    form = await read_form(request)
+    refusal = refuse(ctx, request, form)
+    if refusal is not None:
+        return refusal
+    workflow_id = _workflow_id(form)
+    pool = await ctx.pools.open()
+    try:
+        done = await cancel_workflow(pool, workflow_id)
+    except WorkflowNotFoundError as exc:
+        raise ApiError(404, "not_found", str(exc), field="workflow") from exc
+    message = (
+        f"Cancelled workflow {workflow_id}: {plural(done.cancelled, 'step')} cancelled, "
+        f"{plural(done.requested, 'running step')} asked to stop."
+    )
+    return flash_redirect(request, form, message)
+
+
+async def workflow_retry_action(ctx: WebContext, request: Request) -> Response:
+    """Runs the form's failed ``step`` of ``workflow`` again."""
+    form = await read_form(request)
+    refusal = refuse(ctx, request, form)
+    if refusal is not None:
+        return refusal
+    workflow_id = _workflow_id(form)
+    step = form.get("step")
+    if not step:
+        raise bad("step", "step: missing")
+    pool = await ctx.pools.open()
+    try:
+        await retry_step(pool, workflow_id, step)
+    except WorkflowNotFoundError as exc:
+        raise ApiError(404, "not_found", str(exc), field="workflow") from exc
+    except UnknownStepError as exc:
+        raise ApiError(404, "not_found", str(exc), field="step") from exc
+    except (WorkflowClosedError, StepNotRetryableError) as exc:
+        raise ApiError(409, "conflict", str(exc), field="step") from exc
+    return flash_redirect(request, form, f"Retrying step {step!r}.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import re
 
 from starlette.routing import Route
 
@@ -17,7 +18,8 @@ def test_openapi_document_lists_exactly_the_routes() -> None:
 
     ctx = WebContext(conninfo="", token=None, title="", pools=PoolHolder(""))
     routes = {
-        (route.path, method.lower())
+        # a {name:path} parameter (one that may hold '/') is {name} in the document
+        (re.sub(r":path}", "}", route.path), method.lower())
         for route in api_routes(ctx)
         if isinstance(route, Route)
         for method in route.methods or ()
@@ -27,7 +29,7 @@ def test_openapi_document_lists_exactly_the_routes() -> None:
     assert routes == documented
     for path, item in document["paths"].items():
         for method, operation in item.items():
-            changes = method == "post"
+            changes = method in ("post", "put", "delete")
             assert ("security" in operation) == changes, (path, method)
             assert ("401" in operation["responses"]) == changes, (path, method)
 

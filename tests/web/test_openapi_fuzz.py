@@ -25,8 +25,10 @@ from schemathesis.python import asgi
 from schemathesis.specs.openapi.checks import ensure_resource_availability
 
 from sqlxmq_py import JobBuilder, spawn_many
+from sqlxmq_py.admin import set_rate_limit
 from sqlxmq_py.pull import complete, fetch
 from sqlxmq_py.web import create_app
+from sqlxmq_py.workflow import Workflow
 
 from .conftest import AUTH, TOKEN, failed_job, leased_job
 
@@ -58,6 +60,21 @@ def _seed(db: psycopg.Connection[Any]) -> None:
         "INSERT INTO mq_schedules (name, cron, timezone, job_name, payload_json, last_tick) "
         "VALUES ('nightly', '0 3 * * *', 'Europe/Paris', 'report', '{\"k\": 1}', now())"
     )
+    # a workflow with a completed step (its result kept) and one waiting for it
+    wf = Workflow("etl")
+    wf.add("extract", JobBuilder("extract").set_channel_name("wf"))
+    wf.add("load", JobBuilder("load"), after=["extract"], on_parent_failure="skip")
+    wf.spawn(db)
+    (step,) = fetch(db, ["wf"], limit=1)
+    complete(db, step, result=[1, 2])
+    # rate rules, and a spent key and a busy one
+    set_rate_limit(db, "customer:*", 2, per=3600)
+    set_rate_limit(db, "openai", 5, per=60)
+    db.execute(
+        "INSERT INTO mq_rate_windows (rate_key, starts, idle_at) VALUES "
+        "('customer:acme', ARRAY[now() - interval '2 s', now() - interval '1 s'], now() + "
+        "interval '1 hour'), ('openai', ARRAY[now()], now() + interval '1 minute')"
+    )
 
 
 @pytest.fixture
@@ -71,7 +88,14 @@ def api_schema(dsn: str, db: psycopg.Connection[Any]) -> Iterator[Any]:
         asgi.shutdown_lifespans()  # closes the app's pool before the database is dropped
 
 
-WITHOUT_INPUT = {"/counts", "/blocked-chains", "/workers", "/channels", "/schedules"}
+WITHOUT_INPUT = {
+    "/counts",
+    "/blocked-chains",
+    "/workers",
+    "/channels",
+    "/schedules",
+    "/rate-limits",
+}
 
 
 def _short_waits(case: Any) -> None:
@@ -91,7 +115,7 @@ def _short_waits(case: Any) -> None:
 
 def _check_every_operation(schema: Any, mode: GenerationMode, examples: int, **extra: Any) -> int:
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 29
+    assert len(operations) == 36
     calls = 0
     for operation in operations:
         if mode == GenerationMode.NEGATIVE and operation.path in WITHOUT_INPUT:
@@ -137,7 +161,8 @@ def test_api_links_hold_up_in_stateful_runs(api_schema: Any, dsn: str) -> None:
             with psycopg.connect(dsn, autocommit=True) as db:
                 db.execute(
                     "TRUNCATE mq_jobs, mq_payloads, mq_history, mq_deps, mq_throttle, mq_stats, "
-                    "mq_channel_limits, mq_schedules"
+                    "mq_channel_limits, mq_schedules, mq_rate_limits, mq_rate_windows, "
+                    "mq_workflows, mq_workflow_steps, mq_workflow_edges, mq_workflow_groups"
                 )
                 _seed(db)
 

@@ -194,6 +194,8 @@ QUERY_PARAMETERS = [
     ("/api/throughput", "minutes"),
     ("/api/throughput", "channel_name"),
     ("/api/jobs/{id}/result", "timeout"),
+    ("/api/workflows", "name"),
+    ("/api/workflows", "limit"),
 ]
 
 
@@ -242,6 +244,10 @@ PATHS = [
     ("POST", "/api/jobs/{}/result"),
     ("POST", "/api/jobs/{}/cancel"),
     ("POST", "/api/jobs/{}/retry"),
+    ("GET", "/workflows/{}"),
+    ("GET", "/api/workflows/{}"),
+    ("POST", "/api/workflows/{}/cancel"),
+    ("POST", "/api/workflows/{}/steps/extract/retry"),
 ]
 
 
@@ -256,6 +262,36 @@ async def test_path_parameters(app: Starlette, method: str, template: str, value
     assert answer.status < 500, answer.text[:2000]
     if answer.status == 400:
         assert _names_the_field(answer, "id", template.startswith("/api")), answer.text[:2000]
+
+
+NAMED_PATHS = [
+    ("PUT", "/api/rate-limits/{}", "pattern"),
+    ("DELETE", "/api/rate-limits/{}", "pattern"),
+    ("POST", "/api/workflows/" + NO_JOB + "/steps/{}/retry", "step"),
+]
+
+
+@pytest.mark.parametrize(("method", "template", "field"), NAMED_PATHS)
+@FUZZ
+@given(value=TEXT.filter(bool))
+@example(value="\x00")
+@example(value="a*b")
+@example(value="\udcff")
+@example(value="é" * 101)
+async def test_text_path_parameters(
+    app: Starlette, method: str, template: str, field: str, value: str
+) -> None:
+    headers = [
+        (b"authorization", f"Bearer {TOKEN}".encode()),
+        (b"content-type", b"application/json"),
+    ]
+    body = b'{"max_starts": 1, "period_s": 60}' if method == "PUT" else b""
+    answer = await asgi(app, method, template.format(value), headers=headers, body=body)
+    assert answer.status < 500, answer.text[:2000]
+    if answer.status == 400:
+        assert answer.json()["field"] == field, answer.text[:2000]
+    else:
+        assert answer.status in (200, 404), answer.text[:2000]
 
 
 # --- cookies --------------------------------------------------------------------------------
@@ -312,6 +348,10 @@ FORMS = [
     ("/actions/purge", ["csrf", "failed_days", "history_days", "next"]),
     ("/logout", ["csrf"]),
     ("/login", ["token", "next"]),
+    ("/actions/rate-limit-set", ["csrf", "pattern", "max_starts", "period_s", "next"]),
+    ("/actions/rate-limit-remove", ["csrf", "pattern", "next"]),
+    ("/actions/workflow-cancel", ["csrf", "workflow", "next"]),
+    ("/actions/workflow-retry", ["csrf", "workflow", "step", "next"]),
 ]
 
 
@@ -331,6 +371,8 @@ async def test_form_fields(
     value = data.draw(st.one_of(TEXT, RAW), label="value")
     valid = {"csrf": csrf, "id": NO_JOB, "next": "/jobs", "reason": "x", "token": "wrong"}
     valid.update({"failed_days": "30", "history_days": ""})
+    valid.update({"pattern": "p:*", "max_starts": "3", "period_s": "1.5"})
+    valid.update({"workflow": NO_JOB, "step": "extract"})
     pairs = [(k.encode(), _pct(v)) for k, v in valid.items() if k in fields and k != field]
     pairs.append((field.encode(), _pct(value) if data.draw(st.booleans()) else _bytes(value)))
     body = b"&".join(k + b"=" + v for k, v in pairs)
@@ -341,7 +383,8 @@ async def test_form_fields(
     ]
     answer = await asgi(app, "POST", path, headers=headers, body=body)
     assert answer.status < 500, answer.text[:2000]
-    if answer.status == 400 and field in ("id", "failed_days", "history_days"):
+    named = ("id", "failed_days", "history_days", "pattern", "max_starts", "period_s", "workflow")
+    if answer.status == 400 and field in named:
         assert field in answer.text or "select at least one job" in answer.text
 
 
