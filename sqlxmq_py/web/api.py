@@ -38,6 +38,7 @@ from ..admin import (
 from ..errors import JobCancelledError, JobFailedError, JobNotFoundError
 from . import queries
 from .context import WebContext, base_path
+from .count_models import QueueCounts, Throughput
 from .fleet import ChannelRow, Channels, Workers
 from .http import ApiError, answer, bad, field_errors
 from .operation import Input
@@ -63,10 +64,8 @@ from .responses import (
     JobResult,
     JobStatusResponse,
     PurgeResponse,
-    QueueCounts,
     RetryJobsResponse,
     SpawnResponse,
-    Throughput,
 )
 from .spawn import INDEXED_FIELDS, build_spawn
 from .waiting import wait_turn

@@ -4,7 +4,7 @@ The models are the OpenAPI document's schemas, and every answer is built through
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import Field
@@ -14,8 +14,6 @@ from ..admin import (
     BlockedChain,
     JobStatus,
     PurgeResult,
-    QueueCount,
-    StatsBucket,
 )
 from .fields import Count, JobId, Model, Timestamp
 from .queries import ChainPosition, JobDetails, WorkflowStep
@@ -33,9 +31,7 @@ __all__ = [
     "JobResult",
     "JobStatusResponse",
     "PurgeResponse",
-    "QueueCounts",
     "SpawnResponse",
-    "Throughput",
 ]
 
 ERROR_CODES = (
@@ -329,71 +325,6 @@ class PurgeResponse(Model):
         """The answer for a ``PurgeResult``."""
         kept = BlockedChains.of(list(result.chains_kept)).chains
         return cls.model_construct(failed=result.failed, history=result.history, chains_kept=kept)
-
-
-class CountRow(Model):
-    """Jobs of a channel in a state."""
-
-    channel_name: str
-    state: Literal["uncommitted", "scheduled", "retrying", "waiting", "ready", "running", "failed"]
-    count: Annotated[int, Field(ge=1)]
-    exact: bool = Field(
-        description="false: count (and oldest_ready_age_s) are estimates. Up to 1000 jobs of a "
-        "channel in a state (10,000 running jobs in all) are counted exactly; more are "
-        "estimated from a sample of the queue, so that counting takes the same time however "
-        "long the queue is."
-    )
-    oldest_ready_age_s: float | None = Field(
-        description="For ready jobs: the age of the oldest one."
-    )
-
-
-class QueueCounts(Model):
-    """Jobs per channel and state."""
-
-    counts: list[CountRow]
-    exact: bool = Field(description="Whether every count is exact.")
-
-    @classmethod
-    def of(cls, counts: list[QueueCount]) -> QueueCounts:
-        """The answer for the admin API's ``QueueCount`` rows."""
-        fields = CountRow.model_fields
-        rows = [CountRow.model_construct(**{n: getattr(c, n) for n in fields}) for c in counts]
-        return cls.model_construct(counts=rows, exact=all(c.exact for c in counts))
-
-
-class Bucket(Model):
-    """Finished attempts in one minute."""
-
-    minute: Timestamp = Field(description="The minute.")
-    completed: Count
-    retried: Count
-    failed: Count
-    interrupted: Count
-
-
-class Throughput(Model):
-    """Finished attempts per minute."""
-
-    since: Timestamp = Field(description="The first minute counted.")
-    buckets: list[Bucket] = Field(
-        description="Minutes with finished attempts, oldest first (others left out)."
-    )
-
-    @classmethod
-    def of(cls, since: datetime, buckets: list[StatsBucket]) -> Throughput:
-        """The answer for the admin API's buckets."""
-        rows = [
-            Bucket.model_construct(
-                minute=b.minute,
-                completed=b.completed,
-                retried=b.retried,
-                failed=b.failed,
-                interrupted=b.interrupted,
-            )
-            for b in buckets
-        ]
-        return cls.model_construct(since=since, buckets=rows)
 
 
 class BlockedChainResponse(Model):

@@ -31,6 +31,7 @@ from .bulk_models import (
     BulkRequest,
     BulkResponse,
 )
+from .count_models import QueueCounts, Throughput
 from .operation import Operation
 from .requests import (
     CancelJobsRequest,
@@ -53,10 +54,8 @@ from .responses import (
     JobResult,
     JobStatusResponse,
     PurgeResponse,
-    QueueCounts,
     RetryJobsResponse,
     SpawnResponse,
-    Throughput,
 )
 from .routes_fleet import FLEET_OPERATIONS
 from .routes_workflows import RATE_OPERATIONS, WORKFLOW_OPERATIONS
