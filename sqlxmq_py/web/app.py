@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import ipaddress
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -152,8 +153,12 @@ def create_app(
             return error.response()
         return html_error(ctx, request, 500, "Internal error; see the server's log.")
 
+    api = Mount("/api", routes=api_routes(ctx))
+    # a path parameter may hold a newline (a rate key pattern, sent as %0A): the mount's own
+    # pattern must pass it on to the operations, whose parameters take any character
+    api.path_regex = re.compile(api.path_regex.pattern, re.DOTALL)
     routes: list[BaseRoute] = [
-        Mount("/api", routes=api_routes(ctx)),
+        api,
         Mount("/static", app=StaticFiles(packages=[("sqlxmq_py.web", "static")]), name="static"),
         *page_routes(ctx),
     ]

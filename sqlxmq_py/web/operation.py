@@ -101,8 +101,9 @@ class Operation:
     path_params: type[BaseModel] | None = None
     """The model of the path's parameters other than ``{id}`` (each a str field)."""
     route: str | None = None
-    """The Starlette path, where it differs from ``path``: ``{name:path}`` for a parameter
-    that may hold ``/`` (a rate key pattern, a step name), sent percent-encoded."""
+    """The Starlette path, where it differs from ``path``: ``{name:sqlxmq_text}`` for a
+    parameter that may hold any character, ``/`` and newlines included (a rate key pattern, a
+    step name), sent percent-encoded."""
     meanings: Mapping[int, str] = field(default_factory=dict)
     """What an error status means here, where it differs from the document's default."""
 

@@ -178,9 +178,14 @@ class SpawnRequest(Model):
     run_after_failed_parents: bool | None = Field(
         None, description="Run even if a parent failed or was cancelled."
     )
-    headers: Annotated[dict[Text, Text], Field(max_length=100)] | None = Field(
-        None, description="String headers carried to the job (current_job.headers)."
-    )
+    # patternProperties alone leave keys outside the pattern (a NUL) schema-valid: refuse them
+    headers: (
+        Annotated[
+            dict[Text, Text],
+            Field(max_length=100, json_schema_extra={"additionalProperties": False}),
+        ]
+        | None
+    ) = Field(None, description="String headers carried to the job (current_job.headers).")
     dead_letter: Text | None = Field(
         None, description="When the job fails for good, spawn this job with the error and payload."
     )

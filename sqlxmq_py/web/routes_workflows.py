@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from starlette.convertors import Convertor, register_url_convertor
+
 from .operation import Operation
 from .rate_limits_api import delete_rate_limit, get_rate_limits, put_rate_limit
 from .rate_models import (
@@ -27,6 +29,25 @@ from .workflows_api import (
     get_workflows,
     retry_step_handler,
 )
+
+
+class _AnyText(Convertor[str]):
+    """A path parameter that may hold any character, ``/`` and newlines included (sent
+    percent-encoded): Starlette's ``path`` stops at a newline, so a pattern holding one found no
+    route, a 404 where the operation answers 400 naming the field or takes the value."""
+
+    regex = "[\\s\\S]*"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+TEXT = "sqlxmq_text"
+"""The name the convertor is registered under (Starlette's registry is shared: a name of ours)."""
+register_url_convertor(TEXT, _AnyText())
 
 __all__ = ["RATE_OPERATIONS", "WORKFLOW_OPERATIONS"]
 
@@ -76,7 +97,7 @@ WORKFLOW_OPERATIONS: tuple[Operation, ...] = (
     Operation(
         method="POST",
         path="/workflows/{id}/steps/{step}/retry",
-        route="/workflows/{id}/steps/{step:path}/retry",
+        route="/workflows/{id}/steps/{step:" + TEXT + "}/retry",
         operation_id="retryWorkflowStep",
         tag="workflows",
         summary="Run a failed step again",
@@ -111,7 +132,7 @@ RATE_OPERATIONS: tuple[Operation, ...] = (
     Operation(
         method="PUT",
         path="/rate-limits/{pattern}",
-        route="/rate-limits/{pattern:path}",
+        route="/rate-limits/{pattern:" + TEXT + "}",
         operation_id="setRateLimit",
         tag="rate-limits",
         summary="Set a key's or a prefix's rule (replacing its rule)",
@@ -127,7 +148,7 @@ RATE_OPERATIONS: tuple[Operation, ...] = (
     Operation(
         method="DELETE",
         path="/rate-limits/{pattern}",
-        route="/rate-limits/{pattern:path}",
+        route="/rate-limits/{pattern:" + TEXT + "}",
         operation_id="removeRateLimit",
         tag="rate-limits",
         summary="Remove a rule (its keys are no longer limited, unless a prefix rule names them)",

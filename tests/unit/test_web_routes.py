@@ -18,8 +18,8 @@ def test_openapi_document_lists_exactly_the_routes() -> None:
 
     ctx = WebContext(conninfo="", token=None, title="", pools=PoolHolder(""))
     routes = {
-        # a {name:path} parameter (one that may hold '/') is {name} in the document
-        (re.sub(r":path}", "}", route.path), method.lower())
+        # a {name:sqlxmq_text} parameter (one that may hold '/') is {name} in the document
+        (re.sub(r":sqlxmq_text}", "}", route.path), method.lower())
         for route in api_routes(ctx)
         if isinstance(route, Route)
         for method in route.methods or ()

@@ -113,3 +113,28 @@ async def test_the_busiest_keys_with_when_a_spent_key_allows_a_start(
     assert spent.next_start_at == oldest[0] + timedelta(hours=1)
     assert keys[0]["next_start_at"] == spent.next_start_at.isoformat()
     assert busiest_rate_keys(db, 1) == [spent]
+
+
+async def test_a_pattern_holding_a_newline_reaches_the_operation(
+    client: httpx.AsyncClient, db: psycopg.Connection[Any]
+) -> None:
+    """Found by the negative fuzz: Starlette's ``path`` parameter stops at a newline, so a PUT
+    of such a pattern found no route (an undocumented 404). It reaches the operation now, which
+    answers with one of its documented statuses, and a removal of such a rule finds it."""
+    body = {"max_starts": 1, "period_s": 1}
+    for pattern in ("\u00dc\n*", "a\nb", "\r\n"):
+        response = await client.put(rule_path(pattern), json=body, headers=AUTH)
+        assert response.status_code in (200, 400), (pattern, response.text)
+        if response.status_code == 400:
+            assert response.json()["field"] == "pattern"
+        else:
+            assert response.json()["key_pattern"] == pattern
+            removed = await client.delete(rule_path(pattern), headers=AUTH)
+            assert removed.json() == {"key_pattern": pattern, "removed": True}
+    step = await client.post(
+        "/api/workflows/00000000-0000-0000-0000-000000000000/steps/" + quote("a\nb") + "/retry",
+        headers=AUTH,
+    )
+    assert step.status_code == 404
+    assert step.json()["field"] == "id"
+    assert list_rate_limits(db) == []
