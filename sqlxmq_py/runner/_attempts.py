@@ -65,8 +65,11 @@ class Attempts:
         processes: ProcessLimits,
         log: Any,
         on_free: Callable[[str], None],
+        on_returned: Callable[[], None] = lambda: None,
     ) -> None:
-        """``on_free(channel_name)`` is called whenever a slot frees."""
+        """``on_free(channel_name)`` is called whenever an attempt settles (its lease is gone),
+        ``on_returned()`` whenever a job function returns (its slot is free while its outcome
+        is written)."""
         self._registry = registry
         self._batcher = batcher
         self._host = host
@@ -75,6 +78,7 @@ class Attempts:
         self._grace = cancel_grace
         self._log = log
         self._on_free = on_free
+        self._on_returned = on_returned
         self._loop = asyncio.get_running_loop()
         self._by_token: dict[int, Attempt] = {}
         """By lease token (its ``int``: hashed in C, where a UUID's hash is Python code)."""
@@ -269,7 +273,7 @@ class Attempts:
             self.running -= 1
             if self.running == 0:
                 self.all_done.set()
-            self._on_free(a.job.channel_name)
+            self._on_returned()
 
     def _duration(self, a: Attempt) -> float:
         end = a.finished if a.finished is not None else self._loop.time()

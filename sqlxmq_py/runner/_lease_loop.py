@@ -64,6 +64,12 @@ class LeaseLoop:
             self._pacer.notified()
         self._wake.set()
 
+    def function_returned(self) -> None:
+        """A job function returned: its slot is free, but a limited channel's count in the
+        database still holds the job until its outcome is written (``slot_freed`` then), so
+        this only wakes the loop and tells the pacer nothing new."""
+        self._wake.set()
+
     def notified(self, payload: str) -> None:
         """The listener heard a notification."""
         self._pacer.notified()

@@ -199,6 +199,7 @@ class Runner:
             processes=config.processes,
             log=self._log,
             on_free=leasing.slot_freed,
+            on_returned=leasing.function_returned,
         )
         if config.keep_alive:
             self._keeper = LeaseKeeper(

@@ -9,6 +9,7 @@ from typing import Any
 import psycopg
 
 from sqlxmq_py import CurrentJob, job, spawn_many
+from sqlxmq_py.admin import set_channel_limit
 
 from ..helpers import PollSignals, Runner, count_jobs, wait_until
 
@@ -56,3 +57,28 @@ async def test_blocked_completions_never_let_the_runner_hold_more_than_twice_max
             await wait_until(lambda: count_jobs(db) == 0, timeout=20)
     assert started == 40
     assert peak <= 4
+
+
+async def test_a_limited_channel_leases_once_per_finished_job_not_once_more_at_its_return(
+    conn: psycopg.Connection[Any], db: psycopg.Connection[Any], runner: Runner
+) -> None:
+    """A returned job's slot is free in the runner, but its limited channel's count in the
+    database holds it until the completion is written: a lease at the function's return finds
+    the channel full. The runner must not pay that empty round trip for every job."""
+    done = 0
+
+    @job(channel_name="one-at-a-time")
+    async def limited(current_job: CurrentJob) -> None:
+        nonlocal done
+        done += 1
+
+    set_channel_limit(conn, "one-at-a-time", 1)
+    spawn_many(conn, [limited.builder() for _ in range(30)])
+    conn.commit()
+    polls = PollSignals()
+    async with runner([limited], concurrency=(2, 4), hooks=[polls]):
+        await wait_until(lambda: count_jobs(db) == 0, timeout=20)
+    assert done == 30
+    empty = sum(1 for leased, _ in polls.polls if leased == 0)
+    # about one lease per job; an empty lease at every return would double the polls
+    assert empty < 15, polls.polls
