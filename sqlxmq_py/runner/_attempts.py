@@ -111,6 +111,10 @@ class Attempts:
     def __len__(self) -> int:
         return len(self._by_token)
 
+    def held_in(self, channel_name: str) -> int:
+        """Attempts held of ``channel_name``'s jobs, running or being settled."""
+        return sum(1 for a in self._by_token.values() if a.job.channel_name == channel_name)
+
     def start(self, row: tuple[Any, ...]) -> Attempt:
         """Starts an attempt for a row of the lease statement and returns it."""
         job = leased_job(row)

@@ -9,6 +9,7 @@ ready), each through one method here that tells the pacer and wakes the loop.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from typing import Any
 
 from .._aio import wait_event
@@ -21,7 +22,7 @@ from ._health import FailureSpell
 from ._hookset import HookSet
 from ._keepalive import LeaseKeeper
 from ._leasing import PROMOTE_BATCH, Leaser
-from ._listener import CONTROL_PAYLOAD, SCHEDULED_PAYLOAD
+from ._listener import CONTROL_PAYLOAD, FREED_PAYLOAD, SCHEDULED_PAYLOAD
 from ._pacing import Pacer, occupied, promotion_delay, promotion_retry_delay
 
 __all__ = ["LeaseLoop"]
@@ -53,6 +54,8 @@ class LeaseLoop:
         self._stopping = False
         self._reread_limits = False
         self._poll_health = FailureSpell()
+        self._attempts: Attempts | None = None
+        self._freed_while_polling: set[str] = set()
 
     # --- news ---
 
@@ -61,7 +64,7 @@ class LeaseLoop:
         if self._leaser.limits.get(channel_name):
             # its channel's limit may have been all that held other jobs back (a paused
             # channel's, 0, holds them whatever runs)
-            self._pacer.notified()
+            self._room_news((channel_name,))
         self._wake.set()
 
     def function_returned(self) -> None:
@@ -70,8 +73,31 @@ class LeaseLoop:
         this only wakes the loop and tells the pacer nothing new."""
         self._wake.set()
 
+    def _room_news(self, channels: Iterable[str]) -> None:
+        """A slot of one of these limited channels may be free. A lease sent before the news
+        came may already have taken it: then the runner holds as many of the channel's jobs
+        as its limit allows, and leasing again would find none. Judged when no lease is
+        under way (else when it answers, its jobs started)."""
+        if self._pacer.polling:
+            self._freed_while_polling.update(channels)
+        elif any(self._has_room(channel) for channel in channels):
+            self._pacer.notified()
+
+    def _has_room(self, channel_name: str) -> bool:
+        """Whether this runner holds fewer of the limited channel's jobs than its limit."""
+        limit = self._leaser.limits.get(channel_name, 0)
+        return self._attempts is None or self._attempts.held_in(channel_name) < limit
+
     def notified(self, payload: str) -> None:
         """The listener heard a notification."""
+        if payload == FREED_PAYLOAD:
+            # some limited channel's job completed (this runner's own, often: its attempt's
+            # slot_freed told it already); no news while every limited channel is full here
+            limited = [channel for channel, limit in self._leaser.limits.items() if limit]
+            if limited:
+                self._room_news(limited)
+                self._wake.set()
+                return
         self._pacer.notified()
         if payload == SCHEDULED_PAYLOAD:
             self._promote_now.set()
@@ -108,6 +134,7 @@ class LeaseLoop:
     async def run(self, attempts: Attempts, keeper: LeaseKeeper | None) -> None:
         """Leases until stopped; each leased row starts an attempt in ``attempts``."""
         pacer = self._pacer
+        self._attempts = attempts
         while not self._stopping:
             self._wake.clear()
             held = occupied(attempts.running, len(attempts), pacer.max_concurrency)
@@ -131,6 +158,7 @@ class LeaseLoop:
             rows, deferred = await self._leaser.lease(want, max_bytes)
         except Exception as exc:
             wait = self._pacer.failed(self._loop.time())
+            self._freed_while_polling.clear()  # the retry leases whatever was freed
             error = error_summary(exc)
             if self._poll_health.failed(error):  # once per kind of failure, not per retry
                 self._log.error("poll_failed", error=error, retry_in_s=wait)
@@ -167,6 +195,10 @@ class LeaseLoop:
         announce = self._pacer.polled(
             self._loop.time(), len(rows) + deferred, want, self._leaser.idle
         )
+        if self._freed_while_polling:
+            freed, self._freed_while_polling = self._freed_while_polling, set()
+            if any(self._has_room(channel) for channel in freed):
+                self._pacer.notified()
         if announce is not None:
             try:
                 await self._leaser.set_idle(announce)

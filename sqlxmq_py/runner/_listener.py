@@ -27,7 +27,7 @@ from .._aio import within
 from .._logging import logger
 from ._connection import RECONNECT_WAIT, connect_kwargs, is_transient
 
-__all__ = ["ALL_CHANNELS", "CONTROL_PAYLOAD", "Listener", "notify_channel"]
+__all__ = ["ALL_CHANNELS", "CONTROL_PAYLOAD", "FREED_PAYLOAD", "Listener", "notify_channel"]
 
 ALL_CHANNELS = "mq"
 """The NOTIFY channel of runners that run every channel."""
@@ -37,6 +37,9 @@ SCHEDULED_PAYLOAD = "s"
 CONTROL_PAYLOAD = "c"
 """The notification payload sent when a channel is paused, resumed or limited (mq_set_channel,
 migration 0007): the runner re-reads the limits before its next lease."""
+FREED_PAYLOAD = "f"
+"""The notification payload sent when a job of a limited channel completes (migration 0016):
+a slot of that channel may be free."""
 
 
 def notify_channel(channel_name: str) -> str:

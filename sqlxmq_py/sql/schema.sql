@@ -703,7 +703,7 @@ BEGIN
             WHERE EXISTS (
                 SELECT 1 FROM mq_channel_limits AS l WHERE l.channel_name = d.channel_name
             )
-        ))
+        ), 'f')
     )
     SELECT d.id, 'completed'::text FROM done AS d, (SELECT count(*) FROM notified) AS n, limited;
     IF NOT p_wait AND cardinality(v_ids) < cardinality(p_ids) THEN
