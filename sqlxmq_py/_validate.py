@@ -13,8 +13,10 @@ __all__ = [
     "MAX_NAME_BYTES",
     "MAX_RUN_AT",
     "Duration",
+    "check_bool",
     "check_int",
     "check_name",
+    "check_run_at",
     "check_text",
     "to_timedelta",
 ]
@@ -43,6 +45,27 @@ def to_timedelta(option: str, value: object, *, allow_zero: bool = True) -> time
     if delta > MAX_DURATION:
         raise ConfigurationError(f"{option} must be at most 100 years, got {value!r}")
     return delta
+
+
+def check_run_at(run_at: object) -> datetime:
+    """Checks a run time: a timezone-aware datetime (a naive one's meaning depends on the
+    machine) before :data:`MAX_RUN_AT`."""
+    if not isinstance(run_at, datetime):
+        raise ConfigurationError(f"run_at must be a datetime, got {run_at!r}")
+    if run_at.tzinfo is None or run_at.utcoffset() is None:
+        raise ConfigurationError(
+            f"run_at must be timezone-aware (e.g. datetime.now(timezone.utc)), got {run_at!r}"
+        )
+    if run_at >= MAX_RUN_AT:
+        raise ConfigurationError(f"run_at must be before {MAX_RUN_AT.date()}, got {run_at!r}")
+    return run_at
+
+
+def check_bool(option: str, value: object) -> bool:
+    """Checks that ``value`` is a bool (not merely truthy)."""
+    if not isinstance(value, bool):
+        raise ConfigurationError(f"{option} must be a bool, got {value!r}")
+    return value
 
 
 def _seconds(option: str, value: float) -> timedelta:

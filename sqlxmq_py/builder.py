@@ -22,17 +22,17 @@ from ._connections import AnyConnection, AsyncConnectionLike, SyncConnectionLike
 from ._hook_list import HookList
 from ._insert import insert_statement
 from ._validate import (
-    MAX_KEY_BYTES,
-    MAX_RUN_AT,
     Duration,
+    check_bool,
     check_int,
     check_name,
+    check_run_at,
     check_text,
     to_timedelta,
 )
 from .checkpoint import Checkpoint
 from .errors import ConfigurationError
-from .job_to_write import KEY_MODES, JobKeyMode, JobToWrite
+from .job_to_write import JobKeyMode, JobToWrite, check_job_key
 from .payload import check_raw_json, encode_bytes, encode_json
 from .rate_limit import check_rate_keys
 
@@ -182,15 +182,7 @@ class JobBuilder(Generic[T]):
     def set_run_at(self, run_at: datetime) -> Self:
         """Runs the job no earlier than ``run_at``, a timezone-aware datetime (naive ones are
         refused: their meaning depends on the machine). Replaces a delay."""
-        if not isinstance(run_at, datetime):
-            raise ConfigurationError(f"run_at must be a datetime, got {run_at!r}")
-        if run_at.tzinfo is None or run_at.utcoffset() is None:
-            raise ConfigurationError(
-                f"run_at must be timezone-aware (e.g. datetime.now(timezone.utc)), got {run_at!r}"
-            )
-        if run_at >= MAX_RUN_AT:
-            raise ConfigurationError(f"run_at must be before {MAX_RUN_AT.date()}, got {run_at!r}")
-        self._run_at = run_at
+        self._run_at = check_run_at(run_at)
         self._delay = timedelta(0)
         return self
 
@@ -216,17 +208,7 @@ class JobBuilder(Generic[T]):
         ``throttle``, at most one job per key is spawned per window, finished jobs included; a
         spawn inside the window returns the id of the window's job.
         """
-        if job_key is not None:
-            check_name("job_key", job_key, MAX_KEY_BYTES)
-        if mode not in KEY_MODES:
-            raise ConfigurationError(f"mode must be one of {', '.join(KEY_MODES)}, got {mode!r}")
-        self._job_key = job_key
-        self._job_key_mode = mode
-        self._throttle = (
-            None if throttle is None else to_timedelta("throttle", throttle, allow_zero=False)
-        )
-        if self._throttle is not None and job_key is None:
-            raise ConfigurationError("throttle needs a job_key: the window is per key")
+        self._job_key, self._job_key_mode, self._throttle = check_job_key(job_key, mode, throttle)
         return self
 
     def set_after(
@@ -242,10 +224,7 @@ class JobBuilder(Generic[T]):
         for job_id in ids:
             if not isinstance(job_id, uuid.UUID):
                 raise ConfigurationError(f"after takes uuid.UUID job ids, got {job_id!r}")
-        if not isinstance(run_after_failed_parents, bool):
-            raise ConfigurationError(
-                f"run_after_failed_parents must be a bool, got {run_after_failed_parents!r}"
-            )
+        check_bool("run_after_failed_parents", run_after_failed_parents)
         self._after = tuple(ids)
         self._run_after_failed_parents = run_after_failed_parents
         return self
@@ -373,9 +352,7 @@ class JobBuilder(Generic[T]):
 
     def set_ordered(self, ordered: bool = True) -> Self:
         """Runs this job strictly after the earlier ordered jobs of its channel group."""
-        if not isinstance(ordered, bool):
-            raise ConfigurationError(f"ordered must be a bool, got {ordered!r}")
-        self._ordered = ordered
+        self._ordered = check_bool("ordered", ordered)
         return self
 
     def set_commit_interval(self, commit_interval: Duration | None) -> Self:

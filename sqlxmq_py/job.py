@@ -24,17 +24,15 @@ from typing import Any, Concatenate, Generic, ParamSpec, Protocol, cast, overloa
 from typing_extensions import TypeVar
 
 from ._connections import AnyConnection, AsyncConnectionLike, SyncConnectionLike
-from ._crontab import check_cron
 from ._signature import context_parameters, declared_types, default_name
-from ._validate import Duration, check_int, check_name, to_timedelta
+from ._validate import Duration, check_name
 from .builder import DEFAULT_RETRIES, DEFAULT_RETRY_BACKOFF, JobBuilder
 from .codec import Codec, codec_for
 from .current_job import BlockingCurrentJob, CurrentJob
 from .errors import ConfigurationError
-from .job_options import Isolation, JobOptions, check_isolation, check_process_job
+from .job_options import Isolation, JobOptions, check_process_job, declared_options
 from .payload import encode_result
 from .process_job import ProcessJob
-from .rate_limit import check_rate_keys
 
 __all__ = [
     "JobDecorator",
@@ -353,42 +351,30 @@ def job(
     Raises:
         ConfigurationError: an option is invalid, or the function cannot be a job.
     """
-    if name is not None:
-        check_name("name", name)
-        if not name:
-            raise ConfigurationError("name must not be empty")
-    if not isinstance(ordered, bool):
-        raise ConfigurationError(f"ordered must be a bool, got {ordered!r}")
-    if not isinstance(auto_complete, bool):
-        raise ConfigurationError(f"auto_complete must be a bool, got {auto_complete!r}")
     dead_letter_name: str | None
-    dead_letter_channel: str | None
+    dead_letter_channel: str | None = None
     if isinstance(dead_letter, NamedJob):
         dead_letter_name, dead_letter_channel = dead_letter.name, dead_letter.options.channel_name
     elif dead_letter is None or isinstance(dead_letter, str):
         dead_letter_name = None if dead_letter is None else check_name("dead_letter", dead_letter)
-        dead_letter_channel = None
     else:
         raise ConfigurationError(f"dead_letter must be a job or a job name, got {dead_letter!r}")
-    if isinstance(aliases, str):
-        raise ConfigurationError("aliases must be a list of names, not one str")
-    defaults = JobOptions(
-        name=name or "",
-        aliases=tuple(check_name("aliases", alias) for alias in aliases),
-        channel_name=check_name("channel_name", channel_name),
-        retries=check_int("retries", retries, minimum=0, maximum=2**31 - 2),
-        backoff=to_timedelta("backoff", backoff),
+    defaults = declared_options(
+        name=name,
+        aliases=aliases,
+        channel_name=channel_name,
+        retries=retries,
+        backoff=backoff,
         ordered=ordered,
         auto_complete=auto_complete,
-        lease=None if lease is None else to_timedelta("lease", lease, allow_zero=False),
-        priority=check_int("priority", priority, minimum=-(2**31 - 1)),
-        timeout=None if timeout is None else to_timedelta("timeout", timeout, allow_zero=False),
-        retain_for=None if retain_for is None else to_timedelta("retain_for", retain_for),
-        dead_letter=dead_letter_name,
-        dead_letter_channel=dead_letter_channel,
-        cron=None if cron is None else check_cron(cron),
-        isolation=check_isolation(isolation),
-        rate_keys=check_rate_keys(rate_keys),
+        lease=lease,
+        priority=priority,
+        timeout=timeout,
+        retain_for=retain_for,
+        dead_letter=(dead_letter_name, dead_letter_channel),
+        cron=cron,
+        isolation=isolation,
+        rate_keys=rate_keys,
     )
 
     def decorate(func: Callable[..., Any]) -> NamedJob[..., Any, Any]:

@@ -14,14 +14,30 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, TypeAlias
 
+from ._validate import MAX_KEY_BYTES, Duration, check_name, to_timedelta
+from .errors import ConfigurationError
 from .states import JobState
 
-__all__ = ["KEY_MODES", "JobKeyMode", "JobToWrite", "initial_state", "is_plain"]
+__all__ = ["KEY_MODES", "JobKeyMode", "JobToWrite", "check_job_key", "initial_state", "is_plain"]
 
 JobKeyMode: TypeAlias = Literal["replace", "preserve_run_at", "unsafe_dedupe"]
 """What spawning a job whose key is taken by a waiting job does (graphile-worker's modes)."""
 
 KEY_MODES: tuple[JobKeyMode, ...] = ("replace", "preserve_run_at", "unsafe_dedupe")
+
+
+def check_job_key(
+    job_key: str | None, mode: JobKeyMode, throttle: Duration | None
+) -> tuple[str | None, JobKeyMode, timedelta | None]:
+    """A job key, its mode and its throttle window (``JobBuilder.set_job_key``), checked."""
+    if job_key is not None:
+        check_name("job_key", job_key, MAX_KEY_BYTES)
+    if mode not in KEY_MODES:
+        raise ConfigurationError(f"mode must be one of {', '.join(KEY_MODES)}, got {mode!r}")
+    window = None if throttle is None else to_timedelta("throttle", throttle, allow_zero=False)
+    if window is not None and job_key is None:
+        raise ConfigurationError("throttle needs a job_key: the window is per key")
+    return job_key, mode, window
 
 
 @dataclass(frozen=True, kw_only=True)
