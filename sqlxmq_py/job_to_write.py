@@ -98,7 +98,9 @@ def is_plain(job: JobToWrite) -> bool:
 def initial_state(job: JobToWrite) -> JobState | None:
     """The state a new job starts in, as far as the job alone decides it; ``None`` when the
     database decides (its clock, for a delay or run time; unfinished parents; an earlier job
-    of its ordered chain; a waiting job holding its key).
+    of its ordered chain; a waiting job holding its key). The rule itself is the database's
+    ``mq_new_state`` (migration 0017); this mirror only picks the jobs COPY may write, and
+    ``tests/test_initial_state.py`` holds it to that function.
 
     - two-phase (``commit_interval``): ``uncommitted``, until committed;
     - plain, neither delayed nor timed: ``ready``. ``COPY`` writes only such jobs, with this

@@ -54,7 +54,8 @@ SELECT pos, id FROM mq_insert_rated(
 ORDER BY pos
 
 -- name: insert_one
--- One job without a key, dependencies or ordering (the common case) in one plain statement.
+-- One job without a key, dependencies or ordering (the common case) in one plain statement; its
+-- state by the one rule (mq_new_state, migration 0017), which knows it has no parents or chain.
 WITH payload AS (
     INSERT INTO mq_payloads (
         id, name, payload_json, payload_bytes, retry_backoff, retain_for, dead_letter,
@@ -71,11 +72,7 @@ WITH payload AS (
         commit_deadline, payload_size
     )
     SELECT %(id)s, %(channel_name)s, %(channel_args)s,
-        CASE
-            WHEN %(commit_interval)s::interval IS NOT NULL THEN 'u'
-            WHEN t.at > now() THEN 's'
-            ELSE 'r'
-        END,
+        mq_new_state(%(commit_interval)s::interval IS NOT NULL, false, false, t.at),
         %(priority)s, t.at, %(max_attempts)s, %(lease)s::interval,
         now() + %(commit_interval)s::interval,
         mq_payload_size(%(payload_json)s::text, %(payload_bytes)s::bytea)
@@ -104,7 +101,7 @@ WITH payloads AS (
         commit_deadline, payload_size
     )
     SELECT u.id, u.cn, u.ca,
-        CASE WHEN u.ci IS NOT NULL THEN 'u' WHEN u.at > now() THEN 's' ELSE 'r' END,
+        mq_new_state(u.ci IS NOT NULL, false, false, u.at),
         u.prio, u.at, u.ma, u.lease, now() + u.ci, mq_payload_size(u.pj::text, u.pb)
     FROM (
         SELECT x.*, coalesce(x.run_at, now() + x.delay) AS at

@@ -1079,7 +1079,7 @@ BEGIN
                 )
                 VALUES (
                     p_ids[i], p_channel_names[i], p_channel_args[i],
-                    CASE WHEN p_commit_intervals[i] IS NULL THEN 'r' ELSE 'u' END,
+                    mq_new_state(p_commit_intervals[i] IS NOT NULL, false, false, NULL),
                     p_priorities[i],
                     coalesce(p_run_ats[i], now() + p_delays[i]), p_max_attempts[i],
                     p_leases[i], CASE WHEN p_ordered[i] THEN v_seqs[i] END,
@@ -1177,9 +1177,10 @@ BEGIN
     )
     SELECT
         u.id, u.cn, u.ca,
-        CASE
-            WHEN u.ci IS NOT NULL THEN 'u'
-            WHEN u.o AND (
+        mq_new_state(
+            u.ci IS NOT NULL,
+            false,
+            u.o AND (
                 u.chain_rank > 1
                 OR NOT v_fresh_snapshot
                 OR EXISTS (
@@ -1187,10 +1188,9 @@ BEGIN
                     WHERE e.channel_name = u.cn AND e.channel_args = u.ca
                       AND e.ord_seq IS NOT NULL
                 )
-            ) THEN 'b'
-            WHEN coalesce(u.run_at, now() + u.delay) > now() THEN 's'
-            ELSE 'r'
-        END,
+            ),
+            coalesce(u.run_at, now() + u.delay)
+        ),
         u.prio,
         coalesce(u.run_at, now() + u.delay),
         u.ma,
@@ -1210,11 +1210,16 @@ BEGIN
 
     -- keyed new jobs were inserted above with a provisional state
     UPDATE mq_jobs AS j
-    SET state = CASE
-            WHEN j.commit_deadline IS NOT NULL THEN 'u'
-            WHEN j.ord_seq IS NOT NULL AND NOT v_fresh_snapshot THEN 'b'
-            ELSE mq_runnable_state(j.id, j.channel_name, j.channel_args, j.ord_seq, j.attempt_at)
-        END
+    SET state = mq_new_state(
+            j.commit_deadline IS NOT NULL,
+            EXISTS (SELECT 1 FROM mq_deps AS d WHERE d.child_id = j.id),
+            j.ord_seq IS NOT NULL AND (NOT v_fresh_snapshot OR EXISTS (
+                SELECT 1 FROM mq_jobs AS e
+                WHERE e.channel_name = j.channel_name
+                  AND e.channel_args = j.channel_args AND e.ord_seq < j.ord_seq
+            )),
+            j.attempt_at
+        )
     FROM unnest(p_job_keys, v_new, v_ids) AS u(k, new, id)
     WHERE u.k IS NOT NULL AND u.new AND j.id = u.id;
 
@@ -1755,6 +1760,20 @@ BEGIN
     DELETE FROM mq_stats AS s WHERE s.bucket < now() - interval '7 days';
     DELETE FROM mq_listeners AS l WHERE l.heartbeat_at < now() - interval '5 minutes';
 END;
+$function$;
+
+CREATE OR REPLACE FUNCTION public.mq_new_state(p_uncommitted boolean, p_waiting boolean, p_blocked boolean, p_at timestamp with time zone)
+ RETURNS "char"
+ LANGUAGE sql
+ STABLE PARALLEL SAFE
+AS $function$
+    SELECT (CASE
+        WHEN p_uncommitted THEN 'u'
+        WHEN p_waiting THEN 'w'
+        WHEN p_blocked THEN 'b'
+        WHEN p_at > now() THEN 's'
+        ELSE 'r'
+    END)::"char"
 $function$;
 
 CREATE OR REPLACE FUNCTION public.mq_notify_channel(p_channel_name text)
@@ -2470,16 +2489,16 @@ CREATE OR REPLACE FUNCTION public.mq_runnable_state(p_id uuid, p_channel_name te
  LANGUAGE sql
  STABLE
 AS $function$
-    SELECT (CASE
-        WHEN EXISTS (SELECT 1 FROM mq_deps AS d WHERE d.child_id = p_id) THEN 'w'
-        WHEN p_ord_seq IS NOT NULL AND EXISTS (
+    SELECT mq_new_state(
+        false,
+        EXISTS (SELECT 1 FROM mq_deps AS d WHERE d.child_id = p_id),
+        p_ord_seq IS NOT NULL AND EXISTS (
             SELECT 1 FROM mq_jobs AS e
             WHERE e.channel_name = p_channel_name AND e.channel_args = p_channel_args
               AND e.ord_seq < p_ord_seq
-        ) THEN 'b'
-        WHEN p_attempt_at > now() THEN 's'
-        ELSE 'r'
-    END)::"char"
+        ),
+        p_attempt_at
+    )
 $function$;
 
 CREATE OR REPLACE FUNCTION public.mq_set_channel(p_channel_name text, p_paused boolean, p_change_limit boolean, p_max_running integer)
