@@ -1945,6 +1945,13 @@ BEGIN
         GET DIAGNOSTICS v_locked = ROW_COUNT;
         EXIT WHEN v_locked = cardinality(v_keys);
     END LOOP;
+    -- the rules as they are now that the windows are held (migration 0019): a rule
+    -- change locks them first, so one committed while this lease waited is seen
+    SELECT coalesce(array_agg(r.max_starts ORDER BY k.n), '{}'),
+        coalesce(array_agg(r.period ORDER BY k.n), '{}')
+    INTO v_max, v_period
+    FROM unnest(v_keys) WITH ORDINALITY AS k(key, n)
+    LEFT JOIN LATERAL mq_rate_rule(k.key) AS r ON true;
     -- after the locks: an earlier lease of these keys has committed its starts by now
     v_now := clock_timestamp();
     v_denied := array_fill(0, ARRAY[cardinality(v_keys)]);
@@ -1957,7 +1964,7 @@ BEGIN
         v_until := NULL;
         FOREACH v_key IN ARRAY v_job.rate_keys LOOP
             v_i := array_position(v_keys, v_key);
-            CONTINUE WHEN v_i IS NULL;  -- no rule: not limited
+            CONTINUE WHEN v_i IS NULL OR v_max[v_i] IS NULL;  -- no rule: not limited
             -- the log is ascending: the starts still inside the window ending now
             SELECT w.starts, (
                 SELECT count(*) FROM unnest(w.starts) AS s(at) WHERE s.at > v_now - v_period[v_i]
@@ -1982,6 +1989,7 @@ BEGIN
                     v_period[array_position(v_keys, k.key)] AS period
                 FROM unnest(v_job.rate_keys) AS k(key)
                 WHERE k.key = ANY(v_keys)
+                  AND v_max[array_position(v_keys, k.key)] IS NOT NULL
             ) AS r
             WHERE w.rate_key = r.key;
             v_admitted := v_admitted || v_job.id;

@@ -1,7 +1,8 @@
 """A rule loosened or removed re-judges the jobs it deferred (migration 0015, mq_rate_change):
 they become due now and the next lease admits or defers them under the rule as it is; a job
 scheduled for later by its spawner is never brought forward, a tightened rule wakes nothing, and
-a rule removed while a lease defers, or just before a lease that read it, leaves no job stuck."""
+a rule removed or loosened while a lease defers, or just before a lease that read it, leaves no
+job stuck."""
 
 from __future__ import annotations
 
@@ -199,6 +200,40 @@ async def test_a_lease_that_read_a_rule_just_removed_admits_rather_than_defers(
     conn.commit()
     leased = await leasing
     assert len(leased) == 1  # its window was dropped: no start to count against it
+    assert state_counts(db) == {"l": 2}
+
+
+async def test_a_lease_that_read_a_rule_just_loosened_judges_by_the_looser_rule(
+    dsn: str, conn: psycopg.Connection[Any], db: psycopg.Connection[Any]
+) -> None:
+    """The lease reads the old rule (1 an hour) while the loosening (3 an hour) holds the
+    key's window; it waits there, and once it has the window it must judge by the rule as it
+    is then: by the one it read, it would defer the job for an hour, a job the loosening
+    could not wake (it was not deferred yet)."""
+    set_rate_limit(conn, "global", 1, per=HOUR)
+    spawn_many(conn, [limited.builder() for _ in range(2)])
+    conn.commit()
+    assert len(lease_all(conn)) == 1  # the first start is in the window; the second deferred
+    db.execute("UPDATE mq_jobs SET state = 'r', attempt_at = now() WHERE state = 's'")
+    set_rate_limit(conn, "global", 3, per=HOUR)  # holds the window, not committed
+
+    def lease() -> list[FetchedJob]:
+        with psycopg.connect(dsn, autocommit=True) as leaser:
+            return fetch(leaser, None, limit=10)
+
+    leasing = asyncio.create_task(asyncio.to_thread(lease))
+    await wait_until(
+        lambda: (
+            db.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND query LIKE '%%mq_lease%%'"
+            ).fetchone()
+            == (1,)
+        )
+    )
+    conn.commit()
+    leased = await leasing
+    assert len(leased) == 1  # the second start of three allowed
     assert state_counts(db) == {"l": 2}
 
 

@@ -1,0 +1,54 @@
+-- sqlxmq_py schema: a lease judges rate keys by their rules as they are once it holds the keys'
+-- windows (issue 13 follow-up).
+--
+-- mq_rate_admit read each key's rule, then locked the keys' windows. A rule change
+-- (mq_rate_change) locks the same windows first, so a lease that read a rule while a change
+-- was under way waited for it at the windows, and then judged its jobs by the rule it had read:
+-- a loosened rule still deferred them (to the instant the old rule allowed), after the change
+-- had already woken the jobs it knew of. It now reads the rules again once the windows are
+-- held: a change that committed while it waited is what it judges by, and a key whose rule went
+-- away meanwhile is not limited. (A key given its first rule while the lease waited was not
+-- locked and is judged unlimited by this lease: the rule counts from the next one.)
+--
+-- mq_rate_admit is patched in place, as 0013, 0016 and 0017 patched functions; each patch must
+-- apply exactly once.
+DO $$
+DECLARE
+    v_def text;
+    v_patch text[];
+    v_patches text[][] := ARRAY[
+        ARRAY[
+            E'        EXIT WHEN v_locked = cardinality(v_keys);\n    END LOOP;\n',
+            E'        EXIT WHEN v_locked = cardinality(v_keys);\n    END LOOP;\n'
+            '    -- the rules as they are now that the windows are held (migration 0019): a rule\n'
+            '    -- change locks them first, so one committed while this lease waited is seen\n'
+            '    SELECT coalesce(array_agg(r.max_starts ORDER BY k.n), ''{}''),\n'
+            '        coalesce(array_agg(r.period ORDER BY k.n), ''{}'')\n'
+            '    INTO v_max, v_period\n'
+            '    FROM unnest(v_keys) WITH ORDINALITY AS k(key, n)\n'
+            '    LEFT JOIN LATERAL mq_rate_rule(k.key) AS r ON true;\n'
+        ],
+        ARRAY[
+            'CONTINUE WHEN v_i IS NULL;  -- no rule: not limited',
+            'CONTINUE WHEN v_i IS NULL OR v_max[v_i] IS NULL;  -- no rule: not limited'
+        ],
+        ARRAY[
+            E'                WHERE k.key = ANY(v_keys)\n            ) AS r',
+            E'                WHERE k.key = ANY(v_keys)\n'
+            '                  AND v_max[array_position(v_keys, k.key)] IS NOT NULL\n'
+            '            ) AS r'
+        ]
+    ];
+BEGIN
+    SELECT pg_get_functiondef(p.oid) INTO STRICT v_def
+    FROM pg_proc AS p
+    WHERE p.pronamespace = current_schema()::regnamespace AND p.proname = 'mq_rate_admit';
+    FOREACH v_patch SLICE 1 IN ARRAY v_patches LOOP
+        IF (length(v_def) - length(replace(v_def, v_patch[1], ''))) <> length(v_patch[1]) THEN
+            RAISE EXCEPTION 'mq_rate_admit does not hold once what 0019 replaces: %', v_patch[1];
+        END IF;
+        v_def := replace(v_def, v_patch[1], v_patch[2]);
+    END LOOP;
+    EXECUTE v_def;
+END;
+$$;
