@@ -10,11 +10,21 @@
 -- away meanwhile is not limited. (A key given its first rule while the lease waited was not
 -- locked and is judged unlimited by this lease: the rule counts from the next one.)
 --
--- mq_rate_admit is patched in place, as 0013, 0016 and 0017 patched functions; each patch must
--- apply exactly once.
+-- A prefix rule's change could not wait so for a lease that was making the window of a key under
+-- the prefix for the first time (the change does not see that uncommitted row), and the jobs the
+-- lease deferred by the old rule kept their instant. So the admission also takes a shared
+-- transaction-level advisory lock, and a change of a rule (one that changes something) an
+-- exclusive one, before anything else: a change waits for every lease judging rate keys at that
+-- moment, then sees and wakes their deferrals; a lease that comes during a change waits for it,
+-- then reads the new rules. Leases of jobs without rate keys never take it; a lease judging keys
+-- takes it once, in memory (no row is written for it).
+--
+-- mq_rate_admit and mq_rate_change are patched in place, as 0013, 0016 and 0017 patched
+-- functions; each patch must apply exactly once.
 DO $$
 DECLARE
     v_def text;
+    v_change text;
     v_patch text[];
     v_patches text[][] := ARRAY[
         ARRAY[
@@ -37,6 +47,13 @@ DECLARE
             E'                WHERE k.key = ANY(v_keys)\n'
             '                  AND v_max[array_position(v_keys, k.key)] IS NOT NULL\n'
             '            ) AS r'
+        ],
+        ARRAY[
+            E'BEGIN\n    SELECT array_agg(k.key ORDER BY k.key), array_agg(r.max_starts ORDER BY k.key),',
+            E'BEGIN\n'
+            '    -- shared with other leases, exclusive with rule changes (mq_rate_change)\n'
+            '    PERFORM pg_advisory_xact_lock_shared(1836146536, 0);\n'
+            '    SELECT array_agg(k.key ORDER BY k.key), array_agg(r.max_starts ORDER BY k.key),'
         ]
     ];
 BEGIN
@@ -50,5 +67,19 @@ BEGIN
         v_def := replace(v_def, v_patch[1], v_patch[2]);
     END LOOP;
     EXECUTE v_def;
+
+    SELECT pg_get_functiondef(p.oid) INTO STRICT v_change
+    FROM pg_proc AS p
+    WHERE p.pronamespace = current_schema()::regnamespace AND p.proname = 'mq_rate_change';
+    v_patch := ARRAY[
+        E'        RETURN QUERY SELECT true, 0;\n        RETURN;\n    END IF;\n',
+        E'        RETURN QUERY SELECT true, 0;\n        RETURN;\n    END IF;\n'
+        '    -- every lease judging rate keys now finishes first; later ones wait for this one\n'
+        '    PERFORM pg_advisory_xact_lock(1836146536, 0);\n'
+    ];
+    IF (length(v_change) - length(replace(v_change, v_patch[1], ''))) <> length(v_patch[1]) THEN
+        RAISE EXCEPTION 'mq_rate_change does not hold once what 0019 replaces: %', v_patch[1];
+    END IF;
+    EXECUTE replace(v_change, v_patch[1], v_patch[2]);
 END;
 $$;

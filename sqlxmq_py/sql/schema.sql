@@ -1922,6 +1922,8 @@ DECLARE
     v_channels text[];
     v_locked integer;
 BEGIN
+    -- shared with other leases, exclusive with rule changes (mq_rate_change)
+    PERFORM pg_advisory_xact_lock_shared(1836146536, 0);
     SELECT array_agg(k.key ORDER BY k.key), array_agg(r.max_starts ORDER BY k.key),
         array_agg(r.period ORDER BY k.key)
     INTO v_keys, v_max, v_period
@@ -2039,6 +2041,8 @@ BEGIN
         RETURN QUERY SELECT true, 0;
         RETURN;
     END IF;
+    -- every lease judging rate keys now finishes first; later ones wait for this one
+    PERFORM pg_advisory_xact_lock(1836146536, 0);
     IF right(p_pattern, 1) <> '*' AND EXISTS (SELECT 1 FROM mq_rate_rule(p_pattern)) THEN
         -- a lease making this key's window right now (its first lease) is waited for too: its
         -- uncommitted row is not seen by the locking read below, but conflicts with this one

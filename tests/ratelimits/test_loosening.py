@@ -237,6 +237,37 @@ async def test_a_lease_that_read_a_rule_just_loosened_judges_by_the_looser_rule(
     assert state_counts(db) == {"l": 2}
 
 
+async def test_a_prefix_rule_loosened_while_a_lease_makes_a_new_keys_window_wakes_its_deferral(
+    dsn: str, conn: psycopg.Connection[Any], db: psycopg.Connection[Any]
+) -> None:
+    """The lease makes the first window of ``customer:new`` (a row the change cannot see, let
+    alone lock) and defers the key's second job by the prefix rule; the change of the prefix
+    rule must still wait for that lease, and then wake the job it deferred."""
+    set_rate_limit(conn, "customer:*", 1, per=HOUR)
+    spawn_many(conn, [limited.builder().add_rate_key("customer:new") for _ in range(2)])
+    conn.commit()
+    assert len(fetch(conn, None, limit=10)) == 1  # one start, one deferral: not committed
+
+    def loosen() -> None:
+        with psycopg.connect(dsn, autocommit=True) as admin:
+            set_rate_limit(admin, "customer:*", 3, per=HOUR)
+
+    loosening = asyncio.create_task(asyncio.to_thread(loosen))
+    await wait_until(
+        lambda: (
+            loosening.done()
+            or db.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND query LIKE '%%mq_rate_change%%'"
+            ).fetchone()
+            == (1,)
+        )
+    )
+    conn.commit()
+    await loosening
+    assert due_count(db) == 1  # the lease's deferral, woken by the looser rule
+
+
 async def test_two_changes_of_one_rule_racing_queue_up_and_both_hold(
     dsn: str, conn: psycopg.Connection[Any], db: psycopg.Connection[Any]
 ) -> None:
