@@ -566,6 +566,7 @@ CREATE OR REPLACE FUNCTION public.mq_cancel(p_ids uuid[], p_reason text DEFAULT 
  LANGUAGE plpgsql
 AS $function$
 BEGIN
+    PERFORM mq_workflow_lock_jobs(p_ids);
     RETURN QUERY
         UPDATE mq_jobs AS j SET cancel_requested = true
         WHERE j.id = ANY(p_ids) AND j.state = 'l'
@@ -585,6 +586,7 @@ BEGIN
     IF coalesce(cardinality(p_ids), 0) = 0 THEN
         RETURN;
     END IF;
+    PERFORM mq_workflow_lock_jobs(p_ids);
     PERFORM mq_lock_chains(p_ids);
     v_ids := ARRAY(
         SELECT j.id FROM mq_jobs AS j
@@ -652,6 +654,7 @@ DECLARE
     v_ids uuid[];
 BEGIN
     IF p_wait THEN
+        PERFORM mq_workflow_lock_jobs(p_ids);
         v_ids := ARRAY(
             SELECT j.id FROM mq_jobs AS j
             JOIN unnest(p_ids, p_tokens) AS t(id, token) ON t.id = j.id
@@ -660,10 +663,13 @@ BEGIN
             FOR UPDATE OF j
         );
     ELSE
+        -- (first the jobs whose workflow another transaction holds)
+        v_ids := mq_workflow_lock_jobs(p_ids, false);
         v_ids := ARRAY(
             SELECT j.id FROM mq_jobs AS j
             JOIN unnest(p_ids, p_tokens) AS t(id, token) ON t.id = j.id
             WHERE j.id = ANY(p_ids) AND j.lease_token = t.token
+              AND NOT (j.id = ANY(v_ids))
             FOR UPDATE OF j SKIP LOCKED
         );
     END IF;
@@ -726,9 +732,20 @@ AS $function$
 #variable_conflict use_column
 BEGIN
     RETURN QUERY
-    WITH expired AS (
+    WITH held AS MATERIALIZED (
+        -- the workflows of the steps whose last attempt expired, without waiting:
+        -- the jobs of those another transaction holds are left for a later run
+        SELECT mq_workflow_lock_jobs(ARRAY(
+            SELECT j.id FROM mq_jobs AS j
+            WHERE j.state = 'l' AND j.attempt_at <= now() AND NOT j.cancel_requested
+              AND j.workflow_id IS NOT NULL AND j.attempts >= j.max_attempts
+            ORDER BY j.attempt_at
+            LIMIT 1000
+        ), false) AS ids
+    ), expired AS (
         SELECT j.id FROM mq_jobs AS j
         WHERE j.state = 'l' AND j.attempt_at <= now() AND NOT j.cancel_requested
+          AND NOT EXISTS (SELECT 1 FROM held AS h WHERE j.id = ANY(h.ids))
         ORDER BY j.attempt_at
         LIMIT 1000
         FOR UPDATE SKIP LOCKED
@@ -774,6 +791,7 @@ DECLARE
     v_reasons text[];
 BEGIN
     IF p_wait THEN
+        PERFORM mq_workflow_lock_jobs(p_ids);
         v_ids := ARRAY(
             SELECT j.id FROM mq_jobs AS j
             JOIN unnest(p_ids, p_tokens) AS t(id, token) ON t.id = j.id
@@ -782,10 +800,13 @@ BEGIN
             FOR UPDATE OF j
         );
     ELSE
+        -- (first the jobs whose workflow another transaction holds)
+        v_ids := mq_workflow_lock_jobs(p_ids, false);
         v_ids := ARRAY(
             SELECT j.id FROM mq_jobs AS j
             JOIN unnest(p_ids, p_tokens) AS t(id, token) ON t.id = j.id
             WHERE j.id = ANY(p_ids) AND j.lease_token = t.token
+              AND NOT (j.id = ANY(v_ids))
             FOR UPDATE OF j SKIP LOCKED
         );
     END IF;
@@ -1821,6 +1842,9 @@ BEGIN
     FROM mq_jobs AS j
     JOIN unnest(p_ids, p_tokens) AS t(id, token) ON t.id = j.id
     WHERE j.id = ANY(p_ids) AND j.lease_token = t.token AND j.cancel_requested;
+    IF cardinality(v_cancel) > 0 THEN
+        PERFORM mq_workflow_lock_jobs(p_ids);
+    END IF;
     RETURN QUERY
     WITH parked AS (
         UPDATE mq_jobs AS j
@@ -2294,6 +2318,9 @@ BEGIN
     FROM mq_jobs AS j
     JOIN unnest(p_ids, p_tokens) AS t(id, token) ON t.id = j.id
     WHERE j.id = ANY(p_ids) AND j.lease_token = t.token AND j.cancel_requested;
+    IF cardinality(v_cancel) > 0 THEN
+        PERFORM mq_workflow_lock_jobs(p_ids);
+    END IF;
     RETURN QUERY
     WITH released AS (
         UPDATE mq_jobs AS j
@@ -2470,6 +2497,7 @@ DECLARE
     v_channels text[];
     v_ids uuid[];
 BEGIN
+    PERFORM mq_workflow_lock_jobs(p_ids);
     WITH retried AS (
         UPDATE mq_jobs AS j
         SET attempts = 0,
@@ -2792,6 +2820,40 @@ BEGIN
     WHERE j.id = ANY(p_job_ids) AND j.state IN ('r', 's');
     PERFORM mq_workflow_settle(p_workflow);
     RETURN p_workflow;
+END;
+$function$;
+
+CREATE OR REPLACE FUNCTION public.mq_workflow_lock_jobs(p_ids uuid[], p_wait boolean DEFAULT true)
+ RETURNS uuid[]
+ LANGUAGE plpgsql
+AS $function$
+DECLARE
+    v_workflows uuid[];
+    v_locked uuid[];
+BEGIN
+    v_workflows := ARRAY(
+        SELECT DISTINCT j.workflow_id FROM mq_jobs AS j
+        WHERE j.id = ANY(p_ids) AND j.workflow_id IS NOT NULL
+    );
+    IF cardinality(v_workflows) = 0 THEN
+        RETURN '{}';
+    END IF;
+    IF p_wait THEN
+        PERFORM 1 FROM mq_workflows AS w WHERE w.id = ANY(v_workflows)
+        ORDER BY w.id FOR NO KEY UPDATE;
+        RETURN '{}';
+    END IF;
+    v_locked := ARRAY(
+        SELECT w.id FROM mq_workflows AS w WHERE w.id = ANY(v_workflows)
+        ORDER BY w.id FOR NO KEY UPDATE SKIP LOCKED
+    );
+    -- the jobs whose workflow another transaction holds (a workflow gone, expired, is no lock)
+    RETURN ARRAY(
+        SELECT j.id FROM mq_jobs AS j
+        WHERE j.id = ANY(p_ids) AND j.workflow_id = ANY(v_workflows)
+          AND NOT (j.workflow_id = ANY(v_locked))
+          AND EXISTS (SELECT 1 FROM mq_workflows AS w WHERE w.id = j.workflow_id)
+    );
 END;
 $function$;
 
