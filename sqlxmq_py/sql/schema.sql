@@ -653,8 +653,8 @@ AS $function$
 DECLARE
     v_ids uuid[];
 BEGIN
+    PERFORM mq_workflow_lock_jobs(p_ids);
     IF p_wait THEN
-        PERFORM mq_workflow_lock_jobs(p_ids);
         v_ids := ARRAY(
             SELECT j.id FROM mq_jobs AS j
             JOIN unnest(p_ids, p_tokens) AS t(id, token) ON t.id = j.id
@@ -663,13 +663,10 @@ BEGIN
             FOR UPDATE OF j
         );
     ELSE
-        -- (first the jobs whose workflow another transaction holds)
-        v_ids := mq_workflow_lock_jobs(p_ids, false);
         v_ids := ARRAY(
             SELECT j.id FROM mq_jobs AS j
             JOIN unnest(p_ids, p_tokens) AS t(id, token) ON t.id = j.id
             WHERE j.id = ANY(p_ids) AND j.lease_token = t.token
-              AND NOT (j.id = ANY(v_ids))
             FOR UPDATE OF j SKIP LOCKED
         );
     END IF;
@@ -790,8 +787,8 @@ DECLARE
     v_tokens uuid[];
     v_reasons text[];
 BEGIN
+    PERFORM mq_workflow_lock_jobs(p_ids);
     IF p_wait THEN
-        PERFORM mq_workflow_lock_jobs(p_ids);
         v_ids := ARRAY(
             SELECT j.id FROM mq_jobs AS j
             JOIN unnest(p_ids, p_tokens) AS t(id, token) ON t.id = j.id
@@ -800,13 +797,10 @@ BEGIN
             FOR UPDATE OF j
         );
     ELSE
-        -- (first the jobs whose workflow another transaction holds)
-        v_ids := mq_workflow_lock_jobs(p_ids, false);
         v_ids := ARRAY(
             SELECT j.id FROM mq_jobs AS j
             JOIN unnest(p_ids, p_tokens) AS t(id, token) ON t.id = j.id
             WHERE j.id = ANY(p_ids) AND j.lease_token = t.token
-              AND NOT (j.id = ANY(v_ids))
             FOR UPDATE OF j SKIP LOCKED
         );
     END IF;
