@@ -28,8 +28,8 @@
 --
 -- mq_expire_leases (maintenance) fails for good the steps' jobs whose last lease expired: it
 -- takes their workflows first too, without waiting (a job whose workflow is held expires at a
--- later run). Left in the old order: jobs deleted or changed by hand, and the bulk delete of
--- failed jobs.
+-- later run). The purge and the bulk delete of failed jobs (statements of queries.sql) take
+-- the workflows first as well. Left in the old order: jobs deleted or changed by hand.
 --
 -- Jobs outside workflows (workflow_id NULL) pay one lookup of their own rows by key.
 

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
+from datetime import timedelta
 from typing import Any, Literal
 
 import psycopg
@@ -281,3 +282,27 @@ def test_a_last_lease_expiring_while_the_workflow_is_cancelled(
         "b": "cancelled",
         "c": "cancelled",
     }
+
+
+@pytest.mark.parametrize("via", ["purge", "delete_matching"])
+def test_a_failed_step_purged_while_the_workflow_is_cancelled(
+    dsn: str, db: psycopg.Connection[Any], via: str
+) -> None:
+    """R purges step a's failed job (purge, or a bulk delete) while C cancels the workflow,
+    which cancels a's job too: both commit, a stays failed and the rest is cancelled."""
+    spawned = _chain(db)
+    failed = lease(db, "a")
+    assert fail(db, failed, "broke", delay=0) == "failed"
+    db.commit()
+
+    def purge(conn: psycopg.Connection[Any]) -> None:
+        if via == "purge":
+            assert admin.purge(conn, failed_before=timedelta(0)).failed == 1
+        else:
+            assert admin.delete_matching(conn, admin.JobFilter(channel_name="wf-a")) == 1
+
+    _race(dsn, purge, lambda c: cancel_workflow(c, spawned.id))
+    st = status(db, spawned.id)
+    assert st.state == "cancelled"
+    got = {s.name: s.state for s in st.steps}
+    assert got == {"a": "failed", "b": "cancelled", "c": "cancelled"}
