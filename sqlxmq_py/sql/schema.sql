@@ -330,6 +330,8 @@ CREATE INDEX mq_workflows_created_idx ON public.mq_workflows USING btree (create
 
 CREATE INDEX mq_workflows_expires_idx ON public.mq_workflows USING btree (expires_at) WHERE (expires_at IS NOT NULL);
 
+CREATE INDEX mq_workflows_open_idx ON public.mq_workflows USING btree (id) WHERE (finished_at IS NULL);
+
 -- functions
 
 CREATE OR REPLACE FUNCTION public.mq_add_error(p_errors jsonb, p_attempt integer, p_error text)
@@ -2825,6 +2827,12 @@ DECLARE
     v_workflows uuid[];
     v_locked uuid[];
 BEGIN
+    IF NOT EXISTS (SELECT 1 FROM mq_workflows AS w WHERE w.finished_at IS NULL) THEN
+        -- no workflow open: no job in the queue is a step (a workflow finishes only once none
+        -- of its steps' jobs is left, and one being made in another transaction is not seen,
+        -- nor are its jobs, which these ids cannot name)
+        RETURN '{}';
+    END IF;
     v_workflows := ARRAY(
         SELECT DISTINCT j.workflow_id FROM mq_jobs AS j
         WHERE j.id = ANY(p_ids) AND j.workflow_id IS NOT NULL
