@@ -430,11 +430,21 @@ ORDER BY h.channel_name, h.channel_args
 -- name: purge
 -- Failed jobs older than the cutoff, and history that expired or finished before its cutoff.
 -- Without %(release_chains)s, the failed head of an ordered chain with jobs behind it is kept:
--- deleting it would run them (purge_chains lists the heads kept).
-WITH failed AS (
+-- deleting it would run them (purge_chains lists the heads kept). The workflows of failed
+-- steps' jobs are locked before the jobs (migration 0018's lock order): the scalar subquery
+-- runs before the first row is deleted.
+WITH held AS MATERIALIZED (
+    SELECT mq_workflow_lock_jobs(ARRAY(
+        SELECT j.id FROM mq_jobs AS j
+        WHERE %(failed)s AND j.state = 'f' AND j.workflow_id IS NOT NULL
+          AND j.attempt_at < coalesce(%(failed_at)s::timestamptz,
+                                      now() - %(failed_age)s::interval)
+    )) AS ids
+), failed AS (
     DELETE FROM mq_jobs AS j
     WHERE %(failed)s AND j.state = 'f'
       AND j.attempt_at < coalesce(%(failed_at)s::timestamptz, now() - %(failed_age)s::interval)
+      AND (SELECT h.ids FROM held AS h) IS NOT NULL
       AND (%(release_chains)s::boolean OR j.ord_seq IS NULL OR NOT EXISTS (
           SELECT 1 FROM mq_jobs AS n
           WHERE n.channel_name = j.channel_name AND n.channel_args = j.channel_args
@@ -1346,10 +1356,16 @@ WITH RECURSIVE channels(label, channel_name) AS (
       AND (%(newer_at)s::timestamptz IS NULL AND %(newer_age)s::interval IS NULL
            OR p.created_at >= coalesce(%(newer_at)s::timestamptz,
                                        now() - %(newer_age)s::interval))
+), held AS MATERIALIZED (
+    -- the workflows of the failed steps' jobs before the jobs (migration 0018's lock order)
+    SELECT mq_workflow_lock_jobs(ARRAY(
+        SELECT b.id FROM batch AS b WHERE %(action)s::text = 'delete' AND b.state = 'f'
+    )) AS ids
 ), deleted AS (
     DELETE FROM mq_jobs AS j
     WHERE %(action)s::text = 'delete' AND j.state = 'f'
       AND j.id = ANY(ARRAY(SELECT b.id FROM batch AS b))
+      AND (SELECT h.ids FROM held AS h) IS NOT NULL
       -- the next job of the chain, if any, as mq_jobs_ordered_idx orders it (an ORDER BY the
       -- index's, so that no estimate of how many follow makes a table scan look cheaper)
       AND (%(release_chains)s::boolean OR j.ord_seq IS NULL OR (

@@ -330,6 +330,8 @@ CREATE INDEX mq_workflows_created_idx ON public.mq_workflows USING btree (create
 
 CREATE INDEX mq_workflows_expires_idx ON public.mq_workflows USING btree (expires_at) WHERE (expires_at IS NOT NULL);
 
+CREATE INDEX mq_workflows_open_idx ON public.mq_workflows USING btree (id) WHERE (finished_at IS NULL);
+
 -- functions
 
 CREATE OR REPLACE FUNCTION public.mq_add_error(p_errors jsonb, p_attempt integer, p_error text)
@@ -566,6 +568,7 @@ CREATE OR REPLACE FUNCTION public.mq_cancel(p_ids uuid[], p_reason text DEFAULT 
  LANGUAGE plpgsql
 AS $function$
 BEGIN
+    PERFORM mq_workflow_lock_jobs(p_ids);
     RETURN QUERY
         UPDATE mq_jobs AS j SET cancel_requested = true
         WHERE j.id = ANY(p_ids) AND j.state = 'l'
@@ -585,6 +588,7 @@ BEGIN
     IF coalesce(cardinality(p_ids), 0) = 0 THEN
         RETURN;
     END IF;
+    PERFORM mq_workflow_lock_jobs(p_ids);
     PERFORM mq_lock_chains(p_ids);
     v_ids := ARRAY(
         SELECT j.id FROM mq_jobs AS j
@@ -651,6 +655,7 @@ AS $function$
 DECLARE
     v_ids uuid[];
 BEGIN
+    PERFORM mq_workflow_lock_jobs(p_ids);
     IF p_wait THEN
         v_ids := ARRAY(
             SELECT j.id FROM mq_jobs AS j
@@ -726,9 +731,20 @@ AS $function$
 #variable_conflict use_column
 BEGIN
     RETURN QUERY
-    WITH expired AS (
+    WITH held AS MATERIALIZED (
+        -- the workflows of the steps whose last attempt expired, without waiting:
+        -- the jobs of those another transaction holds are left for a later run
+        SELECT mq_workflow_lock_jobs(ARRAY(
+            SELECT j.id FROM mq_jobs AS j
+            WHERE j.state = 'l' AND j.attempt_at <= now() AND NOT j.cancel_requested
+              AND j.workflow_id IS NOT NULL AND j.attempts >= j.max_attempts
+            ORDER BY j.attempt_at
+            LIMIT 1000
+        ), false) AS ids
+    ), expired AS (
         SELECT j.id FROM mq_jobs AS j
         WHERE j.state = 'l' AND j.attempt_at <= now() AND NOT j.cancel_requested
+          AND NOT EXISTS (SELECT 1 FROM held AS h WHERE j.id = ANY(h.ids))
         ORDER BY j.attempt_at
         LIMIT 1000
         FOR UPDATE SKIP LOCKED
@@ -773,6 +789,7 @@ DECLARE
     v_tokens uuid[];
     v_reasons text[];
 BEGIN
+    PERFORM mq_workflow_lock_jobs(p_ids);
     IF p_wait THEN
         v_ids := ARRAY(
             SELECT j.id FROM mq_jobs AS j
@@ -1821,6 +1838,9 @@ BEGIN
     FROM mq_jobs AS j
     JOIN unnest(p_ids, p_tokens) AS t(id, token) ON t.id = j.id
     WHERE j.id = ANY(p_ids) AND j.lease_token = t.token AND j.cancel_requested;
+    IF cardinality(v_cancel) > 0 THEN
+        PERFORM mq_workflow_lock_jobs(p_ids);
+    END IF;
     RETURN QUERY
     WITH parked AS (
         UPDATE mq_jobs AS j
@@ -2306,6 +2326,9 @@ BEGIN
     FROM mq_jobs AS j
     JOIN unnest(p_ids, p_tokens) AS t(id, token) ON t.id = j.id
     WHERE j.id = ANY(p_ids) AND j.lease_token = t.token AND j.cancel_requested;
+    IF cardinality(v_cancel) > 0 THEN
+        PERFORM mq_workflow_lock_jobs(p_ids);
+    END IF;
     RETURN QUERY
     WITH released AS (
         UPDATE mq_jobs AS j
@@ -2482,6 +2505,7 @@ DECLARE
     v_channels text[];
     v_ids uuid[];
 BEGIN
+    PERFORM mq_workflow_lock_jobs(p_ids);
     WITH retried AS (
         UPDATE mq_jobs AS j
         SET attempts = 0,
@@ -2804,6 +2828,46 @@ BEGIN
     WHERE j.id = ANY(p_job_ids) AND j.state IN ('r', 's');
     PERFORM mq_workflow_settle(p_workflow);
     RETURN p_workflow;
+END;
+$function$;
+
+CREATE OR REPLACE FUNCTION public.mq_workflow_lock_jobs(p_ids uuid[], p_wait boolean DEFAULT true)
+ RETURNS uuid[]
+ LANGUAGE plpgsql
+AS $function$
+DECLARE
+    v_workflows uuid[];
+    v_locked uuid[];
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM mq_workflows AS w WHERE w.finished_at IS NULL) THEN
+        -- no workflow open: no job in the queue is a step (a workflow finishes only once none
+        -- of its steps' jobs is left, and one being made in another transaction is not seen,
+        -- nor are its jobs, which these ids cannot name)
+        RETURN '{}';
+    END IF;
+    v_workflows := ARRAY(
+        SELECT DISTINCT j.workflow_id FROM mq_jobs AS j
+        WHERE j.id = ANY(p_ids) AND j.workflow_id IS NOT NULL
+    );
+    IF cardinality(v_workflows) = 0 THEN
+        RETURN '{}';
+    END IF;
+    IF p_wait THEN
+        PERFORM 1 FROM mq_workflows AS w WHERE w.id = ANY(v_workflows)
+        ORDER BY w.id FOR NO KEY UPDATE;
+        RETURN '{}';
+    END IF;
+    v_locked := ARRAY(
+        SELECT w.id FROM mq_workflows AS w WHERE w.id = ANY(v_workflows)
+        ORDER BY w.id FOR NO KEY UPDATE SKIP LOCKED
+    );
+    -- the jobs whose workflow another transaction holds (a workflow gone, expired, is no lock)
+    RETURN ARRAY(
+        SELECT j.id FROM mq_jobs AS j
+        WHERE j.id = ANY(p_ids) AND j.workflow_id = ANY(v_workflows)
+          AND NOT (j.workflow_id = ANY(v_locked))
+          AND EXISTS (SELECT 1 FROM mq_workflows AS w WHERE w.id = j.workflow_id)
+    );
 END;
 $function$;
 

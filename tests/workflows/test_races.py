@@ -4,7 +4,9 @@ is released once, never left waiting; a step added while its parent ends sees th
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 import psycopg
@@ -15,16 +17,23 @@ from sqlxmq_py.workflow import Step, Workflow, add_steps
 from ._util import lease, on, status
 
 
-def _commit_together(connections: list[psycopg.Connection[Any]]) -> None:
-    """Commits the connections' open transactions from as many threads, released together."""
-    barrier = threading.Barrier(len(connections))
+def _end_together(
+    work: list[tuple[psycopg.Connection[Any], Callable[[psycopg.Connection[Any]], object]]],
+) -> None:
+    """Runs each action in its connection's transaction and commits it, one thread each, all
+    released at once. (Each action locks its workflow first, so one of them waits for the
+    other's commit: they are started together, not run to their commits one by one.)"""
+    barrier = threading.Barrier(len(work))
 
-    def commit(conn: psycopg.Connection[Any]) -> None:
+    def run(
+        conn: psycopg.Connection[Any], action: Callable[[psycopg.Connection[Any]], object]
+    ) -> None:
         barrier.wait()
+        action(conn)
         conn.commit()
 
-    with ThreadPoolExecutor(len(connections)) as pool:
-        for done in [pool.submit(commit, c) for c in connections]:
+    with ThreadPoolExecutor(len(work)) as pool:
+        for done in [pool.submit(run, c, a) for c, a in work]:
             done.result()
 
 
@@ -50,12 +59,13 @@ def test_a_join_whose_two_parents_end_at_the_same_instant(
             spawned = wf.spawn(one)
             one.commit()
             first, second = lease(one, "p1"), lease(two, "p2")
-            complete(one, first, "r1")
-            if i % 3 == 1:
-                fail(two, second, "broke", delay=0)
-            else:
-                complete(two, second, "r2")
-            _commit_together([one, two])
+
+            end_second = (
+                partial(fail, job=second, error="broke", delay=0)
+                if i % 3 == 1
+                else partial(complete, job=second, result="r2")
+            )
+            _end_together([(one, partial(complete, job=first, result="r1")), (two, end_second)])
             st = status(db, spawned.id)
             join = st.step("join")
             if i % 3 == 1:
@@ -83,9 +93,13 @@ def test_a_step_added_while_its_parent_ends(dsn: str, db: psycopg.Connection[Any
             spawned = wf.spawn(one)
             one.commit()
             parent = lease(one, "p")
-            complete(one, parent, i)
-            add_steps(two, spawned.id, [Step(name="child", builder=on("child"), after=("p",))])
-            _commit_together([one, two])
+            child = [Step(name="child", builder=on("child"), after=("p",))]
+            _end_together(
+                [
+                    (one, partial(complete, job=parent, result=i)),
+                    (two, partial(add_steps, workflow_id=spawned.id, steps=child)),
+                ]
+            )
             assert status(db, spawned.id).step("child").state == "pending", i
             assert _join_jobs(db) == []
             row = db.execute(
