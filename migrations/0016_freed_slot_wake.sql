@@ -9,26 +9,37 @@
 -- a runner that already holds as many of its limited channels' jobs as their limits allow
 -- ignores it; any other runner (and one that does not know 'f') leases as before.
 --
--- Only the wake's payload changes, so the function is patched in place, as 0013 patched it:
--- whatever an earlier migration made of it otherwise stays. The patch must apply exactly once.
-DO $$
+-- Only the wake's payload changes, so the function is patched in place (mq_patch_function,
+-- defined here for this and the later migrations that change a few lines of a long function):
+-- whatever an earlier migration made of it otherwise stays.
+
+-- Changes a few lines of a function of this schema in place: p_patches holds pairs (text,
+-- replacement), and each text must occur exactly once in the function's current definition, so
+-- that a patch written against another definition fails loudly instead of doing nothing or too
+-- much. The function must not be overloaded.
+CREATE FUNCTION mq_patch_function(p_name text, p_patches text[]) RETURNS void
+LANGUAGE plpgsql AS $$
 DECLARE
-    v_old text;
-    v_new text;
+    v_def text;
+    v_patch text[];
 BEGIN
-    SELECT pg_get_functiondef(p.oid) INTO STRICT v_old
+    SELECT pg_get_functiondef(p.oid) INTO STRICT v_def
     FROM pg_proc AS p
-    WHERE p.pronamespace = current_schema()::regnamespace AND p.proname = 'mq_complete';
-    v_new := regexp_replace(
-        v_old,
-        '(SELECT mq_wake\(ARRAY\(\s+SELECT DISTINCT d\.channel_name FROM done AS d\s+'
-        'WHERE EXISTS \(\s+SELECT 1 FROM mq_channel_limits AS l '
-        'WHERE l\.channel_name = d\.channel_name\s+\)\s+\))\)',
-        '\1, ''f'')'
-    );
-    IF v_new = v_old THEN
-        RAISE EXCEPTION 'mq_complete does not wake the runners of a limited channel as 0016 expects';
-    END IF;
-    EXECUTE v_new;
+    WHERE p.pronamespace = current_schema()::regnamespace AND p.proname = p_name;
+    FOREACH v_patch SLICE 1 IN ARRAY p_patches LOOP
+        IF (length(v_def) - length(replace(v_def, v_patch[1], ''))) <> length(v_patch[1]) THEN
+            RAISE EXCEPTION '% does not hold exactly once the text to replace: %',
+                p_name, v_patch[1];
+        END IF;
+        v_def := replace(v_def, v_patch[1], v_patch[2]);
+    END LOOP;
+    EXECUTE v_def;
 END;
 $$;
+-- a tool of the migrations (run by the schema's owner), not of the application
+REVOKE EXECUTE ON FUNCTION mq_patch_function(text, text[]) FROM PUBLIC;
+
+SELECT mq_patch_function('mq_complete', ARRAY[ARRAY[
+    E'WHERE l.channel_name = d.channel_name\n            )\n        ))\n',
+    E'WHERE l.channel_name = d.channel_name\n            )\n        ), ''f'')\n'
+]]);

@@ -14,8 +14,8 @@
 -- SQL function, so PostgreSQL inlines it into the statement that calls it: a subquery given as
 -- a fact is still evaluated only when the states before it do not apply.
 --
--- mq_insert is patched in place, as 0013 and 0016 patched functions: only its state rules
--- change, and each patch must apply exactly. The library's own statements (insert_one,
+-- mq_insert is patched in place (mq_patch_function, 0016): only its state rules change, and
+-- each patch must apply exactly once. The library's own statements (insert_one,
 -- insert_plain) call mq_new_state from this migration on. The Python mirror that picks the jobs
 -- COPY may write as ready (job_to_write.initial_state) is tested against this function.
 
@@ -49,59 +49,41 @@ LANGUAGE sql STABLE AS $$
     )
 $$;
 
-DO $$
-DECLARE
-    v_old text;
-    v_patch text[];
-    v_patches text[][] := ARRAY[
-        -- a keyed job's provisional state (its own is set with the others, below)
-        ARRAY[
-            'CASE WHEN p_commit_intervals[i] IS NULL THEN ''r'' ELSE ''u'' END,',
-            'mq_new_state(p_commit_intervals[i] IS NOT NULL, false, false, NULL),'
-        ],
-        -- the jobs without a key
-        ARRAY[
-            E'CASE\n            WHEN u.ci IS NOT NULL THEN ''u''\n            WHEN u.o AND ('
-            '\n                u.chain_rank > 1',
-            E'mq_new_state(\n            u.ci IS NOT NULL,\n            false,\n'
-            '            u.o AND (\n                u.chain_rank > 1'
-        ],
-        ARRAY[
-            E'            ) THEN ''b''\n'
-            '            WHEN coalesce(u.run_at, now() + u.delay) > now() THEN ''s''\n'
-            '            ELSE ''r''\n        END,',
-            E'            ),\n            coalesce(u.run_at, now() + u.delay)\n        ),'
-        ],
-        -- the keyed jobs that were new
-        ARRAY[
-            E'SET state = CASE\n'
-            '            WHEN j.commit_deadline IS NOT NULL THEN ''u''\n'
-            '            WHEN j.ord_seq IS NOT NULL AND NOT v_fresh_snapshot THEN ''b''\n'
-            '            ELSE mq_runnable_state(j.id, j.channel_name, j.channel_args, j.ord_seq, j.attempt_at)\n'
-            '        END',
-            E'SET state = mq_new_state(\n'
-            '            j.commit_deadline IS NOT NULL,\n'
-            '            EXISTS (SELECT 1 FROM mq_deps AS d WHERE d.child_id = j.id),\n'
-            '            j.ord_seq IS NOT NULL AND (NOT v_fresh_snapshot OR EXISTS (\n'
-            '                SELECT 1 FROM mq_jobs AS e\n'
-            '                WHERE e.channel_name = j.channel_name\n'
-            '                  AND e.channel_args = j.channel_args AND e.ord_seq < j.ord_seq\n'
-            '            )),\n'
-            '            j.attempt_at\n'
-            '        )'
-        ]
-    ];
-BEGIN
-    SELECT pg_get_functiondef(p.oid) INTO STRICT v_old
-    FROM pg_proc AS p
-    WHERE p.pronamespace = current_schema()::regnamespace AND p.proname = 'mq_insert';
-    FOREACH v_patch SLICE 1 IN ARRAY v_patches LOOP
-        -- the text to replace must occur exactly once
-        IF (length(v_old) - length(replace(v_old, v_patch[1], ''))) <> length(v_patch[1]) THEN
-            RAISE EXCEPTION 'mq_insert does not hold once what 0017 replaces: %', v_patch[1];
-        END IF;
-        v_old := replace(v_old, v_patch[1], v_patch[2]);
-    END LOOP;
-    EXECUTE v_old;
-END;
-$$;
+SELECT mq_patch_function('mq_insert', ARRAY[
+    -- a keyed job's provisional state (its own is set with the others, below)
+    ARRAY[
+        'CASE WHEN p_commit_intervals[i] IS NULL THEN ''r'' ELSE ''u'' END,',
+        'mq_new_state(p_commit_intervals[i] IS NOT NULL, false, false, NULL),'
+    ],
+    -- the jobs without a key
+    ARRAY[
+        E'CASE\n            WHEN u.ci IS NOT NULL THEN ''u''\n            WHEN u.o AND ('
+        '\n                u.chain_rank > 1',
+        E'mq_new_state(\n            u.ci IS NOT NULL,\n            false,\n'
+        '            u.o AND (\n                u.chain_rank > 1'
+    ],
+    ARRAY[
+        E'            ) THEN ''b''\n'
+        '            WHEN coalesce(u.run_at, now() + u.delay) > now() THEN ''s''\n'
+        '            ELSE ''r''\n        END,',
+        E'            ),\n            coalesce(u.run_at, now() + u.delay)\n        ),'
+    ],
+    -- the keyed jobs that were new
+    ARRAY[
+        E'SET state = CASE\n'
+        '            WHEN j.commit_deadline IS NOT NULL THEN ''u''\n'
+        '            WHEN j.ord_seq IS NOT NULL AND NOT v_fresh_snapshot THEN ''b''\n'
+        '            ELSE mq_runnable_state(j.id, j.channel_name, j.channel_args, j.ord_seq, j.attempt_at)\n'
+        '        END',
+        E'SET state = mq_new_state(\n'
+        '            j.commit_deadline IS NOT NULL,\n'
+        '            EXISTS (SELECT 1 FROM mq_deps AS d WHERE d.child_id = j.id),\n'
+        '            j.ord_seq IS NOT NULL AND (NOT v_fresh_snapshot OR EXISTS (\n'
+        '                SELECT 1 FROM mq_jobs AS e\n'
+        '                WHERE e.channel_name = j.channel_name\n'
+        '                  AND e.channel_args = j.channel_args AND e.ord_seq < j.ord_seq\n'
+        '            )),\n'
+        '            j.attempt_at\n'
+        '        )'
+    ]
+]);

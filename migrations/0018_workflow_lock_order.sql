@@ -116,80 +116,60 @@ END;
 $$;
 
 -- mq_cancel_now, mq_complete, mq_fail, mq_park, mq_release and mq_expire_leases are patched
--- in place (as 0016 and 0017 patched theirs): whatever earlier migrations made of them
--- otherwise stays. mq_park and mq_release (a runner handing jobs back) cancel the jobs asked
--- to stop: they lock the workflows first when there are any. Each text replaced must occur
--- exactly once.
-DO $$
-DECLARE
-    v_old text;
-    v_patch text[];
-    v_fn text;
-    -- mq_complete and mq_fail: the workflows first, with or without p_wait (the statement
-    -- holds no lock yet, so waiting for a workflow cannot close a cycle)
-    v_wait text[] := ARRAY[
-        E'    IF p_wait THEN\n',
-        E'    PERFORM mq_workflow_lock_jobs(p_ids);\n    IF p_wait THEN\n'
-    ];
-    v_cancels text := E'    IF cardinality(v_cancel) > 0 THEN\n'
-        '        PERFORM mq_workflow_lock_jobs(p_ids);\n'
-        '    END IF;\n';
-    v_expire text[] := ARRAY[
-        E'    WITH expired AS (\n'
-        '        SELECT j.id FROM mq_jobs AS j\n'
-        '        WHERE j.state = ''l'' AND j.attempt_at <= now() AND NOT j.cancel_requested\n'
-        '        ORDER BY j.attempt_at',
-        E'    WITH held AS MATERIALIZED (\n'
-        '        -- the workflows of the steps whose last attempt expired, without waiting:\n'
-        '        -- the jobs of those another transaction holds are left for a later run\n'
-        '        SELECT mq_workflow_lock_jobs(ARRAY(\n'
-        '            SELECT j.id FROM mq_jobs AS j\n'
-        '            WHERE j.state = ''l'' AND j.attempt_at <= now() AND NOT j.cancel_requested\n'
-        '              AND j.workflow_id IS NOT NULL AND j.attempts >= j.max_attempts\n'
-        '            ORDER BY j.attempt_at\n'
-        '            LIMIT 1000\n'
-        '        ), false) AS ids\n'
-        '    ), expired AS (\n'
-        '        SELECT j.id FROM mq_jobs AS j\n'
-        '        WHERE j.state = ''l'' AND j.attempt_at <= now() AND NOT j.cancel_requested\n'
-        '          AND NOT EXISTS (SELECT 1 FROM held AS h WHERE j.id = ANY(h.ids))\n'
-        '        ORDER BY j.attempt_at'
-    ];
-    v_patches text[][] := ARRAY[
-        ARRAY[
-            'mq_cancel_now',
-            E'    PERFORM mq_lock_chains(p_ids);\n',
-            E'    PERFORM mq_workflow_lock_jobs(p_ids);\n    PERFORM mq_lock_chains(p_ids);\n'
-        ],
-        ARRAY['mq_complete', v_wait[1], v_wait[2]],
-        ARRAY['mq_fail', v_wait[1], v_wait[2]],
-        ARRAY[
-            'mq_park',
-            E'    RETURN QUERY\n    WITH parked AS (',
-            v_cancels || E'    RETURN QUERY\n    WITH parked AS ('
-        ],
-        ARRAY[
-            'mq_release',
-            E'    RETURN QUERY\n    WITH released AS (',
-            v_cancels || E'    RETURN QUERY\n    WITH released AS ('
-        ],
-        ARRAY['mq_expire_leases', v_expire[1], v_expire[2]]
-    ];
-BEGIN
-    FOREACH v_fn IN ARRAY ARRAY[
-        'mq_cancel_now', 'mq_complete', 'mq_fail', 'mq_park', 'mq_release', 'mq_expire_leases'
-    ] LOOP
-        SELECT pg_get_functiondef(p.oid) INTO STRICT v_old
-        FROM pg_proc AS p
-        WHERE p.pronamespace = current_schema()::regnamespace AND p.proname = v_fn;
-        FOREACH v_patch SLICE 1 IN ARRAY v_patches LOOP
-            CONTINUE WHEN v_patch[1] <> v_fn;
-            IF (length(v_old) - length(replace(v_old, v_patch[2], ''))) <> length(v_patch[2]) THEN
-                RAISE EXCEPTION '% does not hold once what 0018 replaces: %', v_fn, v_patch[2];
-            END IF;
-            v_old := replace(v_old, v_patch[2], v_patch[3]);
-        END LOOP;
-        EXECUTE v_old;
-    END LOOP;
-END;
-$$;
+-- in place (mq_patch_function, 0016): whatever earlier migrations made of them otherwise stays.
+-- Each text replaced must occur exactly once.
+SELECT mq_patch_function('mq_cancel_now', ARRAY[ARRAY[
+    E'    PERFORM mq_lock_chains(p_ids);\n',
+    E'    PERFORM mq_workflow_lock_jobs(p_ids);\n    PERFORM mq_lock_chains(p_ids);\n'
+]]);
+
+-- mq_complete and mq_fail: the workflows first, with or without p_wait (the statement holds no
+-- lock yet, so waiting for a workflow cannot close a cycle)
+SELECT mq_patch_function('mq_complete', ARRAY[ARRAY[
+    E'    IF p_wait THEN\n',
+    E'    PERFORM mq_workflow_lock_jobs(p_ids);\n    IF p_wait THEN\n'
+]]);
+
+SELECT mq_patch_function('mq_fail', ARRAY[ARRAY[
+    E'    IF p_wait THEN\n',
+    E'    PERFORM mq_workflow_lock_jobs(p_ids);\n    IF p_wait THEN\n'
+]]);
+
+-- mq_park and mq_release cancel the jobs asked to stop: the workflows first, if there are any
+SELECT mq_patch_function('mq_park', ARRAY[ARRAY[
+    E'    RETURN QUERY\n    WITH parked AS (',
+    E'    IF cardinality(v_cancel) > 0 THEN\n'
+    '        PERFORM mq_workflow_lock_jobs(p_ids);\n'
+    '    END IF;\n'
+    '    RETURN QUERY\n    WITH parked AS ('
+]]);
+
+SELECT mq_patch_function('mq_release', ARRAY[ARRAY[
+    E'    RETURN QUERY\n    WITH released AS (',
+    E'    IF cardinality(v_cancel) > 0 THEN\n'
+    '        PERFORM mq_workflow_lock_jobs(p_ids);\n'
+    '    END IF;\n'
+    '    RETURN QUERY\n    WITH released AS ('
+]]);
+
+SELECT mq_patch_function('mq_expire_leases', ARRAY[ARRAY[
+    E'    WITH expired AS (\n'
+    '        SELECT j.id FROM mq_jobs AS j\n'
+    '        WHERE j.state = ''l'' AND j.attempt_at <= now() AND NOT j.cancel_requested\n'
+    '        ORDER BY j.attempt_at',
+    E'    WITH held AS MATERIALIZED (\n'
+    '        -- the workflows of the steps whose last attempt expired, without waiting:\n'
+    '        -- the jobs of those another transaction holds are left for a later run\n'
+    '        SELECT mq_workflow_lock_jobs(ARRAY(\n'
+    '            SELECT j.id FROM mq_jobs AS j\n'
+    '            WHERE j.state = ''l'' AND j.attempt_at <= now() AND NOT j.cancel_requested\n'
+    '              AND j.workflow_id IS NOT NULL AND j.attempts >= j.max_attempts\n'
+    '            ORDER BY j.attempt_at\n'
+    '            LIMIT 1000\n'
+    '        ), false) AS ids\n'
+    '    ), expired AS (\n'
+    '        SELECT j.id FROM mq_jobs AS j\n'
+    '        WHERE j.state = ''l'' AND j.attempt_at <= now() AND NOT j.cancel_requested\n'
+    '          AND NOT EXISTS (SELECT 1 FROM held AS h WHERE j.id = ANY(h.ids))\n'
+    '        ORDER BY j.attempt_at'
+]]);

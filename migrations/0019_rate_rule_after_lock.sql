@@ -19,67 +19,42 @@
 -- then reads the new rules. Leases of jobs without rate keys never take it; a lease judging keys
 -- takes it once, in memory (no row is written for it).
 --
--- mq_rate_admit and mq_rate_change are patched in place, as 0013, 0016 and 0017 patched
--- functions; each patch must apply exactly once.
-DO $$
-DECLARE
-    v_def text;
-    v_change text;
-    v_patch text[];
-    v_patches text[][] := ARRAY[
-        ARRAY[
-            E'        EXIT WHEN v_locked = cardinality(v_keys);\n    END LOOP;\n',
-            E'        EXIT WHEN v_locked = cardinality(v_keys);\n    END LOOP;\n'
-            '    -- the rules as they are now that the windows are held (migration 0019): a rule\n'
-            '    -- change locks them first, so one committed while this lease waited is seen\n'
-            '    SELECT coalesce(array_agg(r.max_starts ORDER BY k.n), ''{}''),\n'
-            '        coalesce(array_agg(r.period ORDER BY k.n), ''{}'')\n'
-            '    INTO v_max, v_period\n'
-            '    FROM unnest(v_keys) WITH ORDINALITY AS k(key, n)\n'
-            '    LEFT JOIN LATERAL mq_rate_rule(k.key) AS r ON true;\n'
-        ],
-        ARRAY[
-            'CONTINUE WHEN v_i IS NULL;  -- no rule: not limited',
-            'CONTINUE WHEN v_i IS NULL OR v_max[v_i] IS NULL;  -- no rule: not limited'
-        ],
-        ARRAY[
-            E'                WHERE k.key = ANY(v_keys)\n            ) AS r',
-            E'                WHERE k.key = ANY(v_keys)\n'
-            '                  AND v_max[array_position(v_keys, k.key)] IS NOT NULL\n'
-            '            ) AS r'
-        ],
-        ARRAY[
-            E'BEGIN\n    SELECT array_agg(k.key ORDER BY k.key), array_agg(r.max_starts ORDER BY k.key),',
-            E'BEGIN\n'
-            '    -- shared with other leases, exclusive with rule changes (mq_rate_change)\n'
-            '    PERFORM pg_advisory_xact_lock_shared(1836146536, 0);\n'
-            '    SELECT array_agg(k.key ORDER BY k.key), array_agg(r.max_starts ORDER BY k.key),'
-        ]
-    ];
-BEGIN
-    SELECT pg_get_functiondef(p.oid) INTO STRICT v_def
-    FROM pg_proc AS p
-    WHERE p.pronamespace = current_schema()::regnamespace AND p.proname = 'mq_rate_admit';
-    FOREACH v_patch SLICE 1 IN ARRAY v_patches LOOP
-        IF (length(v_def) - length(replace(v_def, v_patch[1], ''))) <> length(v_patch[1]) THEN
-            RAISE EXCEPTION 'mq_rate_admit does not hold once what 0019 replaces: %', v_patch[1];
-        END IF;
-        v_def := replace(v_def, v_patch[1], v_patch[2]);
-    END LOOP;
-    EXECUTE v_def;
+-- mq_rate_admit and mq_rate_change are patched in place (mq_patch_function, 0016); each patch
+-- must apply exactly once.
+SELECT mq_patch_function('mq_rate_admit', ARRAY[
+    ARRAY[
+        E'        EXIT WHEN v_locked = cardinality(v_keys);\n    END LOOP;\n',
+        E'        EXIT WHEN v_locked = cardinality(v_keys);\n    END LOOP;\n'
+        '    -- the rules as they are now that the windows are held (migration 0019): a rule\n'
+        '    -- change locks them first, so one committed while this lease waited is seen\n'
+        '    SELECT coalesce(array_agg(r.max_starts ORDER BY k.n), ''{}''),\n'
+        '        coalesce(array_agg(r.period ORDER BY k.n), ''{}'')\n'
+        '    INTO v_max, v_period\n'
+        '    FROM unnest(v_keys) WITH ORDINALITY AS k(key, n)\n'
+        '    LEFT JOIN LATERAL mq_rate_rule(k.key) AS r ON true;\n'
+    ],
+    ARRAY[
+        'CONTINUE WHEN v_i IS NULL;  -- no rule: not limited',
+        'CONTINUE WHEN v_i IS NULL OR v_max[v_i] IS NULL;  -- no rule: not limited'
+    ],
+    ARRAY[
+        E'                WHERE k.key = ANY(v_keys)\n            ) AS r',
+        E'                WHERE k.key = ANY(v_keys)\n'
+        '                  AND v_max[array_position(v_keys, k.key)] IS NOT NULL\n'
+        '            ) AS r'
+    ],
+    ARRAY[
+        E'BEGIN\n    SELECT array_agg(k.key ORDER BY k.key), array_agg(r.max_starts ORDER BY k.key),',
+        E'BEGIN\n'
+        '    -- shared with other leases, exclusive with rule changes (mq_rate_change)\n'
+        '    PERFORM pg_advisory_xact_lock_shared(1836146536, 0);\n'
+        '    SELECT array_agg(k.key ORDER BY k.key), array_agg(r.max_starts ORDER BY k.key),'
+    ]
+]);
 
-    SELECT pg_get_functiondef(p.oid) INTO STRICT v_change
-    FROM pg_proc AS p
-    WHERE p.pronamespace = current_schema()::regnamespace AND p.proname = 'mq_rate_change';
-    v_patch := ARRAY[
-        E'        RETURN QUERY SELECT true, 0;\n        RETURN;\n    END IF;\n',
-        E'        RETURN QUERY SELECT true, 0;\n        RETURN;\n    END IF;\n'
-        '    -- every lease judging rate keys now finishes first; later ones wait for this one\n'
-        '    PERFORM pg_advisory_xact_lock(1836146536, 0);\n'
-    ];
-    IF (length(v_change) - length(replace(v_change, v_patch[1], ''))) <> length(v_patch[1]) THEN
-        RAISE EXCEPTION 'mq_rate_change does not hold once what 0019 replaces: %', v_patch[1];
-    END IF;
-    EXECUTE replace(v_change, v_patch[1], v_patch[2]);
-END;
-$$;
+SELECT mq_patch_function('mq_rate_change', ARRAY[ARRAY[
+    E'        RETURN QUERY SELECT true, 0;\n        RETURN;\n    END IF;\n',
+    E'        RETURN QUERY SELECT true, 0;\n        RETURN;\n    END IF;\n'
+    '    -- every lease judging rate keys now finishes first; later ones wait for this one\n'
+    '    PERFORM pg_advisory_xact_lock(1836146536, 0);\n'
+]]);

@@ -1864,6 +1864,28 @@ BEGIN
 END;
 $function$;
 
+CREATE OR REPLACE FUNCTION public.mq_patch_function(p_name text, p_patches text[])
+ RETURNS void
+ LANGUAGE plpgsql
+AS $function$
+DECLARE
+    v_def text;
+    v_patch text[];
+BEGIN
+    SELECT pg_get_functiondef(p.oid) INTO STRICT v_def
+    FROM pg_proc AS p
+    WHERE p.pronamespace = current_schema()::regnamespace AND p.proname = p_name;
+    FOREACH v_patch SLICE 1 IN ARRAY p_patches LOOP
+        IF (length(v_def) - length(replace(v_def, v_patch[1], ''))) <> length(v_patch[1]) THEN
+            RAISE EXCEPTION '% does not hold exactly once the text to replace: %',
+                p_name, v_patch[1];
+        END IF;
+        v_def := replace(v_def, v_patch[1], v_patch[2]);
+    END LOOP;
+    EXECUTE v_def;
+END;
+$function$;
+
 CREATE OR REPLACE FUNCTION public.mq_payload_size(p_json text, p_bytes bytea)
  RETURNS integer
  LANGUAGE sql

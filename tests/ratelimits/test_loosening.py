@@ -28,6 +28,15 @@ def lease_all(conn: psycopg.Connection[Any]) -> list[FetchedJob]:
     return jobs
 
 
+def waiting_for_lock(db: psycopg.Connection[Any], function: str) -> bool:
+    """Whether exactly one session runs a statement calling ``function`` and waits for a lock."""
+    row = db.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE %s",
+        (f"%{function}%",),
+    ).fetchone()
+    return row == (1,)
+
+
 def due_count(db: psycopg.Connection[Any]) -> int:
     ((n,),) = db.execute(
         "SELECT count(*) FROM mq_jobs WHERE state = 's' AND attempt_at <= now()"
@@ -157,15 +166,7 @@ async def test_a_rule_removed_while_a_lease_defers_waits_for_it_and_wakes_its_de
             return remove_rate_limit(admin, "global")
 
     removing = asyncio.create_task(asyncio.to_thread(remove))
-    await wait_until(
-        lambda: (
-            db.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                "AND query LIKE '%%mq_rate_change%%'"
-            ).fetchone()
-            == (1,)
-        )
-    )
+    await wait_until(lambda: waiting_for_lock(db, "mq_rate_change"))
     conn.commit()
     assert await removing is True
     assert due_count(db) == 2  # the lease's deferrals, seen once it committed
@@ -188,15 +189,7 @@ async def test_a_lease_that_read_a_rule_just_removed_admits_rather_than_defers(
             return fetch(leaser, None, limit=10)
 
     leasing = asyncio.create_task(asyncio.to_thread(lease))
-    await wait_until(
-        lambda: (
-            db.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                "AND query LIKE '%%mq_lease%%'"
-            ).fetchone()
-            == (1,)
-        )
-    )
+    await wait_until(lambda: waiting_for_lock(db, "mq_lease"))
     conn.commit()
     leased = await leasing
     assert len(leased) == 1  # its window was dropped: no start to count against it
@@ -222,15 +215,7 @@ async def test_a_lease_that_read_a_rule_just_loosened_judges_by_the_looser_rule(
             return fetch(leaser, None, limit=10)
 
     leasing = asyncio.create_task(asyncio.to_thread(lease))
-    await wait_until(
-        lambda: (
-            db.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                "AND query LIKE '%%mq_lease%%'"
-            ).fetchone()
-            == (1,)
-        )
-    )
+    await wait_until(lambda: waiting_for_lock(db, "mq_lease"))
     conn.commit()
     leased = await leasing
     assert len(leased) == 1  # the second start of three allowed
@@ -253,16 +238,7 @@ async def test_a_prefix_rule_loosened_while_a_lease_makes_a_new_keys_window_wake
             set_rate_limit(admin, "customer:*", 3, per=HOUR)
 
     loosening = asyncio.create_task(asyncio.to_thread(loosen))
-    await wait_until(
-        lambda: (
-            loosening.done()
-            or db.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                "AND query LIKE '%%mq_rate_change%%'"
-            ).fetchone()
-            == (1,)
-        )
-    )
+    await wait_until(lambda: loosening.done() or waiting_for_lock(db, "mq_rate_change"))
     conn.commit()
     await loosening
     assert due_count(db) == 1  # the lease's deferral, woken by the looser rule
@@ -282,15 +258,7 @@ async def test_two_changes_of_one_rule_racing_queue_up_and_both_hold(
             set_rate_limit(admin, "customer:*", 1, per=2 * HOUR)
 
     racing = asyncio.create_task(asyncio.to_thread(tighten))
-    await wait_until(
-        lambda: (
-            db.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                "AND query LIKE '%%mq_rate_change%%'"
-            ).fetchone()
-            == (1,)
-        )
-    )
+    await wait_until(lambda: waiting_for_lock(db, "mq_rate_change"))
     conn.commit()
     await racing
     # the loosening woke both deferred jobs; the tightening after it found none to move back
