@@ -77,7 +77,8 @@ def remove_rate_limit(conn: AsyncConnectionLike, key_pattern: str) -> Coroutine[
 
 def remove_rate_limit(conn: AnyConnection, key_pattern: str) -> bool | Coroutine[Any, Any, bool]:
     """Removes the rule of ``key_pattern`` (its keys are no longer limited, unless a prefix
-    rule names them); returns whether it existed. Jobs already deferred keep their instant.
+    rule names them); returns whether it existed. The jobs it deferred become due now and are
+    judged again by the next lease.
 
     Raises:
         RateLimitError: the pattern is not a valid pattern.

@@ -136,8 +136,8 @@ RATE_OPERATIONS: tuple[Operation, ...] = (
         operation_id="setRateLimit",
         tag="rate-limits",
         summary="Set a key's or a prefix's rule (replacing its rule)",
-        description="Leases apply it from their next start; jobs already deferred keep their "
-        "instant.",
+        description="Leases apply it from their next start; if it allows more than before, the "
+        "jobs the old rule deferred become due now (a tighter rule leaves them as they are).",
         handler=put_rate_limit,
         changes=True,
         body=RateLimitRequest,
